@@ -1,0 +1,144 @@
+"""The claim JSON of SPEC §3 as pydantic models.
+
+Money inputs (quantity, unit_price) may be JSON numbers or plain decimal
+strings; both are read exactly and stored scaled by 10^4, so the engine never
+sees a float. Unknown keys are refused: a misspelt optional key such as
+`treatmnet` would otherwise silently change the pathway.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from settlement.money import QTY_SCALE, decimal_places
+
+PLAIN_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
+MAX_QUANTITY = 10_000
+MAX_UNIT_PRICE = 1_000_000
+MAX_ITEMS = 10_000
+
+
+def _exact(value: Any) -> Decimal:
+    if isinstance(value, bool):
+        raise ValueError("must be a number or a decimal string, not a boolean")
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        # orjson hands over floats only for texts the caller has checked to
+        # carry at most 4 decimals and no exponent; repr() gives that text back.
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("must be a finite number")
+        return Decimal(repr(value))
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError("must be a finite number")
+        return value
+    if isinstance(value, str):
+        if not PLAIN_DECIMAL.fullmatch(value):
+            raise ValueError(f"not a plain decimal string: {value!r}")
+        try:
+            return Decimal(value)
+        except InvalidOperation as exc:  # pragma: no cover - regex guards it
+            raise ValueError(f"not a plain decimal string: {value!r}") from exc
+    raise ValueError(f"must be a number or a decimal string, got {type(value).__name__}")
+
+
+def _scaled(value: Any, low: int, high: int, low_inclusive: bool) -> int:
+    number = _exact(value)
+    if decimal_places(number) > 4:
+        raise ValueError("more than 4 decimals")
+    if number < low or (number == low and not low_inclusive) or number > high:
+        bound = "≥" if low_inclusive else ">"
+        raise ValueError(f"must be {bound} {low} and ≤ {high:,}, got {number}")
+    return int(number * QTY_SCALE)
+
+
+def _quantity(value: Any) -> int:
+    return _scaled(value, 0, MAX_QUANTITY, low_inclusive=False)
+
+
+def _unit_price(value: Any) -> int:
+    return _scaled(value, 0, MAX_UNIT_PRICE, low_inclusive=True)
+
+
+def _iso_date(value: Any) -> dt.date:
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError(f"must be an ISO date YYYY-MM-DD, got {value!r}")
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"not a real date: {value}") from exc
+
+
+ScaledQuantity = Annotated[int, BeforeValidator(_quantity)]
+ScaledPrice = Annotated[int, BeforeValidator(_unit_price)]
+IsoDate = Annotated[dt.date, BeforeValidator(_iso_date)]
+NonEmpty = Annotated[str, Field(min_length=1, max_length=128)]
+
+Scheme = Literal["resident", "employee"]
+Category = Literal[
+    "none",
+    "extreme_poverty",
+    "subsistence_allowance",
+    "registered_poor",
+    "low_income",
+    "illness_impoverished",
+]
+VisitType = Literal["inpatient", "outpatient", "chronic_outpatient"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Hospital(_Strict):
+    id: NonEmpty
+    level: Literal[1, 2, 3]
+
+
+class Patient(_Strict):
+    person_id: Annotated[str, Field(min_length=1, max_length=64)]
+    scheme: Scheme | None = None
+    category: Category | None = None
+
+
+class Visit(_Strict):
+    type: VisitType
+    admitted: IsoDate
+    discharged: IsoDate
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Visit:
+        if self.admitted > self.discharged:
+            raise ValueError("admitted is after discharged")
+        return self
+
+
+class Diagnosis(_Strict):
+    primary: Annotated[str, Field(min_length=1, max_length=32, pattern=r"\S")]
+
+
+class Item(_Strict):
+    code: NonEmpty
+    quantity: ScaledQuantity
+    unit_price: ScaledPrice
+
+
+class Claim(_Strict):
+    claim_id: NonEmpty
+    hospital: Hospital
+    patient: Patient
+    visit: Visit
+    diagnosis: Diagnosis
+    treatment: NonEmpty | None = None
+    sessions: Annotated[int, Field(ge=1, le=366)] = 1
+    items: Annotated[list[Item], Field(min_length=1, max_length=MAX_ITEMS)]
+
+    @property
+    def policy_year(self) -> int:
+        return self.visit.discharged.year

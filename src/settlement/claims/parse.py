@@ -1,0 +1,242 @@
+"""Claims in: JSON text → validated claims → the engine's columnar batch.
+
+Checks run in the order of SPEC §6 — every `invalid_claim` check first, then
+the person id, the schedule, the catalog — so a claim with several defects
+always reports the same one. The engine adds `no_standard` last.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import orjson
+from pydantic import ValidationError
+
+from settlement.engine.batch import ClaimBatch
+from settlement.engine.tables import Tables
+from settlement.schedules.types import CATEGORIES, SCHEMES, VISIT_TYPES
+
+from .models import Claim
+from .person_id import PersonIdError, age_on, check_person_id, normalize_person_id
+
+INVALID_CLAIM = "invalid_claim"
+INVALID_PERSON_ID = "invalid_person_id"
+UNKNOWN_ITEM = "unknown_item"
+NO_SCHEDULE = "no_schedule"
+NO_STANDARD = "no_standard"
+ERROR_ORDER = (INVALID_CLAIM, INVALID_PERSON_ID, NO_SCHEDULE, UNKNOWN_ITEM, NO_STANDARD)
+
+# A float with more than 4 decimals or an exponent cannot be read exactly
+# through a binary float; such lines take the exact (slower) decoder.
+_INEXACT_NUMBER = re.compile(rb"[0-9]\.[0-9]{5}|[0-9][eE]")
+
+
+@dataclass(frozen=True)
+class ClaimError(Exception):
+    code: str
+    message: str
+    claim_id: str | None = None
+    fields: tuple[dict[str, str], ...] = ()
+    """For invalid_claim: each field error as {"field": "items[3].unit_price", "message": …}."""
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+def decode_json(text: bytes | str) -> Any:
+    """JSON text → Python values, numbers exact (see _INEXACT_NUMBER)."""
+    raw = text.encode() if isinstance(text, str) else text
+    if not _INEXACT_NUMBER.search(raw):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass  # the exact decoder below gives the error (or takes big integers)
+    return json.loads(raw, parse_float=Decimal)
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part.startswith(("function-", "literal[", "nullable[", "int", "str", "lax-", "strict-")):
+            continue
+        else:
+            path += f".{part}" if path else part
+    return path or "(claim)"
+
+
+def _message(item: Any) -> str:
+    kind = item["type"]
+    if kind == "missing":
+        return "missing"
+    if kind == "extra_forbidden":
+        return "unknown key"
+    return str(item["msg"]).removeprefix("Value error, ")
+
+
+def claim_id_of(obj: Any) -> str | None:
+    value = obj.get("claim_id") if isinstance(obj, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def validate_claim(obj: Any, *, require_identity: bool = True) -> Claim:
+    """Raises ClaimError(invalid_claim) listing every field error, in document order."""
+    if not isinstance(obj, dict):
+        raise ClaimError(INVALID_CLAIM, "a claim must be a JSON object", None)
+    try:
+        claim = Claim.model_validate(obj)
+    except ValidationError as exc:
+        errors = []
+        seen = set()
+        for item in exc.errors():
+            entry = {"field": _field_path(item["loc"]), "message": _message(item)}
+            key = (entry["field"], entry["message"])
+            if key not in seen:
+                seen.add(key)
+                errors.append(entry)
+        message = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        raise ClaimError(INVALID_CLAIM, message, claim_id_of(obj), tuple(errors)) from None
+    if require_identity and claim.patient.scheme is None:
+        raise ClaimError(
+            INVALID_CLAIM,
+            "patient.scheme: missing",
+            claim.claim_id,
+            ({"field": "patient.scheme", "message": "missing"},),
+        )
+    return claim
+
+
+@dataclass
+class PreparedClaim:
+    """A claim that passed every check before the engine: ready for a batch."""
+
+    claim: Claim
+    person_id: str
+    version: int
+    age: int
+    items: list[int]
+    scheme: str
+    category: str
+
+
+def prepare_claim(claim: Claim, tables: Tables, scheme: str | None = None, category: str | None = None) -> PreparedClaim:
+    """Person id, schedule and catalog checks (SPEC §6 order). Scheme/category override the claim's."""
+    try:
+        birth = check_person_id(claim.patient.person_id, claim.visit.admitted)
+    except PersonIdError as exc:
+        raise ClaimError(INVALID_PERSON_ID, str(exc), claim.claim_id) from None
+    schedules = tables.schedules
+    discharged = claim.visit.discharged
+    version = schedules.index_for(discharged)
+    if version < 0:
+        raise ClaimError(
+            NO_SCHEDULE,
+            f"no fee schedule in {schedules.region_dir} is in force on the discharge date {discharged}",
+            claim.claim_id,
+        )
+    rows = tables.catalog_rows[version]
+    items: list[int] = []
+    unknown: list[str] = []
+    for item in claim.items:
+        row = rows.get(item.code)
+        if row is None:
+            if item.code not in unknown:
+                unknown.append(item.code)
+        else:
+            items.append(row)
+    if unknown:
+        raise ClaimError(UNKNOWN_ITEM, f"unknown item codes: {', '.join(unknown)}", claim.claim_id)
+    scheme = scheme or claim.patient.scheme
+    assert scheme is not None
+    return PreparedClaim(
+        claim=claim,
+        person_id=normalize_person_id(claim.patient.person_id),
+        version=version,
+        age=age_on(birth, claim.visit.admitted),
+        items=items,
+        scheme=scheme,
+        category=category or claim.patient.category or "none",
+    )
+
+
+@dataclass
+class BatchBuilder:
+    """Collects prepared claims into a ClaimBatch.
+
+    Person-year and year rows are numbered on first sight and the numbering
+    persists across batches, so a caller settling chunk after chunk can carry
+    one Accumulators through (see Accumulators.grow).
+    """
+
+    person_rows: dict[tuple[str, int], int] = field(default_factory=dict)
+    year_rows: dict[int, int] = field(default_factory=dict)
+
+    def build(self, prepared: list[PreparedClaim]) -> ClaimBatch:
+        n = len(prepared)
+        cols = np.zeros((11, n), dtype=np.int64)
+        diag_ids: dict[str, int] = {}
+        treat_ids: dict[str, int] = {}
+        line_start = np.zeros(n + 1, dtype=np.int64)
+        item_rows: list[int] = []
+        qty: list[int] = []
+        price: list[int] = []
+        scheme_ix = {s: i for i, s in enumerate(SCHEMES)}
+        cat_ix = {c: i for i, c in enumerate(CATEGORIES)}
+        vt_ix = {v: i for i, v in enumerate(VISIT_TYPES)}
+        for i, p in enumerate(prepared):
+            c = p.claim
+            year = c.visit.discharged.year
+            person_row = self.person_rows.setdefault((p.person_id, year), len(self.person_rows))
+            year_row = self.year_rows.setdefault(year, len(self.year_rows))
+            if c.treatment is not None:
+                treat_ids.setdefault(c.treatment, len(treat_ids))
+            cols[:, i] = (
+                p.version,
+                year,
+                person_row,
+                year_row,
+                scheme_ix[p.scheme],
+                cat_ix[p.category],
+                vt_ix[c.visit.type],
+                c.hospital.level,
+                p.age,
+                c.sessions,
+                diag_ids.setdefault(c.diagnosis.primary, len(diag_ids)),
+            )
+            item_rows.extend(p.items)
+            for item in c.items:
+                qty.append(item.quantity)
+                price.append(item.unit_price)
+            line_start[i + 1] = len(item_rows)
+        treatment_col = np.array(
+            [-1 if p.claim.treatment is None else treat_ids[p.claim.treatment] for p in prepared],
+            dtype=np.int64,
+        )
+        return ClaimBatch(
+            version=cols[0],
+            policy_year=cols[1],
+            person_year=cols[2],
+            year_index=cols[3],
+            scheme=cols[4],
+            category=cols[5],
+            visit_type=cols[6],
+            level=cols[7],
+            age=cols[8],
+            sessions=cols[9],
+            diagnosis=cols[10],
+            treatment=treatment_col,
+            diagnosis_values=list(diag_ids),
+            treatment_values=list(treat_ids),
+            line_start=line_start,
+            line_item=np.array(item_rows, dtype=np.int64),
+            line_qty=np.array(qty, dtype=np.int64),
+            line_price=np.array(price, dtype=np.int64),
+        )
+

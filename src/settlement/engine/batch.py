@@ -1,0 +1,148 @@
+"""Columnar claims, accumulators and results: the engine's data at rest.
+
+A batch is a set of parallel int64 arrays, one entry per claim, plus the
+lines of all claims concatenated (claim i owns lines line_start[i] to
+line_start[i+1]). Strings (diagnosis, treatment) are dictionary-encoded so the
+rules can be evaluated once per distinct value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+I64 = npt.NDArray[np.int64]
+B8 = npt.NDArray[np.bool_]
+
+# error codes the engine itself can raise (the claim parser raises the rest)
+OK = 0
+NO_STANDARD = 1
+
+
+@dataclass
+class ClaimBatch:
+    version: I64
+    """Index of the schedule version in force on the discharge date."""
+    policy_year: I64
+    person_year: I64
+    """Dense index of the (person, policy year) accumulator row."""
+    year_index: I64
+    """Dense index of the pool row (policy year)."""
+    scheme: I64
+    category: I64
+    visit_type: I64
+    level: I64
+    age: I64
+    sessions: I64
+    diagnosis: I64
+    """Index into diagnosis_values."""
+    treatment: I64
+    """Index into treatment_values; -1 when the claim has no treatment."""
+    diagnosis_values: list[str]
+    treatment_values: list[str]
+    line_start: I64
+    """n + 1 offsets into the line arrays."""
+    line_item: I64
+    """Global catalog row (Tables.catalog_rows)."""
+    line_qty: I64
+    """Quantity × 10^4."""
+    line_price: I64
+    """Unit price in yuan × 10^4."""
+
+    def __len__(self) -> int:
+        return int(self.version.shape[0])
+
+
+@dataclass
+class Accumulators:
+    """Per person-year and per fund-year running totals, in fen.
+
+    Rows are addressed by ClaimBatch.person_year and ClaimBatch.year_index;
+    fund columns follow ScheduleSet.fund_ids.
+    """
+
+    basic_paid: I64  # [person_year, visit type]
+    critical_base: I64
+    critical_paid: I64
+    assistance_base: I64
+    assistance_paid: I64
+    charity_paid: I64  # [person_year, fund]
+    pool_used: I64  # [year, fund]
+
+    @classmethod
+    def zeros(cls, person_years: int, years: int, funds: int) -> Accumulators:
+        return cls(
+            basic_paid=np.zeros((person_years, 3), dtype=np.int64),
+            critical_base=np.zeros(person_years, dtype=np.int64),
+            critical_paid=np.zeros(person_years, dtype=np.int64),
+            assistance_base=np.zeros(person_years, dtype=np.int64),
+            assistance_paid=np.zeros(person_years, dtype=np.int64),
+            charity_paid=np.zeros((person_years, max(funds, 1)), dtype=np.int64),
+            pool_used=np.zeros((years, max(funds, 1)), dtype=np.int64),
+        )
+
+    def grow(self, person_years: int, years: int) -> Accumulators:
+        """The same totals with room for more rows (new rows start at zero)."""
+
+        def pad(array: I64, rows: int) -> I64:
+            if array.shape[0] >= rows:
+                return array
+            extra = np.zeros((rows - array.shape[0], *array.shape[1:]), dtype=np.int64)
+            return np.concatenate([array, extra])
+
+        return Accumulators(
+            pad(self.basic_paid, person_years),
+            pad(self.critical_base, person_years),
+            pad(self.critical_paid, person_years),
+            pad(self.assistance_base, person_years),
+            pad(self.assistance_paid, person_years),
+            pad(self.charity_paid, person_years),
+            pad(self.pool_used, years),
+        )
+
+    def copy(self) -> Accumulators:
+        return Accumulators(
+            self.basic_paid.copy(),
+            self.critical_base.copy(),
+            self.critical_paid.copy(),
+            self.assistance_base.copy(),
+            self.assistance_paid.copy(),
+            self.charity_paid.copy(),
+            self.pool_used.copy(),
+        )
+
+
+@dataclass
+class BatchResult:
+    error: I64
+    """OK, or NO_STANDARD (the claim changed nothing)."""
+    error_standard_group: I64
+    """For NO_STANDARD: the group index whose standards did not fit."""
+    pathway_fixed: B8
+    group: I64
+    """Diagnosis group index within the claim's version, -1 for none."""
+    standard: I64
+    """Standard index within the group, -1 on the standard pathway."""
+    total: I64
+    fully_self_paid: I64
+    over_limit: I64
+    pre_self_paid: I64
+    in_scope: I64
+    deductible: I64
+    base: I64
+    basic: I64
+    critical_illness: I64
+    medical_assistance: I64
+    charity: I64
+    charity_by_fund: I64  # [claim, fund]
+    charity_eligible: B8  # [claim, fund]
+    backstop: I64
+    patient_pays: I64
+    hospital_bears: I64
+    accumulators: Accumulators
+    trace: I64 | None = field(default=None)
+
+    def __len__(self) -> int:
+        return int(self.error.shape[0])

@@ -1,0 +1,217 @@
+"""The sequential part of the rules: one pass over claims in order.
+
+Everything that depends on earlier claims — the person-year accumulators
+(basic_paid per visit type, critical and assistance bases and payments,
+charity per fund) and the fund-year pools — is carried here, claim by claim,
+in claim order. Caps can change between claims of one person-year (a new
+category period, a mid-year schedule version), so an exact scan beats any
+closed form; numba compiles this same Python source to machine code.
+
+The loop reads only pre-gathered int64/bool arrays and writes results in
+place. Nothing here allocates per claim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, cast
+
+import numba
+
+from settlement.money import RATE_SCALE
+from settlement.money import mul_rate as _mul_rate
+from settlement.money import mul_rate_exact as _mul_rate_exact
+from settlement.money import round_half_up_div as _round
+
+# Column layout of the per-claim trace matrix (filled only when asked for).
+T_BASIC_D = 0
+T_BASIC_RATE = 1
+T_BASIC_WANT = 2
+T_BASIC_REM = 3
+T_CRIT_B = 4
+T_CRIT_D = 5
+T_CRIT_BEFORE = 6
+T_CRIT_AFTER = 7
+T_CRIT_PAY = 8
+T_CRIT_REM = 9
+T_ASSIST_B = 10
+T_ASSIST_BEFORE = 11
+T_ASSIST_AFTER = 12
+T_ASSIST_PAY = 13
+T_ASSIST_REM = 14
+T_BACK_R = 15
+T_BACK_L = 16
+T_FUNDS = 17  # then per fund slot: R, pay, person remaining, pool remaining
+T_PER_FUND = 4
+
+
+def _band_total(e: int, nbands: int, band_to: Any, band_rate: Any, bonus: int) -> int:
+    """round(G(E)): Σ (part of [0, E] in each band) × min(1, band rate + bonus), rounded once."""
+    whole = 0
+    frac = 0
+    lower = 0
+    for b in range(nbands):
+        upper = band_to[b]
+        if e <= lower:
+            break
+        part = min(e, upper) - lower
+        rate = min(RATE_SCALE, band_rate[b] + bonus)
+        hi, lo = _mul_rate_exact(part, rate)
+        whole += hi
+        frac += lo
+        lower = upper
+    return whole + _round(frac, RATE_SCALE)
+
+
+_band_total_jit = cast(Callable[..., int], numba.njit(cache=True, nogil=True)(_band_total))
+"""Compiled; plain Python callers (the interpreted kernel) may call it too."""
+
+
+def _settle_kernel(
+    # per claim
+    ok: Any, version: Any, person_year: Any, year_index: Any, scheme: Any, category: Any,
+    visit: Any, level: Any, fixed: Any, group_slot: Any, total: Any, in_scope: Any,
+    fixed_base: Any, fixed_basic: Any, fixed_crit: Any, fixed_assist: Any,
+    # tables
+    basic_present: Any, basic_ded: Any, basic_rate: Any, basic_cap: Any, basic_red: Any, basic_bonus: Any,
+    crit_present: Any, crit_vt: Any, crit_ded: Any, crit_cap: Any, crit_nbands: Any,
+    crit_band_to: Any, crit_band_rate: Any, crit_red: Any, crit_bonus: Any, crit_uncapped: Any,
+    assist_vt: Any, assist_cat: Any, assist_ded: Any, assist_rate: Any, assist_cap: Any,
+    fund_count: Any, fund_col: Any, fund_cat: Any, fund_vt: Any, fund_group: Any,
+    fund_rate: Any, fund_cap: Any, fund_pool: Any,
+    back_present: Any, back_cat: Any, back_vt: Any, back_level: Any, back_share: Any,
+    # accumulators, updated in place
+    acc_basic_paid: Any, acc_crit_base: Any, acc_crit_paid: Any, acc_assist_base: Any,
+    acc_assist_paid: Any, acc_charity_paid: Any, acc_pool_used: Any,
+    # outputs
+    out_base: Any, out_deductible: Any, out_basic: Any, out_crit: Any, out_assist: Any,
+    out_fund: Any, out_eligible: Any, out_backstop: Any, out_patient: Any, out_hospital: Any,
+    want_trace: bool, trace: Any,
+) -> None:
+    n = ok.shape[0]
+    for i in range(n):
+        if not ok[i]:
+            continue
+        v = version[i]
+        py = person_year[i]
+        yi = year_index[i]
+        s = scheme[i]
+        c = category[i]
+        k = visit[i]
+        lv = level[i]
+        big_i = in_scope[i]
+        basic = 0
+        crit = 0
+        assist = 0
+        deductible = 0
+        if fixed[i]:
+            # §5.4: outside the annual caps and bases
+            base = fixed_base[i]
+            basic = fixed_basic[i]
+            crit = fixed_crit[i]
+            assist = fixed_assist[i]
+            out_hospital[i] = total[i] - base
+        else:
+            base = total[i]
+            out_hospital[i] = 0
+            # §5.3 basic
+            if basic_present[v, s, k]:
+                d_full = _mul_rate(basic_ded[v, s, k, lv], RATE_SCALE - basic_red[v, c])
+                r = min(RATE_SCALE, basic_rate[v, s, k, lv] + basic_bonus[v, c])
+                deductible = min(big_i, d_full)
+                want = _mul_rate(big_i - deductible, r)
+                rem = max(0, basic_cap[v, s, k] - acc_basic_paid[py, k])
+                basic = min(want, rem)
+                acc_basic_paid[py, k] += basic
+                if want_trace:
+                    trace[i, T_BASIC_D] = d_full
+                    trace[i, T_BASIC_RATE] = r
+                    trace[i, T_BASIC_WANT] = want
+                    trace[i, T_BASIC_REM] = rem
+            # §5.3 critical illness
+            if crit_present[v, s] and crit_vt[v, s, k]:
+                b = big_i - basic
+                d = _mul_rate(crit_ded[v, s], RATE_SCALE - crit_red[v, c])
+                before = acc_crit_base[py]
+                after = before + b
+                bonus = crit_bonus[v, c]
+                nb = crit_nbands[v, s]
+                pay = _band_total_jit(
+                    max(0, after - d), nb, crit_band_to[v, s], crit_band_rate[v, s], bonus
+                ) - _band_total_jit(max(0, before - d), nb, crit_band_to[v, s], crit_band_rate[v, s], bonus)
+                if crit_uncapped[v, c]:
+                    rem = pay
+                else:
+                    rem = max(0, crit_cap[v, s] - acc_crit_paid[py])
+                crit = min(pay, rem)
+                acc_crit_paid[py] += crit
+                acc_crit_base[py] = after
+                if want_trace:
+                    trace[i, T_CRIT_B] = b
+                    trace[i, T_CRIT_D] = d
+                    trace[i, T_CRIT_BEFORE] = before
+                    trace[i, T_CRIT_AFTER] = after
+                    trace[i, T_CRIT_PAY] = pay
+                    trace[i, T_CRIT_REM] = -1 if crit_uncapped[v, c] else rem
+            # §5.3 medical assistance
+            if assist_cat[v, c] and assist_vt[v, k]:
+                b = big_i - basic - crit
+                d = assist_ded[v, c]
+                rate = assist_rate[v, c]
+                before = acc_assist_base[py]
+                after = before + b
+                pay = _mul_rate(max(0, after - d), rate) - _mul_rate(max(0, before - d), rate)
+                rem = max(0, assist_cap[v, c] - acc_assist_paid[py])
+                assist = min(pay, rem)
+                acc_assist_paid[py] += assist
+                acc_assist_base[py] = after
+                if want_trace:
+                    trace[i, T_ASSIST_B] = b
+                    trace[i, T_ASSIST_BEFORE] = before
+                    trace[i, T_ASSIST_AFTER] = after
+                    trace[i, T_ASSIST_PAY] = pay
+                    trace[i, T_ASSIST_REM] = rem
+        paid = basic + crit + assist
+        # §5.5 charity, funds in schedule order
+        g = group_slot[i]
+        for f in range(fund_count[v]):
+            if not (fund_cat[v, f, c] and fund_vt[v, f, k] and fund_group[v, f, g]):
+                continue
+            col = fund_col[v, f]
+            out_eligible[i, col] = True
+            r_left = base - paid
+            pay = _mul_rate(max(0, r_left), fund_rate[v, f])
+            person_rem = max(0, fund_cap[v, f] - acc_charity_paid[py, col])
+            pool_rem = max(0, fund_pool[v, f] - acc_pool_used[yi, col])
+            amount = min(pay, person_rem, pool_rem)
+            acc_charity_paid[py, col] += amount
+            acc_pool_used[yi, col] += amount
+            out_fund[i, col] = amount
+            paid += amount
+            if want_trace:
+                t0 = T_FUNDS + f * T_PER_FUND
+                trace[i, t0] = r_left
+                trace[i, t0 + 1] = pay
+                trace[i, t0 + 2] = person_rem
+                trace[i, t0 + 3] = pool_rem
+        # §5.5 backstop
+        backstop = 0
+        if back_present[v] and back_cat[v, c] and back_vt[v, k] and back_level[v, lv]:
+            r_left = base - paid
+            limit = _mul_rate(base, back_share[v])
+            backstop = max(0, r_left - limit)
+            if want_trace:
+                trace[i, T_BACK_R] = r_left
+                trace[i, T_BACK_L] = limit
+        paid += backstop
+        out_base[i] = base
+        out_deductible[i] = deductible
+        out_basic[i] = basic
+        out_crit[i] = crit
+        out_assist[i] = assist
+        out_backstop[i] = backstop
+        out_patient[i] = base - paid
+
+
+settle_kernel = cast(Callable[..., None], numba.njit(cache=True, nogil=True)(_settle_kernel))
+"""Compiled kernel; `_settle_kernel` is the same code run by the interpreter (used to cross-check)."""

@@ -1,0 +1,247 @@
+"""A schedule set compiled into dense numpy tables the kernel can index.
+
+Every value the rules read is gathered here once per schedule set, so that a
+batch needs no dict look-ups per claim: the kernel indexes
+`table[version, scheme, visit_type, level]` and the like. Null caps become
+:data:`UNLIMITED`, far above any reachable sum (int64 holds 9.2e18 fen).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from settlement.schedules.types import (
+    CATEGORIES,
+    NO_ADJUSTMENT,
+    SCHEMES,
+    VISIT_TYPES,
+    ScheduleSet,
+)
+
+I64 = npt.NDArray[np.int64]
+B8 = npt.NDArray[np.bool_]
+
+MAX_CAP_FEN = 10**9
+UNLIMITED = 2**62
+"""A null cap or pool: larger than any sum of payments the engine can produce."""
+
+CLASS_A, CLASS_B, CLASS_C = 0, 1, 2
+N_SCHEMES, N_CATS, N_VT, N_LEVELS = len(SCHEMES), len(CATEGORIES), len(VISIT_TYPES), 4
+
+
+def _cap(value: int | None) -> int:
+    return UNLIMITED if value is None else value
+
+
+@dataclass(frozen=True)
+class Tables:
+    schedules: ScheduleSet
+    n_funds: int
+    # catalog, all versions concatenated; a line's item is a global row
+    item_class: I64
+    item_ratio_bp: I64
+    item_cap_fen: I64  # -1: no price cap
+    catalog_rows: tuple[dict[str, int], ...]  # per version: code -> global row
+    # basic [V, scheme, vt(, level)]
+    basic_present: B8
+    basic_ded: I64
+    basic_rate: I64
+    basic_cap: I64
+    basic_red: I64  # [V, cat]
+    basic_bonus: I64
+    # critical illness [V, scheme]
+    crit_present: B8
+    crit_vt: B8  # [V, scheme, vt]
+    crit_ded: I64
+    crit_cap: I64
+    crit_nbands: I64
+    crit_band_to: I64  # [V, scheme, maxbands]
+    crit_band_rate: I64
+    crit_red: I64  # [V, cat]
+    crit_bonus: I64
+    crit_uncapped: B8
+    # medical assistance
+    assist_vt: B8  # [V, vt]
+    assist_cat: B8  # [V, cat]
+    assist_ded: I64
+    assist_rate: I64
+    assist_cap: I64
+    # charity [V, slot] in the schedule's order; column = fund's index in fund_ids
+    fund_count: I64  # [V]
+    fund_col: I64  # [V, maxfunds]
+    fund_cat: B8  # [V, maxfunds, cat]
+    fund_vt: B8  # [V, maxfunds, vt]
+    fund_group: B8  # [V, maxfunds, maxgroups + 1]; last column: no diagnosis group
+    fund_rate: I64
+    fund_cap: I64
+    fund_pool: I64
+    # backstop
+    back_present: B8
+    back_cat: B8
+    back_vt: B8
+    back_level: B8
+    back_share: I64
+    # single disease: shares per (V, group); row maxgroups holds the default
+    sd_share_basic: I64
+    sd_share_crit: I64
+    sd_share_assist: I64
+
+
+def compile_tables(schedules: ScheduleSet) -> Tables:
+    """Builds the dense tables; run once per schedule set and reuse for every batch."""
+    versions = schedules.versions
+    n_v = len(versions)
+    fund_cols = {fund_id: i for i, fund_id in enumerate(schedules.fund_ids)}
+    max_funds = max([len(v.charity_funds) for v in versions] + [1])
+    max_groups = max([len(v.single_disease.groups) if v.single_disease else 0 for v in versions] + [1])
+    max_bands = max(
+        [len(s.bands) for v in versions if v.critical_illness for s in v.critical_illness.sections.values()]
+        + [1]
+    )
+
+    classes: list[int] = []
+    ratios: list[int] = []
+    caps: list[int] = []
+    catalog_rows: list[dict[str, int]] = []
+    for version in versions:
+        rows: dict[str, int] = {}
+        for code, item in version.catalog.items():
+            rows[code] = len(classes)
+            classes.append("ABC".index(item.cls))
+            ratios.append(item.self_pay_ratio_bp or 0)
+            # a cap above the highest allowed unit price (10^6 yuan) can never bind;
+            # clipping it keeps cap × 100 and quantity × cap inside int64
+            caps.append(-1 if item.price_cap_fen is None else min(item.price_cap_fen, MAX_CAP_FEN))
+        catalog_rows.append(rows)
+
+    def zeros(*shape: int) -> I64:
+        return np.zeros(shape, dtype=np.int64)
+
+    def falses(*shape: int) -> B8:
+        return np.zeros(shape, dtype=np.bool_)
+
+    t = dict(
+        basic_present=falses(n_v, N_SCHEMES, N_VT),
+        basic_ded=zeros(n_v, N_SCHEMES, N_VT, N_LEVELS),
+        basic_rate=zeros(n_v, N_SCHEMES, N_VT, N_LEVELS),
+        basic_cap=zeros(n_v, N_SCHEMES, N_VT),
+        basic_red=zeros(n_v, N_CATS),
+        basic_bonus=zeros(n_v, N_CATS),
+        crit_present=falses(n_v, N_SCHEMES),
+        crit_vt=falses(n_v, N_SCHEMES, N_VT),
+        crit_ded=zeros(n_v, N_SCHEMES),
+        crit_cap=zeros(n_v, N_SCHEMES),
+        crit_nbands=zeros(n_v, N_SCHEMES),
+        crit_band_to=zeros(n_v, N_SCHEMES, max_bands),
+        crit_band_rate=zeros(n_v, N_SCHEMES, max_bands),
+        crit_red=zeros(n_v, N_CATS),
+        crit_bonus=zeros(n_v, N_CATS),
+        crit_uncapped=falses(n_v, N_CATS),
+        assist_vt=falses(n_v, N_VT),
+        assist_cat=falses(n_v, N_CATS),
+        assist_ded=zeros(n_v, N_CATS),
+        assist_rate=zeros(n_v, N_CATS),
+        assist_cap=zeros(n_v, N_CATS),
+        fund_count=zeros(n_v),
+        fund_col=zeros(n_v, max_funds),
+        fund_cat=falses(n_v, max_funds, N_CATS),
+        fund_vt=falses(n_v, max_funds, N_VT),
+        fund_group=falses(n_v, max_funds, max_groups + 1),
+        fund_rate=zeros(n_v, max_funds),
+        fund_cap=zeros(n_v, max_funds),
+        fund_pool=zeros(n_v, max_funds),
+        back_present=falses(n_v),
+        back_cat=falses(n_v, N_CATS),
+        back_vt=falses(n_v, N_VT),
+        back_level=falses(n_v, N_LEVELS),
+        back_share=zeros(n_v),
+        sd_share_basic=zeros(n_v, max_groups + 1),
+        sd_share_crit=zeros(n_v, max_groups + 1),
+        sd_share_assist=zeros(n_v, max_groups + 1),
+    )
+    for v, version in enumerate(versions):
+        for (scheme, vt), section in version.basic.sections.items():
+            s, k = SCHEMES.index(scheme), VISIT_TYPES.index(vt)
+            t["basic_present"][v, s, k] = True
+            for level in (1, 2, 3):
+                t["basic_ded"][v, s, k, level] = section.deductible_fen[level]
+                t["basic_rate"][v, s, k, level] = section.rate_bp[level]
+            t["basic_cap"][v, s, k] = _cap(section.annual_cap_fen)
+        for c, category in enumerate(CATEGORIES):
+            adj = version.basic.category_adjustments.get(category, NO_ADJUSTMENT)
+            t["basic_red"][v, c] = adj.deductible_reduction_bp
+            t["basic_bonus"][v, c] = adj.rate_bonus_bp
+        if version.critical_illness is not None:
+            layer = version.critical_illness
+            for scheme, sec in layer.sections.items():
+                s = SCHEMES.index(scheme)
+                t["crit_present"][v, s] = True
+                for vt in sec.visit_types:
+                    t["crit_vt"][v, s, VISIT_TYPES.index(vt)] = True
+                t["crit_ded"][v, s] = sec.annual_deductible_fen
+                t["crit_cap"][v, s] = _cap(sec.annual_cap_fen)
+                t["crit_nbands"][v, s] = len(sec.bands)
+                for b, band in enumerate(sec.bands):
+                    t["crit_band_to"][v, s, b] = _cap(band.up_to_fen)
+                    t["crit_band_rate"][v, s, b] = band.rate_bp
+            for c, category in enumerate(CATEGORIES):
+                adj = layer.category_adjustments.get(category, NO_ADJUSTMENT)
+                t["crit_red"][v, c] = adj.deductible_reduction_bp
+                t["crit_bonus"][v, c] = adj.rate_bonus_bp
+                t["crit_uncapped"][v, c] = adj.uncapped
+        if version.medical_assistance is not None:
+            ma = version.medical_assistance
+            for vt in ma.visit_types:
+                t["assist_vt"][v, VISIT_TYPES.index(vt)] = True
+            for category, entry in ma.categories.items():
+                c = CATEGORIES.index(category)
+                t["assist_cat"][v, c] = True
+                t["assist_ded"][v, c] = entry.annual_deductible_fen
+                t["assist_rate"][v, c] = entry.rate_bp
+                t["assist_cap"][v, c] = _cap(entry.annual_cap_fen)
+        groups = [g.id for g in version.single_disease.groups] if version.single_disease else []
+        t["fund_count"][v] = len(version.charity_funds)
+        for f, fund in enumerate(version.charity_funds):
+            t["fund_col"][v, f] = fund_cols[fund.id]
+            for category in fund.categories:
+                t["fund_cat"][v, f, CATEGORIES.index(category)] = True
+            for vt in fund.visit_types:
+                t["fund_vt"][v, f, VISIT_TYPES.index(vt)] = True
+            if fund.disease_groups is None:
+                t["fund_group"][v, f, :] = True
+            else:
+                for group_id in fund.disease_groups:
+                    t["fund_group"][v, f, groups.index(group_id)] = True
+            t["fund_rate"][v, f] = fund.rate_bp
+            t["fund_cap"][v, f] = _cap(fund.annual_cap_per_person_fen)
+            t["fund_pool"][v, f] = _cap(fund.annual_pool_fen)
+        if version.backstop is not None:
+            bs = version.backstop
+            t["back_present"][v] = True
+            for category in bs.categories:
+                t["back_cat"][v, CATEGORIES.index(category)] = True
+            for vt in bs.visit_types:
+                t["back_vt"][v, VISIT_TYPES.index(vt)] = True
+            for level in bs.hospital_levels:
+                t["back_level"][v, level] = True
+            t["back_share"][v] = bs.max_personal_share_bp
+        if version.single_disease is not None:
+            sd = version.single_disease
+            for g, group in enumerate([*sd.groups, None]):
+                shares = sd.shares if group is None or group.shares is None else group.shares
+                row = max_groups if group is None else g
+                t["sd_share_basic"][v, row] = shares.basic_bp
+                t["sd_share_crit"][v, row] = shares.critical_illness_bp
+                t["sd_share_assist"][v, row] = shares.medical_assistance_bp
+    return Tables(
+        schedules=schedules,
+        n_funds=len(schedules.fund_ids),
+        item_class=np.array(classes, dtype=np.int64),
+        item_ratio_bp=np.array(ratios, dtype=np.int64),
+        item_cap_fen=np.array(caps, dtype=np.int64),
+        catalog_rows=tuple(catalog_rows),
+        **t,  # type: ignore[arg-type]
+    )

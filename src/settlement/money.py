@@ -22,7 +22,7 @@ QTY_SCALE = 10_000
 """Quantities and unit prices are read with at most 4 decimals, held scaled by 10^4."""
 
 
-@register_jitable
+@register_jitable(inline="always")
 def round_half_up_div(numerator: int, denominator: int) -> int:
     """round(numerator / denominator), half up, for numerator >= 0 and even denominator.
 
@@ -32,19 +32,27 @@ def round_half_up_div(numerator: int, denominator: int) -> int:
     return (numerator + denominator // 2) // denominator
 
 
-@register_jitable
+DIRECT_LIMIT = (2**63 - 1) // RATE_SCALE
+"""Below this, amount × rate fits int64 and needs no split."""
+
+
+@register_jitable(inline="always")
 def mul_rate(amount_fen: int, rate_bp: int) -> int:
     """round(amount × rate) in fen for a rate in basis points.
 
-    The amount is split at 10^4 so the product never leaves int64, however
-    large the bill: amount × rate = hi·rate + lo·rate/10^4 with lo < 10^4.
+    Line amounts and every realistic bill multiply directly; an amount above
+    DIRECT_LIMIT (9.2e14 fen) is split at 10^4 so the product never leaves
+    int64: amount × rate = hi·rate + lo·rate/10^4 with lo < 10^4. Both give
+    the same exact result.
     """
+    if amount_fen <= DIRECT_LIMIT:
+        return round_half_up_div(amount_fen * rate_bp, RATE_SCALE)
     hi = amount_fen // RATE_SCALE
     lo = amount_fen - hi * RATE_SCALE
     return hi * rate_bp + round_half_up_div(lo * rate_bp, RATE_SCALE)
 
 
-@register_jitable
+@register_jitable(inline="always")
 def mul_rate_exact(amount_fen: int, rate_bp: int) -> tuple[int, int]:
     """amount × rate as (whole fen, remainder in 1/10^4 fen), unrounded.
 

@@ -6,7 +6,7 @@ batch (millions of claims, accumulators carried in memory).
 """
 
 from .batch import NO_STANDARD, OK, Accumulators, BatchResult, ClaimBatch
-from .settle import classify, line_parts, settle
+from .pipeline import classify, line_parts, settle
 from .tables import UNLIMITED, Tables, compile_tables
 
 __all__ = [

@@ -45,6 +45,91 @@ T_FUNDS = 17  # then per fund slot: R, pay, person remaining, pool remaining
 T_PER_FUND = 4
 
 
+def _line_kernel(
+    line_start: Any, item: Any, qty: Any, price: Any,
+    item_class: Any, item_ratio: Any, item_cap: Any,
+    out_fully: Any, out_over: Any, out_pre: Any, out_in_scope: Any,
+) -> None:
+    """§5.1 per claim: the four parts of the bill from its lines, fused in one pass.
+
+    qty and price are scaled by 10^4 (yuan); qty × price is in 10^-6 fen,
+    qty × cap (fen) in 10^-4 fen. Class 0 = A, 1 = B, 2 = C.
+    """
+    n = line_start.shape[0] - 1
+    for i in range(n):
+        fully = 0
+        over = 0
+        pre_sum = 0
+        in_scope = 0
+        for j in range(line_start[i], line_start[i + 1]):
+            row = item[j]
+            q = qty[j]
+            p = price[j]
+            amount = _round(q * p, 1_000_000)
+            # "unit_price > cap → round(quantity × cap)" equals min(amount, round(quantity × cap)):
+            # rounding is monotone, so the cap binds exactly when the price exceeds it. An item
+            # without a cap carries one above the highest allowed price. Branch-free on purpose.
+            capped = min(amount, _round(q * item_cap[row], RATE_SCALE))
+            over += amount - capped
+            # branch-free by class: the ratio is 0 for A and C, C goes wholly to fully
+            is_c = item_class[row] == 2
+            pre = _mul_rate(capped, item_ratio[row])  # ratio 0 for A and C
+            pre_sum += pre
+            fully += capped * is_c
+            in_scope += (capped - pre) * (1 - is_c)
+        out_fully[i] = fully
+        out_over[i] = over
+        out_pre[i] = pre_sum
+        out_in_scope[i] = in_scope
+
+
+line_kernel = cast(Callable[..., None], numba.njit(cache=True, nogil=True)(_line_kernel))
+
+
+def _classify_kernel(
+    version: Any, diagnosis: Any, treatment: Any, age: Any, scheme: Any, category: Any,
+    level: Any, visit: Any,
+    n_groups: Any, g_match: Any, g_min: Any, g_max: Any, g_vt: Any,
+    sd_scheme: Any, sd_cat: Any, sd_level: Any,
+    n_std: Any, s_group: Any, s_index: Any, s_treat: Any, s_match: Any, s_min: Any, s_max: Any,
+    out_group: Any, out_fixed: Any, out_standard: Any, out_no_standard: Any,
+) -> None:
+    """§5.2 per claim: first matching group, then the first fitting standard.
+
+    g_match[v, d, g] / s_match[v, d, s] say whether diagnosis value d matches
+    group g's / standard s's ICD-10 patterns (computed once per distinct value).
+    """
+    for i in range(version.shape[0]):
+        v = version[i]
+        d = diagnosis[i]
+        a = age[i]
+        group = -1
+        for g in range(n_groups[v]):
+            if g_match[v, d, g] and g_min[v, g] <= a <= g_max[v, g]:
+                group = g
+                break
+        out_group[i] = group
+        out_fixed[i] = False
+        out_standard[i] = -1
+        out_no_standard[i] = False
+        if group < 0 or treatment[i] < 0:
+            continue
+        if not (sd_scheme[v, scheme[i]] and sd_cat[v, category[i]] and sd_level[v, level[i]]
+                and g_vt[v, group, visit[i]]):
+            continue
+        for k in range(n_std[v]):
+            if (s_group[v, k] == group and s_treat[v, k] == treatment[i] and s_match[v, d, k]
+                    and s_min[v, k] <= a <= s_max[v, k]):
+                out_fixed[i] = True
+                out_standard[i] = s_index[v, k]
+                break
+        if not out_fixed[i]:
+            out_no_standard[i] = True
+
+
+classify_kernel = cast(Callable[..., None], numba.njit(cache=True, nogil=True)(_classify_kernel))
+
+
 def _band_total(e: int, nbands: int, band_to: Any, band_rate: Any, bonus: int) -> int:
     """round(G(E)): Σ (part of [0, E] in each band) × min(1, band rate + bonus), rounded once."""
     whole = 0
@@ -70,8 +155,8 @@ _band_total_jit = cast(Callable[..., int], numba.njit(cache=True, nogil=True)(_b
 def _settle_kernel(
     # per claim
     ok: Any, version: Any, person_year: Any, year_index: Any, scheme: Any, category: Any,
-    visit: Any, level: Any, fixed: Any, group_slot: Any, total: Any, in_scope: Any,
-    fixed_base: Any, fixed_basic: Any, fixed_crit: Any, fixed_assist: Any,
+    visit: Any, level: Any, fixed: Any, sd_slot: Any, group_slot: Any, total: Any, in_scope: Any,
+    fixed_amount: Any, sd_share_basic: Any, sd_share_crit: Any, sd_share_assist: Any,
     # tables
     basic_present: Any, basic_ded: Any, basic_rate: Any, basic_cap: Any, basic_red: Any, basic_bonus: Any,
     crit_present: Any, crit_vt: Any, crit_ded: Any, crit_cap: Any, crit_nbands: Any,
@@ -105,11 +190,12 @@ def _settle_kernel(
         assist = 0
         deductible = 0
         if fixed[i]:
-            # §5.4: outside the annual caps and bases
-            base = fixed_base[i]
-            basic = fixed_basic[i]
-            crit = fixed_crit[i]
-            assist = fixed_assist[i]
+            # §5.4: outside the annual caps and bases; the cut-backs only bite on tiny bases
+            base = min(total[i], fixed_amount[i])
+            g = sd_slot[i]
+            basic = min(base, _mul_rate(base, sd_share_basic[v, g]))
+            crit = min(base - basic, _mul_rate(base, sd_share_crit[v, g]))
+            assist = min(base - basic - crit, _mul_rate(base, sd_share_assist[v, g]))
             out_hospital[i] = total[i] - base
         else:
             base = total[i]

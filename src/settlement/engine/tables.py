@@ -25,6 +25,8 @@ I64 = npt.NDArray[np.int64]
 B8 = npt.NDArray[np.bool_]
 
 MAX_CAP_FEN = 10**9
+AGE_MAX = 10_000
+"""An open upper age bound."""
 UNLIMITED = 2**62
 """A null cap or pool: larger than any sum of payments the engine can produce."""
 
@@ -43,7 +45,7 @@ class Tables:
     # catalog, all versions concatenated; a line's item is a global row
     item_class: I64
     item_ratio_bp: I64
-    item_cap_fen: I64  # -1: no price cap
+    item_cap_fen: I64  # MAX_CAP_FEN: no price cap
     catalog_rows: tuple[dict[str, int], ...]  # per version: code -> global row
     # basic [V, scheme, vt(, level)]
     basic_present: B8
@@ -88,6 +90,47 @@ class Tables:
     sd_share_basic: I64
     sd_share_crit: I64
     sd_share_assist: I64
+    # single disease: pathway conditions and standards flattened in schedule order
+    sd_n_groups: I64  # [V]
+    sd_g_min: I64  # [V, group]
+    sd_g_max: I64
+    sd_g_vt: B8  # [V, group, vt]
+    sd_scheme: B8  # [V, scheme]
+    sd_cat: B8  # [V, cat]
+    sd_level: B8  # [V, level]
+    sd_n_std: I64  # [V]
+    sd_s_group: I64  # [V, flat standard]
+    sd_s_index: I64
+    sd_s_min: I64
+    sd_s_max: I64
+    sd_s_treatment: tuple[tuple[str, ...], ...]  # [V][flat standard]
+    icd_patterns: tuple[tuple[tuple[tuple[str, ...] | None, ...], tuple[tuple[str, ...] | None, ...]], ...]
+    """Per version: (group patterns, standard patterns), trimmed and upper-cased once."""
+    icd_cache: dict[str, tuple[B8, B8]]
+    """Diagnosis value → ([V, group] and [V, standard] matches); filled as values are seen."""
+
+
+def icd_rows(tables: Tables, code: str) -> tuple[B8, B8]:
+    """Which groups and standards (per version) a diagnosis value matches; memoised.
+
+    SPEC §3: the trimmed, upper-cased code starts with the upper-cased pattern;
+    a standard without icd10 matches any code.
+    """
+    cached = tables.icd_cache.get(code)
+    if cached is not None:
+        return cached
+    normalized = code.strip().upper()
+    n_v = len(tables.schedules.versions)
+    groups = np.zeros((n_v, tables.sd_g_min.shape[1]), dtype=np.bool_)
+    standards = np.zeros((n_v, tables.sd_s_group.shape[1]), dtype=np.bool_)
+    for v, (group_patterns, standard_patterns) in enumerate(tables.icd_patterns):
+        for g, pats in enumerate(group_patterns):
+            groups[v, g] = pats is None or normalized.startswith(pats)
+        for k, pats in enumerate(standard_patterns):
+            standards[v, k] = pats is None or normalized.startswith(pats)
+    if len(tables.icd_cache) < 100_000:  # bounded: ICD-10 has about 70,000 codes
+        tables.icd_cache[code] = (groups, standards)
+    return groups, standards
 
 
 def compile_tables(schedules: ScheduleSet) -> Tables:
@@ -112,9 +155,9 @@ def compile_tables(schedules: ScheduleSet) -> Tables:
             rows[code] = len(classes)
             classes.append("ABC".index(item.cls))
             ratios.append(item.self_pay_ratio_bp or 0)
-            # a cap above the highest allowed unit price (10^6 yuan) can never bind;
-            # clipping it keeps cap × 100 and quantity × cap inside int64
-            caps.append(-1 if item.price_cap_fen is None else min(item.price_cap_fen, MAX_CAP_FEN))
+            # no cap, or a cap above the highest allowed unit price (10^6 yuan), can never
+            # bind; MAX_CAP_FEN stands for both and keeps quantity × cap inside int64
+            caps.append(MAX_CAP_FEN if item.price_cap_fen is None else min(item.price_cap_fen, MAX_CAP_FEN))
         catalog_rows.append(rows)
 
     def zeros(*shape: int) -> I64:
@@ -236,8 +279,60 @@ def compile_tables(schedules: ScheduleSet) -> Tables:
                 t["sd_share_basic"][v, row] = shares.basic_bp
                 t["sd_share_crit"][v, row] = shares.critical_illness_bp
                 t["sd_share_assist"][v, row] = shares.medical_assistance_bp
+    max_std = max([sum(len(g.standards) for g in v.single_disease.groups) if v.single_disease else 0
+                   for v in versions] + [1])
+    sd = dict(
+        sd_n_groups=zeros(n_v),
+        sd_g_min=zeros(n_v, max_groups),
+        sd_g_max=zeros(n_v, max_groups),
+        sd_g_vt=falses(n_v, max_groups, N_VT),
+        sd_scheme=falses(n_v, N_SCHEMES),
+        sd_cat=falses(n_v, N_CATS),
+        sd_level=falses(n_v, N_LEVELS),
+        sd_n_std=zeros(n_v),
+        sd_s_group=zeros(n_v, max_std),
+        sd_s_index=zeros(n_v, max_std),
+        sd_s_min=zeros(n_v, max_std),
+        sd_s_max=zeros(n_v, max_std),
+    )
+    treatments: list[tuple[str, ...]] = []
+    patterns: list[tuple[tuple[tuple[str, ...] | None, ...], tuple[tuple[str, ...] | None, ...]]] = []
+
+    def norm(codes: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if codes is None else tuple(c.strip().upper() for c in codes)
+
+    for v, version in enumerate(versions):
+        single = version.single_disease
+        if single is None:
+            treatments.append(())
+            patterns.append(((), ()))
+            continue
+        flat = [(gi, si, st) for gi, g in enumerate(single.groups) for si, st in enumerate(g.standards)]
+        sd["sd_n_groups"][v] = len(single.groups)
+        sd["sd_n_std"][v] = len(flat)
+        for gi, g in enumerate(single.groups):
+            sd["sd_g_min"][v, gi] = -1 if g.min_age is None else g.min_age
+            sd["sd_g_max"][v, gi] = AGE_MAX if g.max_age is None else g.max_age
+            for k, vt in enumerate(VISIT_TYPES):
+                sd["sd_g_vt"][v, gi, k] = vt in g.visit_types
+        sd["sd_scheme"][v] = [x in single.schemes for x in SCHEMES]
+        sd["sd_cat"][v] = [x in single.categories for x in CATEGORIES]
+        sd["sd_level"][v] = [x in single.hospital_levels for x in range(N_LEVELS)]
+        for k, (gi, si, st) in enumerate(flat):
+            sd["sd_s_group"][v, k] = gi
+            sd["sd_s_index"][v, k] = si
+            sd["sd_s_min"][v, k] = -1 if st.min_age is None else st.min_age
+            sd["sd_s_max"][v, k] = AGE_MAX if st.max_age is None else st.max_age
+        treatments.append(tuple(st.treatment for _, _, st in flat))
+        patterns.append(
+            (tuple(norm(g.icd10) for g in single.groups), tuple(norm(st.icd10) for _, _, st in flat))
+        )
     return Tables(
         schedules=schedules,
+        sd_s_treatment=tuple(treatments),
+        icd_patterns=tuple(patterns),
+        icd_cache={},
+        **sd,  # type: ignore[arg-type]
         n_funds=len(schedules.fund_ids),
         item_class=np.array(classes, dtype=np.int64),
         item_ratio_bp=np.array(ratios, dtype=np.int64),

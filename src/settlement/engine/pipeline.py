@@ -1,0 +1,175 @@
+"""The engine's entry point: a columnar batch in, a columnar result out.
+
+The steps follow SPEC §5 in order. Line items (§5.1), the pathway (§5.2) and
+the fixed-standard shares (§5.4) depend on the claim alone and are computed
+vectorised over the whole batch; everything that depends on earlier claims
+(§5.3, §5.5) runs in the compiled kernel, in claim order. A counter settles a
+batch of one through the very same function.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+from . import kernel
+from .batch import NO_STANDARD, OK, Accumulators, BatchResult, ClaimBatch, I64, B8
+from .tables import Tables, icd_rows
+
+
+
+def line_parts(batch: ClaimBatch, tables: Tables) -> tuple[I64, I64, I64, I64, I64]:
+    """§5.1: per claim total, fully_self_paid, over_limit, pre_self_paid, in_scope."""
+    n = len(batch)
+    fully, over, pre, in_scope = (np.empty(n, dtype=np.int64) for _ in range(4))
+    kernel.line_kernel(
+        batch.line_start, batch.line_item, batch.line_qty, batch.line_price,
+        tables.item_class, tables.item_ratio_bp, tables.item_cap_fen,
+        fully, over, pre, in_scope,
+    )
+    total = fully + over + pre + in_scope
+    return total, fully, over, pre, in_scope
+
+
+def classify(batch: ClaimBatch, tables: Tables) -> tuple[I64, B8, I64, I64]:
+    """§5.2: diagnosis group, fixed-standard pathway, standard index, engine error.
+
+    The ICD-10 prefix tests run once per distinct diagnosis value (memoised on
+    the tables); the per-claim first-match logic runs in the compiled kernel.
+    """
+    n = len(batch)
+    n_v = len(tables.schedules.versions)
+    n_d = max(len(batch.diagnosis_values), 1)
+    g_match = np.zeros((n_v, n_d, tables.sd_g_min.shape[1]), dtype=np.bool_)
+    s_match = np.zeros((n_v, n_d, tables.sd_s_group.shape[1]), dtype=np.bool_)
+    for d, code in enumerate(batch.diagnosis_values):
+        g_match[:, d], s_match[:, d] = icd_rows(tables, code)
+    treatment_ids = {value: i for i, value in enumerate(batch.treatment_values)}
+    s_treat = np.full(tables.sd_s_group.shape, -2, dtype=np.int64)
+    for v, names in enumerate(tables.sd_s_treatment):
+        for k, name in enumerate(names):
+            s_treat[v, k] = treatment_ids.get(name, -2)
+
+    group = np.empty(n, dtype=np.int64)
+    fixed = np.empty(n, dtype=np.bool_)
+    standard = np.empty(n, dtype=np.int64)
+    no_standard = np.empty(n, dtype=np.bool_)
+    t = tables
+    kernel.classify_kernel(
+        batch.version, batch.diagnosis, batch.treatment, batch.age, batch.scheme, batch.category,
+        batch.level, batch.visit_type,
+        t.sd_n_groups, g_match, t.sd_g_min, t.sd_g_max, t.sd_g_vt, t.sd_scheme, t.sd_cat, t.sd_level,
+        t.sd_n_std, t.sd_s_group, t.sd_s_index, s_treat, s_match, t.sd_s_min, t.sd_s_max,
+        group, fixed, standard, no_standard,
+    )
+    error = np.where(no_standard, NO_STANDARD, OK).astype(np.int64)
+    return group, fixed, standard, error
+
+
+def _standard_amounts(batch: ClaimBatch, tables: Tables, group: I64, fixed: B8, standard: I64) -> I64:
+    """§5.4: S = the standard's amount, × sessions when it is paid per session."""
+    amount = np.zeros(len(batch), dtype=np.int64)
+    for v, version in enumerate(tables.schedules.versions):
+        sd = version.single_disease
+        if sd is None:
+            continue
+        rows = np.nonzero(fixed & (batch.version == v))[0]
+        if rows.size == 0:
+            continue
+        width = max(len(g.standards) for g in sd.groups)
+        amounts = np.zeros((len(sd.groups), width), dtype=np.int64)
+        sessions = np.zeros((len(sd.groups), width), dtype=np.bool_)
+        for gi, g in enumerate(sd.groups):
+            for si, st in enumerate(g.standards):
+                amounts[gi, si] = st.amount_fen
+                sessions[gi, si] = st.per == "session"
+        picked = amounts[group[rows], standard[rows]]
+        amount[rows] = np.where(sessions[group[rows], standard[rows]], picked * batch.sessions[rows], picked)
+    return amount
+
+
+def settle(
+    batch: ClaimBatch,
+    tables: Tables,
+    accumulators: Accumulators | None = None,
+    *,
+    trace: bool = False,
+) -> BatchResult:
+    """Settles a batch in order; returns results and the accumulators after.
+
+    `accumulators` (not modified) holds the state before the batch, addressed
+    by batch.person_year and batch.year_index; None starts from zero.
+    """
+    n = len(batch)
+    n_funds = max(tables.n_funds, 1)
+    if accumulators is None:
+        py_rows = int(batch.person_year.max()) + 1 if n else 0
+        year_rows = int(batch.year_index.max()) + 1 if n else 0
+        acc = Accumulators.zeros(py_rows, year_rows, n_funds)
+    else:
+        acc = accumulators.copy()
+
+    total, fully, over_limit, pre_self, in_scope = line_parts(batch, tables)
+    group, fixed, standard, error = classify(batch, tables)
+    fixed_amount = _standard_amounts(batch, tables, group, fixed, standard)
+    ok = error == OK
+    group_slot = np.where(group >= 0, group, tables.fund_group.shape[2] - 1)
+    sd_slot = np.where(group >= 0, group, tables.sd_share_basic.shape[1] - 1)
+
+    def out() -> I64:
+        return np.zeros(n, dtype=np.int64)
+
+    base, deductible, basic, crit, assist = out(), out(), out(), out(), out()
+    backstop, patient, hospital = out(), out(), out()
+    by_fund = np.zeros((n, n_funds), dtype=np.int64)
+    eligible = np.zeros((n, n_funds), dtype=np.bool_)
+    width = kernel.T_FUNDS + kernel.T_PER_FUND * tables.fund_col.shape[1]
+    trace_rows = np.zeros((n if trace else 0, width), dtype=np.int64)
+    t = tables
+    kernel.settle_kernel(
+        ok, batch.version, batch.person_year, batch.year_index, batch.scheme, batch.category,
+        batch.visit_type, batch.level, fixed, sd_slot, group_slot, total, in_scope,
+        fixed_amount, t.sd_share_basic, t.sd_share_crit, t.sd_share_assist,
+        t.basic_present, t.basic_ded, t.basic_rate, t.basic_cap, t.basic_red, t.basic_bonus,
+        t.crit_present, t.crit_vt, t.crit_ded, t.crit_cap, t.crit_nbands,
+        t.crit_band_to, t.crit_band_rate, t.crit_red, t.crit_bonus, t.crit_uncapped,
+        t.assist_vt, t.assist_cat, t.assist_ded, t.assist_rate, t.assist_cap,
+        t.fund_count, t.fund_col, t.fund_cat, t.fund_vt, t.fund_group,
+        t.fund_rate, t.fund_cap, t.fund_pool,
+        t.back_present, t.back_cat, t.back_vt, t.back_level, t.back_share,
+        acc.basic_paid, acc.critical_base, acc.critical_paid, acc.assistance_base,
+        acc.assistance_paid, acc.charity_paid, acc.pool_used,
+        base, deductible, basic, crit, assist, by_fund, eligible, backstop, patient, hospital,
+        trace, trace_rows,
+    )
+    zero_failed = ~ok
+    for column in (total, fully, over_limit, pre_self, in_scope):
+        column[zero_failed] = 0
+    return BatchResult(
+        error=error,
+        error_standard_group=np.where(zero_failed, group, -1),
+        pathway_fixed=fixed,
+        group=group,
+        standard=standard,
+        total=total,
+        fully_self_paid=fully,
+        over_limit=over_limit,
+        pre_self_paid=pre_self,
+        in_scope=in_scope,
+        deductible=deductible,
+        base=base,
+        basic=basic,
+        critical_illness=crit,
+        medical_assistance=assist,
+        charity=by_fund.sum(axis=1),
+        charity_by_fund=by_fund,
+        charity_eligible=eligible,
+        backstop=backstop,
+        patient_pays=patient,
+        hospital_bears=hospital,
+        accumulators=acc,
+        trace=trace_rows if trace else None,
+    )
+
+
+__all__ = ["classify", "line_parts", "settle"]

@@ -22,19 +22,24 @@ from settlement.claims import (
     prepare_claim,
     validate_claim,
 )
+from settlement.claims.fast import fast_records
+from settlement.claims.record import ClaimRecord
 from settlement.engine import Accumulators, Tables, settle
-from settlement.results import claim_result, error_result
+from settlement.results import claim_results, error_result
 
 CHUNK = 20_000
 
 
-def _prepare(line: bytes | str, tables: Tables) -> PreparedClaim | ClaimError:
+def _prepare(line: bytes | str, tables: Tables, record: ClaimRecord | None = None) -> PreparedClaim | ClaimError:
+    """One line through the checks of SPEC §6; `record` when the fast path already read it."""
     try:
-        obj = decode_json(line)
-    except ValueError:
-        return ClaimError(INVALID_CLAIM, "the line is not valid JSON", None)
-    try:
-        return prepare_claim(validate_claim(obj), tables)
+        if record is None:
+            try:
+                obj = decode_json(line)
+            except ValueError:
+                return ClaimError(INVALID_CLAIM, "the line is not valid JSON", None)
+            return prepare_claim(validate_claim(obj), tables)
+        return prepare_claim(record, tables)
     except ClaimError as error:
         return error
 
@@ -48,7 +53,11 @@ class StreamSettler:
         self.accumulators = Accumulators.zeros(0, 0, tables.n_funds)
 
     def settle_lines(self, lines: list[bytes] | list[str]) -> list[dict[str, Any]]:
-        outcomes = [_prepare(line, self.tables) for line in lines]
+        raw = [line.encode() if isinstance(line, str) else line for line in lines]
+        outcomes = [
+            _prepare(line, self.tables, record)
+            for line, record in zip(raw, fast_records(raw), strict=True)
+        ]
         prepared = [o for o in outcomes if isinstance(o, PreparedClaim)]
         results: list[dict[str, Any]] = []
         if prepared:
@@ -58,13 +67,13 @@ class StreamSettler:
             )
             result = settle(batch, self.tables, self.accumulators)
             self.accumulators = result.accumulators
-        k = 0
+        settled = iter(
+            claim_results(result, batch, self.tables, [p.record.claim_id for p in prepared])
+            if prepared
+            else []
+        )
         for outcome in outcomes:
-            if isinstance(outcome, ClaimError):
-                results.append(error_result(outcome))
-            else:
-                results.append(claim_result(result, batch, k, self.tables, outcome.claim.claim_id))
-                k += 1
+            results.append(error_result(outcome) if isinstance(outcome, ClaimError) else next(settled))
         return results
 
 

@@ -80,11 +80,15 @@ def decimal_to_scaled(value: Decimal, scale: int) -> int:
     return int(scaled)
 
 
+_CENTS = tuple(f".{c:02d}" for c in range(100))
+
+
 def format_fen(fen: int) -> str:
     """Fen as the JSON money string of SPEC §2: yuan with exactly two decimals."""
-    sign = "-" if fen < 0 else ""
-    fen = abs(int(fen))
-    return f"{sign}{fen // 100}.{fen % 100:02d}"
+    if fen < 0:
+        return "-" + format_fen(-fen)
+    yuan, cents = divmod(int(fen), 100)
+    return f"{yuan}{_CENTS[cents]}"
 
 
 def format_rate(rate_bp: int) -> str:

@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from itertools import chain
+
 import numpy as np
+import numpy.typing as npt
 import orjson
 from pydantic import ValidationError
 
@@ -23,6 +26,7 @@ from settlement.engine.tables import Tables
 from settlement.schedules.types import CATEGORIES, SCHEMES, VISIT_TYPES
 
 from .models import Claim
+from .record import ClaimRecord
 from .person_id import PersonIdError, age_on, check_person_id, normalize_person_id
 
 INVALID_CLAIM = "invalid_claim"
@@ -87,6 +91,8 @@ def claim_id_of(obj: Any) -> str | None:
 
 
 def validate_claim(obj: Any, *, require_identity: bool = True) -> Claim:
+    # require_identity is kept for callers; the scheme check itself sits in
+    # prepare_claim, after the registry (service) or the claim (CLI) gave one.
     """Raises ClaimError(invalid_claim) listing every field error, in document order."""
     if not isinstance(obj, dict):
         raise ClaimError(INVALID_CLAIM, "a claim must be a JSON object", None)
@@ -103,13 +109,6 @@ def validate_claim(obj: Any, *, require_identity: bool = True) -> Claim:
                 errors.append(entry)
         message = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         raise ClaimError(INVALID_CLAIM, message, claim_id_of(obj), tuple(errors)) from None
-    if require_identity and claim.patient.scheme is None:
-        raise ClaimError(
-            INVALID_CLAIM,
-            "patient.scheme: missing",
-            claim.claim_id,
-            ({"field": "patient.scheme", "message": "missing"},),
-        )
     return claim
 
 
@@ -117,52 +116,52 @@ def validate_claim(obj: Any, *, require_identity: bool = True) -> Claim:
 class PreparedClaim:
     """A claim that passed every check before the engine: ready for a batch."""
 
-    claim: Claim
+    record: ClaimRecord
     person_id: str
     version: int
     age: int
     items: list[int]
+    """Global catalog rows of the claim's lines."""
     scheme: str
     category: str
 
 
-def prepare_claim(claim: Claim, tables: Tables, scheme: str | None = None, category: str | None = None) -> PreparedClaim:
+def prepare_claim(
+    claim: Claim | ClaimRecord, tables: Tables, scheme: str | None = None, category: str | None = None
+) -> PreparedClaim:
     """Person id, schedule and catalog checks (SPEC §6 order). Scheme/category override the claim's."""
+    record = ClaimRecord.from_model(claim) if isinstance(claim, Claim) else claim
     try:
-        birth = check_person_id(claim.patient.person_id, claim.visit.admitted)
+        birth = check_person_id(record.person_id, record.admitted)
     except PersonIdError as exc:
-        raise ClaimError(INVALID_PERSON_ID, str(exc), claim.claim_id) from None
+        raise ClaimError(INVALID_PERSON_ID, str(exc), record.claim_id) from None
     schedules = tables.schedules
-    discharged = claim.visit.discharged
-    version = schedules.index_for(discharged)
+    version = schedules.index_for(record.discharged)
     if version < 0:
         raise ClaimError(
             NO_SCHEDULE,
-            f"no fee schedule in {schedules.region_dir} is in force on the discharge date {discharged}",
-            claim.claim_id,
+            f"no fee schedule in {schedules.region_dir} is in force on the discharge date {record.discharged}",
+            record.claim_id,
         )
     rows = tables.catalog_rows[version]
-    items: list[int] = []
-    unknown: list[str] = []
-    for item in claim.items:
-        row = rows.get(item.code)
-        if row is None:
-            if item.code not in unknown:
-                unknown.append(item.code)
-        else:
-            items.append(row)
-    if unknown:
-        raise ClaimError(UNKNOWN_ITEM, f"unknown item codes: {', '.join(unknown)}", claim.claim_id)
-    scheme = scheme or claim.patient.scheme
-    assert scheme is not None
+    items = [rows.get(code, -1) for code in record.codes]
+    if -1 in items:
+        unknown = list(dict.fromkeys(code for code, row in zip(record.codes, items, strict=True) if row < 0))
+        raise ClaimError(UNKNOWN_ITEM, f"unknown item codes: {', '.join(unknown)}", record.claim_id)
+    scheme = scheme or record.scheme
+    if scheme is None:
+        raise ClaimError(
+            INVALID_CLAIM, "patient.scheme: missing", record.claim_id,
+            ({"field": "patient.scheme", "message": "missing"},),
+        )
     return PreparedClaim(
-        claim=claim,
-        person_id=normalize_person_id(claim.patient.person_id),
+        record=record,
+        person_id=normalize_person_id(record.person_id),
         version=version,
-        age=age_on(birth, claim.visit.admitted),
+        age=age_on(birth, record.admitted),
         items=items,
         scheme=scheme,
-        category=category or claim.patient.category or "none",
+        category=category or record.category or "none",
     )
 
 
@@ -180,45 +179,35 @@ class BatchBuilder:
 
     def build(self, prepared: list[PreparedClaim]) -> ClaimBatch:
         n = len(prepared)
-        cols = np.zeros((11, n), dtype=np.int64)
+        cols = np.zeros((12, n), dtype=np.int64)
         diag_ids: dict[str, int] = {}
         treat_ids: dict[str, int] = {}
-        line_start = np.zeros(n + 1, dtype=np.int64)
-        item_rows: list[int] = []
-        qty: list[int] = []
-        price: list[int] = []
         scheme_ix = {s: i for i, s in enumerate(SCHEMES)}
         cat_ix = {c: i for i, c in enumerate(CATEGORIES)}
         vt_ix = {v: i for i, v in enumerate(VISIT_TYPES)}
+        person_rows = self.person_rows
+        year_rows = self.year_rows
+        lengths = np.zeros(n + 1, dtype=np.int64)
         for i, p in enumerate(prepared):
-            c = p.claim
-            year = c.visit.discharged.year
-            person_row = self.person_rows.setdefault((p.person_id, year), len(self.person_rows))
-            year_row = self.year_rows.setdefault(year, len(self.year_rows))
-            if c.treatment is not None:
-                treat_ids.setdefault(c.treatment, len(treat_ids))
+            r = p.record
+            year = r.discharged.year
             cols[:, i] = (
                 p.version,
                 year,
-                person_row,
-                year_row,
+                person_rows.setdefault((p.person_id, year), len(person_rows)),
+                year_rows.setdefault(year, len(year_rows)),
                 scheme_ix[p.scheme],
                 cat_ix[p.category],
-                vt_ix[c.visit.type],
-                c.hospital.level,
+                vt_ix[r.visit_type],
+                r.level,
                 p.age,
-                c.sessions,
-                diag_ids.setdefault(c.diagnosis.primary, len(diag_ids)),
+                r.sessions,
+                diag_ids.setdefault(r.diagnosis, len(diag_ids)),
+                -1 if r.treatment is None else treat_ids.setdefault(r.treatment, len(treat_ids)),
             )
-            item_rows.extend(p.items)
-            for item in c.items:
-                qty.append(item.quantity)
-                price.append(item.unit_price)
-            line_start[i + 1] = len(item_rows)
-        treatment_col = np.array(
-            [-1 if p.claim.treatment is None else treat_ids[p.claim.treatment] for p in prepared],
-            dtype=np.int64,
-        )
+            lengths[i + 1] = len(p.items)
+        line_start = np.cumsum(lengths)
+        total = int(line_start[-1])
         return ClaimBatch(
             version=cols[0],
             policy_year=cols[1],
@@ -231,12 +220,15 @@ class BatchBuilder:
             age=cols[8],
             sessions=cols[9],
             diagnosis=cols[10],
-            treatment=treatment_col,
+            treatment=cols[11],
             diagnosis_values=list(diag_ids),
             treatment_values=list(treat_ids),
             line_start=line_start,
-            line_item=np.array(item_rows, dtype=np.int64),
-            line_qty=np.array(qty, dtype=np.int64),
-            line_price=np.array(price, dtype=np.int64),
+            line_item=np.fromiter(chain.from_iterable(p.items for p in prepared), np.int64, total),
+            line_qty=_concat([p.record.quantity for p in prepared]),
+            line_price=_concat([p.record.unit_price for p in prepared]),
         )
 
+
+def _concat(parts: list[npt.NDArray[np.int64]]) -> npt.NDArray[np.int64]:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)

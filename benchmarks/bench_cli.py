@@ -1,0 +1,62 @@
+"""`settlement settle` end to end: JSON lines in, JSON lines out.
+
+    .venv/bin/python benchmarks/bench_cli.py --claims 200000
+
+Generates realistic claims (synth.claim_dicts: ~25 lines inpatient, a few
+outpatient) into a file once, then times the CLI as a subprocess reading the
+file and writing to /dev/null, and reports claims/s and the child's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+from settlement.engine import compile_tables
+from settlement.schedules import load_region
+from settlement.synth import claim_dicts, population
+
+
+def generate(path: Path, n: int, schedules: str) -> None:
+    tables = compile_tables(load_region(schedules))
+    people = population(max(1000, n // 10))
+    with path.open("wb") as out:
+        half = n // 2
+        for year, count, seed in ((2018, half, 2), (2019, n - half, 3)):
+            for claim in claim_dicts(count, people, tables, seed=seed, year=year):
+                out.write(orjson.dumps(claim) + b"\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--claims", type=int, default=200_000)
+    parser.add_argument("--schedules", default="fee_schedules/heilongjiang")
+    parser.add_argument("--file", default=None, help="claims file (generated if missing)")
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+    path = Path(args.file or f"/tmp/settlement-bench-{args.claims}.jsonl")
+    if not path.exists():
+        start = time.perf_counter()
+        generate(path, args.claims, args.schedules)
+        print(f"generated {path} ({path.stat().st_size / 1e6:,.0f} MB) in {time.perf_counter() - start:.0f} s")
+    exe = Path(sys.executable).with_name("settlement")
+    best = float("inf")
+    for _ in range(args.repeat):
+        start = time.perf_counter()
+        with open(os.devnull, "wb") as sink:
+            subprocess.run([str(exe), "settle", "--schedules", args.schedules, str(path)], stdout=sink, check=True)
+        best = min(best, time.perf_counter() - start)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"settlement settle: {args.claims:,} claims in {best:.2f} s → {args.claims / best:,.0f} claims/s"
+          f" (best of {args.repeat}); peak RSS of the CLI {peak:,.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

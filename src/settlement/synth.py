@@ -86,11 +86,8 @@ def population(n: int, seed: int = 1, child_share: float = 0.08) -> list[Person]
 
 
 def _price(rng: random.Random, code: str, cap_fen: int | None) -> str:
-    if cap_fen is not None:
-        # around the cap: most at or under it, some over
-        fen = int(cap_fen * rng.uniform(0.7, 1.25))
-    else:
-        fen = int(rng.lognormvariate(4.0, 1.2) * 100) + 50
+    # around the cap where there is one: most at or under it, some over
+    fen = int(cap_fen * rng.uniform(0.7, 1.25)) if cap_fen is not None else int(rng.lognormvariate(4.0, 1.2) * 100) + 50
     return f"{fen // 100}.{fen % 100:02d}"
 
 

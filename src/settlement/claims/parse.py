@@ -7,14 +7,12 @@ always reports the same one. The engine adds `no_standard` last.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
-
 from itertools import chain
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -26,8 +24,8 @@ from settlement.engine.tables import Tables
 from settlement.schedules.types import CATEGORIES, SCHEMES, VISIT_TYPES
 
 from .models import Claim
-from .record import ClaimRecord
 from .person_id import PersonIdError, age_on, check_person_id, normalize_person_id
+from .record import ClaimRecord
 
 INVALID_CLAIM = "invalid_claim"
 INVALID_PERSON_ID = "invalid_person_id"

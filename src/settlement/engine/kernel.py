@@ -225,10 +225,8 @@ def _settle_kernel(
                 pay = _band_total_jit(
                     max(0, after - d), nb, crit_band_to[v, s], crit_band_rate[v, s], bonus
                 ) - _band_total_jit(max(0, before - d), nb, crit_band_to[v, s], crit_band_rate[v, s], bonus)
-                if crit_uncapped[v, c]:
-                    rem = pay
-                else:
-                    rem = max(0, crit_cap[v, s] - acc_crit_paid[py])
+                # an uncapped category still grows critical_paid, but nothing limits it
+                rem = pay if crit_uncapped[v, c] else max(0, crit_cap[v, s] - acc_crit_paid[py])
                 crit = min(pay, rem)
                 acc_crit_paid[py] += crit
                 acc_crit_base[py] = after

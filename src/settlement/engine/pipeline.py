@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-
 from . import kernel
-from .batch import NO_STANDARD, OK, Accumulators, BatchResult, ClaimBatch, I64, B8
+from .batch import B8, I64, NO_STANDARD, OK, Accumulators, BatchResult, ClaimBatch
 from .tables import Tables, icd_rows
-
 
 
 def line_parts(batch: ClaimBatch, tables: Tables) -> tuple[I64, I64, I64, I64, I64]:

@@ -53,7 +53,9 @@ def one_row(person: PersonYearTotals, pool_used: dict[str, int], fund_ids: tuple
     return acc
 
 
-def read_row(acc: Accumulators, fund_ids: tuple[str, ...], person_row: int = 0, year_row: int = 0) -> tuple[PersonYearTotals, dict[str, int]]:
+def read_row(
+    acc: Accumulators, fund_ids: tuple[str, ...], person_row: int = 0, year_row: int = 0
+) -> tuple[PersonYearTotals, dict[str, int]]:
     """The named totals of one person-year row and the pools of one year row."""
     person = PersonYearTotals(
         basic_paid={vt: int(acc.basic_paid[person_row, k]) for k, vt in enumerate(VISIT_TYPES)},

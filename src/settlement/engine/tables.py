@@ -281,7 +281,7 @@ def compile_tables(schedules: ScheduleSet) -> Tables:
                 t["sd_share_assist"][v, row] = shares.medical_assistance_bp
     max_std = max([sum(len(g.standards) for g in v.single_disease.groups) if v.single_disease else 0
                    for v in versions] + [1])
-    sd = dict(
+    sdt = dict(
         sd_n_groups=zeros(n_v),
         sd_g_min=zeros(n_v, max_groups),
         sd_g_max=zeros(n_v, max_groups),
@@ -308,31 +308,31 @@ def compile_tables(schedules: ScheduleSet) -> Tables:
             patterns.append(((), ()))
             continue
         flat = [(gi, si, st) for gi, g in enumerate(single.groups) for si, st in enumerate(g.standards)]
-        sd["sd_n_groups"][v] = len(single.groups)
-        sd["sd_n_std"][v] = len(flat)
-        for gi, g in enumerate(single.groups):
-            sd["sd_g_min"][v, gi] = -1 if g.min_age is None else g.min_age
-            sd["sd_g_max"][v, gi] = AGE_MAX if g.max_age is None else g.max_age
+        sdt["sd_n_groups"][v] = len(single.groups)
+        sdt["sd_n_std"][v] = len(flat)
+        for gi, grp in enumerate(single.groups):
+            sdt["sd_g_min"][v, gi] = -1 if grp.min_age is None else grp.min_age
+            sdt["sd_g_max"][v, gi] = AGE_MAX if grp.max_age is None else grp.max_age
             for k, vt in enumerate(VISIT_TYPES):
-                sd["sd_g_vt"][v, gi, k] = vt in g.visit_types
-        sd["sd_scheme"][v] = [x in single.schemes for x in SCHEMES]
-        sd["sd_cat"][v] = [x in single.categories for x in CATEGORIES]
-        sd["sd_level"][v] = [x in single.hospital_levels for x in range(N_LEVELS)]
+                sdt["sd_g_vt"][v, gi, k] = vt in grp.visit_types
+        sdt["sd_scheme"][v] = [x in single.schemes for x in SCHEMES]
+        sdt["sd_cat"][v] = [x in single.categories for x in CATEGORIES]
+        sdt["sd_level"][v] = [x in single.hospital_levels for x in range(N_LEVELS)]
         for k, (gi, si, st) in enumerate(flat):
-            sd["sd_s_group"][v, k] = gi
-            sd["sd_s_index"][v, k] = si
-            sd["sd_s_min"][v, k] = -1 if st.min_age is None else st.min_age
-            sd["sd_s_max"][v, k] = AGE_MAX if st.max_age is None else st.max_age
+            sdt["sd_s_group"][v, k] = gi
+            sdt["sd_s_index"][v, k] = si
+            sdt["sd_s_min"][v, k] = -1 if st.min_age is None else st.min_age
+            sdt["sd_s_max"][v, k] = AGE_MAX if st.max_age is None else st.max_age
         treatments.append(tuple(st.treatment for _, _, st in flat))
         patterns.append(
-            (tuple(norm(g.icd10) for g in single.groups), tuple(norm(st.icd10) for _, _, st in flat))
+            (tuple(norm(grp.icd10) for grp in single.groups), tuple(norm(st.icd10) for _, _, st in flat))
         )
     return Tables(
         schedules=schedules,
         sd_s_treatment=tuple(treatments),
         icd_patterns=tuple(patterns),
         icd_cache={},
-        **sd,  # type: ignore[arg-type]
+        **sdt,  # type: ignore[arg-type]
         n_funds=len(schedules.fund_ids),
         item_class=np.array(classes, dtype=np.int64),
         item_ratio_bp=np.array(ratios, dtype=np.int64),

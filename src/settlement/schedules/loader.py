@@ -11,6 +11,7 @@ import csv
 import io
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -70,7 +71,7 @@ _ExactLoader.add_constructor("tag:yaml.org,2002:float", _decimal_constructor)
 def _duplicate_key_check(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=True)
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -116,7 +117,7 @@ def _format_errors(file: Path, error: ValidationError) -> list[str]:
 
 def _read_yaml(file: Path) -> Any:
     try:
-        return yaml.load(file.read_text(encoding="utf-8"), Loader=_ExactLoader)  # noqa: S506
+        return yaml.load(file.read_text(encoding="utf-8"), Loader=_ExactLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}" if mark else "?"
@@ -130,7 +131,7 @@ def _catalog_decimal(text: str, what: str, places: int) -> Decimal:
         value = Decimal(text)
     except InvalidOperation as exc:
         raise ValueError(f"{what} is not a number: {text!r}") from exc
-    if not value.is_finite() or text.strip() != text or text.startswith(("+", "-")) and value < 0:
+    if not value.is_finite() or text.strip() != text or (text.startswith(("+", "-")) and value < 0):
         raise ValueError(f"{what} is not a plain number: {text!r}")
     if value < 0:
         raise ValueError(f"{what} must not be negative: {text}")
@@ -195,7 +196,7 @@ def load_catalog(file: Path) -> tuple[dict[str, CatalogItem], list[str]]:
     return items, defects
 
 
-def _adjustments(raw: dict[str, AdjustmentTypes]) -> dict[str, CategoryAdjustment]:
+def _adjustments(raw: Mapping[str, AdjustmentTypes]) -> dict[str, CategoryAdjustment]:
     return {
         category: CategoryAdjustment(
             adj.deductible_reduction, adj.rate_bonus, bool(getattr(adj, "uncapped", False))

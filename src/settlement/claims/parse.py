@@ -129,6 +129,12 @@ def prepare_claim(
 ) -> PreparedClaim:
     """Person id, schedule and catalog checks (SPEC §6 order). Scheme/category override the claim's."""
     record = ClaimRecord.from_model(claim) if isinstance(claim, Claim) else claim
+    scheme = scheme or record.scheme
+    if scheme is None:  # an invalid_claim, so it comes before the person id (§6)
+        raise ClaimError(
+            INVALID_CLAIM, "patient.scheme: missing", record.claim_id,
+            ({"field": "patient.scheme", "message": "missing"},),
+        )
     try:
         birth = check_person_id(record.person_id, record.admitted)
     except PersonIdError as exc:
@@ -146,12 +152,6 @@ def prepare_claim(
     if -1 in items:
         unknown = list(dict.fromkeys(code for code, row in zip(record.codes, items, strict=True) if row < 0))
         raise ClaimError(UNKNOWN_ITEM, f"unknown item codes: {', '.join(unknown)}", record.claim_id)
-    scheme = scheme or record.scheme
-    if scheme is None:
-        raise ClaimError(
-            INVALID_CLAIM, "patient.scheme: missing", record.claim_id,
-            ({"field": "patient.scheme", "message": "missing"},),
-        )
     return PreparedClaim(
         record=record,
         person_id=normalize_person_id(record.person_id),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 BUNDLED_SCHEDULES = Path(__file__).resolve().parents[2] / "fee_schedules" / "heilongjiang"
 
@@ -49,6 +50,199 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings() -> Any:
+    from settlement.service.config import Settings
+
+    return Settings()
+
+
+def _upgrade(settings: Any) -> None:
+    from settlement.service.migrate import upgrade
+
+    upgrade(settings)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from settlement.schedules import ScheduleError
+    from settlement.service.app import load_tables
+
+    settings = _settings()
+    try:
+        load_tables(settings)  # refuse to start on a bad schedule folder, naming the defects
+    except (ScheduleError, OSError) as exc:
+        for defect in getattr(exc, "defects", [str(exc)]):
+            print(defect, file=sys.stderr)
+        return 2
+    _upgrade(settings)
+    if args.demo:
+        from settlement.service.demo import DEMO_PERSONS, setup
+
+        keys = setup(settings)
+        print(f"# demo: {len(DEMO_PERSONS)} persons of examples/claims.jsonl registered; keys (shown once):")
+        for name, key in keys:
+            print(f"export {name}={key}")
+        sys.stdout.flush()
+    if settings.sqlalchemy_url.startswith("sqlite") and args.workers > 1:
+        print("note: SQLite serializes writes; use PostgreSQL for several workers", file=sys.stderr)
+    uvicorn.run(
+        "settlement.service.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+    )
+    return 0
+
+
+def _cmd_keys_create(args: argparse.Namespace) -> int:
+    from settlement.service.auth.service import create_key
+    from settlement.service.db import make_database, run_transaction
+    from settlement.service.errors import ServiceError
+
+    if args.role == "hospital" and not args.hospital:
+        print("a hospital key needs --hospital <hospital id>", file=sys.stderr)
+        return 2
+    if args.role != "hospital" and args.hospital:
+        print("--hospital is for hospital keys only", file=sys.stderr)
+        return 2
+    if args.fund and args.role != "insurer":
+        print("--fund is for insurer keys only", file=sys.stderr)
+        return 2
+    settings = _settings()
+    _upgrade(settings)
+    db = make_database(settings)
+    try:
+        key = run_transaction(
+            db.write,
+            lambda session: create_key(
+                session, args.role, hospital_id=args.hospital, funds=args.fund, label=args.label
+            ),
+        )
+    except ServiceError as exc:
+        print(exc.detail, file=sys.stderr)
+        return 2
+    finally:
+        db.dispose()
+    print(key)
+    return 0
+
+
+def _cmd_keys_list(args: argparse.Namespace) -> int:
+    from settlement.service.auth.service import list_keys
+    from settlement.service.db import make_database
+
+    settings = _settings()
+    _upgrade(settings)
+    db = make_database(settings)
+    try:
+        with db.read() as session:
+            for k in list_keys(session):
+                revoked = k.revoked_at.isoformat() if k.revoked_at else "-"
+                print(
+                    f"{k.key_id}\t{k.role}\t{k.hospital_id or k.funds or '-'}\t{k.label or '-'}"
+                    f"\tcreated {k.created_at.isoformat()}\trevoked {revoked}"
+                )
+    finally:
+        db.dispose()
+    return 0
+
+
+def _cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from settlement.service.auth.service import revoke_key
+    from settlement.service.db import make_database, run_transaction
+
+    settings = _settings()
+    _upgrade(settings)
+    db = make_database(settings)
+    try:
+        found = run_transaction(db.write, lambda session: revoke_key(session, args.key_id))
+    finally:
+        db.dispose()
+    if not found:
+        print(f"no key {args.key_id}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from settlement.service.migrate import current
+
+    settings = _settings()
+    _upgrade(settings)
+    print(f"database at revision {current(settings)}")
+    return 0
+
+
+def _cmd_persons_import(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from settlement.service.db import make_database, run_transaction
+    from settlement.service.errors import ServiceError
+    from settlement.service.persons.service import import_csv
+
+    text = Path(args.file).read_text(encoding="utf-8")
+    settings = _settings()
+    _upgrade(settings)
+    db = make_database(settings)
+    try:
+        persons, periods = run_transaction(
+            db.write, lambda session: import_csv(session, text, None, dt.datetime.now(dt.UTC))
+        )
+    except ServiceError as exc:
+        for error in exc.errors or []:
+            print(f"{args.file}:{error['line']}: {error['field']}: {error['message']}", file=sys.stderr)
+        print(exc.detail, file=sys.stderr)
+        return 1
+    finally:
+        db.dispose()
+    print(f"imported {persons} persons, {periods} category periods")
+    return 0
+
+
+def _add_service_commands(sub: Any) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the settlement service (upgrades the database first; SETTLEMENT_DATABASE_URL)",
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--log-level", default="info")
+    p.add_argument(
+        "--demo", action="store_true",
+        help="also register the worked examples' persons and print one key per role",
+    )
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("keys", help="API keys of the service")
+    keys = p.add_subparsers(dest="keys_command", required=True)
+    k = keys.add_parser("create", help="create a key and print it (alone, once); it is stored hashed")
+    k.add_argument("--role", required=True, choices=["hospital", "reviewer", "insurer", "admin"])
+    k.add_argument("--hospital", help="the hospital id a hospital key settles for")
+    k.add_argument("--fund", action="append", help="insurer keys: limit to this fund (repeatable)")
+    k.add_argument("--label", help="a note on whose key it is")
+    k.set_defaults(func=_cmd_keys_create)
+    k = keys.add_parser("list", help="list keys (ids, roles; never the keys)")
+    k.set_defaults(func=_cmd_keys_list)
+    k = keys.add_parser("revoke", help="revoke a key by its id (the part after stl_)")
+    k.add_argument("key_id")
+    k.set_defaults(func=_cmd_keys_revoke)
+
+    p = sub.add_parser("db", help="database tools")
+    db = p.add_subparsers(dest="db_command", required=True)
+    d = db.add_parser("upgrade", help="upgrade the database to the latest migration")
+    d.set_defaults(func=_cmd_db_upgrade)
+
+    p = sub.add_parser("persons", help="person registry tools")
+    persons = p.add_subparsers(dest="persons_command", required=True)
+    i = persons.add_parser("import", help="import CSV person_id,scheme,category,valid_from,valid_to (all or nothing)")
+    i.add_argument("file")
+    i.set_defaults(func=_cmd_persons_import)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="settlement", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -63,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     v = sched.add_parser("validate", help="check a region folder strictly")
     v.add_argument("dir")
     v.set_defaults(func=_cmd_validate)
+
+    _add_service_commands(sub)
     return parser
 
 

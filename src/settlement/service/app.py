@@ -1,0 +1,79 @@
+"""The FastAPI application: ``create_app()`` (also the uvicorn factory)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from zoneinfo import ZoneInfo
+
+from fastapi import FastAPI
+
+import settlement
+from settlement.engine import Tables, compile_tables
+from settlement.schedules import load_region
+
+from . import errors
+from .config import Settings, region_dir
+from .context import ServiceContext
+from .db import make_database
+from .funds.router import router as funds_router
+from .health import router as health_router
+from .limits import BodyLimitMiddleware
+from .metrics import LatencyMiddleware
+from .persons.router import router as persons_router
+from .schedules.router import router as schedules_router
+from .settlements.counter import warm_up
+from .settlements.router import router as settlements_router
+from .statements.router import router as statements_router
+
+log = logging.getLogger("settlement.service")
+
+DESCRIPTION = """\
+Real-time one-stop settlement (一站式结算) for hospital billing systems.
+
+Every endpoint but `/healthz` and `/readyz` needs `Authorization: Bearer <key>`
+(create keys with `settlement keys create`). Errors are `application/problem+json`
+with a `code`: the SPEC §6 claim codes (`invalid_claim`, `invalid_person_id`,
+`no_schedule`, `unknown_item`, `no_standard`) and the service's own
+(`person_not_registered`, `identity_mismatch`, `hospital_mismatch`, `claim_conflict`, …).
+Money is yuan as a string with two decimals.
+"""
+
+
+def load_tables(settings: Settings) -> Tables:
+    return compile_tables(load_region(region_dir(settings.schedules)))
+
+
+def create_app(settings: Settings | None = None, *, tables: Tables | None = None) -> FastAPI:
+    settings = settings or Settings()
+    tables = tables if tables is not None else load_tables(settings)
+    warm_up(tables)
+    db = make_database(settings)
+    ctx = ServiceContext(settings=settings, db=db, tables=tables, tz=ZoneInfo(settings.timezone))
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        db.dispose()
+
+    app = FastAPI(
+        title="Settlement service",
+        version=settlement.__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    errors.install(app, settings.retry_after_seconds)
+    for router in (
+        health_router,
+        settlements_router,
+        persons_router,
+        funds_router,
+        statements_router,
+        schedules_router,
+    ):
+        app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(LatencyMiddleware)
+    return app

@@ -1,0 +1,91 @@
+"""Creating, revoking and checking keys (services flush; callers commit)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from settlement.service.errors import ServiceError, unauthorized
+
+from .keys import Role, hash_key, key_id_of, matches, new_key
+from .models import ApiKey
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: key id, role, and the hospital (hospital keys) or funds (insurer keys)."""
+
+    key_id: str
+    role: Role
+    hospital_id: str | None = None
+    funds: frozenset[str] | None = None
+
+    def sees_hospital(self, hospital_id: str) -> bool:
+        return self.role != Role.HOSPITAL or self.hospital_id == hospital_id
+
+    def sees_fund(self, fund: str) -> bool:
+        return self.funds is None or fund in self.funds
+
+
+def create_key(
+    session: Session,
+    role: Role | str,
+    *,
+    hospital_id: str | None = None,
+    funds: list[str] | None = None,
+    label: str | None = None,
+) -> str:
+    """Stores a new key (hashed) and returns it; the only time it is seen."""
+    role = Role(role)
+    if role == Role.HOSPITAL and not hospital_id:
+        raise ServiceError(400, "invalid_request", "a hospital key needs a hospital id")
+    if role != Role.HOSPITAL and hospital_id:
+        raise ServiceError(400, "invalid_request", "only hospital keys are bound to a hospital")
+    if funds and role != Role.INSURER:
+        raise ServiceError(400, "invalid_request", "only insurer keys are limited to funds")
+    key_id, key = new_key()
+    session.add(
+        ApiKey(
+            key_id=key_id,
+            key_hash=hash_key(key),
+            role=role.value,
+            hospital_id=hospital_id,
+            funds=",".join(sorted(set(funds))) if funds else None,
+            label=label,
+            created_at=dt.datetime.now(dt.UTC),
+        )
+    )
+    session.flush()
+    return key
+
+
+def revoke_key(session: Session, key_id: str) -> bool:
+    row = session.get(ApiKey, key_id)
+    if row is None:
+        return False
+    if row.revoked_at is None:
+        row.revoked_at = dt.datetime.now(dt.UTC)
+        session.flush()
+    return True
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at)))
+
+
+def authenticate(session: Session, key: str) -> Principal:
+    key_id = key_id_of(key)
+    if key_id is None:
+        raise unauthorized("the API key is malformed")
+    row = session.get(ApiKey, key_id)
+    if row is None or row.revoked_at is not None or not matches(key, row.key_hash):
+        raise unauthorized("the API key is not valid")
+    return Principal(
+        key_id=row.key_id,
+        role=Role(row.role),
+        hospital_id=row.hospital_id,
+        funds=frozenset(row.funds.split(",")) if row.funds else None,
+    )

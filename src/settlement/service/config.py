@@ -1,0 +1,71 @@
+"""Service settings, read from the environment (prefix ``SETTLEMENT_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+import settlement
+
+DEFAULT_DATABASE_URL = "sqlite:///./settlement.db"
+
+
+def bundled_schedules() -> Path:
+    """The fee schedules shipped with the project (``fee_schedules/heilongjiang``)."""
+    return Path(settlement.__file__).resolve().parents[2] / "fee_schedules" / "heilongjiang"
+
+
+def normalize_database_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` mean psycopg 3; everything else is kept."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def region_dir(path: Path) -> Path:
+    """A region folder, or a ``fee_schedules/`` root that holds exactly one region."""
+    if any(path.glob("*/schedule.yaml")):
+        return path
+    regions = [p for p in sorted(path.iterdir()) if p.is_dir() and any(p.glob("*/schedule.yaml"))]
+    if len(regions) == 1:
+        return regions[0]
+    return path  # the loader names what is wrong
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SETTLEMENT_", extra="ignore")
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL,
+        description="SQLAlchemy URL; postgresql://… uses psycopg 3. Read by every command.",
+    )
+    schedules: Path = Field(
+        default_factory=bundled_schedules, description="region folder of fee schedules"
+    )
+    max_body_bytes: int = 2 * 1024 * 1024
+    timezone: str = Field(
+        "Asia/Shanghai", description="the day of a statement is a day in this zone"
+    )
+    db_pool_size: int = 10
+    db_max_overflow: int = 20
+    lock_timeout_ms: int = Field(5000, description="PostgreSQL lock_timeout per statement")
+    statement_timeout_ms: int = 30000
+    sqlite_busy_timeout_ms: int = 10000
+    transaction_retries: int = Field(
+        8, description="retries of a settle/reverse on deadlock or serialization failure"
+    )
+    retry_after_seconds: int = Field(5, description="Retry-After sent with 503")
+    list_limit_max: int = 500
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return normalize_database_url(self.database_url)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

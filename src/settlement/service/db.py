@@ -1,0 +1,266 @@
+"""Database plumbing: the declarative base, engines, sessions, transactions with retry.
+
+Transactions. A request owns its transaction: routes open a session, call
+services (which only ``flush``), and commit — through :func:`run_transaction`
+for writes, so a deadlock or serialization failure re-runs the whole unit of
+work on a fresh session. Nothing is committed by a dependency's teardown, so a
+client never sees success for a commit that failed.
+
+SQLite (the embedded default) has no row locks: a write session opens its
+transaction with ``BEGIN IMMEDIATE``, taking the database write lock before its
+first read, so read-compute-write units serialize exactly as they do under the
+PostgreSQL row locks. Reads use deferred transactions and, in WAL mode, never
+wait for writers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Dialect,
+    Engine,
+    Integer,
+    MetaData,
+    Table,
+    create_engine,
+    event,
+    text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import NullPool
+from sqlalchemy.types import TypeDecorator
+
+from .config import Settings
+
+log = logging.getLogger("settlement.service.db")
+
+T = TypeVar("T")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Money is integer fen: BigInteger everywhere. An autoincrementing BigInteger
+# key is INTEGER on SQLite, the only type SQLite will number by itself.
+Fen = BigInteger
+SerialKey = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """A timestamp stored in UTC and always read back time-zone aware (SQLite keeps none)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: timestamps must be time-zone aware")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+@dataclass
+class Database:
+    url: str
+    engine: Engine
+    read: sessionmaker[Session]
+    """Sessions for reads (and for writes that need no serialization on SQLite)."""
+    write: sessionmaker[Session]
+    """Sessions for read-compute-write units (``BEGIN IMMEDIATE`` on SQLite)."""
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_events(engine: Engine, busy_timeout_ms: int) -> None:
+    # pysqlite's own transaction handling is switched off so that BEGIN is ours
+    # (the SQLAlchemy documented recipe), with IMMEDIATE for write sessions.
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def make_engine(settings: Settings, *, pooled: bool = True) -> Engine:
+    url = settings.sqlalchemy_url
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url,
+            connect_args={
+                "check_same_thread": False,
+                "timeout": settings.sqlite_busy_timeout_ms / 1000,
+            },
+            poolclass=None if pooled else NullPool,
+        )
+        _sqlite_events(engine, settings.sqlite_busy_timeout_ms)
+        return engine
+    connect_args: dict[str, Any] = {}
+    if url.startswith("postgresql"):
+        connect_args = {
+            "connect_timeout": 5,
+            "options": f"-c lock_timeout={int(settings.lock_timeout_ms)}"
+            f" -c statement_timeout={int(settings.statement_timeout_ms)}",
+            "application_name": "settlement",
+        }
+    if not pooled:
+        return create_engine(url, connect_args=connect_args, poolclass=NullPool)
+    return create_engine(
+        url,
+        connect_args=connect_args,
+        pool_pre_ping=True,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=10,
+    )
+
+
+def make_database(settings: Settings) -> Database:
+    engine = make_engine(settings)
+    read = sessionmaker(engine, expire_on_commit=False)
+    if engine.dialect.name == "sqlite":
+        write = sessionmaker(
+            engine.execution_options(sqlite_begin="IMMEDIATE"), expire_on_commit=False
+        )
+    else:
+        write = read
+    return Database(url=settings.sqlalchemy_url, engine=engine, read=read, write=write)
+
+
+# -- errors ---------------------------------------------------------------
+
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Deadlock or serialization failure (PostgreSQL), a busy database (SQLite)."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if sqlstate(exc) in RETRYABLE_SQLSTATES:
+        return True
+    message = str(getattr(exc, "orig", exc)).lower()
+    return "database is locked" in message or "database is busy" in message
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """The database cannot be reached or did not answer in time: a 503, not a 500."""
+    return isinstance(exc, OperationalError | InterfaceError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
+
+
+def violated_constraint(exc: IntegrityError) -> str | None:
+    """The name of the violated constraint (PostgreSQL) or the SQLite message."""
+    orig = getattr(exc, "orig", None)
+    diag = getattr(orig, "diag", None)
+    name = getattr(diag, "constraint_name", None)
+    if name:
+        return str(name)
+    return str(orig) if orig is not None else None
+
+
+class RetriesExhausted(Exception):
+    """Every attempt of a transaction ended in a deadlock or serialization failure."""
+
+
+def run_transaction(
+    factory: sessionmaker[Session],
+    work: Callable[[Session], T],
+    *,
+    retries: int = 8,
+    on_retry: Callable[[BaseException], None] | None = None,
+) -> T:
+    """Runs ``work`` in one transaction and commits; re-runs it on a retryable failure.
+
+    ``work`` must be safe to repeat: it sees a fresh session each attempt and
+    everything of a failed attempt is rolled back.
+    """
+    attempt = 0
+    while True:
+        session = factory()
+        try:
+            result = work(session)
+            session.commit()
+            return result
+        except DBAPIError as exc:
+            session.rollback()
+            if not is_retryable(exc):
+                raise
+            attempt += 1
+            if attempt > retries:
+                raise RetriesExhausted(str(exc)) from exc
+            if on_retry is not None:
+                on_retry(exc)
+            log.info("transaction retry %d after %s", attempt, sqlstate(exc) or type(exc).__name__)
+            time.sleep(min(0.2, 0.002 * 2**attempt) * random.random())
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+
+# -- dialect helpers --------------------------------------------------------
+
+
+def insert_ignore(
+    session: Session, table: Table, rows: Sequence[dict[str, Any]], keys: Iterable[str]
+) -> None:
+    """INSERT … ON CONFLICT (keys) DO NOTHING, on PostgreSQL and SQLite alike."""
+    if not rows:
+        return
+    name = session.get_bind().dialect.name
+    insert = postgresql.insert if name == "postgresql" else sqlite.insert
+    stmt = insert(table).values(list(rows)).on_conflict_do_nothing(index_elements=list(keys))
+    session.execute(stmt)
+
+
+def ping(engine: Engine) -> None:
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))

@@ -1,0 +1,1 @@
+"""Charity fund pools per policy year (SPEC §5.5)."""

@@ -1,0 +1,41 @@
+"""Pool status of a charity fund in a policy year."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from settlement.money import format_fen
+from settlement.service.auth.service import Principal
+from settlement.service.context import ServiceContext
+from settlement.service.errors import not_found
+
+from .repository import read_pools
+
+
+def pool_status(
+    session: Session, ctx: ServiceContext, principal: Principal, fund_id: str, year: int
+) -> dict[str, Any]:
+    """Pool, used and remaining. The pool is that of the version in force at the end of the
+    year (the one later claims of the year settle under); null means unlimited."""
+    schedules = ctx.tables.schedules
+    index = schedules.index_for(dt.date(year, 12, 31))
+    if index < 0:
+        raise not_found(f"no fee schedule is in force in {year}")
+    version = schedules.versions[index]
+    fund = next((f for f in version.charity_funds if f.id == fund_id), None)
+    if fund is None or not principal.sees_fund(fund_id):
+        raise not_found(f"no charity fund {fund_id} in schedule {version.id}")
+    used = read_pools(session, year, [fund_id])[fund_id]
+    pool = fund.annual_pool_fen
+    return {
+        "fund_id": fund.id,
+        "name": fund.name,
+        "policy_year": year,
+        "schedule": version.id,
+        "pool": None if pool is None else format_fen(pool),
+        "used": format_fen(used),
+        "remaining": None if pool is None else format_fen(max(0, pool - used)),
+    }

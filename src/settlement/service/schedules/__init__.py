@@ -1,0 +1,1 @@
+"""The fee schedule versions the service settles with."""

@@ -1,0 +1,1 @@
+"""Settle, preview, reverse and read settlements."""

@@ -1,0 +1,150 @@
+"""The one place the service calls the engine: a batch of one claim.
+
+Nothing here computes a payment: the engine settles the claim against the
+totals it is given, and this module only moves numbers between the engine's
+arrays and named values (result JSON, trace, totals after, contribution).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from settlement.claims import BatchBuilder, Claim, ClaimError, PreparedClaim, prepare_claim
+from settlement.engine import ClaimBatch, Tables, settle
+from settlement.engine.state import PersonYearTotals, one_row, read_row
+from settlement.engine.trace import render_trace
+from settlement.money import format_fen
+from settlement.results import claim_result, engine_error
+
+from .models import AMOUNTS
+
+
+@dataclass
+class CounterClaim:
+    """A claim that passed every check before the engine, with its registry identity."""
+
+    claim: Claim
+    prepared: PreparedClaim
+    batch: ClaimBatch
+    tables: Tables
+
+    @property
+    def person_id(self) -> str:
+        return self.prepared.person_id
+
+    @property
+    def policy_year(self) -> int:
+        return self.claim.visit.discharged.year
+
+    @property
+    def fund_ids(self) -> tuple[str, ...]:
+        """The charity funds of the schedule version in force, in the schedule's order."""
+        version = self.tables.schedules.versions[self.prepared.version]
+        return tuple(f.id for f in version.charity_funds)
+
+    @property
+    def schedule_id(self) -> str:
+        return self.tables.schedules.versions[self.prepared.version].id
+
+
+def prepare(claim: Claim, tables: Tables, scheme: str, category: str) -> CounterClaim:
+    """Schedule and catalog checks (no_schedule, unknown_item) and the columnar batch of one."""
+    prepared = prepare_claim(claim, tables, scheme=scheme, category=category)
+    return CounterClaim(claim, prepared, BatchBuilder().build([prepared]), tables)
+
+
+@dataclass
+class Computation:
+    result: dict[str, Any]
+    """The SPEC §6 result."""
+    trace: list[dict[str, Any]]
+    before: PersonYearTotals
+    after: PersonYearTotals
+    pools_before: dict[str, int]
+    pools_after: dict[str, int]
+    """Only the funds the claim is eligible for: the pools it draws on."""
+    fen: dict[str, int]
+    """The amounts of AMOUNTS, in fen."""
+    charity_fen: dict[str, int]
+    """Charity paid per eligible fund, in fen."""
+
+    @property
+    def eligible_funds(self) -> tuple[str, ...]:
+        return tuple(self.pools_after)
+
+    @property
+    def contribution(self) -> PersonYearTotals:
+        return self.after.minus(self.before)
+
+    @property
+    def pool_delta(self) -> dict[str, int]:
+        return {f: self.pools_after[f] - self.pools_before.get(f, 0) for f in self.pools_after}
+
+    def contribution_json(self) -> dict[str, Any]:
+        return {"person_year": dataclasses.asdict(self.contribution), "pool_used": self.pool_delta}
+
+    def accumulators_json(self, person_id: str, year: int) -> dict[str, Any]:
+        after = self.after
+        return {
+            "person_id": person_id,
+            "policy_year": year,
+            "basic_paid": {vt: format_fen(v) for vt, v in after.basic_paid.items()},
+            "critical_base": format_fen(after.critical_base),
+            "critical_paid": format_fen(after.critical_paid),
+            "assistance_base": format_fen(after.assistance_base),
+            "assistance_paid": format_fen(after.assistance_paid),
+            "charity_paid": {f: format_fen(v) for f, v in after.charity_paid.items()},
+            "pool_used": {f: format_fen(v) for f, v in self.pools_after.items()},
+        }
+
+
+def compute(cc: CounterClaim, before: PersonYearTotals, pools: dict[str, int]) -> Computation:
+    """Settles the claim with the engine against these totals; raises ClaimError (no_standard)."""
+    tables = cc.tables
+    fund_ids = tables.schedules.fund_ids
+    acc = one_row(before, pools, fund_ids)
+    result = settle(cc.batch, tables, acc, trace=True)
+    error = engine_error(result, cc.batch, 0, tables, cc.claim.claim_id)
+    if error is not None:
+        raise error
+    body = claim_result(result, cc.batch, 0, tables, cc.claim.claim_id)
+    after, pools_after = read_row(result.accumulators, fund_ids)
+    eligible = [f for f in cc.fund_ids if bool(result.charity_eligible[0, fund_ids.index(f)])]
+    return Computation(
+        result=body,
+        trace=render_trace(result, cc.batch, 0, tables),
+        before=before,
+        after=after,
+        pools_before={f: pools.get(f, 0) for f in eligible},
+        pools_after={f: pools_after[f] for f in eligible},
+        fen={name: int(getattr(result, name)[0]) for name in AMOUNTS},
+        charity_fen={f: int(result.charity_by_fund[0, fund_ids.index(f)]) for f in eligible},
+    )
+
+
+__all__ = ["ClaimError", "Computation", "CounterClaim", "compute", "prepare"]
+
+
+def warm_up(tables: Tables) -> None:
+    """Settles one throw-away claim so the first real one does not pay for loading the kernel."""
+    from settlement.claims import validate_claim
+    from settlement.claims.person_id import CHECK, WEIGHTS
+
+    version = tables.schedules.versions[0]
+    body = "11010119800101001"
+    person_id = body + CHECK[sum(int(d) * w for d, w in zip(body, WEIGHTS, strict=True)) % 11]
+    day = version.effective_from.isoformat()
+    claim = validate_claim(
+        {
+            "claim_id": "warm-up",
+            "hospital": {"id": "H", "level": 1},
+            "patient": {"person_id": person_id},
+            "visit": {"type": "inpatient", "admitted": day, "discharged": day},
+            "diagnosis": {"primary": "Z00"},
+            "items": [{"code": next(iter(version.catalog)), "quantity": 1, "unit_price": "1.00"}],
+        },
+        require_identity=False,
+    )
+    compute(prepare(claim, tables, "resident", "none"), PersonYearTotals(), {})

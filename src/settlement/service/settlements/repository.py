@@ -1,0 +1,77 @@
+"""Settlement data access."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .models import LedgerEntry, Settlement
+
+
+def find_by_claim(session: Session, hospital_id: str, claim_id: str) -> Settlement | None:
+    return session.scalars(
+        select(Settlement).where(
+            Settlement.hospital_id == hospital_id, Settlement.claim_id == claim_id
+        )
+    ).one_or_none()
+
+
+def get(session: Session, settlement_id: str) -> Settlement | None:
+    return session.scalars(
+        select(Settlement).where(Settlement.settlement_id == settlement_id)
+    ).one_or_none()
+
+
+def lock(session: Session, settlement_id: str) -> Settlement | None:
+    """The settlement row FOR UPDATE: the first lock of a reversal."""
+    return session.scalars(
+        select(Settlement)
+        .where(Settlement.settlement_id == settlement_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+
+
+def ledger_of(session: Session, settlement_seq: int, kind: str) -> list[LedgerEntry]:
+    return list(
+        session.scalars(
+            select(LedgerEntry)
+            .where(LedgerEntry.settlement_seq == settlement_seq, LedgerEntry.kind == kind)
+            .order_by(LedgerEntry.id)
+        )
+    )
+
+
+def search(
+    session: Session,
+    *,
+    hospital_id: str | None,
+    person_id: str | None,
+    status: str | None,
+    category: str | None,
+    disease_group: str | None,
+    pathway: str | None,
+    discharged_from: dt.date | None,
+    discharged_to: dt.date | None,
+    after_seq: int,
+    limit: int,
+) -> list[Settlement]:
+    """Settlements in seq order after a cursor, filtered (all filters are ANDed)."""
+    query = select(Settlement).where(Settlement.seq > after_seq)
+    for column, value in (
+        (Settlement.hospital_id, hospital_id),
+        (Settlement.person_id, person_id),
+        (Settlement.status, status),
+        (Settlement.category, category),
+        (Settlement.disease_group, disease_group),
+        (Settlement.pathway, pathway),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if discharged_from is not None:
+        query = query.where(Settlement.discharged >= discharged_from)
+    if discharged_to is not None:
+        query = query.where(Settlement.discharged <= discharged_to)
+    return list(session.scalars(query.order_by(Settlement.seq).limit(limit)))

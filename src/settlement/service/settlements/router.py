@@ -1,0 +1,192 @@
+"""HTTP routes of settlements. Each route owns its transaction: it commits, services flush."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from sqlalchemy.exc import IntegrityError
+
+from settlement.claims import Claim
+from settlement.service import metrics
+from settlement.service.auth.keys import Role
+from settlement.service.auth.service import Principal
+from settlement.service.db import run_transaction, violated_constraint
+from settlement.service.deps import Ctx, ReadSession, require
+from settlement.service.errors import ServiceError
+
+from . import service
+from .schemas import ReversalIn, SettlementOut, SettlementPage
+
+router = APIRouter(prefix="/v1/settlements", tags=["settlements"])
+
+HospitalKey = Annotated[Principal, Depends(require(Role.HOSPITAL))]
+ReverserKey = Annotated[Principal, Depends(require(Role.HOSPITAL, Role.ADMIN))]
+ReaderKey = Annotated[
+    Principal, Depends(require(Role.HOSPITAL, Role.REVIEWER, Role.INSURER, Role.ADMIN))
+]
+
+PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+CLAIM_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": Claim.model_json_schema()}},
+        "description": "one claim (SPEC §3); patient.scheme and patient.category may be left out:"
+        " the registry decides them",
+    }
+}
+
+
+async def raw_body(request: Request) -> bytes:
+    """The body as bytes: claims are decoded exactly (decimals never pass through float)."""
+    return await request.body()
+
+
+RawBody = Annotated[bytes, Depends(raw_body)]
+
+
+@router.post(
+    "/preview",
+    response_model=SettlementOut,
+    summary="Preview (预结算): the result on current accumulators; stores nothing",
+    openapi_extra=CLAIM_BODY,
+    responses={400: PROBLEM, 403: PROBLEM, 422: PROBLEM},
+)
+def preview(raw: RawBody, principal: HospitalKey, session: ReadSession, ctx: Ctx) -> dict[str, Any]:
+    try:
+        body = service.preview(session, ctx, principal, raw)
+    finally:
+        session.rollback()  # nothing to keep: a preview never writes
+    metrics.PREVIEWS.inc()
+    return body
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=SettlementOut,
+    summary="Settle (结算) and commit; the same claim again replays the first result",
+    openapi_extra=CLAIM_BODY,
+    responses={
+        200: {
+            "description": "the same claim was settled before: its first result"
+            " (header Idempotent-Replayed: true)"
+        },
+        400: PROBLEM,
+        403: PROBLEM,
+        409: PROBLEM,
+        422: PROBLEM,
+    },
+)
+def settle(raw: RawBody, principal: HospitalKey, ctx: Ctx, response: Response) -> dict[str, Any]:
+    def work(session: Any) -> service.Outcome:
+        return service.settle(session, ctx, principal, raw)
+
+    try:
+        try:
+            outcome = run_transaction(
+                ctx.db.write,
+                work,
+                retries=ctx.settings.transaction_retries,
+                on_retry=lambda _exc: metrics.TRANSACTION_RETRIES.inc(),
+            )
+        except IntegrityError as exc:
+            # the final guard: a concurrent settle under the same (hospital id, claim_id)
+            # committed first; everything of ours is rolled back, answer with the stored one
+            if "claim_id" not in (violated_constraint(exc) or ""):
+                raise
+            with ctx.db.read() as session:
+                outcome = service.after_duplicate(session, principal, raw)
+    except ServiceError as exc:
+        metrics.SETTLEMENTS.labels("conflict" if exc.status == 409 else "rejected").inc()
+        raise
+    except Exception:
+        metrics.SETTLEMENTS.labels("rejected").inc()
+        raise
+    if not outcome.created:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    metrics.SETTLEMENTS.labels("created" if outcome.created else "replayed").inc()
+    return outcome.body
+
+
+@router.post(
+    "/{settlement_id}/reversal",
+    response_model=SettlementOut,
+    summary="Reverse (结算撤销): status reversed, negating ledger entries, contributions out",
+    responses={403: PROBLEM, 404: PROBLEM},
+)
+def reverse(
+    settlement_id: str,
+    principal: ReverserKey,
+    ctx: Ctx,
+    data: Annotated[ReversalIn | None, Body()] = None,
+) -> dict[str, Any]:
+    reason = data.reason if data is not None else None
+    body = run_transaction(
+        ctx.db.write,
+        lambda session: service.reverse(session, ctx, principal, settlement_id, reason),
+        retries=ctx.settings.transaction_retries,
+        on_retry=lambda _exc: metrics.TRANSACTION_RETRIES.inc(),
+    )
+    metrics.REVERSALS.labels("reversed").inc()
+    return body
+
+
+@router.get(
+    "/{settlement_id}",
+    response_model=SettlementOut,
+    summary="A stored settlement with its trace",
+    responses={404: PROBLEM},
+)
+def get_settlement(
+    settlement_id: str, principal: ReaderKey, session: ReadSession
+) -> dict[str, Any]:
+    return service.get(session, principal, settlement_id)
+
+
+@router.get(
+    "", response_model=SettlementPage, summary="Settlements, filtered, oldest first, by cursor"
+)
+def list_settlements(
+    principal: ReaderKey,
+    session: ReadSession,
+    ctx: Ctx,
+    hospital_id: str | None = None,
+    person_id: str | None = None,
+    status: Literal["settled", "reversed"] | None = None,
+    category: Literal[
+        "none",
+        "extreme_poverty",
+        "subsistence_allowance",
+        "registered_poor",
+        "low_income",
+        "illness_impoverished",
+    ]
+    | None = None,
+    disease_group: str | None = None,
+    pathway: Literal["standard", "single_disease"] | None = None,
+    discharged_from: Annotated[
+        dt.date | None, Query(alias="from", description="discharged on or after")
+    ] = None,
+    discharged_to: Annotated[
+        dt.date | None, Query(alias="to", description="discharged on or before")
+    ] = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    return service.search(
+        session,
+        principal,
+        hospital_id=hospital_id,
+        person_id=person_id,
+        status=status,
+        category=category,
+        disease_group=disease_group,
+        pathway=pathway,
+        discharged_from=discharged_from,
+        discharged_to=discharged_to,
+        cursor=cursor,
+        limit=min(limit, ctx.settings.list_limit_max),
+    )

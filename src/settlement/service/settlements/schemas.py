@@ -1,0 +1,70 @@
+"""Settlement responses (SPEC §6 result plus the service's fields)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class Amounts(BaseModel):
+    total: str
+    fully_self_paid: str
+    over_limit: str
+    pre_self_paid: str
+    in_scope: str
+    deductible: str
+
+
+class Payments(BaseModel):
+    basic: str
+    critical_illness: str
+    medical_assistance: str
+    charity: str
+    backstop: str
+
+
+class TraceStep(BaseModel):
+    layer: str
+    text: str
+    keys: list[str]
+
+
+class SettlementSummary(BaseModel):
+    settlement_id: str | None = Field(description="null for a preview")
+    status: Literal["preview", "settled", "reversed"]
+    hospital_id: str
+    settled_at: dt.datetime | None
+    reversed_at: dt.datetime | None = None
+    claim_id: str
+    person_id: str
+    scheme: str
+    category: str
+    schedule: str
+    policy_year: int
+    pathway: Literal["standard", "single_disease"]
+    disease_group: str | None
+    amounts: Amounts
+    payments: Payments
+    charity_by_fund: dict[str, str]
+    patient_pays: str
+    hospital_bears: str
+
+
+class SettlementOut(SettlementSummary):
+    trace: list[TraceStep]
+    accumulators_after: dict[str, Any] = Field(
+        description="the person-year totals after this claim and the pools it drew on (yuan)"
+    )
+
+
+class SettlementPage(BaseModel):
+    items: list[SettlementSummary]
+    next_cursor: str | None = Field(
+        description="pass as ?cursor= for the next page; null on the last"
+    )
+
+
+class ReversalIn(BaseModel):
+    reason: str | None = Field(None, max_length=2000)

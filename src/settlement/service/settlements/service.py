@@ -1,0 +1,440 @@
+"""Preview, settle, reverse: the counter's units of work. Each only flushes; the route commits.
+
+A settle is one transaction, in this order (each step's lock or constraint named):
+
+1. parse and validate the claim; the key's hospital must be the claim's;
+2. an earlier settlement under (hospital id, claim_id)? same canonical hash →
+   replay it, else 409 (fast path, no lock);
+3. person id, registry identity on the admission date, schedule and catalog —
+   nothing locked yet, so a rejected claim costs no lock;
+4. lock the person-year row FOR UPDATE (accumulators.repository.lock_person_year):
+   one person's settlements and reversals serialize here, which protects the
+   per-person caps; then check step 2 again, now race-free for this person;
+5. read the year's pools without a lock, run the engine; the funds the claim is
+   eligible for are known now (eligibility does not depend on any total);
+6. lock those pool rows FOR UPDATE in fund_id order (funds.repository.lock_pools):
+   this protects the pools; if another settlement moved them since step 5, run
+   the engine again on the locked values;
+7. write the settlement, its ``settled`` event and ledger entries, add the
+   contribution to the person-year and pool rows; the unique constraint on
+   (hospital_id, claim_id) is the final guard against a double settlement
+   (two different persons' claims under one key do not share the lock of step 4).
+
+Lock order everywhere: settlement row (reversal only) → person-year row → pool
+rows by fund_id. A deadlock or serialization failure anyway re-runs the whole
+unit (db.run_transaction); any error rolls everything back.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from settlement.claims import Claim, ClaimError, decode_json, validate_claim
+from settlement.claims.person_id import PersonIdError, check_person_id, normalize_person_id
+from settlement.engine.state import PersonYearTotals
+from settlement.service.accumulators.repository import (
+    add_to_person_year,
+    lock_person_year,
+    read_person_year,
+)
+from settlement.service.auth.keys import Role
+from settlement.service.auth.service import Principal
+from settlement.service.context import ServiceContext
+from settlement.service.errors import ServiceError, invalid_request, not_found
+from settlement.service.funds.repository import add_pool_used, lock_pools, read_pools
+from settlement.service.persons.service import identity_for_claim
+
+from . import repository
+from .counter import Computation, CounterClaim, compute, prepare
+from .hashing import claim_hash
+from .models import LedgerEntry, Settlement, SettlementEvent
+
+PAYERS = ("basic", "critical_illness", "medical_assistance", "backstop")
+
+
+@dataclass
+class Outcome:
+    body: dict[str, Any]
+    created: bool
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # SQLite returns naive UTC
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+# -- reading a claim -------------------------------------------------------------
+
+
+def parse_claim(raw: bytes, principal: Principal) -> Claim:
+    """The body as a validated claim of the key's hospital.
+
+    400/422 invalid_claim; 403 hospital_mismatch when the claim is another hospital's.
+    """
+    try:
+        obj = decode_json(raw)
+    except ValueError:
+        raise ServiceError(400, "invalid_claim", "the body is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise ServiceError(400, "invalid_claim", "the body must be a JSON object (one claim)")
+    claim = validate_claim(obj, require_identity=False)
+    if principal.hospital_id is not None and claim.hospital.id != principal.hospital_id:
+        raise ServiceError(
+            403,
+            "hospital_mismatch",
+            f"this key settles for hospital {principal.hospital_id};"
+            f" the claim is for {claim.hospital.id}",
+            claim_id=claim.claim_id,
+        )
+    return claim
+
+
+def counter_claim(session: Session, ctx: ServiceContext, claim: Claim) -> CounterClaim:
+    """Person id, registry identity, schedule and catalog, in the SPEC §6 order."""
+    try:
+        check_person_id(claim.patient.person_id, claim.visit.admitted)
+    except PersonIdError as exc:
+        raise ClaimError("invalid_person_id", str(exc), claim.claim_id) from None
+    scheme, category = identity_for_claim(session, claim)
+    return prepare(claim, ctx.tables, scheme, category)
+
+
+# -- responses -------------------------------------------------------------------
+
+
+def _summary(
+    *,
+    settlement_id: str | None,
+    status: str,
+    hospital_id: str,
+    settled_at: dt.datetime | None,
+    reversed_at: dt.datetime | None,
+    person_id: str,
+    scheme: str,
+    category: str,
+    result: dict[str, Any],
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "settlement_id": settlement_id,
+        "status": status,
+        "hospital_id": hospital_id,
+        "settled_at": _iso(settled_at),
+        "reversed_at": _iso(reversed_at),
+        "person_id": person_id,
+        "scheme": scheme,
+        "category": category,
+    }
+    body.update(result)
+    return body
+
+
+def summary_of(row: Settlement) -> dict[str, Any]:
+    return _summary(
+        settlement_id=row.settlement_id,
+        status=row.status,
+        hospital_id=row.hospital_id,
+        settled_at=row.settled_at,
+        reversed_at=row.reversed_at,
+        person_id=row.person_id,
+        scheme=row.scheme,
+        category=row.category,
+        result=row.result,
+    )
+
+
+def body_of(row: Settlement) -> dict[str, Any]:
+    """The stored settlement as the API returns it: first result, trace, totals after."""
+    body = summary_of(row)
+    body["trace"] = row.trace
+    body["accumulators_after"] = row.accumulators_after
+    return body
+
+
+# -- preview ---------------------------------------------------------------------
+
+
+def preview(
+    session: Session, ctx: ServiceContext, principal: Principal, raw: bytes
+) -> dict[str, Any]:
+    """The result on the totals committed now; takes no lock and writes nothing."""
+    claim = parse_claim(raw, principal)
+    cc = counter_claim(session, ctx, claim)
+    before = read_person_year(session, cc.person_id, cc.policy_year)
+    pools = read_pools(session, cc.policy_year, cc.fund_ids)
+    comp = compute(cc, before, pools)
+    body = _summary(
+        settlement_id=None,
+        status="preview",
+        hospital_id=claim.hospital.id,
+        settled_at=None,
+        reversed_at=None,
+        person_id=cc.person_id,
+        scheme=cc.prepared.scheme,
+        category=cc.prepared.category,
+        result=comp.result,
+    )
+    body["trace"] = comp.trace
+    body["accumulators_after"] = comp.accumulators_json(cc.person_id, cc.policy_year)
+    return body
+
+
+# -- settle ----------------------------------------------------------------------
+
+
+def replay_or_conflict(row: Settlement, digest: str) -> Outcome:
+    if row.claim_hash == digest:
+        return Outcome(body_of(row), created=False)
+    raise ServiceError(
+        409,
+        "claim_conflict",
+        f"hospital {row.hospital_id} already settled another claim under claim_id {row.claim_id!r}"
+        f" (settlement {row.settlement_id}); use a new claim_id for a new claim",
+        claim_id=row.claim_id,
+        settlement_id=row.settlement_id,
+    )
+
+
+def settle(session: Session, ctx: ServiceContext, principal: Principal, raw: bytes) -> Outcome:
+    """Settles and writes one claim (see the module docstring for the steps and locks)."""
+    claim = parse_claim(raw, principal)
+    hospital_id = claim.hospital.id
+    digest = claim_hash(claim)
+    existing = repository.find_by_claim(session, hospital_id, claim.claim_id)
+    if existing is not None:
+        return replay_or_conflict(existing, digest)
+    cc = counter_claim(session, ctx, claim)
+    year = cc.policy_year
+
+    before = lock_person_year(session, cc.person_id, year)  # step 4: person-year lock
+    existing = repository.find_by_claim(session, hospital_id, claim.claim_id)
+    if existing is not None:
+        return replay_or_conflict(existing, digest)
+
+    snapshot = read_pools(session, year, cc.fund_ids)  # step 5: unlocked
+    comp = compute(cc, before, snapshot)
+    if comp.eligible_funds:
+        locked = lock_pools(session, year, comp.eligible_funds)  # step 6: pool locks
+        if any(locked[f] != snapshot[f] for f in comp.eligible_funds):
+            comp = compute(cc, before, {**snapshot, **locked})
+
+    now = ctx.now()
+    row = Settlement(
+        settlement_id=str(uuid.uuid4()),
+        hospital_id=hospital_id,
+        claim_id=claim.claim_id,
+        claim_hash=digest,
+        request_body=raw.decode("utf-8", errors="replace"),
+        key_id=principal.key_id,
+        status="settled",
+        settled_at=now,
+        reversed_at=None,
+        person_id=cc.person_id,
+        scheme=cc.prepared.scheme,
+        category=cc.prepared.category,
+        visit_type=claim.visit.type,
+        admitted=claim.visit.admitted,
+        discharged=claim.visit.discharged,
+        policy_year=year,
+        schedule_version=comp.result["schedule"],
+        pathway=comp.result["pathway"],
+        disease_group=comp.result["disease_group"],
+        result=comp.result,
+        trace=comp.trace,
+        accumulators_after=comp.accumulators_json(cc.person_id, year),
+        contribution=comp.contribution_json(),
+        **{f"{name}_fen": value for name, value in comp.fen.items()},
+    )
+    session.add(row)
+    session.flush()  # step 7: the unique (hospital_id, claim_id) constraint fires here at latest
+    event = SettlementEvent(settlement_seq=row.seq, kind="settled", at=now, key_id=principal.key_id)
+    session.add(event)
+    session.flush()
+    _write_ledger(session, ctx, row, event, comp)
+    add_to_person_year(session, cc.person_id, year, comp.contribution, +1, now)
+    add_pool_used(session, year, comp.pool_delta)
+    session.flush()
+    return Outcome(body_of(row), created=True)
+
+
+def _write_ledger(
+    session: Session,
+    ctx: ServiceContext,
+    row: Settlement,
+    event: SettlementEvent,
+    comp: Computation,
+) -> None:
+    """One entry per payer that pays (zero amounts are not written); they sum to the total."""
+    amounts: list[tuple[str, str, int]] = [(p, p, comp.fen[p]) for p in PAYERS[:3]]
+    amounts += [("charity", fund, fen) for fund, fen in comp.charity_fen.items()]
+    amounts += [
+        ("backstop", "backstop", comp.fen["backstop"]),
+        ("patient", "patient", comp.fen["patient_pays"]),
+        ("hospital", "hospital", comp.fen["hospital_bears"]),
+    ]
+    total = sum(a for _, _, a in amounts)
+    if (
+        total != comp.fen["total"]
+    ):  # the engine's invariant (SPEC §5.5); never write a ledger that breaks it
+        raise RuntimeError(
+            f"ledger of claim {row.claim_id} sums to {total}, total is {comp.fen['total']}"
+        )
+    day = ctx.business_date(event.at)
+    session.add_all(
+        LedgerEntry(
+            settlement_seq=row.seq,
+            event_seq=event.seq,
+            kind="settled",
+            hospital_id=row.hospital_id,
+            layer=layer,
+            fund=fund,
+            amount_fen=amount,
+            business_date=day,
+            at=event.at,
+        )
+        for layer, fund, amount in amounts
+        if amount
+    )
+
+
+def after_duplicate(session: Session, principal: Principal, raw: bytes) -> Outcome:
+    """After the unique constraint stopped a concurrent double settle: replay the stored, or 409."""
+    claim = parse_claim(raw, principal)
+    row = repository.find_by_claim(session, claim.hospital.id, claim.claim_id)
+    if row is None:  # pragma: no cover - the constraint fired, so the row is committed
+        raise RuntimeError("duplicate claim vanished")
+    return replay_or_conflict(row, claim_hash(claim))
+
+
+# -- reverse ---------------------------------------------------------------------
+
+
+def visible(row: Settlement | None, principal: Principal, settlement_id: str) -> Settlement:
+    """The settlement if this key may see it; another hospital's is a 404, like a missing one."""
+    if row is None or not principal.sees_hospital(row.hospital_id):
+        raise not_found(f"no settlement {settlement_id}")
+    return row
+
+
+def reverse(
+    session: Session,
+    ctx: ServiceContext,
+    principal: Principal,
+    settlement_id: str,
+    reason: str | None,
+) -> dict[str, Any]:
+    """Marks the settlement reversed, writes negating entries, takes its contribution back out.
+
+    Idempotent: a reversed settlement is returned as it is. Later settlements
+    of the person are not recomputed (SPEC §9).
+    """
+    row = visible(
+        repository.lock(session, settlement_id), principal, settlement_id
+    )  # settlement lock
+    if row.status == "reversed":
+        return body_of(row)
+    contribution = PersonYearTotals(**row.contribution["person_year"])
+    pool_delta: dict[str, int] = {f: int(v) for f, v in row.contribution["pool_used"].items()}
+    lock_person_year(session, row.person_id, row.policy_year)  # then the person-year lock
+    lock_pools(
+        session, row.policy_year, [f for f, v in pool_delta.items() if v]
+    )  # then pools, in order
+    now = ctx.now()
+    event = SettlementEvent(
+        settlement_seq=row.seq, kind="reversed", at=now, key_id=principal.key_id, reason=reason
+    )
+    session.add(event)
+    session.flush()
+    day = ctx.business_date(now)
+    session.add_all(
+        LedgerEntry(
+            settlement_seq=row.seq,
+            event_seq=event.seq,
+            kind="reversed",
+            hospital_id=row.hospital_id,
+            layer=entry.layer,
+            fund=entry.fund,
+            amount_fen=-entry.amount_fen,
+            business_date=day,
+            at=now,
+        )
+        for entry in repository.ledger_of(session, row.seq, "settled")
+    )
+    add_to_person_year(session, row.person_id, row.policy_year, contribution, -1, now)
+    add_pool_used(session, row.policy_year, {f: -v for f, v in pool_delta.items()})
+    row.status = "reversed"
+    row.reversed_at = now
+    session.flush()
+    return body_of(row)
+
+
+# -- reads -----------------------------------------------------------------------
+
+
+def get(session: Session, principal: Principal, settlement_id: str) -> dict[str, Any]:
+    return body_of(visible(repository.get(session, settlement_id), principal, settlement_id))
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"s:{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, _, value = text.partition(":")
+        if kind != "s":
+            raise ValueError(cursor)
+        return int(value)
+    except ValueError:
+        raise invalid_request("cursor is not one this service returned") from None
+
+
+def search(
+    session: Session,
+    principal: Principal,
+    *,
+    hospital_id: str | None,
+    person_id: str | None,
+    status: str | None,
+    category: str | None,
+    disease_group: str | None,
+    pathway: str | None,
+    discharged_from: dt.date | None,
+    discharged_to: dt.date | None,
+    cursor: str | None,
+    limit: int,
+) -> dict[str, Any]:
+    """A page of settlements this key may see; a hospital key sees its own hospital's only."""
+    if principal.role == Role.HOSPITAL:
+        if hospital_id is not None and hospital_id != principal.hospital_id:
+            return {"items": [], "next_cursor": None}
+        hospital_id = principal.hospital_id
+    rows = repository.search(
+        session,
+        hospital_id=hospital_id,
+        person_id=normalize_person_id(person_id) if person_id else None,
+        status=status,
+        category=category,
+        disease_group=disease_group,
+        pathway=pathway,
+        discharged_from=discharged_from,
+        discharged_to=discharged_to,
+        after_seq=decode_cursor(cursor),
+        limit=limit + 1,
+    )
+    page = rows[:limit]
+    return {
+        "items": [summary_of(row) for row in page],
+        "next_cursor": encode_cursor(page[-1].seq) if len(rows) > limit else None,
+    }

@@ -1,0 +1,1 @@
+"""Daily statements per hospital and fund, from the ledger."""

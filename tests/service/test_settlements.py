@@ -1,0 +1,334 @@
+"""Settle, preview, replay, conflict, reverse, read and list — through the API."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from sqlalchemy import func, select
+
+from settlement.service.accumulators.models import PersonYear
+from settlement.service.settlements.models import LedgerEntry, Settlement, SettlementEvent
+
+from service_helpers import example, register
+
+EX01 = example("EX-01")
+PERSON = EX01["patient"]["person_id"]
+ZERO_ACC = {
+    "basic_paid": {"inpatient": "0.00", "outpatient": "0.00", "chronic_outpatient": "0.00"},
+    "critical_base": "0.00",
+    "critical_paid": "0.00",
+    "assistance_base": "0.00",
+    "assistance_paid": "0.00",
+    "charity_paid": {"poverty_relief": "0.00", "children_major_illness": "0.00"},
+}
+
+
+def _count(app: Any, model: Any) -> int:
+    with app.state.ctx.db.read() as session:
+        return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def _accumulators(client: Any, auth: dict[str, dict[str, str]], year: int = 2018) -> dict[str, Any]:
+    response = client.get(f"/v1/persons/{PERSON}/accumulators", params={"year": year}, headers=auth["reviewer"])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    return {k: v for k, v in body.items() if k not in ("person_id", "policy_year")}
+
+
+def test_settle_returns_201_with_result_trace_and_accumulators(client, auth, app):
+    register(client, auth["reviewer"], PERSON)
+    response = client.post("/v1/settlements", json=EX01, headers=auth["hospital"])
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["status"] == "settled"
+    assert body["hospital_id"] == "H0002"
+    assert body["settlement_id"] and body["settled_at"].endswith("Z")
+    assert body["schedule"] == "heilongjiang-2018" and body["policy_year"] == 2018
+    assert body["payments"] == {
+        "basic": "966.48", "critical_illness": "0.00", "medical_assistance": "326.63",
+        "charity": "537.45", "backstop": "300.64",
+    }
+    assert body["patient_pays"] == "236.80"
+    assert body["scheme"] == "resident" and body["category"] == "registered_poor"
+    layers = [step["layer"] for step in body["trace"]]
+    assert layers[0] == "bill" and "basic" in layers and layers[-1] == "patient"
+    assert all(step["text"] for step in body["trace"])
+    after = body["accumulators_after"]
+    assert after["basic_paid"]["inpatient"] == "966.48"
+    assert after["charity_paid"]["poverty_relief"] == "537.45"
+    assert after["pool_used"] == {"poverty_relief": "537.45"}
+    assert _count(app, Settlement) == 1
+    # the same stored result, with its trace, on GET
+    got = client.get(f"/v1/settlements/{body['settlement_id']}", headers=auth["reviewer"])
+    assert got.status_code == 200
+    assert got.json() == body
+
+
+def test_same_claim_again_replays_the_first_result(client, auth, app):
+    register(client, auth["reviewer"], PERSON)
+    first = client.post("/v1/settlements", json=EX01, headers=auth["hospital"])
+    assert first.status_code == 201
+    assert "Idempotent-Replayed" not in first.headers
+    # the same claim, written differently: keys reordered, numbers as strings, scheme/category left out
+    again = copy.deepcopy(EX01)
+    again["items"] = [{**item, "quantity": str(item["quantity"])} for item in again["items"]]
+    again["patient"] = {"person_id": PERSON}
+    text = json.dumps(dict(reversed(list(again.items()))))
+    second = client.post("/v1/settlements", content=text, headers=auth["hospital"])
+    assert second.status_code == 200, second.text
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert second.json() == first.json()
+    assert _count(app, Settlement) == 1
+    assert _accumulators(client, auth)["basic_paid"]["inpatient"] == "966.48"  # counted once
+
+
+def test_another_claim_under_the_same_claim_id_is_409(client, auth, app):
+    register(client, auth["reviewer"], PERSON)
+    assert client.post("/v1/settlements", json=EX01, headers=auth["hospital"]).status_code == 201
+    other = copy.deepcopy(EX01)
+    other["items"][0]["quantity"] = 12
+    response = client.post("/v1/settlements", json=other, headers=auth["hospital"])
+    assert response.status_code == 409
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["code"] == "claim_conflict" and problem["claim_id"] == "EX-01"
+    assert _count(app, Settlement) == 1
+    # the same claim_id at another hospital is another claim
+    register(client, auth["reviewer"], PERSON)
+    at_other = copy.deepcopy(EX01)
+    at_other["hospital"]["id"] = "H0031"
+    assert client.post("/v1/settlements", json=at_other, headers=auth["H0031"]).status_code == 201
+
+
+def test_preview_stores_nothing(client, auth, app):
+    register(client, auth["reviewer"], PERSON)
+    response = client.post("/v1/settlements/preview", json=EX01, headers=auth["hospital"])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "preview" and body["settlement_id"] is None and body["settled_at"] is None
+    assert body["payments"]["basic"] == "966.48" and body["trace"]
+    assert body["accumulators_after"]["basic_paid"]["inpatient"] == "966.48"
+    assert _count(app, Settlement) == 0 and _count(app, LedgerEntry) == 0 and _count(app, PersonYear) == 0
+    assert _accumulators(client, auth) == ZERO_ACC
+    # preview on current accumulators: after a settlement, the same claim previews with less room
+    settled = client.post("/v1/settlements", json=EX01, headers=auth["hospital"]).json()
+    again = client.post("/v1/settlements/preview", json=EX01, headers=auth["hospital"]).json()
+    assert again["accumulators_after"]["basic_paid"]["inpatient"] == "1932.96"
+    assert _count(app, Settlement) == 1
+    assert settled["payments"] == body["payments"]
+
+
+def test_reversal_negates_and_restores_accumulators_and_pools(client, auth, app):
+    register(client, auth["reviewer"], PERSON)
+    settled = client.post("/v1/settlements", json=EX01, headers=auth["hospital"]).json()
+    sid = settled["settlement_id"]
+    pool = client.get("/v1/funds/poverty_relief/pools/2018", headers=auth["insurer"]).json()
+    assert pool["used"] == "537.45"
+    response = client.post(f"/v1/settlements/{sid}/reversal", json={"reason": "billing error"}, headers=auth["hospital"])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "reversed" and body["reversed_at"]
+    assert body["payments"] == settled["payments"]  # the money of the record is never edited
+    assert _accumulators(client, auth) == ZERO_ACC
+    pool = client.get("/v1/funds/poverty_relief/pools/2018", headers=auth["insurer"]).json()
+    assert pool == {**pool, "used": "0.00", "remaining": "2000000.00"}
+    # again: the same answer, nothing more written
+    again = client.post(f"/v1/settlements/{sid}/reversal", headers=auth["hospital"])
+    assert again.status_code == 200 and again.json() == body
+    with app.state.ctx.db.read() as session:
+        entries = session.execute(select(LedgerEntry.kind, LedgerEntry.fund, LedgerEntry.amount_fen)).all()
+        events = session.scalars(select(SettlementEvent.kind).order_by(SettlementEvent.seq)).all()
+    assert events == ["settled", "reversed"]
+    settled_sum = sum(a for k, _, a in entries if k == "settled")
+    reversed_sum = sum(a for k, _, a in entries if k == "reversed")
+    assert settled_sum == 236800 and reversed_sum == -236800
+    assert sorted((f, a) for k, f, a in entries if k == "settled") == sorted(
+        (f, -a) for k, f, a in entries if k == "reversed"
+    )
+    # the reversed claim replays as reversed; admin may reverse too (idempotent)
+    replay = client.post("/v1/settlements", json=EX01, headers=auth["hospital"])
+    assert replay.status_code == 200 and replay.json()["status"] == "reversed"
+    assert client.post(f"/v1/settlements/{sid}/reversal", headers=auth["admin"]).json() == body
+
+
+def test_reverse_then_settle_again_under_a_new_claim_id_gives_the_original_amounts(client, auth):
+    register(client, auth["reviewer"], PERSON)
+    ex02 = example("EX-02")
+    ex02["hospital"]["id"] = "H0002"
+    ex02["hospital"]["level"] = 3
+    # a first claim so that the accumulators are not empty
+    assert client.post("/v1/settlements", json=ex02, headers=auth["hospital"]).status_code == 201
+    original = client.post("/v1/settlements", json=EX01, headers=auth["hospital"]).json()
+    before = _accumulators(client, auth)
+    sid = original["settlement_id"]
+    assert client.post(f"/v1/settlements/{sid}/reversal", headers=auth["hospital"]).status_code == 200
+    again = copy.deepcopy(EX01)
+    again["claim_id"] = "EX-01-bis"
+    resettled = client.post("/v1/settlements", json=again, headers=auth["hospital"])
+    assert resettled.status_code == 201
+    body = resettled.json()
+    for key in ("amounts", "payments", "charity_by_fund", "patient_pays", "hospital_bears", "pathway"):
+        assert body[key] == original[key], key
+    assert body["accumulators_after"] == original["accumulators_after"]
+    assert _accumulators(client, auth) == before
+
+
+def test_fixed_standard_reversal_returns_only_charity(client, auth):
+    ex06 = example("EX-06")  # esophageal cancer surgery: fixed standard
+    pid = ex06["patient"]["person_id"]
+    register(client, auth["reviewer"], pid, "resident", "extreme_poverty")
+    settled = client.post("/v1/settlements", json=ex06, headers=auth["H0031"])
+    assert settled.status_code == 201, settled.text
+    body = settled.json()
+    assert body["pathway"] == "single_disease"
+    after = body["accumulators_after"]
+    # outside the annual caps: only charity moved
+    assert after["basic_paid"]["inpatient"] == "0.00" and after["critical_base"] == "0.00"
+    assert after["charity_paid"]["poverty_relief"] == body["charity_by_fund"]["poverty_relief"]
+    client.post(f"/v1/settlements/{body['settlement_id']}/reversal", headers=auth["H0031"])
+    acc = client.get(f"/v1/persons/{pid}/accumulators?year=2018", headers=auth["admin"]).json()
+    assert acc["charity_paid"]["poverty_relief"] == "0.00"
+
+
+def test_list_filters_and_cursor_pagination(client, auth):
+    register(client, auth["reviewer"], PERSON)
+    ex03 = example("EX-03")
+    register(client, auth["reviewer"], ex03["patient"]["person_id"], "resident", "extreme_poverty")
+    ids = []
+    for n in range(5):
+        claim = copy.deepcopy(EX01)
+        claim["claim_id"] = f"L-{n}"
+        ids.append(client.post("/v1/settlements", json=claim, headers=auth["hospital"]).json()["settlement_id"])
+    ex03["hospital"]["id"] = "H0031"
+    other = client.post("/v1/settlements", json=ex03, headers=auth["H0031"]).json()
+    client.post(f"/v1/settlements/{ids[1]}/reversal", headers=auth["hospital"])
+
+    def listing(headers: dict[str, str], **params: Any) -> list[str]:
+        response = client.get("/v1/settlements", params=params, headers=headers)
+        assert response.status_code == 200, response.text
+        return [item["settlement_id"] for item in response.json()["items"]]
+
+    assert listing(auth["admin"]) == [*ids, other["settlement_id"]]
+    assert listing(auth["hospital"]) == ids  # a hospital sees its own only
+    assert listing(auth["hospital"], hospital_id="H0031") == []
+    assert listing(auth["H0031"]) == [other["settlement_id"]]
+    assert listing(auth["reviewer"], hospital_id="H0031") == [other["settlement_id"]]
+    assert listing(auth["insurer"], status="reversed") == [ids[1]]
+    assert listing(auth["insurer"], status="settled", hospital_id="H0002") == [ids[0], *ids[2:]]
+    assert listing(auth["admin"], person_id=PERSON.lower()) == ids
+    assert listing(auth["admin"], category="extreme_poverty") == [other["settlement_id"]]
+    assert listing(auth["admin"], pathway="single_disease") == []
+    assert listing(auth["admin"], disease_group="gastric_cancer") == []
+    assert listing(auth["admin"], **{"from": "2018-04-01"}) == [other["settlement_id"]]
+    assert listing(auth["admin"], to="2018-01-31") == ids
+    assert listing(auth["admin"], **{"from": "2018-01-19", "to": "2018-01-19"}) == ids
+    # pages of two, by cursor
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        params: dict[str, Any] = {"limit": 2}
+        if cursor:
+            params["cursor"] = cursor
+        page = client.get("/v1/settlements", params=params, headers=auth["admin"]).json()
+        seen += [item["settlement_id"] for item in page["items"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [*ids, other["settlement_id"]] and pages == 3
+    item = client.get("/v1/settlements", params={"limit": 1}, headers=auth["admin"]).json()["items"][0]
+    assert "trace" not in item and item["payments"]["basic"] == "966.48"
+    bad = client.get("/v1/settlements", params={"cursor": "nonsense!"}, headers=auth["admin"])
+    assert bad.status_code == 400 and bad.json()["code"] == "invalid_request"
+    bad = client.get("/v1/settlements", params={"status": "lost"}, headers=auth["admin"])
+    assert bad.status_code == 400
+
+
+def test_registry_decides_identity_by_admission_date(client, auth):
+    # registered_poor until the day before admission, then low_income
+    body = {
+        "scheme": "resident",
+        "categories": [
+            {"category": "registered_poor", "valid_from": "2017-01-01", "valid_to": "2018-01-07"},
+            {"category": "low_income", "valid_from": "2018-01-08", "valid_to": None},
+        ],
+    }
+    assert client.put(f"/v1/persons/{PERSON}", json=body, headers=auth["reviewer"]).status_code == 201
+    claim = copy.deepcopy(EX01)
+    claim["patient"] = {"person_id": PERSON}
+    response = client.post("/v1/settlements/preview", json=claim, headers=auth["hospital"])
+    assert response.status_code == 200
+    assert response.json()["category"] == "low_income"
+    # the claim states registered_poor: the registry says otherwise
+    mismatch = client.post("/v1/settlements", json=EX01, headers=auth["hospital"])
+    assert mismatch.status_code == 422 and mismatch.json()["code"] == "identity_mismatch"
+
+
+def test_statement_per_hospital_and_fund_json_and_csv(client, auth, app):
+    register(client, auth["reviewer"], PERSON)
+    settled = client.post("/v1/settlements", json=EX01, headers=auth["hospital"]).json()
+    claim = copy.deepcopy(EX01)
+    claim["claim_id"] = "EX-01-2"
+    second = client.post("/v1/settlements", json=claim, headers=auth["hospital"]).json()
+    client.post(f"/v1/settlements/{settled['settlement_id']}/reversal", headers=auth["hospital"])
+    day = app.state.ctx.business_date(app.state.ctx.now()).isoformat()
+    response = client.get("/v1/statements", params={"date": day}, headers=auth["insurer"])
+    assert response.status_code == 200, response.text
+    rows = {row["fund"]: row for row in response.json()["rows"]}
+    assert set(rows) == {"basic", "medical_assistance", "poverty_relief", "backstop", "patient"}
+    basic = int(settled["payments"]["basic"].replace(".", "")) + int(second["payments"]["basic"].replace(".", ""))
+    assert rows["basic"]["settled"] == f"{basic // 100}.{basic % 100:02d}"
+    assert rows["basic"]["reversed"] == settled["payments"]["basic"]
+    assert rows["basic"]["net"] == second["payments"]["basic"]
+    assert rows["basic"]["settled_count"] == 2 and rows["basic"]["reversed_count"] == 1
+    assert rows["poverty_relief"]["layer"] == "charity"
+    one = client.get("/v1/statements", params={"date": day, "fund": "poverty_relief"}, headers=auth["admin"]).json()
+    assert [r["fund"] for r in one["rows"]] == ["poverty_relief"]
+    csv = client.get(
+        "/v1/statements", params={"date": day, "fund": "basic"}, headers={**auth["insurer"], "Accept": "text/csv"}
+    )
+    assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+    lines = csv.text.strip().splitlines()
+    assert lines[0] == "date,hospital_id,layer,fund,settled,reversed,net,settled_count,reversed_count"
+    assert lines[1].startswith(f"{day},H0002,basic,basic,")
+    empty = client.get("/v1/statements", params={"date": "2001-01-01"}, headers=auth["insurer"]).json()
+    assert empty["rows"] == []
+
+
+def test_insurer_key_limited_to_funds(client, auth, app):
+    from settlement.service.auth.service import create_key
+
+    with app.state.ctx.db.write() as session:
+        key = create_key(session, "insurer", funds=["poverty_relief"])
+        session.commit()
+    headers = {"Authorization": f"Bearer {key}"}
+    register(client, auth["reviewer"], PERSON)
+    client.post("/v1/settlements", json=EX01, headers=auth["hospital"])
+    day = app.state.ctx.business_date(app.state.ctx.now()).isoformat()
+    rows = client.get("/v1/statements", params={"date": day}, headers=headers).json()["rows"]
+    assert [r["fund"] for r in rows] == ["poverty_relief"]
+    assert client.get("/v1/funds/poverty_relief/pools/2018", headers=headers).status_code == 200
+    assert client.get("/v1/funds/children_major_illness/pools/2018", headers=headers).status_code == 404
+
+
+def test_pools_and_schedules(client, auth):
+    pool = client.get("/v1/funds/poverty_relief/pools/2019", headers=auth["reviewer"])
+    assert pool.status_code == 200
+    assert pool.json() == {
+        "fund_id": "poverty_relief", "name": "扶贫专项救助基金", "policy_year": 2019,
+        "schedule": "heilongjiang-2019", "pool": "2500000.00", "used": "0.00", "remaining": "2500000.00",
+    }
+    assert client.get("/v1/funds/nope/pools/2018", headers=auth["admin"]).status_code == 404
+    assert client.get("/v1/funds/poverty_relief/pools/2001", headers=auth["admin"]).status_code == 404
+    listing = client.get("/v1/schedules", headers=auth["hospital"])
+    assert listing.status_code == 200
+    versions = listing.json()
+    assert [v["id"] for v in versions] == ["heilongjiang-2018", "heilongjiang-2019"]
+    assert versions[0]["effective_to"] == "2018-12-31" and versions[1]["effective_to"] is None
+    one = client.get("/v1/schedules/heilongjiang-2019", headers=auth["insurer"]).json()
+    assert one["parameters"]["basic"]["sections"]["resident.inpatient"]["annual_cap"] == "150000.00"
+    assert one["parameters"]["basic"]["sections"]["resident.inpatient"]["rate"]["1"] == "0.85"
+    assert client.get("/v1/schedules/nope", headers=auth["insurer"]).status_code == 404

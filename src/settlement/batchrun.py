@@ -25,7 +25,7 @@ from settlement.claims import (
 from settlement.claims.fast import fast_records
 from settlement.claims.record import ClaimRecord
 from settlement.engine import Accumulators, Tables, settle
-from settlement.results import claim_results, error_result
+from settlement.results import error_result, result_lines
 
 CHUNK = 20_000
 
@@ -53,13 +53,18 @@ class StreamSettler:
         self.accumulators = Accumulators.zeros(0, 0, tables.n_funds)
 
     def settle_lines(self, lines: list[bytes] | list[str]) -> list[dict[str, Any]]:
+        """Results as §6 objects (see settle_lines_json for the text)."""
+        return [orjson.loads(line) for line in self.settle_lines_json(lines)]
+
+    def settle_lines_json(self, lines: list[bytes] | list[str]) -> list[bytes]:
+        """Settles the lines in order after those of earlier calls; one §6 JSON text per line."""
         raw = [line.encode() if isinstance(line, str) else line for line in lines]
         outcomes = [
             _prepare(line, self.tables, record)
             for line, record in zip(raw, fast_records(raw), strict=True)
         ]
         prepared = [o for o in outcomes if isinstance(o, PreparedClaim)]
-        results: list[dict[str, Any]] = []
+        results: list[bytes] = []
         if prepared:
             batch = self.builder.build(prepared)
             self.accumulators = self.accumulators.grow(
@@ -68,12 +73,10 @@ class StreamSettler:
             result = settle(batch, self.tables, self.accumulators)
             self.accumulators = result.accumulators
         settled = iter(
-            claim_results(result, batch, self.tables, [p.record.claim_id for p in prepared])
-            if prepared
-            else []
+            result_lines(result, batch, self.tables, [p.record.claim_id for p in prepared]) if prepared else []
         )
         for outcome in outcomes:
-            results.append(error_result(outcome) if isinstance(outcome, ClaimError) else next(settled))
+            results.append(orjson.dumps(error_result(outcome)) if isinstance(outcome, ClaimError) else next(settled))
         return results
 
 
@@ -95,7 +98,7 @@ def settle_stream(lines: Iterable[bytes], tables: Tables, write: Any, chunk: int
     settler = StreamSettler(tables)
     count = 0
     for part in _chunks(lines, chunk):
-        out = settler.settle_lines(part)
-        write(b"".join(orjson.dumps(r) + b"\n" for r in out))
+        out = settler.settle_lines_json(part)
+        write(b"\n".join(out) + b"\n")
         count += len(out)
     return count

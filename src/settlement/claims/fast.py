@@ -79,16 +79,23 @@ class _Claim(msgspec.Struct, forbid_unknown_fields=True):
 _decoder = msgspec.json.Decoder(_Claim)
 
 
-def _not_float_safe(line: bytes) -> bool:
-    return b"e-" in line or b"E-" in line or _FIVE_DECIMALS.search(line) is not None
+def _unsafe_lines(lines: list[bytes]) -> set[int]:
+    """Indexes of the lines holding a number a float cannot carry exactly (one scan per chunk)."""
+    joined = b"\n".join(lines)
+    hits = [m.start() for m in _FIVE_DECIMALS.finditer(joined)]
+    for marker in (b"e-", b"E-"):
+        at = joined.find(marker)
+        while at >= 0:
+            hits.append(at)
+            at = joined.find(marker, at + 1)
+    if not hits:
+        return set()
+    ends = np.cumsum([len(line) + 1 for line in lines])
+    return set(np.searchsorted(ends, hits, side="right").tolist())
 
 
-def _plain_decimal(values: list[str]) -> np.ndarray:
-    """Per string: is it digits, optionally a point and digits (ASCII only)? Vectorised."""
-    try:
-        raw = np.array(values, dtype=np.bytes_)
-    except UnicodeEncodeError:
-        return np.zeros(len(values), dtype=np.bool_)
+def _plain_decimal(raw: np.ndarray) -> np.ndarray:
+    """Per byte string: digits, optionally a point and digits? Vectorised."""
     dots = np.strings.count(raw, b".")
     digits = np.strings.isdigit(np.strings.replace(raw, b".", b"", 1))
     edges = np.strings.startswith(raw, b".") | np.strings.endswith(raw, b".")
@@ -96,16 +103,26 @@ def _plain_decimal(values: list[str]) -> np.ndarray:
     return ok
 
 
-def _scaled(values: list[float | str], low: float, high: float, low_inclusive: bool) -> tuple[np.ndarray, np.ndarray]:
+def _scaled(
+    values: list[float | str], low: float, high: float, low_inclusive: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """Numbers × 10^4 as int64 and a per-value flag: bad form, out of range or more than 4 decimals."""
-    strings = [k for k, v in enumerate(values) if v.__class__ is str]
     bad = np.zeros(len(values), dtype=np.bool_)
-    if strings:
-        form_ok = _plain_decimal([values[k] for k in strings])  # type: ignore[misc]
-        bad[strings] = ~form_ok
-        if not form_ok.all():
-            values = [0.0 if bad[k] else v for k, v in enumerate(values)]
-    as_float = np.array(values, dtype=np.float64)
+    as_float = np.zeros(len(values), dtype=np.float64)
+    is_str = np.fromiter((v.__class__ is str for v in values), np.bool_, len(values))
+    if is_str.all():
+        try:
+            raw = np.array(values, dtype=np.bytes_)
+        except UnicodeEncodeError:
+            return as_float.astype(np.int64), ~bad
+        form_ok = _plain_decimal(raw)
+        bad |= ~form_ok
+        as_float = np.where(form_ok, raw, b"0").astype(np.float64)
+    elif is_str.any():
+        # mixed numbers and strings in one chunk: rare, let the exact path decide
+        return as_float.astype(np.int64), is_str
+    else:
+        as_float = np.array(values, dtype=np.float64)
     scaled = np.rint(as_float * 10_000)
     bad |= (scaled / 10_000 != as_float) | (as_float > high)
     bad |= (as_float < low) if low_inclusive else (as_float <= low)
@@ -115,8 +132,9 @@ def _scaled(values: list[float | str], low: float, high: float, low_inclusive: b
 def fast_records(lines: list[bytes]) -> list[ClaimRecord | None]:
     """A record for each line the fast path is sure of; None sends the line to validate_claim."""
     decoded: list[tuple[int, _Claim, dt.date, dt.date]] = []
+    unsafe = _unsafe_lines(lines)
     for k, line in enumerate(lines):
-        if _not_float_safe(line):
+        if k in unsafe:
             continue
         try:
             c = _decoder.decode(line)

@@ -177,7 +177,6 @@ class BatchBuilder:
 
     def build(self, prepared: list[PreparedClaim]) -> ClaimBatch:
         n = len(prepared)
-        cols = np.zeros((12, n), dtype=np.int64)
         diag_ids: dict[str, int] = {}
         treat_ids: dict[str, int] = {}
         scheme_ix = {s: i for i, s in enumerate(SCHEMES)}
@@ -185,11 +184,11 @@ class BatchBuilder:
         vt_ix = {v: i for i, v in enumerate(VISIT_TYPES)}
         person_rows = self.person_rows
         year_rows = self.year_rows
-        lengths = np.zeros(n + 1, dtype=np.int64)
-        for i, p in enumerate(prepared):
+        rows: list[tuple[int, ...]] = []
+        for p in prepared:
             r = p.record
             year = r.discharged.year
-            cols[:, i] = (
+            rows.append((
                 p.version,
                 year,
                 person_rows.setdefault((p.person_id, year), len(person_rows)),
@@ -202,8 +201,11 @@ class BatchBuilder:
                 r.sessions,
                 diag_ids.setdefault(r.diagnosis, len(diag_ids)),
                 -1 if r.treatment is None else treat_ids.setdefault(r.treatment, len(treat_ids)),
-            )
-            lengths[i + 1] = len(p.items)
+                len(p.items),
+            ))
+        cols = np.array(rows, dtype=np.int64).reshape(n, 13).T
+        lengths = np.zeros(n + 1, dtype=np.int64)
+        lengths[1:] = cols[12]
         line_start = np.cumsum(lengths)
         total = int(line_start[-1])
         return ClaimBatch(

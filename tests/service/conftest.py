@@ -9,11 +9,8 @@ skip, saying why. SETTLEMENT_TEST_DB=sqlite forces SQLite.
 
 from __future__ import annotations
 
-import os
-import secrets
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -27,60 +24,12 @@ from settlement.service.db import make_engine
 from settlement.service.migrate import upgrade
 from settlement.service.models import metadata
 
+from service_helpers import POSTGRES_SKIP_REASON, fresh_database_url  # isort: skip
+
 with warnings.catch_warnings():
     # starlette asks for httpx2 (not installed); the TestClient works with httpx
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
-
-PG_ADMIN = os.environ.get("SETTLEMENT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def _postgres_reason() -> str | None:
-    """None when PostgreSQL can be used, else why not."""
-    if os.environ.get("SETTLEMENT_TEST_DB", "").lower() == "sqlite":
-        return "SETTLEMENT_TEST_DB=sqlite"
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_ADMIN, connect_timeout=2):
-            return None
-    except Exception as exc:
-        return f"PostgreSQL not reachable at {PG_ADMIN}: {type(exc).__name__}"
-
-
-POSTGRES_SKIP_REASON = _postgres_reason()
-requires_postgres = pytest.mark.skipif(
-    POSTGRES_SKIP_REASON is not None,
-    reason=f"needs PostgreSQL ({POSTGRES_SKIP_REASON})",
-)
-
-
-class PostgresDatabase:
-    """A throw-away database created through the admin database."""
-
-    def __init__(self) -> None:
-        import psycopg
-
-        self.name = f"settlement_test_{secrets.token_hex(6)}"
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{self.name}"')  # type: ignore[arg-type]
-        base = PG_ADMIN.rsplit("/", 1)[0]
-        self.url = f"{base}/{self.name}"
-
-    def drop(self) -> None:
-        import psycopg
-
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')  # type: ignore[arg-type]
-
-
-def fresh_database_url(tmp_path: Path, postgres: bool) -> tuple[str, Any]:
-    """(url, cleanup) of an empty database."""
-    if postgres:
-        db = PostgresDatabase()
-        return db.url, db.drop
-    return f"sqlite:///{tmp_path / 'settlement.db'}", lambda: None
-
 
 @pytest.fixture(scope="session")
 def using_postgres() -> bool:

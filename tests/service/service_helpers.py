@@ -4,13 +4,66 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import secrets
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from settlement.claims.person_id import CHECK, WEIGHTS, PersonIdError, check_person_id
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
+
+PG_ADMIN = os.environ.get("SETTLEMENT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _postgres_reason() -> str | None:
+    """None when PostgreSQL can be used, else why not."""
+    if os.environ.get("SETTLEMENT_TEST_DB", "").lower() == "sqlite":
+        return "SETTLEMENT_TEST_DB=sqlite"
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN, connect_timeout=2):
+            return None
+    except Exception as exc:
+        return f"PostgreSQL not reachable at {PG_ADMIN}: {type(exc).__name__}"
+
+
+POSTGRES_SKIP_REASON = _postgres_reason()
+requires_postgres = pytest.mark.skipif(
+    POSTGRES_SKIP_REASON is not None,
+    reason=f"needs PostgreSQL ({POSTGRES_SKIP_REASON})",
+)
+
+
+class PostgresDatabase:
+    """A throw-away database created through the admin database."""
+
+    def __init__(self) -> None:
+        import psycopg
+
+        self.name = f"settlement_test_{secrets.token_hex(6)}"
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{self.name}"')  # type: ignore[arg-type]
+        base = PG_ADMIN.rsplit("/", 1)[0]
+        self.url = f"{base}/{self.name}"
+
+    def drop(self) -> None:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
+def fresh_database_url(tmp_path: Path, postgres: bool) -> tuple[str, Any]:
+    """(url, cleanup) of an empty database."""
+    if postgres:
+        db = PostgresDatabase()
+        return db.url, db.drop
+    return f"sqlite:///{tmp_path / 'settlement.db'}", lambda: None
 
 
 def example_lines() -> list[str]:

@@ -6,12 +6,11 @@ import copy
 import json
 from typing import Any
 
+from service_helpers import example, register
 from sqlalchemy import func, select
 
 from settlement.service.accumulators.models import PersonYear
 from settlement.service.settlements.models import LedgerEntry, Settlement, SettlementEvent
-
-from service_helpers import example, register
 
 EX01 = example("EX-01")
 PERSON = EX01["patient"]["person_id"]
@@ -126,7 +125,8 @@ def test_reversal_negates_and_restores_accumulators_and_pools(client, auth, app)
     sid = settled["settlement_id"]
     pool = client.get("/v1/funds/poverty_relief/pools/2018", headers=auth["insurer"]).json()
     assert pool["used"] == "537.45"
-    response = client.post(f"/v1/settlements/{sid}/reversal", json={"reason": "billing error"}, headers=auth["hospital"])
+    reason = {"reason": "billing error"}
+    response = client.post(f"/v1/settlements/{sid}/reversal", json=reason, headers=auth["hospital"])
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["status"] == "reversed" and body["reversed_at"]

@@ -167,10 +167,6 @@ def install(app: FastAPI, retry_after: int) -> None:
             **exc.extra,
         )
 
-    @app.exception_handler(ClaimError)
-    async def _claim_error(request: Request, exc: ClaimError) -> JSONResponse:
-        return await _service_error(request, claim_problem(exc))
-
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [

@@ -17,6 +17,7 @@ from settlement.engine.state import PersonYearTotals, one_row, read_row
 from settlement.engine.trace import render_trace
 from settlement.money import format_fen
 from settlement.results import claim_result, engine_error
+from settlement.service.errors import claim_problem
 
 from .models import AMOUNTS
 
@@ -101,14 +102,14 @@ class Computation:
 
 
 def compute(cc: CounterClaim, before: PersonYearTotals, pools: dict[str, int]) -> Computation:
-    """Settles the claim with the engine against these totals; raises ClaimError (no_standard)."""
+    """Settles the claim with the engine against these totals; 422 no_standard when none fits."""
     tables = cc.tables
     fund_ids = tables.schedules.fund_ids
     acc = one_row(before, pools, fund_ids)
     result = settle(cc.batch, tables, acc, trace=True)
     error = engine_error(result, cc.batch, 0, tables, cc.claim.claim_id)
     if error is not None:
-        raise error
+        raise claim_problem(error)
     body = claim_result(result, cc.batch, 0, tables, cc.claim.claim_id)
     after, pools_after = read_row(result.accumulators, fund_ids)
     eligible = [f for f in cc.fund_ids if bool(result.charity_eligible[0, fund_ids.index(f)])]

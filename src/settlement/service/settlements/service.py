@@ -46,7 +46,7 @@ from settlement.service.accumulators.repository import (
 from settlement.service.auth.keys import Role
 from settlement.service.auth.service import Principal
 from settlement.service.context import ServiceContext
-from settlement.service.errors import ServiceError, invalid_request, not_found
+from settlement.service.errors import ServiceError, claim_problem, invalid_request, not_found
 from settlement.service.funds.repository import add_pool_used, lock_pools, read_pools
 from settlement.service.persons.service import identity_for_claim
 
@@ -86,7 +86,10 @@ def parse_claim(raw: bytes, principal: Principal) -> Claim:
         raise ServiceError(400, "invalid_claim", "the body is not valid JSON") from None
     if not isinstance(obj, dict):
         raise ServiceError(400, "invalid_claim", "the body must be a JSON object (one claim)")
-    claim = validate_claim(obj, require_identity=False)
+    try:
+        claim = validate_claim(obj, require_identity=False)
+    except ClaimError as exc:
+        raise claim_problem(exc) from None
     if principal.hospital_id is not None and claim.hospital.id != principal.hospital_id:
         raise ServiceError(
             403,
@@ -103,9 +106,12 @@ def counter_claim(session: Session, ctx: ServiceContext, claim: Claim) -> Counte
     try:
         check_person_id(claim.patient.person_id, claim.visit.admitted)
     except PersonIdError as exc:
-        raise ClaimError("invalid_person_id", str(exc), claim.claim_id) from None
+        raise ServiceError(422, "invalid_person_id", str(exc), claim_id=claim.claim_id) from None
     scheme, category = identity_for_claim(session, claim)
-    return prepare(claim, ctx.tables, scheme, category)
+    try:
+        return prepare(claim, ctx.tables, scheme, category)
+    except ClaimError as exc:
+        raise claim_problem(exc) from None
 
 
 # -- responses -------------------------------------------------------------------

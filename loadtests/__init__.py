@@ -1,0 +1,1 @@
+"""Load test harness of the settlement service (see docs/PERFORMANCE.md)."""

@@ -1,0 +1,123 @@
+"""After a run: is every settlement single, and does every total still equal its ledger?
+
+Read-only SQL against the service's tables (run while the service is idle):
+
+- no (hospital_id, claim_id) settled twice, and no more settlements of the run
+  than distinct claims the load generator sent to settle;
+- each pool row: used = Σ charity the fund paid on settled (not reversed)
+  settlements of that year (settled entries minus reversal entries), and
+  used ≤ the fund's annual pool;
+- each person-year row and person-charity row: equal to the sum of the
+  contributions of that person-year's settled settlements.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from .seed import libpq_url
+
+POOLS = """
+WITH ledger AS (
+    SELECT l.fund, s.policy_year, sum(l.amount_fen) AS paid
+    FROM ledger_entries l JOIN settlements s ON s.seq = l.settlement_seq
+    WHERE l.layer = 'charity' GROUP BY 1, 2
+)
+SELECT p.fund_id, p.policy_year, p.used, coalesce(l.paid, 0)
+FROM fund_pools p LEFT JOIN ledger l ON l.fund = p.fund_id AND l.policy_year = p.policy_year
+UNION ALL
+SELECT l.fund, l.policy_year, 0, l.paid FROM ledger l
+WHERE NOT EXISTS (SELECT 1 FROM fund_pools p WHERE p.fund_id = l.fund AND p.policy_year = l.policy_year)
+"""
+
+PERSON_YEARS = """
+WITH c AS (
+    SELECT person_id, policy_year,
+        sum((contribution->'person_year'->'basic_paid'->>'inpatient')::bigint) AS bi,
+        sum((contribution->'person_year'->'basic_paid'->>'outpatient')::bigint) AS bo,
+        sum((contribution->'person_year'->'basic_paid'->>'chronic_outpatient')::bigint) AS bc,
+        sum((contribution->'person_year'->>'critical_base')::bigint) AS cb,
+        sum((contribution->'person_year'->>'critical_paid')::bigint) AS cp,
+        sum((contribution->'person_year'->>'assistance_base')::bigint) AS ab,
+        sum((contribution->'person_year'->>'assistance_paid')::bigint) AS ap
+    FROM settlements WHERE status = 'settled' GROUP BY 1, 2
+)
+SELECT count(*) FROM person_year_accumulators a LEFT JOIN c USING (person_id, policy_year)
+WHERE a.basic_paid_inpatient <> coalesce(c.bi, 0) OR a.basic_paid_outpatient <> coalesce(c.bo, 0)
+   OR a.basic_paid_chronic_outpatient <> coalesce(c.bc, 0) OR a.critical_base <> coalesce(c.cb, 0)
+   OR a.critical_paid <> coalesce(c.cp, 0) OR a.assistance_base <> coalesce(c.ab, 0)
+   OR a.assistance_paid <> coalesce(c.ap, 0)
+"""
+
+PERSON_CHARITY = """
+WITH c AS (
+    SELECT s.person_id, s.policy_year, f.key AS fund_id, sum(f.value::bigint) AS paid
+    FROM settlements s, jsonb_each_text(s.contribution->'person_year'->'charity_paid') f
+    WHERE s.status = 'settled' GROUP BY 1, 2, 3
+)
+SELECT count(*) FROM person_year_charity p LEFT JOIN c USING (person_id, policy_year, fund_id)
+WHERE p.paid <> coalesce(c.paid, 0)
+"""
+
+
+def annual_pools() -> dict[tuple[str, int], int | None]:
+    """(fund, policy year) → the annual pool in fen of the version in force that year (None: no limit)."""
+    import datetime as dt
+
+    from settlement.schedules import load_region
+    from settlement.service.config import bundled_schedules
+
+    schedules = load_region(bundled_schedules())
+    pools: dict[tuple[str, int], int | None] = {}
+    for year in range(2015, 2031):
+        index = schedules.index_for(dt.date(year, 12, 31))
+        if index < 0:
+            continue
+        version = schedules.versions[index]
+        for fund in version.charity_funds:
+            pools[(fund.id, year)] = fund.annual_pool_fen
+    return pools
+
+
+def run_checks(database_url: str, run_prefix: str, settle_sent: int) -> dict[str, Any]:
+    problems: list[str] = []
+    limits = annual_pools()
+    with psycopg.connect(libpq_url(database_url)) as conn:
+        dup = conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM settlements GROUP BY hospital_id, claim_id HAVING count(*) > 1) d"
+        ).fetchone()[0]
+        if dup:
+            problems.append(f"{dup} (hospital_id, claim_id) pairs are settled more than once")
+        stored, reversed_ = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE status = 'reversed') FROM settlements WHERE claim_id LIKE %s",
+            (run_prefix + "%",),
+        ).fetchone()
+        if stored > settle_sent:
+            problems.append(f"{stored} settlements stored for {settle_sent} distinct claims sent to settle")
+        pools = []
+        for fund, year, used_raw, paid_raw in conn.execute(POOLS):
+            used, paid = int(used_raw), int(paid_raw)
+            limit = limits.get((fund, year))
+            pools.append({"fund": fund, "policy_year": year, "used_fen": used, "ledger_fen": paid, "pool_fen": limit})
+            if used != paid:
+                problems.append(f"pool {fund}/{year}: used {used} fen, ledger says {paid}")
+            if limit is not None and used > limit:
+                problems.append(f"pool {fund}/{year}: used {used} fen exceeds the pool {limit}")
+        bad_years = conn.execute(PERSON_YEARS).fetchone()[0]
+        if bad_years:
+            problems.append(f"{bad_years} person-year rows differ from the sum of their settlements")
+        bad_charity = conn.execute(PERSON_CHARITY).fetchone()[0]
+        if bad_charity:
+            problems.append(f"{bad_charity} person-charity rows differ from the sum of their settlements")
+        person_years = conn.execute("SELECT count(*) FROM person_year_accumulators").fetchone()[0]
+    return {
+        "double_settlements": int(dup) + max(0, stored - settle_sent),
+        "stored_settlements": int(stored),
+        "reversed_settlements": int(reversed_),
+        "settle_sent": settle_sent,
+        "person_years": int(person_years),
+        "pools": pools,
+        "problems": problems,
+    }

@@ -1,0 +1,219 @@
+"""One command for a load test: database, service, seed, locust, report.
+
+    loadtests/run.sh --duration 60 --rate 715            # the counter mix (≈ 500 settlements/s)
+    loadtests/run.sh --mix preview --duration 60 --rate 1600
+    loadtests/run.sh --duration 10 --rate 10 --persons 2000   # a smoke run
+
+Steps: (1) a fresh PostgreSQL database (``--database-url``; dropped and
+created, so runs do not share accumulators or pools), its schema, a key per
+hospital and an admin key, the persons (COPY, or ``--seed-via api``: the CSV
+import endpoint); (2) ``settlement serve --workers N`` on a free loopback port
+with PROMETHEUS_MULTIPROC_DIR, so ``/metrics`` adds up all workers; (3) locust
+headless, open loop (see locustfile.py) for ``--duration`` s at ``--rate``
+req/s; (4) ``/metrics`` before and after, the consistency checks
+(loadtests/checks.py), ``report.md`` and ``report.json`` in ``--out``.
+
+Exit status: 0 when every request succeeded, no claim was settled twice and
+every pool and accumulator equals its ledger; 1 otherwise; 2 when the
+harness itself could not run (no database, service did not start).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DB = "postgresql://postgres@127.0.0.1:5432/settlement_loadtest"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(url: str, key: str | None = None, timeout: float = 10) -> bytes:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as r:
+        return bytes(r.read())
+
+
+def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the service exited with status {proc.returncode}")
+        try:
+            get(f"{base}/readyz", timeout=2)
+            return
+        except OSError:
+            time.sleep(0.25)
+    raise RuntimeError(f"the service was not ready within {timeout:.0f} s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the process group this driver started (the service and its workers), then wait."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--duration", type=int, default=60, help="seconds of load")
+    p.add_argument("--rate", type=float, default=715.0, help="offered requests/s, all types together")
+    p.add_argument("--mix", choices=["counter", "preview", "settle"], default="counter")
+    p.add_argument("--users", type=int, default=0, help="locust users (default: rate / 10, at least 4)")
+    p.add_argument("--workers", type=int, default=2, help="service worker processes")
+    p.add_argument("--locust-processes", type=int, default=1, help="locust processes (>1: --processes)")
+    p.add_argument("--persons", type=int, default=100_000)
+    p.add_argument("--hospitals", type=int, default=20)
+    p.add_argument("--hot-persons", type=int, default=20)
+    p.add_argument("--hot-share", type=float, default=0.03)
+    p.add_argument("--year", type=int, default=2019)
+    p.add_argument("--warmup", type=int, default=None, help="seconds not measured (default: 10 %% of duration)")
+    p.add_argument("--seed-via", choices=["copy", "api"], default="copy")
+    p.add_argument("--database-url", default=os.environ.get("LOADTEST_DATABASE_URL", DEFAULT_DB))
+    p.add_argument("--keep-db", action="store_true", help="do not drop the database afterwards")
+    p.add_argument("--port", type=int, default=0, help="service port (default: a free one)")
+    p.add_argument("--out", type=Path, default=None, help="report folder (default loadtests/reports/<run id>)")
+    p.add_argument("--serve-env", action="append", default=[], help="extra NAME=VALUE for the service")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    from loadtests.checks import run_checks
+    from loadtests.report import write_report
+    from loadtests.seed import drop_database, seed, seed_persons_api
+
+    run_id = time.strftime("%Y%m%d-%H%M%S")
+    out = (args.out or ROOT / "loadtests" / "reports" / run_id).resolve()
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    users = args.users or max(4, math.ceil(args.rate / 10))
+    warmup = args.warmup if args.warmup is not None else args.duration // 10
+    port = args.port or free_port()
+    base = f"http://127.0.0.1:{port}"
+    bin_dir = Path(sys.executable).parent
+
+    t0 = time.perf_counter()
+    try:
+        config = seed(
+            args.database_url,
+            persons=args.persons,
+            hospitals=args.hospitals,
+            population_seed=1,
+            hot_persons=args.hot_persons,
+            out=out / "seed.json",
+            via="copy" if args.seed_via == "copy" else "none",
+        )
+    except Exception as exc:
+        print(f"loadtest: cannot prepare the database {args.database_url}: {exc}", file=sys.stderr)
+        return 2
+    print(f"seeded {args.persons:,} persons, {args.hospitals} hospital keys in {time.perf_counter() - t0:.1f} s")
+
+    metrics_dir = tempfile.mkdtemp(prefix="settlement-metrics-")
+    env = dict(os.environ, SETTLEMENT_DATABASE_URL=args.database_url, PROMETHEUS_MULTIPROC_DIR=metrics_dir)
+    for item in args.serve_env:
+        name, _, value = item.partition("=")
+        env[name] = value
+    serve_log = open(out / "serve.log", "wb")  # noqa: SIM115 - closed in finally
+    server = subprocess.Popen(
+        [str(bin_dir / "settlement"), "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", str(args.workers), "--log-level", "warning"],
+        env=env, stdout=serve_log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    status = 2
+    try:
+        wait_ready(base, server, timeout=90)
+        if args.seed_via == "api":
+            t1 = time.perf_counter()
+            from loadtests.common import build_persons
+
+            seed_persons_api(base, config["admin_key"], build_persons(args.persons, 1))
+            print(f"imported {args.persons:,} persons through the API in {time.perf_counter() - t1:.1f} s")
+        admin = config["admin_key"]
+        (out / "metrics-before.txt").write_bytes(get(f"{base}/metrics", admin))
+        locust_env = dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+            LOADTEST_SEED=str(out / "seed.json"),
+            LOADTEST_RATE=str(args.rate),
+            LOADTEST_USERS=str(users),
+            LOADTEST_MIX=args.mix,
+            LOADTEST_OUT=str(out),
+            LOADTEST_RUN=run_id.replace("-", ""),
+            LOADTEST_YEAR=str(args.year),
+            LOADTEST_HOT_SHARE=str(args.hot_share),
+        )
+        cmd = [
+            str(bin_dir / "locust"), "-f", str(ROOT / "loadtests" / "locustfile.py"), "--headless",
+            "-u", str(users), "-r", str(max(users, 1)), "--run-time", f"{args.duration}s",
+            "--host", base, "--csv", str(out / "locust"), "--only-summary", "--stop-timeout", "10",
+            "--loglevel", "WARNING",
+        ]
+        if args.locust_processes > 1:
+            cmd += ["--processes", str(args.locust_processes)]
+        print(f"locust: {users} users, {args.rate:g} req/s offered, mix {args.mix}, {args.duration} s → {base}")
+        started = time.time()
+        with open(out / "locust.log", "wb") as log:
+            locust = subprocess.run(cmd, env=locust_env, stdout=log, stderr=subprocess.STDOUT, check=False)
+        ended = time.time()
+        (out / "metrics-after.txt").write_bytes(get(f"{base}/metrics", admin))
+        run = {
+            "run_id": run_id, "mix": args.mix, "rate": args.rate, "users": users,
+            "locust_processes": args.locust_processes, "duration_s": args.duration, "warmup_s": warmup,
+            "workers": args.workers, "persons": args.persons, "hospitals": args.hospitals,
+            "year": args.year, "seeded_via": args.seed_via, "locust_exit": locust.returncode,
+            # locust spends a few seconds generating claims before the first request
+            "started_at": max(started, ended - args.duration - 1), "ended_at": ended,
+        }
+        clients = list(out.glob("client-*.json"))
+        if not clients:
+            print(f"loadtest: locust wrote no results (exit {locust.returncode}); see {out / 'locust.log'}",
+                  file=sys.stderr)
+            return 2
+        settle_sent = sum(json.loads(p.read_text())["counts"].get("settle_sent", 0) for p in clients)
+        checks = run_checks(args.database_url, "LT" + run["run_id"].replace("-", ""), settle_sent)
+        report = write_report(out, run, checks)
+        print((out / "report.md").read_text())
+        status = 1 if report["failures"] else 0
+        return status
+    except Exception as exc:
+        print(f"loadtest: {exc}; service log {out / 'serve.log'}", file=sys.stderr)
+        return 2
+    finally:
+        stop(server)
+        serve_log.close()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        if not args.keep_db:
+            try:
+                drop_database(args.database_url)
+            except Exception as exc:
+                print(f"loadtest: could not drop the database: {exc}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -257,8 +257,9 @@ def insert_ignore(
         return
     name = session.get_bind().dialect.name
     insert = postgresql.insert if name == "postgresql" else sqlite.insert
-    stmt = insert(table).values(list(rows)).on_conflict_do_nothing(index_elements=list(keys))
-    session.execute(stmt)
+    # one statement with the rows as parameters: compiled once, cached, sent in batches
+    stmt = insert(table).on_conflict_do_nothing(index_elements=list(keys))
+    session.execute(stmt, list(rows))
 
 
 def ping(engine: Engine) -> None:

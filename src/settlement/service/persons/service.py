@@ -17,7 +17,7 @@ from settlement.claims.person_id import PersonIdError, check_person_id, normaliz
 from settlement.service.errors import ServiceError
 
 from .models import Person, PersonCategory
-from .repository import identity_on, lock_person
+from .repository import identity_on, lock_person, replace_many
 from .schemas import CategoryPeriod, PersonIn, overlaps
 
 CSV_HEADER = ["person_id", "scheme", "category", "valid_from", "valid_to"]
@@ -152,8 +152,16 @@ def import_csv(
         )
     if not persons:
         raise ServiceError(422, "invalid_import", "the file holds no rows")
-    for pid in sorted(persons):  # a fixed order: two imports never lock persons in opposite orders
-        _replace(session, pid, persons[pid], key_id, now)
+    replace_many(
+        session,
+        {
+            pid: (data.scheme, [(p.category, p.valid_from, p.valid_to) for p in data.categories])
+            for pid, data in persons.items()
+        },
+        key_id,
+        now,
+    )
+    session.flush()
     return len(persons), count
 
 

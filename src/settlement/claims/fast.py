@@ -119,8 +119,14 @@ def _scaled(
         bad |= ~form_ok
         as_float = np.where(form_ok, raw, b"0").astype(np.float64)
     elif is_str.any():
-        # mixed numbers and strings in one chunk: rare, let the exact path decide
-        return as_float.astype(np.int64), is_str
+        # numbers and strings in one chunk (one claim may write 2, the next "2.00"):
+        # each kind is checked on its own, so a number is never left unread at 0
+        scaled_all = np.zeros(len(values), dtype=np.int64)
+        for part in (np.flatnonzero(is_str), np.flatnonzero(~is_str)):
+            scaled_part, bad_part = _scaled([values[i] for i in part], low, high, low_inclusive)
+            scaled_all[part] = scaled_part
+            bad[part] = bad_part
+        return scaled_all, bad
     else:
         as_float = np.array(values, dtype=np.float64)
     scaled = np.rint(as_float * 10_000)

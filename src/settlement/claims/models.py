@@ -67,12 +67,19 @@ def _unit_price(value: Any) -> int:
 
 
 def _iso_date(value: Any) -> dt.date:
-    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
         raise ValueError(f"must be an ISO date YYYY-MM-DD, got {value!r}")
     try:
         return dt.date.fromisoformat(value)
     except ValueError as exc:
         raise ValueError(f"not a real date: {value}") from exc
+
+
+def _json_level(value: Any) -> Any:
+    # Literal[1, 2, 3] alone lets `true` (== 1) and `2.0` through
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"must be 1, 2 or 3 as a JSON integer, got {value!r}")
+    return value
 
 
 ScaledQuantity = Annotated[int, BeforeValidator(_quantity)]
@@ -98,7 +105,7 @@ class _Strict(BaseModel):
 
 class Hospital(_Strict):
     id: NonEmpty
-    level: Literal[1, 2, 3]
+    level: Annotated[Literal[1, 2, 3], BeforeValidator(_json_level)]
 
 
 class Patient(_Strict):

@@ -59,7 +59,11 @@ def decode_json(text: bytes | str) -> Any:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass  # the exact decoder below gives the error (or takes big integers)
-    return json.loads(raw, parse_float=Decimal)
+    try:
+        return json.loads(raw, parse_float=Decimal)
+    except RecursionError:
+        # arrays nested thousands deep: not a claim, and must not end the run
+        raise ValueError("JSON nested too deeply") from None
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:

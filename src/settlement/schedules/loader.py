@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -84,7 +84,9 @@ _ExactLoader.add_constructor("tag:yaml.org,2002:map", _duplicate_key_check)
 
 
 def _path(loc: tuple[int | str, ...]) -> str:
-    parts = [str(p) for p in loc if not (isinstance(p, str) and p.startswith(("function-", "int", "nullable")))]
+    # pydantic's own location tags (`function-after[...]`, `nullable[...]`) hold a bracket;
+    # schedule keys never do, so a key such as `interest` or `nullable_cap` stays in the path
+    parts = [str(p) for p in loc if not (isinstance(p, str) and "[" in p)]
     return ".".join(parts) or "(top level)"
 
 
@@ -104,9 +106,9 @@ def _format_errors(file: Path, error: ValidationError) -> list[str]:
             message = f"wrong type: {item['msg']} (got {item.get('input')!r})"
         else:
             message = str(item["msg"])
-        # a union (value | null) reports each branch; keep the informative one
-        key = _path(tuple(p for p in loc if not (isinstance(p, str) and "[" in p)))
-        if "none_required" in kind or (kind == "value_error" and "NoneType" in message):
+        # a union (value | null) may report its null branch too; keep the informative one
+        key = _path(loc)
+        if "none_required" in kind:
             continue
         line = f"{file}: {key}: {message}"
         if line not in seen:
@@ -130,13 +132,13 @@ def _catalog_decimal(text: str, what: str, places: int) -> Decimal:
     try:
         value = Decimal(text)
     except InvalidOperation as exc:
-        raise ValueError(f"{what} is not a number: {text!r}") from exc
+        raise ValueError(f"{what}: not a number: {text!r}") from exc
     if not value.is_finite() or text.strip() != text or (text.startswith(("+", "-")) and value < 0):
-        raise ValueError(f"{what} is not a plain number: {text!r}")
+        raise ValueError(f"{what}: not a plain number: {text!r}")
     if value < 0:
-        raise ValueError(f"{what} must not be negative: {text}")
+        raise ValueError(f"{what}: must not be negative: {text}")
     if decimal_places(value) > places:
-        raise ValueError(f"{what} has more than {places} decimals: {text}")
+        raise ValueError(f"{what}: more than {places} decimals: {text}")
     return value
 
 

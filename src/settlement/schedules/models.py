@@ -19,6 +19,8 @@ from .types import CATEGORIES, SCHEMES, VISIT_TYPES
 
 
 def _number(value: Any) -> Decimal:
+    if value is None:
+        raise ValueError("wrong type: expected a number, got null (only caps, pools and up_to may be null)")
     if isinstance(value, bool) or not isinstance(value, int | Decimal):
         raise ValueError(f"wrong type: expected a number, got {type(value).__name__} {value!r}")
     return Decimal(value)

@@ -24,7 +24,12 @@ def _cmd_settle(args: argparse.Namespace) -> int:
     tables = compile_tables(schedules)
     out = sys.stdout.buffer
     if args.file and args.file != "-":
-        with open(args.file, "rb") as handle:
+        try:
+            handle = open(args.file, "rb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            print(f"settlement settle: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+            return 1
+        with handle:
             settle_stream(handle, tables, out.write)
     else:
         settle_stream(sys.stdin.buffer, tables, out.write)

@@ -54,6 +54,7 @@ class ClaimError(Exception):
 def decode_json(text: bytes | str) -> Any:
     """JSON text → Python values, numbers exact (see _INEXACT_NUMBER)."""
     raw = text.encode() if isinstance(text, str) else text
+    raw = raw.removeprefix(b"\xef\xbb\xbf")  # a file's byte-order mark, as the fast path reads it
     if not _INEXACT_NUMBER.search(raw):
         try:
             return orjson.loads(raw)

@@ -30,9 +30,9 @@ def _cmd_settle(args: argparse.Namespace) -> int:
             print(f"settlement settle: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
             return 1
         with handle:
-            settle_stream(handle, tables, out.write)
+            settle_stream(handle, tables, out.write, workers=args.workers)
     else:
-        settle_stream(sys.stdin.buffer, tables, out.write)
+        settle_stream(sys.stdin.buffer, tables, out.write, workers=args.workers)
     out.flush()
     return 0
 
@@ -255,6 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("settle", help="settle claims (JSON lines) in order from empty accumulators")
     p.add_argument("--schedules", required=True, help="a region folder, e.g. fee_schedules/heilongjiang")
     p.add_argument("file", nargs="?", help="JSON lines file (default: stdin)")
+    p.add_argument(
+        "--workers", type=int, default=None,
+        help="processes reading claims ahead (default: one per core; settling itself stays in order)",
+    )
     p.set_defaults(func=_cmd_settle)
 
     p = sub.add_parser("schedules", help="fee schedule tools")

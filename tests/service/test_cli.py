@@ -39,7 +39,7 @@ def test_keys_create_prints_the_key_alone(tmp_path: Path, monkeypatch: Any, caps
     key = out.strip()
     status, out, _ = cli(["keys", "list"], monkeypatch, capsys, db)
     assert status == 0 and "hospital\tH0002\tbilling" in out
-    assert key not in out and key.split("_")[2] not in db.read_bytes().decode("latin-1")  # stored hashed
+    assert key not in out and key.split("_", 2)[2] not in db.read_bytes().decode("latin-1")  # stored hashed
     # the key works against the API on the same database
     from fastapi.testclient import TestClient
 

@@ -59,10 +59,10 @@ def test_settle_returns_201_with_result_trace_and_accumulators(client, auth, app
     assert after["charity_paid"]["poverty_relief"] == "537.45"
     assert after["pool_used"] == {"poverty_relief": "537.45"}
     assert _count(app, Settlement) == 1
-    # the same stored result, with its trace, on GET
+    # the same stored result, with its trace, on GET — byte for byte (key order too)
     got = client.get(f"/v1/settlements/{body['settlement_id']}", headers=auth["reviewer"])
     assert got.status_code == 200
-    assert got.json() == body
+    assert got.json() == body and got.content == response.content
 
 
 def test_same_claim_again_replays_the_first_result(client, auth, app):

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -25,7 +24,7 @@ SERIAL = sa.BigInteger().with_variant(
 )  # autoincrementing key (INTEGER on SQLite)
 FEN = sa.BigInteger()  # money, integer fen
 TIMESTAMP = sa.DateTime(timezone=True)  # UTC
-JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
+JSON = sa.JSON()  # json, not jsonb: kept as written
 
 
 def upgrade() -> None:

@@ -36,12 +36,12 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from settlement.service.db import Base, Fen, SerialKey, UtcDateTime
 
-Json = JSON().with_variant(JSONB(), "postgresql")
+# JSON, not JSONB: stored as written, so a replay returns the first result byte for byte (key order too)
+Json = JSON()
 
 AMOUNTS = (
     "total",

@@ -124,14 +124,14 @@ def reverse(
     data: Annotated[ReversalIn | None, Body()] = None,
 ) -> dict[str, Any]:
     reason = data.reason if data is not None else None
-    body = run_transaction(
+    outcome = run_transaction(
         ctx.db.write,
         lambda session: service.reverse(session, ctx, principal, settlement_id, reason),
         retries=ctx.settings.transaction_retries,
         on_retry=lambda _exc: metrics.TRANSACTION_RETRIES.inc(),
     )
-    metrics.REVERSALS.labels("reversed").inc()
-    return body
+    metrics.REVERSALS.labels("reversed" if outcome.created else "already").inc()
+    return outcome.body
 
 
 @router.get(

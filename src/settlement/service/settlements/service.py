@@ -336,17 +336,17 @@ def reverse(
     principal: Principal,
     settlement_id: str,
     reason: str | None,
-) -> dict[str, Any]:
+) -> Outcome:
     """Marks the settlement reversed, writes negating entries, takes its contribution back out.
 
-    Idempotent: a reversed settlement is returned as it is. Later settlements
-    of the person are not recomputed (SPEC §9).
+    Idempotent: a reversed settlement is returned as it is (created=False).
+    Later settlements of the person are not recomputed (SPEC §9).
     """
     row = visible(
         repository.lock(session, settlement_id), principal, settlement_id
     )  # settlement lock
     if row.status == "reversed":
-        return body_of(row)
+        return Outcome(body_of(row), created=False)
     contribution = PersonYearTotals(**row.contribution["person_year"])
     pool_delta: dict[str, int] = {f: int(v) for f, v in row.contribution["pool_used"].items()}
     lock_person_year(session, row.person_id, row.policy_year)  # then the person-year lock
@@ -379,7 +379,7 @@ def reverse(
     row.status = "reversed"
     row.reversed_at = now
     session.flush()
-    return body_of(row)
+    return Outcome(body_of(row), created=True)
 
 
 # -- reads -----------------------------------------------------------------------

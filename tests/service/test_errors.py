@@ -147,14 +147,27 @@ def _sums(app: Any) -> tuple[Any, ...]:
 
 
 @pytest.mark.parametrize(
-    "target",
+    ("portable", "postgres"),
     [
-        "settlement.service.settlements.service._write_ledger",
-        "settlement.service.settlements.service.add_to_person_year",
-        "settlement.service.settlements.service.add_pool_used",
+        (
+            "settlement.service.settlements.service._write_ledger",
+            "settlement.service.settlements.pgsettle.write_ledger",
+        ),
+        (
+            "settlement.service.settlements.service.add_to_person_year",
+            "settlement.service.settlements.pgsettle.add_to_person_year",
+        ),
+        (
+            "settlement.service.settlements.service.add_pool_used",
+            "settlement.service.settlements.pgsettle.draw_if_room",
+        ),
     ],
 )
-def test_a_failure_anywhere_in_a_settle_leaves_nothing(client, auth, app, registered, monkeypatch, target):
+def test_a_failure_anywhere_in_a_settle_leaves_nothing(
+    client, auth, app, registered, monkeypatch, portable, postgres, using_postgres
+):
+    # PostgreSQL settles through settlements.pgsettle (late pool locks), SQLite the portable way
+    target = postgres if using_postgres else portable
     first = client.post("/v1/settlements", json=EX01, headers=auth["hospital"])
     assert first.status_code == 201
     before_counts, before_sums = _counts(app), _sums(app)
@@ -187,16 +200,18 @@ def test_a_failure_in_a_reversal_leaves_nothing(client, auth, app, registered, m
     assert client.get(f"/v1/settlements/{sid}", headers=auth["hospital"]).json()["status"] == "settled"
 
 
-def test_deadlock_is_retried(client, auth, app, registered, monkeypatch):
+def test_deadlock_is_retried(client, auth, app, registered, monkeypatch, using_postgres):
     """A deadlock or serialization failure re-runs the whole settle on a fresh transaction."""
     from sqlalchemy.exc import OperationalError
 
-    from settlement.service.settlements import service
+    from settlement.service.settlements import pgsettle, service
 
     class Deadlock(Exception):
         sqlstate = "40P01"
 
-    real = service.lock_pools
+    # the pool lock: taken by the draw itself on PostgreSQL (pgsettle), before the engine elsewhere
+    module, name = (pgsettle, "draw_if_room") if using_postgres else (service, "lock_pools")
+    real = getattr(module, name)
     calls = {"n": 0}
 
     def flaky(*args: Any, **kwargs: Any) -> Any:
@@ -205,7 +220,7 @@ def test_deadlock_is_retried(client, auth, app, registered, monkeypatch):
             raise OperationalError("SELECT … FOR UPDATE", {}, Deadlock("deadlock detected"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(service, "lock_pools", flaky)
+    monkeypatch.setattr(module, name, flaky)
     response = client.post("/v1/settlements", json=EX01, headers=auth["hospital"])
     assert response.status_code == 201, response.text
     assert calls["n"] == 3

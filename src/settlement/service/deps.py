@@ -14,7 +14,8 @@ from .context import ServiceContext
 from .errors import forbidden, unauthorized
 
 
-def get_ctx(request: Request) -> ServiceContext:
+async def get_ctx(request: Request) -> ServiceContext:
+    # async: FastAPI runs a sync dependency in the thread pool, a hop that costs more than this
     ctx: ServiceContext = request.app.state.ctx
     return ctx
 
@@ -52,7 +53,7 @@ def require(*roles: Role) -> Callable[..., Principal]:
     allowed = frozenset(roles)
     names = ", ".join(r.value for r in roles)
 
-    def dependency(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    async def dependency(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
         if principal.role not in allowed:
             raise forbidden(f"a {principal.role.value} key may not call this; allowed: {names}")
         return principal

@@ -9,11 +9,61 @@ from sqlalchemy.orm import Session
 
 from settlement.engine.state import PersonYearTotals
 from settlement.schedules.types import VISIT_TYPES
-from settlement.service.db import insert_ignore
+from settlement.service.db import insert_ignore, pg_connection, pg_execute, pg_executemany
 
 from .models import PersonCharity, PersonYear
 
 BASIC_COLUMNS = {vt: f"basic_paid_{vt}" for vt in VISIT_TYPES}
+TOTAL_COLUMNS = (
+    *BASIC_COLUMNS.values(),
+    "critical_base",
+    "critical_paid",
+    "assistance_base",
+    "assistance_paid",
+)
+
+# PostgreSQL: the same reads and writes as plain statements (see db.pg_connection)
+_COLS = ", ".join(TOTAL_COLUMNS)
+PG_READ = f"SELECT {_COLS} FROM person_year_accumulators WHERE person_id = %s AND policy_year = %s"
+PG_CHARITY = "SELECT fund_id, paid FROM person_year_charity WHERE person_id = %s AND policy_year = %s"
+# one round trip creates the row if absent and locks it: ON CONFLICT DO UPDATE takes the row lock
+PG_LOCK = (
+    f"INSERT INTO person_year_accumulators (person_id, policy_year, {_COLS})"
+    f" VALUES (%s, %s{', 0' * len(TOTAL_COLUMNS)})"
+    " ON CONFLICT (person_id, policy_year) DO UPDATE SET updated_at = person_year_accumulators.updated_at"
+    f" RETURNING {_COLS}"
+)
+PG_ADD = (
+    "UPDATE person_year_accumulators SET updated_at = %s, "
+    + ", ".join(f"{c} = {c} + %s" for c in TOTAL_COLUMNS)
+    + " WHERE person_id = %s AND policy_year = %s"
+)
+PG_SUB_CHARITY = (  # a reversal: the row exists (its settlement made it); an upsert would CHECK the negative
+    "UPDATE person_year_charity SET paid = paid + %s WHERE person_id = %s AND policy_year = %s AND fund_id = %s"
+)
+PG_ADD_CHARITY = (
+    "INSERT INTO person_year_charity (person_id, policy_year, fund_id, paid) VALUES (%s, %s, %s, %s)"
+    " ON CONFLICT (person_id, policy_year, fund_id) DO UPDATE SET paid = person_year_charity.paid + EXCLUDED.paid"
+)
+
+
+def _pg_totals(values: tuple[int, ...] | None, charity: dict[str, int]) -> PersonYearTotals:
+    if values is None:
+        return PersonYearTotals(charity_paid=charity)
+    basic = dict(zip(BASIC_COLUMNS, values[: len(BASIC_COLUMNS)], strict=True))
+    critical_base, critical_paid, assistance_base, assistance_paid = values[len(BASIC_COLUMNS) :]
+    return PersonYearTotals(
+        basic_paid=basic,
+        critical_base=critical_base,
+        critical_paid=critical_paid,
+        assistance_base=assistance_base,
+        assistance_paid=assistance_paid,
+        charity_paid=charity,
+    )
+
+
+def _pg_charity(pg: object, person_id: str, year: int) -> dict[str, int]:
+    return {fund: int(paid) for fund, paid in pg_execute(pg, PG_CHARITY, (person_id, year))}
 
 
 def _totals(row: PersonYear | None, charity: dict[str, int]) -> PersonYearTotals:
@@ -40,6 +90,10 @@ def _charity(session: Session, person_id: str, year: int) -> dict[str, int]:
 
 def read_person_year(session: Session, person_id: str, year: int) -> PersonYearTotals:
     """The totals as committed now, without a lock (previews and reads); zeros for a new year."""
+    pg = pg_connection(session)
+    if pg is not None:
+        values = pg_execute(pg, PG_READ, (person_id, year)).fetchone()
+        return _pg_totals(values, _pg_charity(pg, person_id, year))
     row = session.get(PersonYear, (person_id, year))
     return _totals(row, _charity(session, person_id, year))
 
@@ -50,6 +104,12 @@ def lock_person_year(session: Session, person_id: str, year: int) -> PersonYearT
     This lock is what makes one person's settlements serialize (SPEC §9): the
     first lock a settle or a reversal takes after the settlement row.
     """
+    pg = pg_connection(session)
+    if pg is not None:
+        values = pg_execute(pg, PG_LOCK, (person_id, year)).fetchone()
+        # the charity rows are read after the lock is held: a fresh snapshot sees every
+        # settlement of this person that committed before (READ COMMITTED)
+        return _pg_totals(values, _pg_charity(pg, person_id, year))
     exists = session.scalar(
         select(PersonYear.policy_year).where(
             PersonYear.person_id == person_id, PersonYear.policy_year == year
@@ -95,9 +155,26 @@ def add_to_person_year(
     now: dt.datetime,
 ) -> None:
     """Adds sign × delta to the locked person-year row and its charity rows."""
+    pg = pg_connection(session)
+    if pg is not None:
+        amounts = [sign * delta.basic_paid.get(vt, 0) for vt in VISIT_TYPES]
+        amounts += [
+            sign * getattr(delta, n)
+            for n in ("critical_base", "critical_paid", "assistance_base", "assistance_paid")
+        ]
+        pg_execute(pg, PG_ADD, (now, *amounts, person_id, year))
+        rows = [(person_id, year, f, sign * a) for f, a in sorted(delta.charity_paid.items()) if a]
+        if sign < 0:
+            for pid, y, fund, amount in rows:
+                pg_execute(pg, PG_SUB_CHARITY, (amount, pid, y, fund))
+            return
+        if len(rows) == 1:
+            pg_execute(pg, PG_ADD_CHARITY, rows[0])
+        elif rows:
+            pg_executemany(pg, PG_ADD_CHARITY, rows)
+        return
     values = {
-        BASIC_COLUMNS[vt]: getattr(PersonYear, BASIC_COLUMNS[vt])
-        + sign * delta.basic_paid.get(vt, 0)
+        BASIC_COLUMNS[vt]: getattr(PersonYear, BASIC_COLUMNS[vt]) + sign * delta.basic_paid.get(vt, 0)
         for vt in VISIT_TYPES
         if delta.basic_paid.get(vt, 0)
     }

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from settlement.service.db import pg_connection, pg_execute
 from settlement.service.errors import ServiceError, unauthorized
 
 from .keys import Role, hash_key, key_id_of, matches, new_key
@@ -76,10 +77,25 @@ def list_keys(session: Session) -> list[ApiKey]:
     return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at)))
 
 
+KEY_SQL = "SELECT key_hash, role, hospital_id, funds, revoked_at FROM api_keys WHERE key_id = %s"
+
+
 def authenticate(session: Session, key: str) -> Principal:
     key_id = key_id_of(key)
     if key_id is None:
         raise unauthorized("the API key is malformed")
+    pg = pg_connection(session)
+    if pg is not None:  # every request checks its key: plain SQL, no ORM object
+        found = pg_execute(pg, KEY_SQL, (key_id,)).fetchone()
+        if found is None or found[4] is not None or not matches(key, found[0]):
+            raise unauthorized("the API key is not valid")
+        _hash, role, hospital_id, funds, _revoked = found
+        return Principal(
+            key_id=key_id,
+            role=Role(role),
+            hospital_id=hospital_id,
+            funds=frozenset(funds.split(",")) if funds else None,
+        )
     row = session.get(ApiKey, key_id)
     if row is None or row.revoked_at is not None or not matches(key, row.key_hash):
         raise unauthorized("the API key is not valid")

@@ -15,15 +15,38 @@ from collections.abc import Iterable
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from settlement.service.db import insert_ignore
+from settlement.service.db import insert_ignore, pg_connection, pg_execute
 
 from .models import FundPool
+
+PG_READ = "SELECT fund_id, used FROM fund_pools WHERE policy_year = %s AND fund_id = ANY(%s)"
+PG_SHARE = (
+    "SELECT fund_id, used FROM fund_pools WHERE policy_year = %s AND fund_id = ANY(%s)"
+    " ORDER BY fund_id FOR SHARE"
+)
+# A draw that fits: adds to the pool only if the pool still has room for it, and takes the
+# settlement's event number while the row is locked (seq order = commit order on this pool).
+PG_DRAW = (
+    "INSERT INTO fund_pools AS p (fund_id, policy_year, used) VALUES (%(fund)s, %(year)s, %(amount)s)"
+    " ON CONFLICT (fund_id, policy_year) DO UPDATE SET used = p.used + EXCLUDED.used"
+    " WHERE p.used + EXCLUDED.used <= %(limit)s"
+    " RETURNING p.used, nextval(pg_get_serial_sequence('settlement_events', 'seq'))"
+)
+PG_DRAW_UNLIMITED = (
+    "INSERT INTO fund_pools AS p (fund_id, policy_year, used) VALUES (%(fund)s, %(year)s, %(amount)s)"
+    " ON CONFLICT (fund_id, policy_year) DO UPDATE SET used = p.used + EXCLUDED.used"
+    " RETURNING p.used, nextval(pg_get_serial_sequence('settlement_events', 'seq'))"
+)
 
 
 def read_pools(session: Session, year: int, fund_ids: Iterable[str]) -> dict[str, int]:
     """Pool use as committed now, without locks (previews, reads); 0 for a fund not yet drawn on."""
     funds = sorted(set(fund_ids))
     used = dict.fromkeys(funds, 0)
+    pg = pg_connection(session) if funds else None
+    if pg is not None:
+        used.update({fund: int(value) for fund, value in pg_execute(pg, PG_READ, (year, funds))})
+        return used
     if funds:
         rows = session.execute(
             select(FundPool.fund_id, FundPool.used).where(
@@ -76,3 +99,31 @@ def add_pool_used(session: Session, year: int, deltas: dict[str, int]) -> None:
                 .values(used=FundPool.used + amount)
                 .execution_options(synchronize_session=False)
             )
+
+
+def share_lock_pools(session: Session, year: int, fund_ids: Iterable[str]) -> dict[str, int]:
+    """PostgreSQL: the pool rows FOR SHARE, in fund_id order, and their use (0 when absent).
+
+    For a settlement that finds a pool spent: while it holds the share lock no
+    one can draw on or give back to the pool, so "the pool pays 0" stays true
+    until it commits, and any number of such settlements hold it at once.
+    """
+    pg = pg_connection(session)
+    funds = sorted(set(fund_ids))
+    used = dict.fromkeys(funds, 0)
+    if pg is not None and funds:
+        used.update({fund: int(value) for fund, value in pg_execute(pg, PG_SHARE, (year, funds))})
+    return used
+
+
+def draw_if_room(session: Session, year: int, fund: str, amount: int, limit: int | None) -> tuple[int, int] | None:
+    """PostgreSQL: adds amount to the pool if used + amount ≤ limit; (used after, next event seq), or None.
+
+    The row lock is taken here, by the last statements of the settlement, and
+    held only until its commit.
+    """
+    pg = pg_connection(session)
+    assert pg is not None
+    params = {"fund": fund, "year": year, "amount": amount, "limit": limit}
+    found = pg_execute(pg, PG_DRAW if limit is not None else PG_DRAW_UNLIMITED, params).fetchone()
+    return None if found is None else (int(found[0]), int(found[1]))

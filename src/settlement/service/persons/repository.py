@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import Table, and_, bindparam, delete, insert, or_, select, text, update
 from sqlalchemy.orm import Session, selectinload
 
-from settlement.service.db import insert_ignore
+from settlement.service.db import insert_ignore, pg_connection, pg_execute
 
 from .models import Person, PersonCategory
 
@@ -138,8 +138,19 @@ def _replace_many_postgres(
     session.expire_all()
 
 
+IDENTITY_SQL = (
+    "SELECT p.scheme, c.category FROM persons p LEFT JOIN person_categories c"
+    " ON c.person_id = p.person_id AND c.valid_from <= %(day)s AND (c.valid_to IS NULL OR c.valid_to >= %(day)s)"
+    " WHERE p.person_id = %(pid)s LIMIT 1"
+)
+
+
 def identity_on(session: Session, person_id: str, day: dt.date) -> tuple[str, str | None] | None:
     """(scheme, category of the period covering day, or None); None when the person is unknown."""
+    pg = pg_connection(session)
+    if pg is not None:  # the same query, without the ORM's per-statement cost
+        found = pg_execute(pg, IDENTITY_SQL, {"day": day, "pid": person_id}).fetchone()
+        return None if found is None else (found[0], found[1])
     row = session.execute(
         select(Person.scheme, PersonCategory.category)
         .select_from(Person)

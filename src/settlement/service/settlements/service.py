@@ -46,11 +46,12 @@ from settlement.service.accumulators.repository import (
 from settlement.service.auth.keys import Role
 from settlement.service.auth.service import Principal
 from settlement.service.context import ServiceContext
+from settlement.service.db import pg_connection
 from settlement.service.errors import ServiceError, claim_problem, invalid_request, not_found
 from settlement.service.funds.repository import add_pool_used, lock_pools, read_pools
 from settlement.service.persons.service import identity_for_claim
 
-from . import repository
+from . import pgsettle, repository
 from .counter import Computation, CounterClaim, compute, prepare
 from .hashing import claim_hash
 from .models import LedgerEntry, Settlement, SettlementEvent
@@ -135,6 +136,7 @@ def _summary(
         "hospital_id": hospital_id,
         "settled_at": _iso(settled_at),
         "reversed_at": _iso(reversed_at),
+        "claim_id": result["claim_id"],  # the response model's order (router.json_response)
         "person_id": person_id,
         "scheme": scheme,
         "category": category,
@@ -210,10 +212,30 @@ def replay_or_conflict(row: Settlement, digest: str) -> Outcome:
 
 
 def settle(session: Session, ctx: ServiceContext, principal: Principal, raw: bytes) -> Outcome:
-    """Settles and writes one claim (see the module docstring for the steps and locks)."""
+    """Settles and writes one claim (see the module docstring for the steps and locks).
+
+    On PostgreSQL the pool rows are locked late (settlements.pgsettle); when that
+    cannot give the exact result the unit starts over here, the locked way.
+    """
     claim = parse_claim(raw, principal)
     hospital_id = claim.hospital.id
     digest = claim_hash(claim)
+    pg = pg_connection(session)
+    if pg is not None and not pgsettle.exists(pg, hospital_id, claim.claim_id):
+        cc = counter_claim(session, ctx, claim)
+        try:
+            body = pgsettle.settle_optimistic(session, pg, ctx, principal, cc, raw, digest, _summary)
+            return Outcome(body, created=True)
+        except pgsettle.PoolMoved:
+            session.rollback()  # everything of this attempt; the locked way starts afresh
+    return _settle_locked(session, ctx, principal, claim, raw, digest)
+
+
+def _settle_locked(
+    session: Session, ctx: ServiceContext, principal: Principal, claim: Claim, raw: bytes, digest: str
+) -> Outcome:
+    """Steps 2-7 with the pool rows locked before the engine runs (SQLite, and the PostgreSQL fallback)."""
+    hospital_id = claim.hospital.id
     existing = repository.find_by_claim(session, hospital_id, claim.claim_id)
     if existing is not None:
         return replay_or_conflict(existing, digest)

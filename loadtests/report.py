@@ -159,6 +159,18 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| `{route}` ({e['label']}) | {e['requests']} | {e['p50_le_ms']} | {e['p95_le_ms']} | {e['p99_le_ms']} |"
         )
+    cpu = run.get("cpu")
+    if cpu:
+        lines += [
+            "",
+            "## CPU (this machine has {cores} cores; {wall_s} s of load)".format(**cpu),
+            "",
+            f"- per request: service {cpu['service_ms_per_request']} ms, PostgreSQL"
+            f" {cpu['postgres_ms_per_request']} ms, locust {cpu['locust_ms_per_request']} ms",
+            f"- CPU seconds: service {cpu['service_cpu_s']}, PostgreSQL {cpu['postgres_cpu_s']},"
+            f" locust {cpu['locust_cpu_s']}, anything else on the machine {cpu['other_cpu_s']}"
+            f" (of {cpu['machine_busy_cpu_s']} busy; {cpu['cores'] * cpu['wall_s']:.0f} available)",
+        ]
     checks = report["checks"]
     lines += [
         "",

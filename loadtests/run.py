@@ -77,6 +77,69 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         pass
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: str) -> tuple[int, int, str] | None:
+    """(parent pid, CPU ticks user+system, command name) of a process, or None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+    except OSError:
+        return None
+    name = text[text.index("(") + 1 : text.rindex(")")]
+    fields = text[text.rindex(")") + 2 :].split()
+    return int(fields[1]), int(fields[11]) + int(fields[12]), name
+
+
+def cpu_snapshot(server_pid: int) -> dict[str, float]:
+    """CPU seconds so far: the service's process tree, PostgreSQL's processes, the whole machine."""
+    procs = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            st = _stat(entry)
+            if st is not None:
+                procs[int(entry)] = st
+    tree = {server_pid}
+    changed = True
+    while changed:
+        changed = False
+        for pid, (ppid, _t, _n) in procs.items():
+            if ppid in tree and pid not in tree:
+                tree.add(pid)
+                changed = True
+    with open("/proc/stat") as f:
+        cpu = [int(x) for x in f.readline().split()[1:]]
+    idle = cpu[3] + cpu[4]
+    return {
+        "service": sum(procs[p][1] for p in tree if p in procs) / TICKS,
+        "postgres_by_pid": {str(p): t / TICKS for p, (_pp, t, n) in procs.items() if n.startswith("postgres")},
+        "machine_busy": (sum(cpu) - idle) / TICKS,
+        "wall": time.time(),
+    }  # type: ignore[dict-item]
+
+
+def cpu_usage(before: dict, after: dict, locust_s: float, requests: int) -> dict[str, float]:
+    pg_before = before["postgres_by_pid"]
+    postgres = sum(t - pg_before.get(p, 0.0) for p, t in after["postgres_by_pid"].items())
+    wall = after["wall"] - before["wall"]
+    service = after["service"] - before["service"]
+    busy = after["machine_busy"] - before["machine_busy"]
+    n = max(requests, 1)
+    return {
+        "wall_s": round(wall, 1),
+        "service_cpu_s": round(service, 1),
+        "postgres_cpu_s": round(postgres, 1),
+        "locust_cpu_s": round(locust_s, 1),
+        "machine_busy_cpu_s": round(busy, 1),
+        "other_cpu_s": round(busy - service - postgres - locust_s, 1),
+        "cores": os.cpu_count() or 1,
+        "service_ms_per_request": round(service / n * 1000, 2),
+        "postgres_ms_per_request": round(postgres / n * 1000, 2),
+        "locust_ms_per_request": round(locust_s / n * 1000, 2),
+    }
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=int, default=60, help="seconds of load")
@@ -178,9 +241,16 @@ def main(argv: list[str] | None = None) -> int:
             cmd += ["--processes", str(args.locust_processes)]
         print(f"locust: {users} users, {args.rate:g} req/s offered, mix {args.mix}, {args.duration} s → {base}")
         started = time.time()
+        cpu_before = cpu_snapshot(server.pid)
+        children_before = os.times()
         with open(out / "locust.log", "wb") as log:
             locust = subprocess.run(cmd, env=locust_env, stdout=log, stderr=subprocess.STDOUT, check=False)
+        children_after = os.times()
+        cpu_after = cpu_snapshot(server.pid)
         ended = time.time()
+        locust_cpu = (children_after.children_user - children_before.children_user) + (
+            children_after.children_system - children_before.children_system
+        )
         (out / "metrics-after.txt").write_bytes(get(f"{base}/metrics", admin))
         run = {
             "run_id": run_id, "mix": args.mix, "rate": args.rate, "users": users,
@@ -197,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         settle_sent = sum(json.loads(p.read_text())["counts"].get("settle_sent", 0) for p in clients)
         checks = run_checks(args.database_url, "LT" + run["run_id"].replace("-", ""), settle_sent)
+        requests = sum(len(json.loads(p.read_text())["records"].get(k, [])) for p in clients for k in
+                       ("settle", "preview", "reversal", "retry"))
+        run["cpu"] = cpu_usage(cpu_before, cpu_after, locust_cpu, requests)
         report = write_report(out, run, checks)
         print((out / "report.md").read_text())
         status = 1 if report["failures"] else 0

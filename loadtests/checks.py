@@ -54,7 +54,7 @@ WHERE a.basic_paid_inpatient <> coalesce(c.bi, 0) OR a.basic_paid_outpatient <> 
 PERSON_CHARITY = """
 WITH c AS (
     SELECT s.person_id, s.policy_year, f.key AS fund_id, sum(f.value::bigint) AS paid
-    FROM settlements s, json_each_text(s.contribution->'person_year'->'charity_paid') f
+    FROM settlements s, json_each_text(s.contribution::json->'person_year'->'charity_paid') f
     WHERE s.status = 'settled' GROUP BY 1, 2, 3
 )
 SELECT count(*) FROM person_year_charity p LEFT JOIN c USING (person_id, policy_year, fund_id)

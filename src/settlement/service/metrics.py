@@ -34,6 +34,13 @@ PREVIEWS = Counter("settlement_previews_total", "Previews computed")
 REVERSALS = Counter(
     "settlement_reversals_total", "Reversal calls by outcome: reversed, already", ["outcome"]
 )
+POOL_PATHS = Counter(
+    "settlement_pool_paths_total",
+    "PostgreSQL settle attempts by how they met the charity pools: late (draw written last, row"
+    " locked to commit only), shared (a spent pool held FOR SHARE), locked (pool rows locked"
+    " before the engine: the pool moved or sits at its limit)",
+    ["path"],
+)
 TRANSACTION_RETRIES = Counter(
     "settlement_transaction_retries_total",
     "Transactions re-run after a deadlock or serialization failure",

@@ -30,12 +30,14 @@ test_concurrency.py replays them so).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 from psycopg.types.json import Json
 from sqlalchemy.orm import Session
 
+from settlement.service import metrics
 from settlement.service.accumulators.repository import add_to_person_year, lock_person_year
 from settlement.service.auth.service import Principal
 from settlement.service.context import ServiceContext
@@ -107,7 +109,7 @@ def settle_optimistic(
     cc: CounterClaim,
     raw: bytes,
     digest: str,
-    summary: Any,
+    summary: Callable[..., dict[str, Any]],
 ) -> dict[str, Any]:
     """Steps 4-7 of a settle with late pool locks; raises PoolMoved when the locked way is needed."""
     year = cc.policy_year
@@ -122,6 +124,7 @@ def settle_optimistic(
         comp = compute(cc, before, {**snapshot, **shared})
         if any(comp.pool_delta[f] for f in spent) or binding(comp, {**snapshot, **shared}, limits) != spent:
             raise PoolMoved  # it must draw on a pool at its limit: only the exclusive lock is exact
+        metrics.POOL_PATHS.labels("shared").inc()
     draws = {f: d for f, d in sorted(comp.pool_delta.items()) if d and f not in spent}
 
     now = ctx.now()

@@ -8,13 +8,14 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
 
 from settlement.claims import Claim
 from settlement.service import metrics
 from settlement.service.auth.keys import Role
 from settlement.service.auth.service import Principal
 from settlement.service.db import run_transaction, violated_constraint
-from settlement.service.deps import Ctx, ReadSession, require
+from settlement.service.deps import Ctx, ReadSession, principal_of, require
 from settlement.service.errors import ServiceError
 
 from . import service
@@ -22,7 +23,6 @@ from .schemas import ReversalIn, SettlementOut, SettlementPage
 
 router = APIRouter(prefix="/v1/settlements", tags=["settlements"])
 
-HospitalKey = Annotated[Principal, Depends(require(Role.HOSPITAL))]
 ReverserKey = Annotated[Principal, Depends(require(Role.HOSPITAL, Role.ADMIN))]
 ReaderKey = Annotated[
     Principal, Depends(require(Role.HOSPITAL, Role.REVIEWER, Role.INSURER, Role.ADMIN))
@@ -64,7 +64,13 @@ def json_response(body: dict[str, Any], status: int = 200, headers: dict[str, st
     openapi_extra=CLAIM_BODY,
     responses={400: PROBLEM, 403: PROBLEM, 422: PROBLEM},
 )
-def preview(raw: RawBody, principal: HospitalKey, ctx: Ctx) -> Response:
+async def preview(raw: RawBody, request: Request, ctx: Ctx) -> Response:
+    # one thread-pool hop for the key check and the work (see deps.principal_of)
+    return await run_in_threadpool(_preview, raw, request, ctx)
+
+
+def _preview(raw: bytes, request: Request, ctx: Any) -> Response:
+    principal = principal_of(request, ctx, Role.HOSPITAL)
     with ctx.db.read() as session:  # opened here: a session dependency costs two thread-pool hops
         try:
             body = service.preview(session, ctx, principal, raw)
@@ -91,7 +97,13 @@ def preview(raw: RawBody, principal: HospitalKey, ctx: Ctx) -> Response:
         422: PROBLEM,
     },
 )
-def settle(raw: RawBody, principal: HospitalKey, ctx: Ctx) -> Response:
+async def settle(raw: RawBody, request: Request, ctx: Ctx) -> Response:
+    return await run_in_threadpool(_settle, raw, request, ctx)
+
+
+def _settle(raw: bytes, request: Request, ctx: Any) -> Response:
+    principal = principal_of(request, ctx, Role.HOSPITAL)
+
     def work(session: Any) -> service.Outcome:
         return service.settle(session, ctx, principal, raw)
 

@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 from settlement.claims import Claim, ClaimError, decode_json, validate_claim
 from settlement.claims.person_id import PersonIdError, check_person_id, normalize_person_id
 from settlement.engine.state import PersonYearTotals
+from settlement.service import metrics
 from settlement.service.accumulators.repository import (
     add_to_person_year,
     lock_person_year,
@@ -225,8 +226,10 @@ def settle(session: Session, ctx: ServiceContext, principal: Principal, raw: byt
         cc = counter_claim(session, ctx, claim)
         try:
             body = pgsettle.settle_optimistic(session, pg, ctx, principal, cc, raw, digest, _summary)
+            metrics.POOL_PATHS.labels("late").inc()
             return Outcome(body, created=True)
         except pgsettle.PoolMoved:
+            metrics.POOL_PATHS.labels("locked").inc()
             session.rollback()  # everything of this attempt; the locked way starts afresh
     return _settle_locked(session, ctx, principal, claim, raw, digest)
 

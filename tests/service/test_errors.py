@@ -270,3 +270,23 @@ def test_database_down_is_503_with_retry_after(service_tables, tmp_path, using_p
     response = client.post("/v1/settlements", json=EX01, headers={"Authorization": "Bearer stl_000000000000_x"})
     body = problem(response, 503, "database_unavailable")
     assert response.headers["Retry-After"] == "7" and "unavailable" in body["detail"]
+
+
+def test_endless_deadlocks_give_503_busy(client, auth, app, registered, monkeypatch, using_postgres):
+    from sqlalchemy.exc import OperationalError
+
+    from settlement.service.settlements import pgsettle, service
+
+    class Deadlock(Exception):
+        sqlstate = "40P01"
+
+    def always(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("SELECT … FOR UPDATE", {}, Deadlock("deadlock detected"))
+
+    module, name = (pgsettle, "draw_if_room") if using_postgres else (service, "lock_pools")
+    monkeypatch.setattr(module, name, always)
+    monkeypatch.setattr(app.state.ctx.settings, "transaction_retries", 2)
+    response = client.post("/v1/settlements", json=EX01, headers=auth["hospital"])
+    problem(response, 503, "busy")
+    assert response.headers["Retry-After"] == "1"
+    assert _counts(app)["Settlement"] == 0

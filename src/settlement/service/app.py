@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from zoneinfo import ZoneInfo
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 import settlement
@@ -54,6 +55,8 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # sync routes run in this many threads; the connection pool keeps as many connections
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
         yield
         db.dispose()
 

@@ -50,8 +50,16 @@ class Settings(BaseSettings):
     timezone: str = Field(
         "Asia/Shanghai", description="the day of a statement is a day in this zone"
     )
-    db_pool_size: int = 10
-    db_max_overflow: int = 20
+    worker_threads: int = Field(
+        16,
+        description="threads per worker process running requests; each holds at most one connection",
+    )
+    db_pool_size: int = Field(
+        16,
+        description="connections kept open per worker: at least worker_threads, or requests open and"
+        " close overflow connections all the time (a PostgreSQL backend each; see docs/PERFORMANCE.md)",
+    )
+    db_max_overflow: int = 4
     lock_timeout_ms: int = Field(5000, description="PostgreSQL lock_timeout per statement")
     statement_timeout_ms: int = 30000
     sqlite_busy_timeout_ms: int = 10000

@@ -41,7 +41,7 @@ from settlement.service import metrics
 from settlement.service.accumulators.repository import add_to_person_year, lock_person_year
 from settlement.service.auth.service import Principal
 from settlement.service.context import ServiceContext
-from settlement.service.db import pg_execute, pg_executemany
+from settlement.service.db import pg_execute
 from settlement.service.funds.repository import draw_if_room, read_pools, share_lock_pools
 
 from .counter import Computation, CounterClaim, compute
@@ -69,16 +69,16 @@ INSERT_SETTLEMENT = (
     + ", ".join(["%s"] * (18 + len(AMOUNTS) + 4))
     + ") RETURNING seq"
 )
-INSERT_EVENT = (
-    "INSERT INTO settlement_events (settlement_seq, kind, at, key_id) VALUES (%s, 'settled', %s, %s) RETURNING seq"
-)
-INSERT_EVENT_SEQ = (
-    "INSERT INTO settlement_events (seq, settlement_seq, kind, at, key_id) VALUES (%s, %s, 'settled', %s, %s)"
-)
-INSERT_LEDGER = (
-    "INSERT INTO ledger_entries"
+# the settled event and its ledger entries in one statement; the event's seq is the one drawn
+# under the pool lock (draw_if_room) when the claim drew on a pool, else the next one now
+INSERT_EVENT_AND_LEDGER = (
+    "WITH e AS (INSERT INTO settlement_events (seq, settlement_seq, kind, at, key_id)"
+    " VALUES (COALESCE(%(event_seq)s, nextval(pg_get_serial_sequence('settlement_events', 'seq'))),"
+    " %(seq)s, 'settled', %(at)s, %(key_id)s) RETURNING seq)"
+    " INSERT INTO ledger_entries"
     " (settlement_seq, event_seq, kind, hospital_id, layer, fund, amount_fen, business_date, at)"
-    " VALUES (%s, %s, 'settled', %s, %s, %s, %s, %s, %s)"
+    " SELECT %(seq)s, e.seq, 'settled', %(hospital_id)s, v.layer, v.fund, v.amount, %(day)s, %(at)s"
+    " FROM e, unnest(%(layers)s::text[], %(funds)s::text[], %(amounts)s::bigint[]) AS v(layer, fund, amount)"
 )
 
 
@@ -168,18 +168,20 @@ def settle_optimistic(
         if drawn is None:
             raise PoolMoved
         event_seq = drawn[1]
-    if event_seq is None:
-        event_seq = pg_execute(pg, INSERT_EVENT, (seq, now, principal.key_id)).fetchone()[0]
-    else:
-        pg_execute(pg, INSERT_EVENT_SEQ, (event_seq, seq, now, principal.key_id))
-    day = ctx.business_date(now)
+    entries = [(layer, fund, amount) for layer, fund, amount in ledger_amounts(comp) if amount]
     write_ledger(
         pg,
-        [
-            (seq, event_seq, claim.hospital.id, layer, fund, amount, day, now)
-            for layer, fund, amount in ledger_amounts(comp)
-            if amount
-        ],
+        {
+            "event_seq": event_seq,
+            "seq": seq,
+            "at": now,
+            "key_id": principal.key_id,
+            "hospital_id": claim.hospital.id,
+            "day": ctx.business_date(now),
+            "layers": [e[0] for e in entries],
+            "funds": [e[1] for e in entries],
+            "amounts": [e[2] for e in entries],
+        },
     )
     body = summary(
         settlement_id=settlement_id,
@@ -197,8 +199,9 @@ def settle_optimistic(
     return body
 
 
-def write_ledger(pg: Any, rows: list[tuple[Any, ...]]) -> None:
-    pg_executemany(pg, INSERT_LEDGER, rows)
+def write_ledger(pg: Any, values: dict[str, Any]) -> None:
+    """The ``settled`` event and one ledger entry per paying payer, in one round trip."""
+    pg_execute(pg, INSERT_EVENT_AND_LEDGER, values)
 
 
 def ledger_amounts(comp: Computation) -> list[tuple[str, str, int]]:

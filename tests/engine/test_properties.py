@@ -910,7 +910,7 @@ def test_caps_and_pools_hold_and_accumulators_are_the_sums(
     acc = settler.accumulators
     fund_ids = schedules.fund_ids
     vts = list(VISIT_TYPES)
-    for (pid, year), row in settler.builder.person_rows.items():
+    for (pid, year), row in settler.person_rows.items():
         for k, vt in enumerate(vts):
             assert acc.basic_paid[row, k] == sums["basic"].get((pid, year, vt), 0)
         assert acc.critical_paid[row] == sums["crit"].get((pid, year), 0)
@@ -918,7 +918,7 @@ def test_caps_and_pools_hold_and_accumulators_are_the_sums(
         for col, fund_id in enumerate(fund_ids):
             assert acc.charity_paid[row, col] == sums["charity"].get((pid, year, fund_id), 0)
         assert (acc.critical_base[row] >= 0) and (acc.assistance_base[row] >= 0)
-    for year, row in settler.builder.year_rows.items():
+    for year, row in settler.year_rows.items():
         for col, fund_id in enumerate(fund_ids):
             assert acc.pool_used[row, col] == sums["pool"].get((year, fund_id), 0)
     # nothing recorded for a person-year or year no settled claim touched
@@ -927,7 +927,7 @@ def test_caps_and_pools_hold_and_accumulators_are_the_sums(
         for c, r in zip(claims, results, strict=True)
         if "error" not in r
     }
-    for key, row in settler.builder.person_rows.items():
+    for key, row in settler.person_rows.items():
         if key not in settled:
             assert not acc.basic_paid[row].any() and acc.critical_base[row] == 0 and acc.assistance_base[row] == 0
 
@@ -1147,15 +1147,15 @@ def test_erroneous_claims_change_nothing_for_the_others(
             assert set(r) == {"claim_id", "error"}
             assert (r["error"]["code"], r["claim_id"]) == m, r
     # the accumulators after the run are the same too
-    for key, row in plain.builder.person_rows.items():
-        other = noisy.builder.person_rows[key]
+    for key, row in plain.person_rows.items():
+        other = noisy.person_rows[key]
         for name in ACC_FIELDS[:-1]:
             assert np.array_equal(getattr(plain.accumulators, name)[row], getattr(noisy.accumulators, name)[other])
-    for year, row in plain.builder.year_rows.items():
-        other = noisy.builder.year_rows[year]
+    for year, row in plain.year_rows.items():
+        other = noisy.year_rows[year]
         assert np.array_equal(plain.accumulators.pool_used[row], noisy.accumulators.pool_used[other])
-    for key, row in noisy.builder.person_rows.items():
-        if key not in plain.builder.person_rows:  # only an erroneous claim saw this person-year
+    for key, row in noisy.person_rows.items():
+        if key not in plain.person_rows:  # only an erroneous claim saw this person-year
             for name in ACC_FIELDS[:-1]:
                 assert not getattr(noisy.accumulators, name)[row].any()
 

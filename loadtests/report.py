@@ -110,6 +110,31 @@ def server_table(before: str, after: str) -> dict[str, Any]:
     return table
 
 
+COUNTERS = (
+    "settlement_pool_paths_total",
+    "settlement_transaction_retries_total",
+    "settlement_settlements_total",
+    "settlement_reversals_total",
+    "settlement_previews_total",
+)
+
+
+def _counters(text: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in COUNTERS:
+                label = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                key = f"{sample.name}{{{label}}}" if label else sample.name
+                out[key] = out.get(key, 0.0) + sample.value
+    return out
+
+
+def counter_deltas(before: str, after: str) -> dict[str, int]:
+    b, a = _counters(before), _counters(after)
+    return {k: int(v - b.get(k, 0.0)) for k, v in sorted(a.items()) if v - b.get(k, 0.0)}
+
+
 def verdict(client: dict[str, Any], counts: dict[str, int], checks: dict[str, Any]) -> list[str]:
     failures = []
     errors = sum(v["errors"] for k, v in client.items() if k != "all")
@@ -159,6 +184,9 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| `{route}` ({e['label']}) | {e['requests']} | {e['p50_le_ms']} | {e['p95_le_ms']} | {e['p99_le_ms']} |"
         )
+    if report.get("server_counters"):
+        lines += ["", "Server counters during the run: " + ", ".join(
+            f"`{k}` {v}" for k, v in report["server_counters"].items())]
     cpu = run.get("cpu")
     if cpu:
         lines += [
@@ -216,6 +244,7 @@ def write_report(out: Path, run: dict[str, Any], checks: dict[str, Any]) -> dict
         "run": run,
         "client": client,
         "server": server_table(before, after) if after else {},
+        "server_counters": counter_deltas(before, after) if after else {},
         "counts": counts,
         "checks": checks,
         "client_problems": problems,

@@ -39,11 +39,14 @@ def current_principal(request: Request, ctx: Ctx) -> Principal:
     return principal_of(request, ctx)
 
 
-def principal_of(request: Request, ctx: ServiceContext, *roles: Role) -> Principal:
+def principal_of(
+    request: Request, ctx: ServiceContext, *roles: Role, session: Session | None = None
+) -> Principal:
     """The caller's key (401 without a valid one); with roles, 403 unless it has one of them.
 
     Called directly by the counter's routes, inside their one thread-pool hop
-    (as a dependency it would cost a hop of its own).
+    (as a dependency it would cost a hop of its own), and on the session of
+    their own transaction when given (one connection checkout per request).
     """
     header = request.headers.get("authorization")
     if not header:
@@ -51,7 +54,10 @@ def principal_of(request: Request, ctx: ServiceContext, *roles: Role) -> Princip
     scheme, _, token = header.strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise unauthorized("use Authorization: Bearer <key>")
-    with ctx.db.read() as session:
+    if session is None:
+        with ctx.db.read() as own:
+            principal = authenticate(own, token.strip())
+    else:
         principal = authenticate(session, token.strip())
     request.state.principal = principal
     if roles and principal.role not in roles:

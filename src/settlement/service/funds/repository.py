@@ -11,6 +11,7 @@ means changing :func:`lock_pools` and :func:`add_pool_used` alone.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -26,17 +27,27 @@ PG_SHARE = (
 )
 # A draw that fits: adds to the pool only if the pool still has room for it, and takes the
 # settlement's event number while the row is locked (seq order = commit order on this pool).
-PG_DRAW = (
+_UPSERT = (
     "INSERT INTO fund_pools AS p (fund_id, policy_year, used) VALUES (%(fund)s, %(year)s, %(amount)s)"
     " ON CONFLICT (fund_id, policy_year) DO UPDATE SET used = p.used + EXCLUDED.used"
-    " WHERE p.used + EXCLUDED.used <= %(limit)s"
-    " RETURNING p.used, nextval(pg_get_serial_sequence('settlement_events', 'seq'))"
 )
-PG_DRAW_UNLIMITED = (
-    "INSERT INTO fund_pools AS p (fund_id, policy_year, used) VALUES (%(fund)s, %(year)s, %(amount)s)"
-    " ON CONFLICT (fund_id, policy_year) DO UPDATE SET used = p.used + EXCLUDED.used"
-    " RETURNING p.used, nextval(pg_get_serial_sequence('settlement_events', 'seq'))"
+_ROOM = " WHERE p.used + EXCLUDED.used <= %(limit)s"
+_SEQ = " RETURNING nextval(pg_get_serial_sequence('settlement_events', 'seq')) AS seq"
+PG_DRAW = _UPSERT + _ROOM + _SEQ
+PG_DRAW_UNLIMITED = _UPSERT + _SEQ
+# ... and, for the settlement's last draw, its settled event and ledger entries in the same
+# statement: the row lock is then held for one statement and the commit, nothing in between
+_THEN_LEDGER = (
+    ", e AS (INSERT INTO settlement_events (seq, settlement_seq, kind, at, key_id)"
+    " SELECT d.seq, %(seq)s, 'settled', %(at)s, %(key_id)s FROM d RETURNING seq)"
+    " INSERT INTO ledger_entries"
+    " (settlement_seq, event_seq, kind, hospital_id, layer, fund, amount_fen, business_date, at)"
+    " SELECT %(seq)s, e.seq, 'settled', %(hospital_id)s, v.layer, v.fund, v.amount, %(day)s, %(at)s"
+    " FROM e, unnest(%(layers)s::text[], %(funds)s::text[], %(amounts)s::bigint[]) AS v(layer, fund, amount)"
+    " RETURNING event_seq"
 )
+PG_DRAW_LEDGER = "WITH d AS (" + PG_DRAW + ")" + _THEN_LEDGER
+PG_DRAW_LEDGER_UNLIMITED = "WITH d AS (" + PG_DRAW_UNLIMITED + ")" + _THEN_LEDGER
 
 
 def read_pools(session: Session, year: int, fund_ids: Iterable[str]) -> dict[str, int]:
@@ -116,14 +127,28 @@ def share_lock_pools(session: Session, year: int, fund_ids: Iterable[str]) -> di
     return used
 
 
-def draw_if_room(session: Session, year: int, fund: str, amount: int, limit: int | None) -> tuple[int, int] | None:
-    """PostgreSQL: adds amount to the pool if used + amount ≤ limit; (used after, next event seq), or None.
+def draw_if_room(
+    session: Session,
+    year: int,
+    fund: str,
+    amount: int,
+    limit: int | None,
+    ledger: dict[str, Any] | None = None,
+) -> int | None:
+    """PostgreSQL: adds amount to the pool if used + amount ≤ limit; the next event seq, or None.
 
     The row lock is taken here, by the last statements of the settlement, and
-    held only until its commit.
+    held only until its commit. With ``ledger`` (the values of
+    settlements.pgsettle.write_ledger) the same statement also writes the
+    settled event, numbered under the lock, and its ledger entries.
     """
     pg = pg_connection(session)
     assert pg is not None
-    params = {"fund": fund, "year": year, "amount": amount, "limit": limit}
-    found = pg_execute(pg, PG_DRAW if limit is not None else PG_DRAW_UNLIMITED, params).fetchone()
-    return None if found is None else (int(found[0]), int(found[1]))
+    params: dict[str, Any] = {"fund": fund, "year": year, "amount": amount, "limit": limit}
+    if ledger is None:
+        sql = PG_DRAW if limit is not None else PG_DRAW_UNLIMITED
+    else:
+        sql = PG_DRAW_LEDGER if limit is not None else PG_DRAW_LEDGER_UNLIMITED
+        params.update(ledger)
+    found = pg_execute(pg, sql, params).fetchone()
+    return None if found is None else int(found[0])

@@ -41,7 +41,7 @@ from settlement.service import metrics
 from settlement.service.accumulators.repository import add_to_person_year, lock_person_year
 from settlement.service.auth.service import Principal
 from settlement.service.context import ServiceContext
-from settlement.service.db import pg_execute
+from settlement.service.db import pg_connection, pg_execute
 from settlement.service.funds.repository import draw_if_room, read_pools, share_lock_pools
 
 from .counter import Computation, CounterClaim, compute
@@ -162,27 +162,26 @@ def settle_optimistic(
         ),
     ).fetchone()[0]
     add_to_person_year(session, cc.person_id, year, comp.contribution, +1, now)
-    event_seq = None
-    for fund, amount in draws.items():  # fund_id order, like every other pool lock
-        drawn = draw_if_room(session, year, fund, amount, limits.get(fund))
-        if drawn is None:
-            raise PoolMoved
-        event_seq = drawn[1]
     entries = [(layer, fund, amount) for layer, fund, amount in ledger_amounts(comp) if amount]
-    write_ledger(
-        pg,
-        {
-            "event_seq": event_seq,
-            "seq": seq,
-            "at": now,
-            "key_id": principal.key_id,
-            "hospital_id": claim.hospital.id,
-            "day": ctx.business_date(now),
-            "layers": [e[0] for e in entries],
-            "funds": [e[1] for e in entries],
-            "amounts": [e[2] for e in entries],
-        },
-    )
+    values: dict[str, Any] = {
+        "event_seq": None,
+        "seq": seq,
+        "at": now,
+        "key_id": principal.key_id,
+        "hospital_id": claim.hospital.id,
+        "day": ctx.business_date(now),
+        "layers": [e[0] for e in entries],
+        "funds": [e[1] for e in entries],
+        "amounts": [e[2] for e in entries],
+    }
+    drawn = list(draws.items())
+    first, last = drawn[:-1], (drawn[-1] if drawn else None)
+    for fund, amount in first:  # a second fund (rare): fund_id order, like every other pool lock
+        if draw_if_room(session, year, fund, amount, limits.get(fund)) is None:
+            raise PoolMoved
+    # the last draw, the event and the ledger: one statement, then the commit
+    if not write_ledger(session, values, year, last, limits):
+        raise PoolMoved
     body = summary(
         settlement_id=settlement_id,
         status="settled",
@@ -199,9 +198,24 @@ def settle_optimistic(
     return body
 
 
-def write_ledger(pg: Any, values: dict[str, Any]) -> None:
-    """The ``settled`` event and one ledger entry per paying payer, in one round trip."""
-    pg_execute(pg, INSERT_EVENT_AND_LEDGER, values)
+def write_ledger(
+    session: Session,
+    values: dict[str, Any],
+    year: int,
+    draw: tuple[str, int] | None,
+    limits: dict[str, int | None],
+) -> bool:
+    """The ``settled`` event and one ledger entry per paying payer, in one statement.
+
+    With ``draw`` (fund, amount) the same statement draws on that pool first
+    (funds.repository.draw_if_room); False when the pool has no room left.
+    """
+    if draw is None:
+        pg = pg_connection(session)
+        pg_execute(pg, INSERT_EVENT_AND_LEDGER, values)
+        return True
+    fund, amount = draw
+    return draw_if_room(session, year, fund, amount, limits.get(fund), ledger=values) is not None
 
 
 def ledger_amounts(comp: Computation) -> list[tuple[str, str, int]]:

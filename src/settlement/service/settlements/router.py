@@ -70,9 +70,9 @@ async def preview(raw: RawBody, request: Request, ctx: Ctx) -> Response:
 
 
 def _preview(raw: bytes, request: Request, ctx: Any) -> Response:
-    principal = principal_of(request, ctx, Role.HOSPITAL)
     with ctx.db.read() as session:  # opened here: a session dependency costs two thread-pool hops
         try:
+            principal = principal_of(request, ctx, Role.HOSPITAL, session=session)
             body = service.preview(session, ctx, principal, raw)
         finally:
             session.rollback()  # nothing to keep: a preview never writes
@@ -102,10 +102,13 @@ async def settle(raw: RawBody, request: Request, ctx: Ctx) -> Response:
 
 
 def _settle(raw: bytes, request: Request, ctx: Any) -> Response:
-    principal = principal_of(request, ctx, Role.HOSPITAL)
+    known: list[Principal] = []
 
     def work(session: Any) -> service.Outcome:
-        return service.settle(session, ctx, principal, raw)
+        # the key is checked in the settle's own transaction: one connection per request
+        if not known:
+            known.append(principal_of(request, ctx, Role.HOSPITAL, session=session))
+        return service.settle(session, ctx, known[0], raw)
 
     try:
         try:
@@ -121,9 +124,10 @@ def _settle(raw: bytes, request: Request, ctx: Any) -> Response:
             if "claim_id" not in (violated_constraint(exc) or ""):
                 raise
             with ctx.db.read() as session:
-                outcome = service.after_duplicate(session, principal, raw)
+                outcome = service.after_duplicate(session, known[0], raw)
     except ServiceError as exc:
-        metrics.SETTLEMENTS.labels("conflict" if exc.status == 409 else "rejected").inc()
+        if known:  # a refused key is not a settle call
+            metrics.SETTLEMENTS.labels("conflict" if exc.status == 409 else "rejected").inc()
         raise
     except Exception:
         metrics.SETTLEMENTS.labels("rejected").inc()

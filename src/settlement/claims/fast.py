@@ -32,18 +32,21 @@ Number = float | str
 _FIVE_DECIMALS = re.compile(rb"\.[0-9]{5}")
 
 
-class _Item(msgspec.Struct, forbid_unknown_fields=True):
+# gc=False: these instances hold only strings, numbers and each other — never a
+# cycle — and half a million of them per chunk would otherwise wake the garbage
+# collector again and again.
+class _Item(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     code: NonEmpty
     quantity: Number
     unit_price: Number
 
 
-class _Hospital(msgspec.Struct, forbid_unknown_fields=True):
+class _Hospital(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     id: NonEmpty
     level: Literal[1, 2, 3]
 
 
-class _Patient(msgspec.Struct, forbid_unknown_fields=True):
+class _Patient(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     person_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     scheme: Literal["resident", "employee"] | None = None
     category: (
@@ -55,17 +58,17 @@ class _Patient(msgspec.Struct, forbid_unknown_fields=True):
     ) = None
 
 
-class _Visit(msgspec.Struct, forbid_unknown_fields=True):
+class _Visit(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     type: Literal["inpatient", "outpatient", "chronic_outpatient"]
     admitted: Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d{2}-\d{2}$")]
     discharged: Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d{2}-\d{2}$")]
 
 
-class _Diagnosis(msgspec.Struct, forbid_unknown_fields=True):
+class _Diagnosis(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     primary: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
 
 
-class _Claim(msgspec.Struct, forbid_unknown_fields=True):
+class _Claim(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     claim_id: NonEmpty
     hospital: _Hospital
     patient: _Patient

@@ -21,6 +21,14 @@ from settlement.service.db import insert_ignore, pg_connection, pg_execute
 from .models import FundPool
 
 PG_READ = "SELECT fund_id, used FROM fund_pools WHERE policy_year = %s AND fund_id = ANY(%s)"
+PG_ENSURE = (
+    "INSERT INTO fund_pools (fund_id, policy_year, used) SELECT f, %s, 0 FROM unnest(%s::text[]) AS f"
+    " ON CONFLICT (fund_id, policy_year) DO NOTHING"
+)
+PG_LOCK = (
+    "SELECT fund_id, used FROM fund_pools WHERE policy_year = %s AND fund_id = ANY(%s)"
+    " ORDER BY fund_id FOR UPDATE"
+)
 PG_SHARE = (
     "SELECT fund_id, used FROM fund_pools WHERE policy_year = %s AND fund_id = ANY(%s)"
     " ORDER BY fund_id FOR SHARE"
@@ -93,6 +101,10 @@ def lock_pools(session: Session, year: int, fund_ids: Iterable[str]) -> dict[str
     funds = sorted(set(fund_ids))
     if not funds:
         return {}
+    pg = pg_connection(session)
+    if pg is not None:
+        pg_execute(pg, PG_ENSURE, (year, funds))
+        return {fund: int(value) for fund, value in pg_execute(pg, PG_LOCK, (year, funds))}
     present = set(
         session.scalars(
             select(FundPool.fund_id).where(

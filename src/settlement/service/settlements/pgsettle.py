@@ -42,7 +42,7 @@ from settlement.service.accumulators.repository import add_to_person_year, lock_
 from settlement.service.auth.service import Principal
 from settlement.service.context import ServiceContext
 from settlement.service.db import pg_connection, pg_execute
-from settlement.service.funds.repository import draw_if_room, read_pools, share_lock_pools
+from settlement.service.funds.repository import draw_if_room, lock_pools, read_pools, share_lock_pools
 
 from .counter import Computation, CounterClaim, compute
 from .models import AMOUNTS
@@ -110,14 +110,26 @@ def settle_optimistic(
     raw: bytes,
     digest: str,
     summary: Callable[..., dict[str, Any]],
+    locked: bool = False,
 ) -> dict[str, Any]:
-    """Steps 4-7 of a settle with late pool locks; raises PoolMoved when the locked way is needed."""
+    """Steps 4-7 of a settle with late pool locks; raises PoolMoved when the locked way is needed.
+
+    ``locked``: the locked way itself — the pools the claim is eligible for are
+    locked FOR UPDATE before the engine runs on them, and the draws are exact.
+    """
     year = cc.policy_year
     before = lock_person_year(session, cc.person_id, year)  # the person-year lock
     limits = pool_limits(cc)
     snapshot = read_pools(session, year, cc.fund_ids)
     comp = compute(cc, before, snapshot)
-    spent = binding(comp, snapshot, limits)
+    spent: list[str] = []
+    if locked:
+        if comp.eligible_funds:
+            held = lock_pools(session, year, comp.eligible_funds)  # FOR UPDATE, fund_id order
+            comp = compute(cc, before, {**snapshot, **held})
+        limits = dict.fromkeys(limits)  # the draws are exact under the lock: no room check
+    else:
+        spent = binding(comp, snapshot, limits)
     if spent:
         # the pool looked spent (or just enough): hold it still (FOR SHARE) and look again
         shared = share_lock_pools(session, year, spent)

@@ -231,6 +231,11 @@ def settle(session: Session, ctx: ServiceContext, principal: Principal, raw: byt
         except pgsettle.PoolMoved:
             metrics.POOL_PATHS.labels("locked").inc()
             session.rollback()  # everything of this attempt; the locked way starts afresh
+            pg = pg_connection(session)  # the session's connection of its new transaction
+            body = pgsettle.settle_optimistic(
+                session, pg, ctx, principal, cc, raw, digest, _summary, locked=True
+            )
+            return Outcome(body, created=True)
     return _settle_locked(session, ctx, principal, claim, raw, digest)
 
 

@@ -10,17 +10,19 @@ What differs from the portable path (service.settle, still used on SQLite):
   pools as committed (a snapshot). When the claim's charity did not hit a pool's
   limit there (it paid less than the pool had left), the result does not depend
   on the pool's exact use, only on the pool still having room for this draw; so
-  the draw is written last, as ``used = used + d WHERE used + d <= pool``
-  (funds.repository.draw_if_room), and the row lock is held from that statement
-  to the commit only. If the pool moved so far that the draw no longer fits, the
-  whole unit is rolled back and run again the classic way: pool rows locked FOR
-  UPDATE before the engine runs (service._settle_locked);
+  the draw is written last, as ``used = used + d WHERE used + d <= pool``, in one
+  statement with the settled event and the ledger entries
+  (funds.repository.draw_if_room), and the row lock is held for that statement
+  and the commit only. If the pool moved so far that the draw no longer fits,
+  the whole unit is rolled back and run again the locked way: the pool rows
+  locked FOR UPDATE before the engine runs (``locked=True``);
 - a claim that finds a pool spent (it pays 0 from it) takes that row FOR SHARE,
   re-reads it and re-runs the engine: while the share lock is held nobody can
   draw on or give back to the pool, so any number of such claims settle side by
   side instead of queueing on the row;
 - the settlement's event number (its place in the commit order of the pools it
-  touches) is taken while its pool locks are held, as before.
+  touches) is taken while its pool locks are held, as before. Reversals give
+  back to the pools in their last statement in the same way (service.reverse).
 
 Exactness: each claim's result equals the engine's on the totals it would see
 if the settlements ran one by one in event-number order (tests/service/

@@ -195,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         print(f"loadtest: cannot prepare the database {args.database_url}: {exc}", file=sys.stderr)
         return 2
-    print(f"seeded {args.persons:,} persons, {args.hospitals} hospital keys in {time.perf_counter() - t0:.1f} s")
+    what = f"{args.persons:,} persons, " if args.seed_via == "copy" else ""
+    print(f"seeded {what}{args.hospitals} hospital keys in {time.perf_counter() - t0:.1f} s")
 
     metrics_dir = tempfile.mkdtemp(prefix="settlement-metrics-")
     env = dict(os.environ, SETTLEMENT_DATABASE_URL=args.database_url, PROMETHEUS_MULTIPROC_DIR=metrics_dir)

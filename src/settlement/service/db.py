@@ -273,10 +273,14 @@ def pg_connection(session: Session) -> Any | None:
     cost (~0.3-0.5 ms of CPU) was most of a settlement's time (docs/PERFORMANCE.md).
     psycopg prepares a statement it has seen 5 times, so these are planned once.
     """
+    transaction = session.get_transaction()
+    cached = session.info.get("pg_connection")
+    if transaction is not None and cached is not None and cached[0] is transaction:
+        return cached[1]  # asked ~10 times per settle: SQLAlchemy's connection() costs ~40 µs
     connection = session.connection()
-    if connection.dialect.name != "postgresql":
-        return None
-    return connection.connection.driver_connection
+    driver = connection.connection.driver_connection if connection.dialect.name == "postgresql" else None
+    session.info["pg_connection"] = (session.get_transaction(), driver)
+    return driver
 
 
 def pg_execute(pg: Any, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Any:

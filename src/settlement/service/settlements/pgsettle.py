@@ -196,20 +196,10 @@ def settle_optimistic(
     # the last draw, the event and the ledger: one statement, then the commit
     if not write_ledger(session, values, year, last, limits):
         raise PoolMoved
-    body = summary(
-        settlement_id=settlement_id,
-        status="settled",
-        hospital_id=claim.hospital.id,
-        settled_at=now,
-        reversed_at=None,
-        person_id=cc.person_id,
-        scheme=cc.prepared.scheme,
-        category=cc.prepared.category,
-        result=comp.result,
+    return summary(
+        cc, comp, status="settled", settlement_id=settlement_id, settled_at=now,
+        accumulators_after=accumulators_after,
     )
-    body["trace"] = comp.trace
-    body["accumulators_after"] = accumulators_after
-    return body
 
 
 def write_ledger(

@@ -180,11 +180,27 @@ def preview(
     before = read_person_year(session, cc.person_id, cc.policy_year)
     pools = read_pools(session, cc.policy_year, cc.fund_ids)
     comp = compute(cc, before, pools)
+    return computed_body(
+        cc, comp, status="preview", settlement_id=None, settled_at=None,
+        accumulators_after=comp.accumulators_json(cc.person_id, cc.policy_year),
+    )
+
+
+def computed_body(
+    cc: CounterClaim,
+    comp: Computation,
+    *,
+    status: str,
+    settlement_id: str | None,
+    settled_at: dt.datetime | None,
+    accumulators_after: Any,
+) -> dict[str, Any]:
+    """The response for a claim just computed (preview, or a settle on the late-lock path)."""
     body = _summary(
-        settlement_id=None,
-        status="preview",
-        hospital_id=claim.hospital.id,
-        settled_at=None,
+        settlement_id=settlement_id,
+        status=status,
+        hospital_id=cc.claim.hospital.id,
+        settled_at=settled_at,
         reversed_at=None,
         person_id=cc.person_id,
         scheme=cc.prepared.scheme,
@@ -192,7 +208,7 @@ def preview(
         result=comp.result,
     )
     body["trace"] = comp.trace
-    body["accumulators_after"] = comp.accumulators_json(cc.person_id, cc.policy_year)
+    body["accumulators_after"] = accumulators_after
     return body
 
 
@@ -225,7 +241,7 @@ def settle(session: Session, ctx: ServiceContext, principal: Principal, raw: byt
     if pg is not None and not pgsettle.exists(pg, hospital_id, claim.claim_id):
         cc = counter_claim(session, ctx, claim)
         try:
-            body = pgsettle.settle_optimistic(session, pg, ctx, principal, cc, raw, digest, _summary)
+            body = pgsettle.settle_optimistic(session, pg, ctx, principal, cc, raw, digest, computed_body)
             metrics.POOL_PATHS.labels("late").inc()
             return Outcome(body, created=True)
         except pgsettle.PoolMoved:
@@ -233,7 +249,7 @@ def settle(session: Session, ctx: ServiceContext, principal: Principal, raw: byt
             session.rollback()  # everything of this attempt; the locked way starts afresh
             pg = pg_connection(session)  # the session's connection of its new transaction
             body = pgsettle.settle_optimistic(
-                session, pg, ctx, principal, cc, raw, digest, _summary, locked=True
+                session, pg, ctx, principal, cc, raw, digest, computed_body, locked=True
             )
             return Outcome(body, created=True)
     return _settle_locked(session, ctx, principal, claim, raw, digest)

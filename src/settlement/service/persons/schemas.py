@@ -4,19 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Scheme = Literal["resident", "employee"]
-Category = Literal[
-    "none",
-    "extreme_poverty",
-    "subsistence_allowance",
-    "registered_poor",
-    "low_income",
-    "illness_impoverished",
-]
+from settlement.claims.models import Category, Scheme  # the six categories and two schemes of SPEC §3
 
 
 class CategoryPeriod(BaseModel):

@@ -277,7 +277,7 @@ def test_sixteen_threads_equal_a_sequential_replay(tight_app: Any) -> None:
         row = by_seq[seq]
         year_key = (row.person_id, row.policy_year)
         if kind == "settled":
-            claim = validate_claim(json.loads(row.request_body), require_identity=False)
+            claim = validate_claim(json.loads(row.request_body))
             cc = prepare(claim, tables, row.scheme, row.category)
             before = totals[year_key]
             comp = compute(cc, before, dict(pools[row.policy_year]))

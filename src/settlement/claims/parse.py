@@ -93,9 +93,9 @@ def claim_id_of(obj: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def validate_claim(obj: Any, *, require_identity: bool = True) -> Claim:
-    # require_identity is kept for callers; the scheme check itself sits in
-    # prepare_claim, after the registry (service) or the claim (CLI) gave one.
+def validate_claim(obj: Any) -> Claim:
+    # A missing scheme is checked in prepare_claim, once the registry (service)
+    # or the claim itself (CLI) has had the chance to give one.
     """Raises ClaimError(invalid_claim) listing every field error, in document order."""
     if not isinstance(obj, dict):
         raise ClaimError(INVALID_CLAIM, "a claim must be a JSON object", None)

@@ -146,6 +146,5 @@ def warm_up(tables: Tables) -> None:
             "diagnosis": {"primary": "Z00"},
             "items": [{"code": next(iter(version.catalog)), "quantity": 1, "unit_price": "1.00"}],
         },
-        require_identity=False,
     )
     compute(prepare(claim, tables, "resident", "none"), PersonYearTotals(), {})

@@ -89,7 +89,7 @@ def parse_claim(raw: bytes, principal: Principal) -> Claim:
     if not isinstance(obj, dict):
         raise ServiceError(400, "invalid_claim", "the body must be a JSON object (one claim)")
     try:
-        claim = validate_claim(obj, require_identity=False)
+        claim = validate_claim(obj)
     except ClaimError as exc:
         raise claim_problem(exc) from None
     if principal.hospital_id is not None and claim.hospital.id != principal.hospital_id:

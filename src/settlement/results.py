@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import orjson
 
 from settlement.claims.parse import NO_STANDARD, ClaimError
 from settlement.engine.batch import BatchResult, ClaimBatch
 from settlement.engine.tables import Tables
-from settlement.money import format_fen
+from settlement.jsonout import encoded_ids, write_results
 
 
 def error_result(error: ClaimError) -> dict[str, Any]:
@@ -43,64 +44,22 @@ def claim_results(
     return [orjson.loads(line) for line in result_lines(result, batch, tables, claim_ids, first)]
 
 
-def _json(text: str | None) -> str:
-    return orjson.dumps(text).decode()
-
-
 def result_lines(
     result: BatchResult, batch: ClaimBatch, tables: Tables, claim_ids: list[str], first: int = 0
 ) -> list[bytes]:
     """The §6 JSON text of claims first … first + len(claim_ids) - 1, one per claim.
 
-    The one serialiser of results: written column-wise straight to JSON text
-    (names escaped once per schedule, money formatted once per value), since
-    it runs for every line of a million-claim batch.
+    Written by the compiled serialiser (settlement.jsonout) straight from the
+    result columns; the engine's own errors (no_standard) as error objects.
     """
-    stop = first + len(claim_ids)
-    pick = slice(first, stop)
-    f = format_fen
-    money = [
-        [f(v) for v in column[pick].tolist()]
-        for column in (
-            result.total, result.fully_self_paid, result.over_limit, result.pre_self_paid, result.in_scope,
-            result.deductible, result.basic, result.critical_illness, result.medical_assistance,
-            result.charity, result.backstop, result.patient_pays, result.hospital_bears,
-        )
-    ]
-    versions = batch.version[pick].tolist()
-    years = batch.policy_year[pick].tolist()
-    groups = result.group[pick].tolist()
-    fixed = result.pathway_fixed[pick].tolist()
-    errors = result.error[pick].tolist()
-    by_fund = result.charity_by_fund[pick].tolist()
-    eligible = result.charity_eligible[pick].tolist()
-    fund_ids = tables.schedules.fund_ids
-    schedules = tables.schedules.versions
-    fund_cols = [[(_json(fund.id), fund_ids.index(fund.id)) for fund in v.charity_funds] for v in schedules]
-    schedule_ids = [_json(v.id) for v in schedules]
-    group_ids = [[_json(g.id) for g in v.single_disease.groups] if v.single_disease else [] for v in schedules]
-    (total, fully, over, pre, in_scope, deductible, basic, critical, assistance, charity, backstop,
-     patient, hospital) = money
-    out: list[bytes] = []
-    for k, claim_id in enumerate(claim_ids):
-        if errors[k]:
-            error = engine_error(result, batch, first + k, tables, claim_id)
-            assert error is not None
-            out.append(orjson.dumps(error_result(error)))
-            continue
-        v = versions[k]
-        g = groups[k]
-        funds = ",".join(f'{fid}:"{f(by_fund[k][c])}"' for fid, c in fund_cols[v] if eligible[k][c])
-        out.append(
-            (
-                f'{{"claim_id":{_json(claim_id)},"schedule":{schedule_ids[v]},"policy_year":{years[k]},'
-                f'"pathway":"{"single_disease" if fixed[k] else "standard"}",'
-                f'"disease_group":{group_ids[v][g] if g >= 0 else "null"},'
-                f'"amounts":{{"total":"{total[k]}","fully_self_paid":"{fully[k]}","over_limit":"{over[k]}",'
-                f'"pre_self_paid":"{pre[k]}","in_scope":"{in_scope[k]}","deductible":"{deductible[k]}"}},'
-                f'"payments":{{"basic":"{basic[k]}","critical_illness":"{critical[k]}",'
-                f'"medical_assistance":"{assistance[k]}","charity":"{charity[k]}","backstop":"{backstop[k]}"}},'
-                f'"charity_by_fund":{{{funds}}},"patient_pays":"{patient[k]}","hospital_bears":"{hospital[k]}"}}'
-            ).encode()
-        )
-    return out
+    n = len(claim_ids)
+    plan = np.arange(n, dtype=np.int64)
+    extra: list[bytes] = []
+    for k in np.flatnonzero(result.error[first : first + n]).tolist():
+        error = engine_error(result, batch, first + k, tables, claim_ids[k])
+        assert error is not None
+        extra.append(orjson.dumps(error_result(error)))
+        plan[k] = -len(extra)
+    ids, id_off = encoded_ids(claim_ids)
+    text = write_results(result, batch, tables, ids, id_off, plan, extra, first)
+    return text.split(b"\n")[:-1]

@@ -139,6 +139,18 @@ def operations(rng: random.Random, people: list[tuple[str, str, str, bool]], cod
     return ops
 
 
+def _pool_path(path: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("settlement_pool_paths_total", {"path": path}) or 0.0
+
+
+def _retries() -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("settlement_transaction_retries_total") or 0.0
+
+
 def fen(value: str) -> int:
     whole, _, frac = value.partition(".")
     return int(whole) * 100 + int(frac)
@@ -208,6 +220,8 @@ def test_sixteen_threads_equal_a_sequential_replay(tight_app: Any) -> None:
             with lock:
                 errors.append(exc)
 
+    paths_before = {path: _pool_path(path) for path in ("late", "shared", "locked")}
+    retries_before = _retries()
     threads = [threading.Thread(target=worker) for _ in range(THREADS)]
     for t in threads:
         t.start()
@@ -316,3 +330,10 @@ def test_sixteen_threads_equal_a_sequential_replay(tight_app: Any) -> None:
             cap = basic[(scheme, vt)].annual_cap_fen
             assert cap is None or paid <= cap, (pid, vt, paid)
     assert all(min(values) >= 0 for values in db_person.values())
+
+    # -- every way a settle can take was taken ------------------------------------------------
+    # pgcounter's two statements (late), a spent pool held FOR SHARE (shared), the locked way for a
+    # claim that takes a pool's last money (locked), and snapshots that moved and were read again
+    taken = {path: _pool_path(path) - n for path, n in paths_before.items()}
+    assert all(taken.values()), taken
+    assert _retries() > retries_before, "no snapshot moved: the optimistic retry went untested"

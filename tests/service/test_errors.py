@@ -12,10 +12,21 @@ from sqlalchemy import func, select
 
 from settlement.service.accumulators.models import PersonCharity, PersonYear
 from settlement.service.funds.models import FundPool
+from settlement.service.settlements import pgcounter, pgsettle
 from settlement.service.settlements.models import LedgerEntry, Settlement, SettlementEvent
 
 EX01 = example("EX-01")
 PERSON = EX01["patient"]["person_id"]
+
+
+def force_locked_way(monkeypatch: Any) -> None:
+    """PostgreSQL: settle through pgsettle's transaction (late pool locks, then the locked way), as
+    when settlements.pgcounter cannot settle a claim exactly, so the tests of that path reach it."""
+
+    def locked_way(*_args: Any) -> None:
+        raise pgcounter.UseLockedPath
+
+    monkeypatch.setattr(pgcounter, "settle", locked_way)
 
 
 def problem(response: Any, status: int, code: str) -> dict[str, Any]:
@@ -166,11 +177,15 @@ def _sums(app: Any) -> tuple[Any, ...]:
 def test_a_failure_anywhere_in_a_settle_leaves_nothing(
     client, auth, app, registered, monkeypatch, portable, postgres, using_postgres
 ):
-    # PostgreSQL settles through settlements.pgsettle (late pool locks), SQLite the portable way
+    # PostgreSQL settles through settlements.pgcounter, and when that cannot, through pgsettle (late
+    # pool locks, then the locked way): this test takes the second; SQLite the portable way
     target = postgres if using_postgres else portable
     first = client.post("/v1/settlements", json=EX01, headers=auth["hospital"])
     assert first.status_code == 201
     before_counts, before_sums = _counts(app), _sums(app)
+    if using_postgres:
+
+        force_locked_way(monkeypatch)
     module, name = target.rsplit(".", 1)
     real = getattr(__import__(module, fromlist=[name]), name)
 
@@ -182,6 +197,28 @@ def test_a_failure_anywhere_in_a_settle_leaves_nothing(
     second = _claim(claim_id="EX-01-fail")
     response = lenient(app).post("/v1/settlements", json=second, headers=auth["hospital"])
     problem(response, 500, "internal_error")
+    assert _counts(app) == before_counts and _sums(app) == before_sums
+    monkeypatch.undo()
+    assert client.post("/v1/settlements", json=second, headers=auth["hospital"]).status_code == 201
+
+
+@pytest.mark.parametrize("fail_at", ["end", "ledger"])
+def test_a_failure_inside_counter_settle_leaves_nothing(
+    client, auth, app, registered, monkeypatch, using_postgres, fail_at
+):
+    # the counter's write is one statement (migration 0002): a failure after it wrote everything
+    # (end) or in its last insert (ledger) must roll all of it back, and the claim settles afterwards
+    if not using_postgres:
+        pytest.skip("counter_settle is the PostgreSQL path")
+    assert client.post("/v1/settlements", json=EX01, headers=auth["hospital"]).status_code == 201
+    before_counts, before_sums = _counts(app), _sums(app)
+    if fail_at == "end":
+        monkeypatch.setattr(pgcounter, "WRITE", pgcounter.WRITE.replace("event_seq FROM", "event_seq / 0 FROM"))
+    else:
+        real = pgsettle.ledger_amounts
+        monkeypatch.setattr(pgsettle, "ledger_amounts", lambda comp: [("nobody", "x", 1), *real(comp)[1:]])
+    second = _claim(claim_id="EX-01-fail")
+    problem(lenient(app).post("/v1/settlements", json=second, headers=auth["hospital"]), 500, "internal_error")
     assert _counts(app) == before_counts and _sums(app) == before_sums
     monkeypatch.undo()
     assert client.post("/v1/settlements", json=second, headers=auth["hospital"]).status_code == 201
@@ -221,10 +258,40 @@ def test_deadlock_is_retried(client, auth, app, registered, monkeypatch, using_p
         return real(*args, **kwargs)
 
     monkeypatch.setattr(module, name, flaky)
+    if using_postgres:  # the locked way's transaction (pgcounter retries its own: next test)
+
+        force_locked_way(monkeypatch)
     response = client.post("/v1/settlements", json=EX01, headers=auth["hospital"])
     assert response.status_code == 201, response.text
     assert calls["n"] == 3
     assert _counts(app)["Settlement"] == 1
+
+
+@pytest.mark.parametrize("failures", [2, 3])
+def test_counter_write_reads_again_after_a_deadlock(
+    client, auth, app, registered, monkeypatch, using_postgres, failures
+):
+    """pgcounter: a deadlock (or a moved snapshot) in its write reads and computes again; after
+    ATTEMPTS failures the locked way settles the claim. Either way exactly one settlement."""
+    import psycopg
+
+    if not using_postgres:
+        pytest.skip("the counter's own path is PostgreSQL's")
+    real = pgcounter.call_write
+    calls = {"n": 0}
+
+    def flaky(conn: Any, params: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] <= failures:
+            raise psycopg.errors.DeadlockDetected("deadlock detected")
+        return real(conn, params)
+
+    monkeypatch.setattr(pgcounter, "call_write", flaky)
+    response = client.post("/v1/settlements", json=EX01, headers=auth["hospital"])
+    assert response.status_code == 201, response.text
+    assert calls["n"] == min(failures + 1, pgcounter.ATTEMPTS)
+    assert _counts(app)["Settlement"] == 1
+    assert client.post("/v1/settlements", json=EX01, headers=auth["hospital"]).headers["Idempotent-Replayed"] == "true"
 
 
 def test_concurrent_double_settle_caught_by_the_unique_constraint(client, auth, app, registered, monkeypatch):
@@ -286,6 +353,8 @@ def test_endless_deadlocks_give_503_busy(client, auth, app, registered, monkeypa
     module, name = (pgsettle, "draw_if_room") if using_postgres else (service, "lock_pools")
     monkeypatch.setattr(module, name, always)
     monkeypatch.setattr(app.state.ctx.settings, "transaction_retries", 2)
+    if using_postgres:
+        force_locked_way(monkeypatch)
     response = client.post("/v1/settlements", json=EX01, headers=auth["hospital"])
     problem(response, 503, "busy")
     assert response.headers["Retry-After"] == "1"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from service_helpers import fresh_database_url, requires_postgres
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from settlement.service.config import Settings
 from settlement.service.db import make_engine
@@ -15,11 +17,19 @@ from settlement.service.migrate import alembic_config, current, upgrade
 from settlement.service.models import metadata
 
 
+def _counter_functions(engine: Any) -> int:
+    """How many counter_settle functions (migration 0002, PostgreSQL only) the database has."""
+    if engine.dialect.name != "postgresql":
+        return 0
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM pg_proc WHERE proname = 'counter_settle'")).scalar_one())
+
+
 def _check(url: str) -> None:
     settings = Settings(database_url=url)
     upgrade(settings)
     upgrade(settings)  # idempotent
-    assert current(settings) == "0001"
+    assert current(settings) == "0002"
     engine = make_engine(settings, pooled=False)
     try:
         with engine.connect() as conn:
@@ -27,13 +37,15 @@ def _check(url: str) -> None:
             assert compare_metadata(context, metadata) == []  # autogenerate would find nothing
             tables = set(inspect(conn).get_table_names())
         assert set(metadata.tables) <= tables
+        assert _counter_functions(engine) == (1 if engine.dialect.name == "postgresql" else 0)
         # and back down to nothing, and up again
         config = alembic_config(settings.sqlalchemy_url)
         command.downgrade(config, "base")
         with engine.connect() as conn:
             assert set(inspect(conn).get_table_names()) <= {"alembic_version"}
+        assert _counter_functions(engine) == 0
         upgrade(settings)
-        assert current(settings) == "0001"
+        assert current(settings) == "0002"
     finally:
         engine.dispose()
 
@@ -59,7 +71,8 @@ def test_upgrade_works_from_the_installed_package_path():
     from settlement.service.migrate import MIGRATIONS
 
     assert (MIGRATIONS / "env.py").is_file() and (MIGRATIONS / "script.py.mako").is_file()
-    assert sorted(p.name for p in (MIGRATIONS / "versions").glob("*.py")) == ["0001_initial_schema.py"]
+    names = sorted(p.name for p in (MIGRATIONS / "versions").glob("*.py"))
+    assert names == ["0001_initial_schema.py", "0002_counter_settle_function.py"]
 
 
 @pytest.mark.parametrize("url", ["postgresql://u@h/db", "postgres://u@h/db"])

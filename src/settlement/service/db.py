@@ -18,9 +18,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -96,11 +98,67 @@ class Database:
     write: sessionmaker[Session]
     """Sessions for read-compute-write units (``BEGIN IMMEDIATE`` on SQLite)."""
 
+    counter_pool_size: int = 16
+    connect_options: str = ""
+    _counter_pool: Any = field(default=None, repr=False)
+    _counter_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    @contextmanager
+    def counter(self) -> Iterator[Any]:
+        """PostgreSQL: a plain psycopg connection in autocommit mode, for the counter's hot routes.
+
+        Each statement on it is its own transaction (settlements.pgcounter: one read,
+        one write function), so no session, no BEGIN/COMMIT round trips and no lock
+        held between statements. Kept in psycopg's own pool apart from the ORM's,
+        opened on first use; its errors become SQLAlchemy's through pg_execute.
+        """
+        pool = self._counter_pool
+        if pool is None:
+            with self._counter_lock:
+                if self._counter_pool is None:
+                    from psycopg_pool import ConnectionPool
+
+                    url = self.engine.url.set(drivername="postgresql")
+                    pool = ConnectionPool(
+                        url.render_as_string(hide_password=False),
+                        min_size=min(2, self.counter_pool_size),
+                        max_size=self.counter_pool_size,
+                        kwargs={
+                            "autocommit": True,
+                            "connect_timeout": 5,
+                            "options": self.connect_options,
+                            "application_name": "settlement-counter",
+                        },
+                        timeout=10,
+                        open=False,
+                    )
+                    try:
+                        pool.open(wait=True, timeout=3)  # a database that is down: 503 now, not later
+                    except Exception as exc:
+                        pool.close()
+                        raise OperationalError("connect", {}, exc) from exc
+                    self._counter_pool = pool
+                pool = self._counter_pool
+        from psycopg_pool import PoolTimeout
+
+        try:
+            conn = pool.getconn()
+        except PoolTimeout as exc:
+            raise OperationalError("connect", {}, exc) from exc
+        try:
+            yield conn
+        finally:
+            pool.putconn(conn)
+
     def dispose(self) -> None:
+        with self._counter_lock:
+            if self._counter_pool is not None:
+                self._counter_pool.close()
+                self._counter_pool = None
         self.engine.dispose()
 
 
@@ -123,6 +181,10 @@ def _sqlite_events(engine: Engine, busy_timeout_ms: int) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+def _pg_options(settings: Settings) -> str:
+    return f"-c lock_timeout={int(settings.lock_timeout_ms)} -c statement_timeout={int(settings.statement_timeout_ms)}"
+
+
 def make_engine(settings: Settings, *, pooled: bool = True) -> Engine:
     url = settings.sqlalchemy_url
     if url.startswith("sqlite"):
@@ -140,8 +202,7 @@ def make_engine(settings: Settings, *, pooled: bool = True) -> Engine:
     if url.startswith("postgresql"):
         connect_args = {
             "connect_timeout": 5,
-            "options": f"-c lock_timeout={int(settings.lock_timeout_ms)}"
-            f" -c statement_timeout={int(settings.statement_timeout_ms)}",
+            "options": _pg_options(settings),
             "application_name": "settlement",
         }
     if not pooled:
@@ -165,7 +226,14 @@ def make_database(settings: Settings) -> Database:
         )
     else:
         write = read
-    return Database(url=settings.sqlalchemy_url, engine=engine, read=read, write=write)
+    return Database(
+        url=settings.sqlalchemy_url,
+        engine=engine,
+        read=read,
+        write=write,
+        counter_pool_size=settings.db_pool_size,
+        connect_options=_pg_options(settings),
+    )
 
 
 # -- errors ---------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -86,22 +87,24 @@ def authenticate(session: Session, key: str) -> Principal:
         raise unauthorized("the API key is malformed")
     pg = pg_connection(session)
     if pg is not None:  # every request checks its key: plain SQL, no ORM object
-        found = pg_execute(pg, KEY_SQL, (key_id,)).fetchone()
-        if found is None or found[4] is not None or not matches(key, found[0]):
-            raise unauthorized("the API key is not valid")
-        _hash, role, hospital_id, funds, _revoked = found
-        return Principal(
-            key_id=key_id,
-            role=Role(role),
-            hospital_id=hospital_id,
-            funds=frozenset(funds.split(",")) if funds else None,
-        )
+        return principal_from_row(key, pg_execute(pg, KEY_SQL, (key_id,)).fetchone())
     row = session.get(ApiKey, key_id)
-    if row is None or row.revoked_at is not None or not matches(key, row.key_hash):
+    if row is None:
+        return principal_from_row(key, None)
+    return principal_from_row(key, (row.key_hash, row.role, row.hospital_id, row.funds, row.revoked_at))
+
+
+def principal_from_row(key: str, found: tuple[Any, ...] | None) -> Principal:
+    """The caller of a key whose row (key_hash, role, hospital_id, funds, revoked_at) was read; 401 if not valid."""
+    key_id = key_id_of(key)
+    if key_id is None:
+        raise unauthorized("the API key is malformed")
+    if found is None or found[4] is not None or not matches(key, found[0]):
         raise unauthorized("the API key is not valid")
+    _hash, role, hospital_id, funds, _revoked = found
     return Principal(
-        key_id=row.key_id,
-        role=Role(row.role),
-        hospital_id=row.hospital_id,
-        funds=frozenset(row.funds.split(",")) if row.funds else None,
+        key_id=key_id,
+        role=Role(role),
+        hospital_id=hospital_id,
+        funds=frozenset(funds.split(",")) if funds else None,
     )

@@ -173,8 +173,12 @@ def identity_for_claim(session: Session, claim: Claim) -> tuple[str, str]:
     or category that differs from the registry's.
     """
     person_id = normalize_person_id(claim.patient.person_id)
+    return check_identity(claim, person_id, identity_on(session, person_id, claim.visit.admitted))
+
+
+def check_identity(claim: Claim, person_id: str, found: tuple[str, str | None] | None) -> tuple[str, str]:
+    """identity_for_claim on a registry row already read (the counter reads it with its totals)."""
     admitted = claim.visit.admitted
-    found = identity_on(session, person_id, admitted)
     if found is None:
         raise ServiceError(
             422,

@@ -82,6 +82,13 @@ def parse_claim(raw: bytes, principal: Principal) -> Claim:
 
     400/422 invalid_claim; 403 hospital_mismatch when the claim is another hospital's.
     """
+    claim = decode_claim(raw)
+    check_hospital(claim, principal)
+    return claim
+
+
+def decode_claim(raw: bytes) -> Claim:
+    """The body as a validated claim; 400/422 invalid_claim."""
     try:
         obj = decode_json(raw)
     except ValueError:
@@ -89,9 +96,13 @@ def parse_claim(raw: bytes, principal: Principal) -> Claim:
     if not isinstance(obj, dict):
         raise ServiceError(400, "invalid_claim", "the body must be a JSON object (one claim)")
     try:
-        claim = validate_claim(obj)
+        return validate_claim(obj)
     except ClaimError as exc:
         raise claim_problem(exc) from None
+
+
+def check_hospital(claim: Claim, principal: Principal) -> None:
+    """403 hospital_mismatch unless the key may settle for the claim's hospital."""
     if principal.hospital_id is not None and claim.hospital.id != principal.hospital_id:
         raise ServiceError(
             403,
@@ -100,7 +111,6 @@ def parse_claim(raw: bytes, principal: Principal) -> Claim:
             f" the claim is for {claim.hospital.id}",
             claim_id=claim.claim_id,
         )
-    return claim
 
 
 def counter_claim(session: Session, ctx: ServiceContext, claim: Claim) -> CounterClaim:

@@ -1,0 +1,153 @@
+"""PostgreSQL: the counter's write unit as one function, so a settlement commits in one round trip.
+
+settlement.service.settlements.pgcounter calls ``counter_settle`` as a single
+autocommit statement after the engine has run on a snapshot read without locks.
+The function takes the locks, checks that the snapshot still holds, writes
+everything and returns; the statement's own commit releases the locks. If the
+snapshot no longer holds it raises ``counter_moved`` (SQLSTATE SE409) and
+nothing at all is written: the caller reads again.
+
+What it checks, in lock order (person-year row, then pool rows by fund_id —
+the order of every other writer, so no deadlock cycles):
+
+- the person-year row, created if absent and locked FOR UPDATE, holds exactly
+  the totals of the snapshot, and the person's charity rows (only written under
+  that lock) too: the engine's result depends on those numbers only;
+- a pool the claim found spent (it pays 0 from it, ``expect`` given): locked
+  FOR SHARE, its use must be the snapshot's; the share lock keeps it so to the
+  commit, and many such claims hold it at once;
+- a pool the claim draws on (``amount`` given): ``used + amount <= limit``,
+  added under the row lock (the engine paid less than the pool had left, so
+  the amount is exact for any use that leaves room for it).
+
+Then the settled event takes its number (under the pool locks: event order is
+commit order on every pool it touches) and the ledger entries are written.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-29 03:20:00
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0002"
+down_revision: str | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+COUNTER_SETTLE = r"""
+CREATE FUNCTION counter_settle(
+    p_settlement_id text, p_hospital_id text, p_claim_id text, p_claim_hash text, p_request_body text,
+    p_key_id text, p_at timestamptz, p_person_id text, p_scheme text, p_category text, p_visit_type text,
+    p_admitted date, p_discharged date, p_year integer, p_schedule_version text, p_pathway text,
+    p_disease_group text, p_amounts bigint[], p_result json, p_trace json, p_accumulators_after json,
+    p_contribution json,
+    p_expect_totals bigint[], p_delta_totals bigint[], p_expect_charity text[],
+    p_charity_funds text[], p_charity_amounts bigint[],
+    p_pool_funds text[], p_pool_amounts bigint[], p_pool_limits bigint[], p_pool_expect bigint[],
+    p_day date, p_ledger_layers text[], p_ledger_funds text[], p_ledger_amounts bigint[],
+    OUT settlement_seq bigint, OUT event_seq bigint
+) LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_totals bigint[];
+    v_charity text[];
+    v_used bigint;
+    i integer;
+BEGIN
+    INSERT INTO person_year_accumulators AS a (person_id, policy_year, basic_paid_inpatient,
+        basic_paid_outpatient, basic_paid_chronic_outpatient, critical_base, critical_paid,
+        assistance_base, assistance_paid)
+    VALUES (p_person_id, p_year, 0, 0, 0, 0, 0, 0, 0)
+    ON CONFLICT (person_id, policy_year) DO UPDATE SET updated_at = a.updated_at
+    RETURNING ARRAY[a.basic_paid_inpatient, a.basic_paid_outpatient, a.basic_paid_chronic_outpatient,
+        a.critical_base, a.critical_paid, a.assistance_base, a.assistance_paid] INTO v_totals;
+    IF v_totals IS DISTINCT FROM p_expect_totals THEN
+        RAISE EXCEPTION USING ERRCODE = 'SE409', MESSAGE = 'counter_moved', DETAIL = 'person-year totals';
+    END IF;
+    SELECT coalesce(array_agg(c.fund_id || ':' || c.paid ORDER BY c.fund_id), '{}') INTO v_charity
+        FROM person_year_charity c
+        WHERE c.person_id = p_person_id AND c.policy_year = p_year AND c.paid <> 0;
+    IF v_charity IS DISTINCT FROM p_expect_charity THEN
+        RAISE EXCEPTION USING ERRCODE = 'SE409', MESSAGE = 'counter_moved', DETAIL = 'person charity';
+    END IF;
+
+    INSERT INTO settlements (settlement_id, hospital_id, claim_id, claim_hash, request_body, key_id,
+        status, settled_at, person_id, scheme, category, visit_type, admitted, discharged, policy_year,
+        schedule_version, pathway, disease_group, total_fen, fully_self_paid_fen, over_limit_fen,
+        pre_self_paid_fen, in_scope_fen, deductible_fen, basic_fen, critical_illness_fen,
+        medical_assistance_fen, charity_fen, backstop_fen, patient_pays_fen, hospital_bears_fen,
+        result, trace, accumulators_after, contribution)
+    VALUES (p_settlement_id, p_hospital_id, p_claim_id, p_claim_hash, p_request_body, p_key_id,
+        'settled', p_at, p_person_id, p_scheme, p_category, p_visit_type, p_admitted, p_discharged,
+        p_year, p_schedule_version, p_pathway, p_disease_group, p_amounts[1], p_amounts[2],
+        p_amounts[3], p_amounts[4], p_amounts[5], p_amounts[6], p_amounts[7], p_amounts[8],
+        p_amounts[9], p_amounts[10], p_amounts[11], p_amounts[12], p_amounts[13],
+        p_result, p_trace, p_accumulators_after, p_contribution)
+    RETURNING seq INTO settlement_seq;
+
+    UPDATE person_year_accumulators SET updated_at = p_at,
+        basic_paid_inpatient = basic_paid_inpatient + p_delta_totals[1],
+        basic_paid_outpatient = basic_paid_outpatient + p_delta_totals[2],
+        basic_paid_chronic_outpatient = basic_paid_chronic_outpatient + p_delta_totals[3],
+        critical_base = critical_base + p_delta_totals[4],
+        critical_paid = critical_paid + p_delta_totals[5],
+        assistance_base = assistance_base + p_delta_totals[6],
+        assistance_paid = assistance_paid + p_delta_totals[7]
+    WHERE person_id = p_person_id AND policy_year = p_year;
+    INSERT INTO person_year_charity AS c (person_id, policy_year, fund_id, paid)
+        SELECT p_person_id, p_year, f, amount FROM unnest(p_charity_funds, p_charity_amounts) AS v(f, amount)
+        WHERE amount <> 0
+    ON CONFLICT (person_id, policy_year, fund_id) DO UPDATE SET paid = c.paid + EXCLUDED.paid;
+
+    FOR i IN 1 .. coalesce(array_length(p_pool_funds, 1), 0) LOOP  -- fund_id order (the caller sorts)
+        IF p_pool_expect[i] IS NOT NULL THEN
+            SELECT used INTO v_used FROM fund_pools
+                WHERE fund_id = p_pool_funds[i] AND policy_year = p_year FOR SHARE;
+            IF coalesce(v_used, 0) <> p_pool_expect[i] THEN
+                RAISE EXCEPTION USING ERRCODE = 'SE409', MESSAGE = 'counter_moved', DETAIL = 'pool ' || p_pool_funds[i];
+            END IF;
+        ELSE
+            INSERT INTO fund_pools AS p (fund_id, policy_year, used)
+                VALUES (p_pool_funds[i], p_year, p_pool_amounts[i])
+            ON CONFLICT (fund_id, policy_year) DO UPDATE SET used = p.used + EXCLUDED.used
+                WHERE p_pool_limits[i] IS NULL OR p.used + EXCLUDED.used <= p_pool_limits[i]
+            RETURNING p.used INTO v_used;
+            IF NOT FOUND OR (p_pool_limits[i] IS NOT NULL AND v_used > p_pool_limits[i]) THEN
+                RAISE EXCEPTION USING ERRCODE = 'SE409', MESSAGE = 'counter_moved', DETAIL = 'pool ' || p_pool_funds[i];
+            END IF;
+        END IF;
+    END LOOP;
+
+    event_seq := nextval(pg_get_serial_sequence('settlement_events', 'seq'));
+    INSERT INTO settlement_events (seq, settlement_seq, kind, at, key_id)
+        VALUES (event_seq, settlement_seq, 'settled', p_at, p_key_id);
+    INSERT INTO ledger_entries (settlement_seq, event_seq, kind, hospital_id, layer, fund, amount_fen,
+        business_date, at)
+        SELECT settlement_seq, event_seq, 'settled', p_hospital_id, v.layer, v.fund, v.amount, p_day, p_at
+        FROM unnest(p_ledger_layers, p_ledger_funds, p_ledger_amounts) WITH ORDINALITY AS v(layer, fund, amount, n)
+        ORDER BY v.n;
+END
+$fn$
+"""
+
+SIGNATURE = (
+    "counter_settle(text, text, text, text, text, text, timestamptz, text, text, text, text, date, date,"
+    " integer, text, text, text, bigint[], json, json, json, json, bigint[], bigint[], text[], text[],"
+    " bigint[], text[], bigint[], bigint[], bigint[], date, text[], text[], bigint[])"
+)
+
+
+def upgrade() -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        return  # the embedded SQLite default keeps the portable ORM path
+    op.execute(COUNTER_SETTLE)
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    op.execute(f"DROP FUNCTION IF EXISTS {SIGNATURE}")

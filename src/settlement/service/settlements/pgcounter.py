@@ -1,0 +1,315 @@
+"""The counter on PostgreSQL in two statements: read a snapshot, then write it if it still holds.
+
+A settle at the counter is dominated by round trips and per-statement cost,
+not by the rules (the engine's batch of one is ~0.1 ms). So on PostgreSQL the
+hot routes take a plain psycopg connection in autocommit mode
+(``Database.counter``) and send:
+
+1. **one read** (:data:`READ`): the caller's key, an earlier settlement under
+   (hospital id, claim_id), the person's registry identity on the admission
+   date, the person-year totals and charity rows, and the year's pools — one
+   snapshot, no lock;
+2. the engine runs on that snapshot (same ``compute`` as every other path);
+3. **one write**: ``counter_settle(...)`` (migration 0002), a single statement
+   that is its own transaction. It locks the person-year row and checks the
+   totals are still the snapshot's, holds spent pools FOR SHARE and checks
+   them, draws on the others with ``used + d <= pool``, writes the settlement,
+   the totals, the event and the ledger, and commits. Locks are held for that
+   one statement and its commit only — never while Python runs.
+
+If the snapshot no longer holds (another settlement of the same person, or a
+pool moved), the function raises ``counter_moved`` and writes nothing; the
+claim is read and computed again, and after :data:`ATTEMPTS` tries it goes the
+locked way (service.settle: the person-year row and pools locked before the
+engine). Exactness: a result is committed only when every number the engine
+read is still the committed one under the locks, so it equals the engine's
+result on the totals at its place in event order (tests/service/
+test_concurrency.py replays every settlement in event order and compares).
+
+A preview is the read and the engine: one round trip.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from settlement.claims import Claim, ClaimError
+from settlement.claims.person_id import PersonIdError, check_person_id, normalize_person_id
+from settlement.engine.state import PersonYearTotals
+from settlement.schedules.types import VISIT_TYPES
+from settlement.service import metrics
+from settlement.service.auth.keys import Role, key_id_of
+from settlement.service.auth.service import Principal, principal_from_row
+from settlement.service.context import ServiceContext
+from settlement.service.db import pg_execute
+from settlement.service.errors import ServiceError, claim_problem, forbidden, unauthorized
+from settlement.service.persons.service import check_identity
+
+from . import pgsettle
+from .counter import Computation, CounterClaim, compute, prepare
+from .hashing import claim_hash
+from .models import AMOUNTS
+from .service import Outcome, check_hospital, computed_body, decode_claim
+
+ATTEMPTS = 3
+"""Optimistic tries before the locked way; a retry needs another settlement of the same person
+(or a pool moving under a claim) between one claim's read and its write."""
+
+MOVED = "SE409"  # the SQLSTATE counter_settle raises when the snapshot no longer holds
+
+TOTALS = (*(f"basic_paid_{vt}" for vt in VISIT_TYPES), "critical_base", "critical_paid",
+          "assistance_base", "assistance_paid")
+# the order counter_settle (migration 0002) reads and adds them in
+assert TOTALS == ("basic_paid_inpatient", "basic_paid_outpatient", "basic_paid_chronic_outpatient",
+                  "critical_base", "critical_paid", "assistance_base", "assistance_paid")
+
+READ = (
+    "SELECT k.key_hash, k.role, k.hospital_id, k.funds, k.revoked_at, s.seq, i.scheme, i.category, "
+    + ", ".join(f"a.{c}" for c in TOTALS)
+    + ", (SELECT json_object_agg(c.fund_id, c.paid) FROM person_year_charity c"
+    "     WHERE c.person_id = %(pid)s AND c.policy_year = %(year)s)"
+    ", (SELECT json_object_agg(f.fund_id, f.used) FROM fund_pools f"
+    "     WHERE f.policy_year = %(year)s AND f.fund_id = ANY(%(funds)s))"
+    " FROM (VALUES (1)) AS one(x)"
+    " LEFT JOIN api_keys k ON k.key_id = %(key_id)s"
+    " LEFT JOIN settlements s ON s.hospital_id = %(hospital)s AND s.claim_id = %(claim)s"
+    " LEFT JOIN LATERAL (SELECT p.scheme, c.category FROM persons p LEFT JOIN person_categories c"
+    "   ON c.person_id = p.person_id AND c.valid_from <= %(day)s AND (c.valid_to IS NULL OR c.valid_to >= %(day)s)"
+    "   WHERE p.person_id = %(pid)s LIMIT 1) i ON true"
+    " LEFT JOIN person_year_accumulators a ON a.person_id = %(pid)s AND a.policy_year = %(year)s"
+)
+KEY = "SELECT key_hash, role, hospital_id, funds, revoked_at FROM api_keys WHERE key_id = %s"
+WRITE = "SELECT settlement_seq, event_seq FROM counter_settle(" + ", ".join(["%s"] * 35) + ")"
+
+
+class Moved(Exception):
+    """The snapshot no longer holds: read and compute again."""
+
+
+class UseLockedPath(Exception):
+    """The optimistic way cannot give an exact result for this claim: settle it the locked way."""
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def token_of(header: str | None) -> str:
+    """The key of an ``Authorization: Bearer <key>`` header; 401 without one."""
+    if not header:
+        raise unauthorized()
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthorized("use Authorization: Bearer <key>")
+    return token.strip()
+
+
+def hospital_principal(key: str, row: tuple[Any, ...] | None) -> Principal:
+    """401 for a missing, revoked or wrong key; 403 unless it is a hospital key."""
+    principal = principal_from_row(key, row)
+    if principal.role != Role.HOSPITAL:
+        raise forbidden(f"a {principal.role.value} key may not call this; allowed: hospital")
+    return principal
+
+
+@dataclass
+class Snapshot:
+    principal: Principal
+    existing: bool
+    cc: CounterClaim
+    before: PersonYearTotals
+    pools: dict[str, int]
+
+
+def read(
+    conn: Any, ctx: ServiceContext, key: str, raw: bytes, claim: Claim | None, *, settling: bool = True
+) -> Snapshot:
+    """The one read, then every check before the engine in the SPEC §6 / service order.
+
+    ``settling``: also look for an earlier settlement of the claim (a preview does not care).
+
+    ``claim`` is None when the body did not validate: then only the key is
+    looked up (an invalid key is a 401 whatever the body) and the claim's error
+    is raised.
+    """
+    key_id = key_id_of(key)
+    if key_id is None:
+        raise unauthorized("the API key is malformed")
+    if claim is None:
+        hospital_principal(key, pg_execute(conn, KEY, (key_id,)).fetchone())
+        decode_claim(raw)  # raises the claim's own error
+        raise AssertionError("decode_claim accepted a body it refused before")
+    person_id = normalize_person_id(claim.patient.person_id)
+    row = pg_execute(
+        conn,
+        READ,
+        {
+            "key_id": key_id,
+            "hospital": claim.hospital.id,
+            "claim": claim.claim_id if settling else None,
+            "pid": person_id,
+            "day": claim.visit.admitted,
+            "year": claim.visit.discharged.year,
+            "funds": list(ctx.tables.schedules.fund_ids),
+        },
+    ).fetchone()
+    principal = hospital_principal(key, row[0:5] if row[0] is not None else None)
+    check_hospital(claim, principal)
+    existing = row[5] is not None
+    if existing:  # replayed or 409 by the caller, before any other check (as service.settle)
+        return Snapshot(principal, True, None, PersonYearTotals(), {})  # type: ignore[arg-type]
+    try:
+        check_person_id(claim.patient.person_id, claim.visit.admitted)
+    except PersonIdError as exc:
+        raise ServiceError(422, "invalid_person_id", str(exc), claim_id=claim.claim_id) from None
+    scheme, category = check_identity(claim, person_id, None if row[6] is None else (row[6], row[7]))
+    try:
+        cc = prepare(claim, ctx.tables, scheme, category)
+    except ClaimError as exc:
+        raise claim_problem(exc) from None
+    totals = row[8 : 8 + len(TOTALS)]
+    charity = {f: int(v) for f, v in (row[8 + len(TOTALS)] or {}).items()}
+    if totals[0] is None:
+        before = PersonYearTotals(charity_paid=charity)
+    else:
+        before = PersonYearTotals(
+            basic_paid=dict(zip(VISIT_TYPES, (int(v) for v in totals[:3]), strict=True)),
+            critical_base=int(totals[3]),
+            critical_paid=int(totals[4]),
+            assistance_base=int(totals[5]),
+            assistance_paid=int(totals[6]),
+            charity_paid=charity,
+        )
+    used = row[9 + len(TOTALS)] or {}
+    pools = {f: int(used.get(f, 0)) for f in cc.fund_ids}
+    return Snapshot(principal, False, cc, before, pools)
+
+
+def _totals(t: PersonYearTotals) -> list[int]:
+    return [*(t.basic_paid.get(vt, 0) for vt in VISIT_TYPES), t.critical_base, t.critical_paid,
+            t.assistance_base, t.assistance_paid]
+
+
+def write(conn: Any, ctx: ServiceContext, snap: Snapshot, comp: Computation, raw: bytes, digest: str) -> Outcome:
+    """counter_settle: exact or Moved (nothing written); UseLockedPath when a pool would decide the amount."""
+    cc = snap.cc
+    claim = cc.claim
+    year = cc.policy_year
+    limits = pgsettle.pool_limits(cc)
+    spent = pgsettle.binding(comp, snap.pools, limits)
+    if any(comp.pool_delta[f] for f in spent):
+        raise UseLockedPath  # it takes the last money of a pool: only the exclusive lock is exact
+    pool_funds: list[str] = []
+    amounts: list[int | None] = []
+    pool_limits: list[int | None] = []
+    expect: list[int | None] = []
+    for fund in sorted(comp.pool_delta):  # fund_id order, as every pool lock
+        if fund in spent:
+            pool_funds.append(fund)
+            amounts.append(None)
+            pool_limits.append(limits.get(fund))
+            expect.append(snap.pools.get(fund, 0))
+        elif comp.pool_delta[fund]:
+            pool_funds.append(fund)
+            amounts.append(comp.pool_delta[fund])
+            pool_limits.append(limits.get(fund))
+            expect.append(None)
+    contribution = comp.contribution
+    charity = sorted((f, a) for f, a in contribution.charity_paid.items() if a)
+    entries = [(layer, fund, amount) for layer, fund, amount in pgsettle.ledger_amounts(comp) if amount]
+    now = ctx.now()
+    settlement_id = str(uuid.uuid4())
+    accumulators_after = comp.accumulators_json(cc.person_id, year)
+    fen = comp.fen
+    params = (
+        settlement_id, claim.hospital.id, claim.claim_id, digest, raw.decode("utf-8", errors="replace"),
+        snap.principal.key_id, now, cc.person_id, cc.prepared.scheme, cc.prepared.category, claim.visit.type,
+        claim.visit.admitted, claim.visit.discharged, year, comp.result["schedule"], comp.result["pathway"],
+        comp.result["disease_group"], [fen[name] for name in AMOUNTS], _json(comp.result), _json(comp.trace),
+        _json(accumulators_after), _json(comp.contribution_json()),
+        _totals(snap.before), _totals(contribution),
+        [f"{f}:{v}" for f, v in sorted(snap.before.charity_paid.items()) if v],
+        [f for f, _ in charity], [a for _, a in charity],
+        pool_funds, amounts, pool_limits, expect,
+        ctx.business_date(now), [e[0] for e in entries], [e[1] for e in entries], [e[2] for e in entries],
+    )
+    import psycopg
+
+    try:
+        call_write(conn, params)
+    except psycopg.Error as exc:
+        if exc.sqlstate in (MOVED, "40P01"):  # moved, or a deadlock: nothing was written
+            raise Moved(exc.sqlstate) from None
+        raise _wrapped(exc, params) from exc
+    if spent:
+        metrics.POOL_PATHS.labels("shared").inc()
+    metrics.POOL_PATHS.labels("late").inc()
+    body = computed_body(
+        cc, comp, status="settled", settlement_id=settlement_id, settled_at=now,
+        accumulators_after=accumulators_after,
+    )
+    return Outcome(body, created=True)
+
+
+def call_write(conn: Any, params: tuple[Any, ...]) -> tuple[int, int]:
+    """The write statement (its own transaction: the connection is in autocommit mode)."""
+    row = conn.execute(WRITE, params).fetchone()
+    return int(row[0]), int(row[1])
+
+
+def _wrapped(exc: Exception, params: Any) -> Exception:
+    """psycopg's error as SQLAlchemy's, so the routes' handlers (409 replay, 503) see it as before."""
+    import psycopg
+    from sqlalchemy.exc import DBAPIError
+
+    return DBAPIError.instance(WRITE, params, exc, psycopg.Error)
+
+
+def settle(ctx: ServiceContext, header: str | None, raw: bytes, known: list[Principal]) -> Outcome | None:
+    """Settles on the counter connection; None when the claim was settled before (the caller replays).
+
+    Raises UseLockedPath when the locked way must settle it.
+    """
+    key = token_of(header)
+    claim: Claim | None
+    try:
+        claim = decode_claim(raw)
+    except ServiceError:
+        claim = None
+    digest = claim_hash(claim) if claim is not None else ""
+    with ctx.db.counter() as conn:
+        for attempt in range(ATTEMPTS):
+            snap = read(conn, ctx, key, raw, claim)
+            if not known:
+                known.append(snap.principal)
+            if snap.existing:
+                return None
+            comp = compute(snap.cc, snap.before, snap.pools)
+            try:
+                return write(conn, ctx, snap, comp, raw, digest)
+            except Moved:
+                if attempt + 1 < ATTEMPTS:
+                    metrics.TRANSACTION_RETRIES.inc()
+    raise UseLockedPath
+
+
+def preview(ctx: ServiceContext, header: str | None, raw: bytes) -> dict[str, Any]:
+    """The result on the totals committed now: one read, the engine, nothing written."""
+    key = token_of(header)
+    claim: Claim | None
+    try:
+        claim = decode_claim(raw)
+    except ServiceError:
+        claim = None
+    with ctx.db.counter() as conn:
+        snap = read(conn, ctx, key, raw, claim, settling=False)
+    cc = snap.cc
+    comp = compute(cc, snap.before, snap.pools)
+    return computed_body(
+        cc, comp, status="preview", settlement_id=None, settled_at=None,
+        accumulators_after=comp.accumulators_json(cc.person_id, cc.policy_year),
+    )

@@ -13,11 +13,13 @@ contention. Also counts the SQL statements each call sends.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import random
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 from sqlalchemy import event
@@ -33,6 +35,14 @@ def main() -> None:
     p.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/settlement_profile")
     p.add_argument("--profile", action="store_true", help="print a pyinstrument profile of the settle loop")
     p.add_argument("--kind", choices=["settle", "preview"], default="settle")
+    p.add_argument(
+        "--via",
+        choices=["service", "asgi"],
+        default="service",
+        help="service: the settle function as the route calls it (the portable/locked way's"
+        " transaction); asgi: whole requests through the ASGI app (middlewares, routing, the"
+        " thread-pool hop, the PostgreSQL counter path), without a socket",
+    )
     args = p.parse_args()
 
     from settlement.engine import compile_tables
@@ -66,7 +76,20 @@ def main() -> None:
     def _count(*_a: object) -> None:
         statements[0] += 1
 
-    def one(raw: bytes) -> None:
+    if args.via == "asgi":
+        import asyncio
+
+        loop = asyncio.new_event_loop()
+        path = "/v1/settlements" if args.kind == "settle" else "/v1/settlements/preview"
+        expected = 201 if args.kind == "settle" else 200
+
+        def one(raw: bytes) -> None:
+            status = loop.run_until_complete(asgi_post(app, path, raw, key))
+            assert status == expected, status
+
+        return run(args, bodies, one, statements, ctx)
+
+    def one(raw: bytes) -> None:  # type: ignore[misc]
         if args.kind == "settle":
             run_transaction(ctx.db.write, lambda s: service.settle(s, ctx, principal, raw))
         else:
@@ -74,6 +97,10 @@ def main() -> None:
                 service.preview(s, ctx, principal, raw)
                 s.rollback()
 
+    run(args, bodies, one, statements, ctx)
+
+
+def run(args: argparse.Namespace, bodies: list[bytes], one: Any, statements: list[int], ctx: Any) -> None:
     for raw in bodies[:50]:  # warm caches (statement cache, prepared statements)
         one(raw)
     statements[0] = 0
@@ -105,6 +132,45 @@ def main() -> None:
     ctx.db.dispose()
     drop_database(args.database_url)
     sys.stdout.flush()
+
+
+async def asgi_post(app: Any, path: str, raw: bytes, key: str) -> int:
+    """One POST through the ASGI app, as uvicorn would call it; the response status."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"authorization", f"Bearer {key}".encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(raw)).encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+    messages = [{"type": "http.request", "body": raw, "more_body": False}]
+    status: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop()
+        await asyncio.Event().wait()  # the client never disconnects
+        return {}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+
+    await app(scope, receive, send)
+    return status[0]
 
 
 if __name__ == "__main__":

@@ -135,6 +135,7 @@ class Database:
                         },
                         timeout=10,
                         open=False,
+                        configure=_configure_counter_connection,
                     )
                     try:
                         pool.open(wait=True, timeout=3)  # a database that is down: 503 now, not later
@@ -179,6 +180,14 @@ def _sqlite_events(engine: Engine, busy_timeout_ms: int) -> None:
     def _begin(conn: Connection) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
         conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _configure_counter_connection(conn: Any) -> None:
+    """json columns read with orjson (the stored result and trace of a replay are ~4 KB)."""
+    import orjson
+    from psycopg.types.json import set_json_loads
+
+    set_json_loads(orjson.loads, conn)
 
 
 def _pg_options(settings: Settings) -> str:

@@ -141,13 +141,23 @@ SIGNATURE = (
 )
 
 
+# A settlement row carries ~5 KB of JSON and text (request, result, trace): stored compressed
+# (TOAST). lz4 compresses several times faster than the default pglz for a similar size here,
+# and every settlement pays it inside its write (docs/PERFORMANCE.md).
+COMPRESSED = ("request_body", "result", "trace", "accumulators_after", "contribution")
+
+
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return  # the embedded SQLite default keeps the portable ORM path
     op.execute(COUNTER_SETTLE)
+    for column in COMPRESSED:
+        op.execute(f"ALTER TABLE settlements ALTER COLUMN {column} SET COMPRESSION lz4")
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
+    for column in COMPRESSED:
+        op.execute(f"ALTER TABLE settlements ALTER COLUMN {column} SET COMPRESSION default")
     op.execute(f"DROP FUNCTION IF EXISTS {SIGNATURE}")

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -53,7 +54,7 @@ from . import pgsettle
 from .counter import Computation, CounterClaim, compute, prepare
 from .hashing import claim_hash
 from .models import AMOUNTS
-from .service import Outcome, check_hospital, computed_body, decode_claim
+from .service import Outcome, check_hospital, computed_body, decode_claim, replay_or_conflict
 
 ATTEMPTS = 3
 """Optimistic tries before the locked way; a retry needs another settlement of the same person
@@ -269,8 +270,8 @@ def _wrapped(exc: Exception, params: Any) -> Exception:
     return DBAPIError.instance(WRITE, params, exc, psycopg.Error)
 
 
-def settle(ctx: ServiceContext, header: str | None, raw: bytes, known: list[Principal]) -> Outcome | None:
-    """Settles on the counter connection; None when the claim was settled before (the caller replays).
+def settle(ctx: ServiceContext, header: str | None, raw: bytes, known: list[Principal]) -> Outcome:
+    """Settles on the counter connection, or replays the claim settled before (409 if another claim).
 
     Raises UseLockedPath when the locked way must settle it.
     """
@@ -287,7 +288,7 @@ def settle(ctx: ServiceContext, header: str | None, raw: bytes, known: list[Prin
             if not known:
                 known.append(snap.principal)
             if snap.existing:
-                return None
+                return replay(conn, claim, digest)  # type: ignore[arg-type]
             comp = compute(snap.cc, snap.before, snap.pools)
             try:
                 return write(conn, ctx, snap, comp, raw, digest)
@@ -295,6 +296,21 @@ def settle(ctx: ServiceContext, header: str | None, raw: bytes, known: list[Prin
                 if attempt + 1 < ATTEMPTS:
                     metrics.TRANSACTION_RETRIES.inc()
     raise UseLockedPath
+
+
+REPLAY = (
+    "SELECT settlement_id, status, hospital_id, settled_at, reversed_at, claim_id, person_id, scheme, category,"
+    " result, trace, accumulators_after, claim_hash FROM settlements WHERE hospital_id = %s AND claim_id = %s"
+)
+
+
+def replay(conn: Any, claim: Claim, digest: str) -> Outcome:
+    """The claim was settled before: its stored result (same claim) or 409 (another claim, same id)."""
+    found = pg_execute(conn, REPLAY, (claim.hospital.id, claim.claim_id)).fetchone()
+    names = ("settlement_id", "status", "hospital_id", "settled_at", "reversed_at", "claim_id", "person_id",
+             "scheme", "category", "result", "trace", "accumulators_after", "claim_hash")
+    row = SimpleNamespace(**dict(zip(names, found, strict=True)))  # the columns body_of reads
+    return replay_or_conflict(row, digest)  # type: ignore[arg-type]
 
 
 def preview(ctx: ServiceContext, header: str | None, raw: bytes) -> dict[str, Any]:

@@ -66,10 +66,10 @@ def json_response(body: dict[str, Any], status: int = 200, headers: dict[str, st
 )
 async def preview(raw: RawBody, request: Request, ctx: Ctx) -> Response:
     # one thread-pool hop for the key check and the work (see deps.principal_of)
-    return await run_in_threadpool(_preview, raw, request, ctx)
+    return await run_in_threadpool(preview_counter, raw, request, ctx)
 
 
-def _preview(raw: bytes, request: Request, ctx: Any) -> Response:
+def preview_counter(raw: bytes, request: Request, ctx: Any) -> Response:
     if ctx.db.dialect == "postgresql":  # one statement, no session (settlements.pgcounter)
         body = pgcounter.preview(ctx, request.headers.get("authorization"), raw)
         metrics.PREVIEWS.inc()
@@ -102,10 +102,10 @@ def _preview(raw: bytes, request: Request, ctx: Any) -> Response:
     },
 )
 async def settle(raw: RawBody, request: Request, ctx: Ctx) -> Response:
-    return await run_in_threadpool(_settle, raw, request, ctx)
+    return await run_in_threadpool(settle_counter, raw, request, ctx)
 
 
-def _settle(raw: bytes, request: Request, ctx: Any) -> Response:
+def settle_counter(raw: bytes, request: Request, ctx: Any) -> Response:
     known: list[Principal] = []
     if ctx.db.dialect == "postgresql":  # two statements, no lock held while Python runs
         try:
@@ -168,8 +168,9 @@ def _settle_counter(raw: bytes, request: Request, ctx: Any, known: list[Principa
     except Exception:
         metrics.SETTLEMENTS.labels("rejected").inc()
         raise
-    if outcome is None:
-        return None
+    if not outcome.created:
+        metrics.SETTLEMENTS.labels("replayed").inc()
+        return json_response(outcome.body, 200, {"Idempotent-Replayed": "true"})
     metrics.SETTLEMENTS.labels("created").inc()
     return json_response(outcome.body, 201)
 

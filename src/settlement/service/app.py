@@ -26,8 +26,7 @@ from .metrics import LatencyMiddleware
 from .persons.router import router as persons_router
 from .schedules.router import router as schedules_router
 from .settlements.counter import warm_up
-from .settlements.router import preview_counter
-from .settlements.router import settle_counter
+from .settlements.router import preview_counter, settle_counter
 from .settlements.router import router as settlements_router
 from .statements.router import router as statements_router
 

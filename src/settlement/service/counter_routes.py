@@ -41,7 +41,7 @@ class CounterRoutes:
         self.routes = {
             route.path: route
             for route in router.routes
-            if isinstance(route, APIRoute) and route.path in handlers and "POST" in route.methods
+            if isinstance(route, APIRoute) and route.path in handlers and "POST" in (route.methods or ())
         }
         missing = set(handlers) - set(self.routes)
         if missing:  # a renamed route would silently fall back to the slow way
@@ -75,5 +75,5 @@ class CounterRoutes:
         for cls in type(exc).__mro__:
             handler = handlers.get(cls)
             if handler is not None:
-                return await handler(request, exc)
+                return await handler(request, exc)  # type: ignore[misc]  # errors.install: all async
         raise exc  # pragma: no cover - errors.install registers a handler for Exception

@@ -1,43 +1,64 @@
 """Settling a stream of JSON lines in order: the job behind `settlement settle`.
 
-Lines are read in chunks. Reading a chunk — decoding, validating, the person
-id, schedule and catalog checks, building the columnar batch — depends on
-nothing but the chunk, so worker processes do it ahead, in parallel
-(`prepare_chunk`). Settling depends on every earlier claim, so the main
-process settles the chunks strictly in input order (`StreamSettler.settle_prepared`),
-carrying the accumulators from chunk to chunk, and writes each chunk's results
-before the next. Memory stays bounded by the chunks in flight, whatever the
-length of the stream. With one worker the same two functions run inline.
+Input is read in blocks of whole lines. Reading a block — splitting it into
+lines, decoding, validating, the person id, schedule and catalog checks,
+building the columnar batch — depends on nothing but the block, so worker
+processes do it ahead, in parallel (`prepare_block`, `prepare_chunk`).
+Settling depends on every earlier claim, so the main process settles the
+blocks strictly in input order (`StreamSettler.settle_prepared_text`),
+carrying the accumulators from block to block, and writes each block's
+results before the next. Memory stays bounded by the blocks in flight,
+whatever the length of the stream. With one worker the same functions run
+inline.
+
+A block is read by the compiled columnar scanner (`claims.columnar`) into
+columns; the lines it cannot vouch for — every error, and anything unusual —
+go one by one through the msgspec reader (`claims.fast`) and the pydantic
+model, which write every error message. Both kinds end in one batch, in
+input order.
 """
 
 from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
 from settlement.claims import (
     INVALID_CLAIM,
-    BatchBuilder,
     ClaimError,
     PreparedClaim,
     decode_json,
     prepare_claim,
     validate_claim,
 )
+from settlement.claims.columnar import NONE_CATEGORY, gather_spans, scan_lines, split_lines
 from settlement.claims.fast import fast_records
 from settlement.claims.record import ClaimRecord
 from settlement.engine import Accumulators, ClaimBatch, Tables, compile_tables, settle
-from settlement.results import error_result, result_lines
+from settlement.jsonout import write_results
+from settlement.results import engine_error, error_result
 from settlement.schedules import load_region
+from settlement.schedules.types import CATEGORIES, SCHEMES, VISIT_TYPES
+
+I64 = npt.NDArray[np.int64]
+U8 = npt.NDArray[np.uint8]
+T = TypeVar("T")
 
 CHUNK = 20_000
+"""Lines per chunk when the input comes as lines (settle_stream)."""
+BLOCK_BYTES = 16 << 20
+"""Bytes per block when the input is a file (settle_file): ~13,000 claims of 25 lines."""
+
+COLUMNAR = True
+"""The columnar scanner is used (the tests switch it off to compare with the per-line readers alone)."""
 
 
 def _prepare(line: bytes | str, tables: Tables, record: ClaimRecord | None = None) -> PreparedClaim | ClaimError:
@@ -56,32 +77,157 @@ def _prepare(line: bytes | str, tables: Tables, record: ClaimRecord | None = Non
 
 @dataclass
 class PreparedChunk:
-    """A chunk read and checked, its batch numbered locally (person-year keys listed)."""
+    """A chunk of lines read and checked, its batch numbered locally (person-year keys listed)."""
 
     size: int
     errors: list[tuple[int, bytes]]
     """(position in the chunk, error result JSON)."""
-    claim_ids: list[str]
+    ids: U8
+    """The ids of the batch's claims, JSON-encoded one after another: ids[id_off[i]:id_off[i + 1]]."""
+    id_off: I64
     batch: ClaimBatch | None
     person_keys: list[tuple[str, int]]
+    """Per local person-year row: (the normalised person id, policy year)."""
     years: list[int]
+
+    def claim_id(self, i: int) -> str:
+        text: str = orjson.loads(self.ids[self.id_off[i] : self.id_off[i + 1]].tobytes())
+        return text
+
+
+def _person_number(person_id: str) -> int:
+    """A checked, normalised person id as the number the scanner computes: 17 digits × 11 + check value.
+
+    Only to find the batch's person-years at once; the run keys its rows by the id itself."""
+    return int(person_id[:17]) * 11 + (10 if person_id[17] == "X" else int(person_id[17]))
+
+
+def _codes(keys: list[bytes], into: dict[str, int]) -> I64:
+    """Dictionary codes of byte strings (ASCII from the scanner) in a table keyed by their text."""
+    local: dict[bytes, int] = {}
+    codes = np.fromiter((local.setdefault(key, len(local)) for key in keys), np.int64, len(keys))
+    known = np.array([into.setdefault(key.decode("ascii"), len(into)) for key in local], dtype=np.int64)
+    return known[codes] if len(keys) else codes
+
+
+def prepare_lines(buf: bytes, starts: I64, ends: I64, tables: Tables) -> PreparedChunk:
+    """Lines buf[starts[k]:ends[k]] read and checked (SPEC §6 order) into one batch in input order."""
+    n = int(starts.shape[0])
+    data = np.frombuffer(buf, dtype=np.uint8)
+    scanned = scan_lines(data, starts, ends, tables, enabled=COLUMNAR)
+    ok = scanned.ok
+    slow = np.flatnonzero(~ok).tolist()
+    slow_lines = [buf[starts[k] : ends[k]] for k in slow]
+    outcomes = [_prepare(line, tables, rec) for line, rec in zip(slow_lines, fast_records(slow_lines), strict=True)]
+    pairs = list(zip(slow, outcomes, strict=True))
+    errors = [(k, orjson.dumps(error_result(o))) for k, o in pairs if isinstance(o, ClaimError)]
+    prepared = [(k, o) for k, o in pairs if isinstance(o, PreparedClaim)]
+    included = ok.copy()
+    included[[k for k, _ in prepared]] = True
+    order = np.flatnonzero(included)
+    m = int(order.shape[0])
+    if m == 0:
+        return PreparedChunk(n, errors, np.zeros(0, np.uint8), np.zeros(1, np.int64), None, [], [])
+
+    # per line (only the lines of the batch are read): the scanner's columns, then the per-line claims'
+    claim = scanned.claim
+    version, age, person = scanned.version, scanned.age, scanned.person
+    year = claim[:, 9] // 10_000
+    scheme, visit_type, level, sessions = claim[:, 5], claim[:, 7], claim[:, 2], claim[:, 14]
+    category = np.where(claim[:, 6] < 0, NONE_CATEGORY, claim[:, 6])
+    item_first, item_count = claim[:, 15].copy(), claim[:, 16]
+    diagnosis = np.zeros(n, dtype=np.int64)
+    treatment = np.full(n, -1, dtype=np.int64)
+    diag_ids: dict[str, int] = {}
+    treat_ids: dict[str, int] = {}
+    fast = np.flatnonzero(ok)
+    spans = claim[fast][:, 10:14].tolist()
+    diagnosis[fast] = _codes([buf[s:e] for s, e, _, _ in spans], diag_ids)
+    treated = [(k, buf[s:e]) for k, (_, _, s, e) in zip(fast.tolist(), spans, strict=True) if s >= 0]
+    treatment[[k for k, _ in treated]] = _codes([t for _, t in treated], treat_ids)
+    id_start = np.where(ok, claim[:, 0] - 1, -1)  # with the quotes: a scanned id needs no escaping
+    id_len = claim[:, 1] + 1 - id_start
+    slow_ids: list[tuple[int, bytes]] = []
+    rows, qty, price = [scanned.item_row], [scanned.item_qty], [scanned.item_price]
+    pool = int(scanned.item_row.shape[0])
+    for k, p in prepared:
+        r = p.record
+        version[k], age[k], person[k], year[k] = p.version, p.age, _person_number(p.person_id), r.discharged.year
+        scheme[k], category[k] = SCHEMES.index(p.scheme), CATEGORIES.index(p.category)
+        visit_type[k], level[k], sessions[k] = VISIT_TYPES.index(r.visit_type), r.level, r.sessions
+        diagnosis[k] = diag_ids.setdefault(r.diagnosis, len(diag_ids))
+        treatment[k] = -1 if r.treatment is None else treat_ids.setdefault(r.treatment, len(treat_ids))
+        item_first[k], item_count[k] = pool, len(p.items)
+        pool += len(p.items)
+        rows.append(np.array(p.items, dtype=np.int64))
+        qty.append(r.quantity)
+        price.append(r.unit_price)
+        encoded = orjson.dumps(r.claim_id)
+        slow_ids.append((k, encoded))
+        id_len[k] = len(encoded)
+
+    # the batch, in input order
+    id_off = np.zeros(m + 1, dtype=np.int64)
+    np.cumsum(id_len[order], out=id_off[1:])
+    ids = np.empty(int(id_off[-1]), dtype=np.uint8)
+    gather_spans(data, id_start[order], id_off, ids)
+    at = {int(k): i for i, k in enumerate(order.tolist())} if slow_ids else {}
+    for k, encoded in slow_ids:
+        i = at[k]
+        ids[id_off[i] : id_off[i + 1]] = np.frombuffer(encoded, dtype=np.uint8)
+    counts = item_count[order]
+    line_start = np.zeros(m + 1, dtype=np.int64)
+    np.cumsum(counts, out=line_start[1:])
+    pick = np.repeat(item_first[order] - line_start[:-1], counts) + np.arange(int(line_start[-1]), dtype=np.int64)
+    years_u, year_index = np.unique(year[order], return_inverse=True)
+    _, person_index = np.unique(person[order], return_inverse=True)
+    person_year_key = person_index * len(years_u) + year_index
+    _, first, person_year = np.unique(person_year_key, return_index=True, return_inverse=True)
+    person_ids = {k: p.person_id for k, p in prepared}
+    batch = ClaimBatch(
+        version=version[order],
+        policy_year=year[order],
+        person_year=person_year.astype(np.int64),
+        year_index=year_index.astype(np.int64),
+        scheme=scheme[order],
+        category=category[order],
+        visit_type=visit_type[order],
+        level=level[order],
+        age=age[order],
+        sessions=sessions[order],
+        diagnosis=diagnosis[order],
+        treatment=treatment[order],
+        diagnosis_values=list(diag_ids),
+        treatment_values=list(treat_ids),
+        line_start=line_start,
+        line_item=np.concatenate(rows)[pick],
+        line_qty=np.concatenate(qty)[pick],
+        line_price=np.concatenate(price)[pick],
+    )
+    return PreparedChunk(
+        size=n,
+        errors=errors,
+        ids=ids,
+        id_off=id_off,
+        batch=batch,
+        person_keys=[(person_ids.get(k) or buf[claim[k, 3] : claim[k, 4]].decode("ascii").upper(), int(year[k]))
+                     for k in order[first].tolist()],
+        years=years_u.tolist(),
+    )
 
 
 def prepare_chunk(lines: list[bytes] | list[str], tables: Tables) -> PreparedChunk:
+    """A list of lines, one claim each (blank or not), read and checked."""
     raw = [line.encode() if isinstance(line, str) else line for line in lines]
-    outcomes = [_prepare(line, tables, record) for line, record in zip(raw, fast_records(raw), strict=True)]
-    prepared = [o for o in outcomes if isinstance(o, PreparedClaim)]
-    errors = [(k, orjson.dumps(error_result(o))) for k, o in enumerate(outcomes) if isinstance(o, ClaimError)]
-    builder = BatchBuilder()
-    batch = builder.build(prepared) if prepared else None
-    return PreparedChunk(
-        size=len(raw),
-        errors=errors,
-        claim_ids=[p.record.claim_id for p in prepared],
-        batch=batch,
-        person_keys=list(builder.person_rows),
-        years=list(builder.year_rows),
-    )
+    lengths = np.array([len(r) for r in raw], dtype=np.int64)
+    ends = np.cumsum(lengths)
+    return prepare_lines(b"".join(raw), ends - lengths, ends, tables)
+
+
+def prepare_block(block: bytes, tables: Tables) -> PreparedChunk:
+    """A block of whole lines, as read from a file, read and checked; blank lines are skipped."""
+    starts, ends = split_lines(np.frombuffer(block, dtype=np.uint8))
+    return prepare_lines(block, starts, ends, tables)
 
 
 class StreamSettler:
@@ -102,33 +248,36 @@ class StreamSettler:
         return self.settle_prepared(prepare_chunk(lines, self.tables))
 
     def settle_prepared(self, chunk: PreparedChunk) -> list[bytes]:
-        settled: list[bytes] = []
-        if chunk.batch is not None:
-            batch = chunk.batch
-            # local person-year and year rows → this run's rows
-            person_map = np.array(
-                [self.person_rows.setdefault(key, len(self.person_rows)) for key in chunk.person_keys], dtype=np.int64
-            )
-            year_map = np.array(
-                [self.year_rows.setdefault(year, len(self.year_rows)) for year in chunk.years], dtype=np.int64
-            )
-            batch.person_year = person_map[batch.person_year]
-            batch.year_index = year_map[batch.year_index]
-            self.accumulators = self.accumulators.grow(len(self.person_rows), len(self.year_rows))
-            result = settle(batch, self.tables, self.accumulators)
-            self.accumulators = result.accumulators
-            settled = result_lines(result, batch, self.tables, chunk.claim_ids)
-        out: list[bytes] = []
-        errors = iter(chunk.errors)
-        next_error = next(errors, None)
-        ok = iter(settled)
-        for k in range(chunk.size):
-            if next_error is not None and next_error[0] == k:
-                out.append(next_error[1])
-                next_error = next(errors, None)
-            else:
-                out.append(next(ok))
-        return out
+        return self.settle_prepared_text(chunk).split(b"\n")[:-1]
+
+    def settle_prepared_text(self, chunk: PreparedChunk) -> bytes:
+        """The chunk's result lines, each ended by a newline, settled after every earlier chunk."""
+        plan = np.zeros(chunk.size, dtype=np.int64)
+        extra = [text for _, text in chunk.errors]
+        error_at = np.array([k for k, _ in chunk.errors], dtype=np.int64)
+        plan[error_at] = -1 - np.arange(len(extra), dtype=np.int64)
+        batch = chunk.batch
+        if batch is None:
+            return b"".join(text + b"\n" for text in extra)
+        settled = np.ones(chunk.size, dtype=np.bool_)
+        settled[error_at] = False
+        at = np.flatnonzero(settled)
+        plan[at] = np.arange(at.shape[0], dtype=np.int64)
+        # local person-year and year rows → this run's rows
+        rows = self.person_rows
+        person_map = np.array([rows.setdefault(key, len(rows)) for key in chunk.person_keys], dtype=np.int64)
+        year_map = np.array([self.year_rows.setdefault(y, len(self.year_rows)) for y in chunk.years], dtype=np.int64)
+        batch.person_year = person_map[batch.person_year]
+        batch.year_index = year_map[batch.year_index]
+        self.accumulators = self.accumulators.grow(len(self.person_rows), len(self.year_rows))
+        result = settle(batch, self.tables, self.accumulators)
+        self.accumulators = result.accumulators
+        for i in np.flatnonzero(result.error).tolist():  # the engine's own errors (no_standard)
+            error = engine_error(result, batch, i, self.tables, chunk.claim_id(i))
+            assert error is not None
+            extra.append(orjson.dumps(error_result(error)))
+            plan[at[i]] = -len(extra)
+        return write_results(result, batch, self.tables, chunk.ids, chunk.id_off, plan, extra)
 
 
 def _chunks(lines: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
@@ -144,6 +293,25 @@ def _chunks(lines: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
         yield chunk
 
 
+def _blocks(handle: IO[bytes], size: int) -> Iterator[bytes]:
+    """Blocks of whole lines (the last may lack its newline) of about `size` bytes."""
+    rest = b""
+    while True:
+        data = handle.read(size)
+        if not data:
+            break
+        if rest:
+            data = rest + data
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            rest = data
+            continue
+        yield data[:cut]
+        rest = data[cut:]
+    if rest:
+        yield rest
+
+
 _worker_tables: Tables | None = None
 
 
@@ -157,6 +325,11 @@ def _prepare_in_worker(lines: list[bytes]) -> PreparedChunk:
     return prepare_chunk(lines, _worker_tables)
 
 
+def _prepare_block_in_worker(block: bytes) -> PreparedChunk:
+    assert _worker_tables is not None
+    return prepare_block(block, _worker_tables)
+
+
 def settle_stream(
     lines: Iterable[bytes], tables: Tables, write: Any, chunk: int = CHUNK, workers: int | None = None
 ) -> int:
@@ -165,30 +338,48 @@ def settle_stream(
     workers: processes reading chunks ahead (default: one per core). A stream
     of a single chunk is read inline: starting workers would cost more.
     """
+    return _run(_chunks(lines, chunk), prepare_chunk, _prepare_in_worker, tables, write, workers)
+
+
+def settle_file(
+    handle: IO[bytes], tables: Tables, write: Any, block: int = BLOCK_BYTES, workers: int | None = None
+) -> int:
+    """settle_stream for a binary file: read in blocks of bytes, split into lines by the workers."""
+    return _run(_blocks(handle, block), prepare_block, _prepare_block_in_worker, tables, write, workers)
+
+
+def _run(
+    jobs: Iterator[T],
+    prepare: Callable[[T, Tables], PreparedChunk],
+    prepare_in_worker: Callable[[T], PreparedChunk],
+    tables: Tables,
+    write: Any,
+    workers: int | None,
+) -> int:
     settler = StreamSettler(tables)
     count = 0
 
     def emit(part: PreparedChunk) -> None:
         nonlocal count
-        out = settler.settle_prepared(part)
-        write(b"\n".join(out) + b"\n")
-        count += len(out)
+        text = settler.settle_prepared_text(part)
+        if text:
+            write(text)
+        count += part.size
 
-    chunks = _chunks(lines, chunk)
-    first = next(chunks, None)
+    first = next(jobs, None)
     if first is None:
         return 0
-    second = next(chunks, None)
+    second = next(jobs, None)
     if workers is None:
         workers = os.cpu_count() or 1
     if second is None or workers <= 1:
-        for part in _chain(first, second, chunks):
-            emit(prepare_chunk(part, tables))
+        for job in _chain(first, second, jobs):
+            emit(prepare(job, tables))
         return count
     with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(tables.schedules.region_dir,)) as pool:
         in_flight: deque[Future[PreparedChunk]] = deque()
-        for part in _chain(first, second, chunks):
-            in_flight.append(pool.submit(_prepare_in_worker, part))
+        for job in _chain(first, second, jobs):
+            in_flight.append(pool.submit(prepare_in_worker, job))
             if len(in_flight) > workers:  # bounded read-ahead
                 emit(in_flight.popleft().result())
         while in_flight:
@@ -196,7 +387,7 @@ def settle_stream(
     return count
 
 
-def _chain(first: list[bytes], second: list[bytes] | None, rest: Iterator[list[bytes]]) -> Iterator[list[bytes]]:
+def _chain(first: T, second: T | None, rest: Iterator[T]) -> Iterator[T]:
     yield first
     if second is not None:
         yield second

@@ -11,7 +11,7 @@ BUNDLED_SCHEDULES = Path(__file__).resolve().parents[2] / "fee_schedules" / "hei
 
 
 def _cmd_settle(args: argparse.Namespace) -> int:
-    from settlement.batchrun import settle_stream
+    from settlement.batchrun import settle_file
     from settlement.engine import compile_tables
     from settlement.schedules import ScheduleError, load_region
 
@@ -30,9 +30,9 @@ def _cmd_settle(args: argparse.Namespace) -> int:
             print(f"settlement settle: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
             return 1
         with handle:
-            settle_stream(handle, tables, out.write, workers=args.workers)
+            settle_file(handle, tables, out.write, workers=args.workers)
     else:
-        settle_stream(sys.stdin.buffer, tables, out.write, workers=args.workers)
+        settle_file(sys.stdin.buffer, tables, out.write, workers=args.workers)
     out.flush()
     return 0
 

@@ -1,8 +1,9 @@
-"""The batch reader's msgspec fast path must never disagree with the pydantic contract.
+"""The batch reader's fast paths must never disagree with the pydantic contract.
 
-Every line is settled twice — once as `settlement settle` does (fast path,
-falling back to pydantic when unsure) and once with the fast path switched
-off — and the JSON results must be identical, errors and messages included.
+Every line is settled twice — once as `settlement settle` does (the columnar
+scanner, then the msgspec reader, falling back to pydantic when unsure) and
+once with both switched off — and the JSON results must be identical, errors
+and messages included. (test_columnar.py varies the JSON text itself.)
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ NUMBERS = st.one_of(
 def _settle(tables: Tables, lines: list[bytes], fast: bool, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     with monkeypatch.context() as m:
         if not fast:
+            m.setattr(batchrun, "COLUMNAR", False)
             m.setattr(batchrun, "fast_records", lambda raw: [None] * len(raw))
         return StreamSettler(tables).settle_lines(lines)
 

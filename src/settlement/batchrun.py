@@ -39,7 +39,7 @@ from settlement.claims import (
     prepare_claim,
     validate_claim,
 )
-from settlement.claims.columnar import NONE_CATEGORY, gather_spans, scan_lines, split_lines
+from settlement.claims.columnar import NONE_CATEGORY, gather_spans, intern_spans, scan_lines, split_lines
 from settlement.claims.fast import fast_records
 from settlement.claims.record import ClaimRecord
 from settlement.engine import Accumulators, ClaimBatch, Tables, compile_tables, settle
@@ -102,12 +102,15 @@ def _person_number(person_id: str) -> int:
     return int(person_id[:17]) * 11 + (10 if person_id[17] == "X" else int(person_id[17]))
 
 
-def _codes(keys: list[bytes], into: dict[str, int]) -> I64:
-    """Dictionary codes of byte strings (ASCII from the scanner) in a table keyed by their text."""
-    local: dict[bytes, int] = {}
-    codes = np.fromiter((local.setdefault(key, len(local)) for key in keys), np.int64, len(keys))
-    known = np.array([into.setdefault(key.decode("ascii"), len(into)) for key in local], dtype=np.int64)
-    return known[codes] if len(keys) else codes
+def _codes(buf: bytes, data: U8, start: I64, end: I64, into: dict[str, int]) -> I64:
+    """Dictionary codes (in `into`, keyed by text) of the ASCII strings buf[start[i]:end[i]]; -1 where start < 0."""
+    local, first = intern_spans(data, start, end)
+    if first.shape[0] == 0:
+        return local
+    known = np.array(
+        [into.setdefault(buf[start[f] : end[f]].decode("ascii"), len(into)) for f in first.tolist()], dtype=np.int64
+    )
+    return np.where(local >= 0, known[local], -1)
 
 
 def prepare_lines(buf: bytes, starts: I64, ends: I64, tables: Tables) -> PreparedChunk:
@@ -141,10 +144,8 @@ def prepare_lines(buf: bytes, starts: I64, ends: I64, tables: Tables) -> Prepare
     diag_ids: dict[str, int] = {}
     treat_ids: dict[str, int] = {}
     fast = np.flatnonzero(ok)
-    spans = claim[fast][:, 10:14].tolist()
-    diagnosis[fast] = _codes([buf[s:e] for s, e, _, _ in spans], diag_ids)
-    treated = [(k, buf[s:e]) for k, (_, _, s, e) in zip(fast.tolist(), spans, strict=True) if s >= 0]
-    treatment[[k for k, _ in treated]] = _codes([t for _, t in treated], treat_ids)
+    diagnosis[fast] = _codes(buf, data, claim[fast, 10], claim[fast, 11], diag_ids)
+    treatment[fast] = _codes(buf, data, claim[fast, 12], claim[fast, 13], treat_ids)
     id_start = np.where(ok, claim[:, 0] - 1, -1)  # with the quotes: a scanned id needs no escaping
     id_len = claim[:, 1] + 1 - id_start
     slow_ids: list[tuple[int, bytes]] = []

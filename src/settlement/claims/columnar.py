@@ -749,22 +749,22 @@ def scan_lines(buf: U8, starts: I64, ends: I64, tables: Tables, enabled: bool = 
 
 
 @_jit
-def _split_kernel(buf: U8, starts: I64, ends: I64) -> int:
+def _split_kernel(buf: U8, newlines: I64, starts: I64, ends: I64) -> int:
     """Lines of a block (ends include the newline); blank lines (bytes.strip() empty) are left out."""
     n = 0
     s = 0
     size = buf.shape[0]
-    while s < size:
-        e = s
-        blank = True
-        while e < size and buf[e] != 10:
-            c = buf[e]
-            if not (c == 32 or c == 9 or c == 13 or c == 11 or c == 12):
-                blank = False
-            e += 1
-        if e < size:
-            e += 1  # the newline belongs to its line
-        if not blank:
+    for j in range(newlines.shape[0] + 1):
+        e = newlines[j] + 1 if j < newlines.shape[0] else size
+        if e <= s:
+            continue
+        p = s
+        while p < e:
+            c = buf[p]
+            if not (c == 32 or c == 9 or c == 10 or c == 13 or c == 11 or c == 12):
+                break
+            p += 1
+        if p < e:
             starts[n] = s
             ends[n] = e
             n += 1
@@ -774,11 +774,59 @@ def _split_kernel(buf: U8, starts: I64, ends: I64) -> int:
 
 def split_lines(buf: U8) -> tuple[I64, I64]:
     """The non-blank lines of a block of bytes as (starts, ends), as reading a file line by line gives them."""
-    capacity = int(np.count_nonzero(buf == 10)) + 1
-    starts = np.empty(capacity, dtype=np.int64)
-    ends = np.empty(capacity, dtype=np.int64)
-    n = _split_kernel(buf, starts, ends)
+    newlines = np.flatnonzero(buf == 10).astype(np.int64)
+    starts = np.empty(newlines.shape[0] + 1, dtype=np.int64)
+    ends = np.empty(newlines.shape[0] + 1, dtype=np.int64)
+    n = _split_kernel(buf, newlines, starts, ends)
     return starts[:n], ends[:n]
+
+
+@_jit
+def _intern_kernel(buf: U8, start: I64, end: I64, code: I64, first: I64) -> int:
+    """Dictionary codes of the byte strings buf[start[i]:end[i]] (start < 0: none, code -1), numbered on
+    first sight; first[c] is where code c was first seen. Returns the number of distinct strings."""
+    size = 16
+    while size < 2 * start.shape[0] + 2:
+        size *= 2
+    mask = size - 1
+    slots = np.full(size, -1, dtype=np.int64)
+    count = 0
+    for i in range(start.shape[0]):
+        s = start[i]
+        if s < 0:
+            code[i] = -1
+            continue
+        e = end[i]
+        slot = _hash(buf, s, e, 0) & mask
+        while True:
+            c = slots[slot]
+            if c < 0:
+                slots[slot] = count
+                first[count] = i
+                code[i] = count
+                count += 1
+                break
+            f = first[c]
+            fs = start[f]
+            if end[f] - fs == e - s:
+                same = True
+                for j in range(e - s):
+                    if buf[s + j] != buf[fs + j]:
+                        same = False
+                        break
+                if same:
+                    code[i] = c
+                    break
+            slot = (slot + 1) & mask
+    return count
+
+
+def intern_spans(buf: U8, start: I64, end: I64) -> tuple[I64, I64]:
+    """(code per span, -1 where start < 0; the index of each distinct string's first span)."""
+    code = np.empty(start.shape[0], dtype=np.int64)
+    first = np.empty(start.shape[0], dtype=np.int64)
+    count = _intern_kernel(buf, start, end, code, first)
+    return code, first[:count]
 
 
 @_jit

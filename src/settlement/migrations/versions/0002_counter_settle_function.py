@@ -1,4 +1,4 @@
-"""PostgreSQL: the counter's write unit as one function, so a settlement commits in one round trip.
+"""PostgreSQL: the counter's write units as functions, so a settlement or a reversal commits in one round trip.
 
 settlement.service.settlements.pgcounter calls ``counter_settle`` as a single
 autocommit statement after the engine has run on a snapshot read without locks.
@@ -134,6 +134,68 @@ END
 $fn$
 """
 
+# A reversal as one statement: the settlement row FOR UPDATE (a second reversal waits, then finds
+# it reversed), the person-year row FOR UPDATE, the contribution taken back out, the pools given back
+# in fund_id order (the reversed event numbered under their locks), the negating ledger entries.
+# outcome: 'not_found' (absent, or another hospital's when p_hospital_id is given), 'already', 'reversed'.
+COUNTER_REVERSE = r"""
+CREATE FUNCTION counter_reverse(
+    p_settlement_id text, p_hospital_id text, p_at timestamptz, p_key_id text, p_reason text, p_day date,
+    OUT outcome text, OUT settlement_seq bigint
+) LANGUAGE plpgsql AS $fn$
+DECLARE
+    v settlements%ROWTYPE;
+    v_py json;
+    v_event bigint;
+    r record;
+BEGIN
+    SELECT * INTO v FROM settlements WHERE settlement_id = p_settlement_id FOR UPDATE;
+    IF NOT FOUND OR (p_hospital_id IS NOT NULL AND v.hospital_id <> p_hospital_id) THEN
+        outcome := 'not_found';
+        RETURN;
+    END IF;
+    settlement_seq := v.seq;
+    IF v.status = 'reversed' THEN
+        outcome := 'already';
+        RETURN;
+    END IF;
+    v_py := v.contribution -> 'person_year';
+    UPDATE person_year_accumulators SET updated_at = p_at,
+        basic_paid_inpatient = basic_paid_inpatient - coalesce((v_py -> 'basic_paid' ->> 'inpatient')::bigint, 0),
+        basic_paid_outpatient = basic_paid_outpatient - coalesce((v_py -> 'basic_paid' ->> 'outpatient')::bigint, 0),
+        basic_paid_chronic_outpatient = basic_paid_chronic_outpatient
+            - coalesce((v_py -> 'basic_paid' ->> 'chronic_outpatient')::bigint, 0),
+        critical_base = critical_base - (v_py ->> 'critical_base')::bigint,
+        critical_paid = critical_paid - (v_py ->> 'critical_paid')::bigint,
+        assistance_base = assistance_base - (v_py ->> 'assistance_base')::bigint,
+        assistance_paid = assistance_paid - (v_py ->> 'assistance_paid')::bigint
+    WHERE person_id = v.person_id AND policy_year = v.policy_year;
+    FOR r IN SELECT key AS fund, value::bigint AS amount FROM json_each_text(v_py -> 'charity_paid')
+            WHERE value::bigint <> 0 ORDER BY key COLLATE "C" LOOP
+        UPDATE person_year_charity SET paid = paid - r.amount
+            WHERE person_id = v.person_id AND policy_year = v.policy_year AND fund_id = r.fund;
+    END LOOP;
+    UPDATE settlements SET status = 'reversed', reversed_at = p_at WHERE seq = v.seq;
+    FOR r IN SELECT key AS fund, value::bigint AS amount FROM json_each_text(v.contribution -> 'pool_used')
+            WHERE value::bigint <> 0 ORDER BY key COLLATE "C" LOOP
+        UPDATE fund_pools SET used = used - r.amount WHERE fund_id = r.fund AND policy_year = v.policy_year;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'pool % / % of settlement seq % is missing', r.fund, v.policy_year, v.seq;
+        END IF;
+    END LOOP;
+    v_event := nextval(pg_get_serial_sequence('settlement_events', 'seq'));
+    INSERT INTO settlement_events (seq, settlement_seq, kind, at, key_id, reason)
+        VALUES (v_event, v.seq, 'reversed', p_at, p_key_id, p_reason);
+    INSERT INTO ledger_entries (settlement_seq, event_seq, kind, hospital_id, layer, fund, amount_fen,
+        business_date, at)
+        SELECT v.seq, v_event, 'reversed', v.hospital_id, l.layer, l.fund, -l.amount_fen, p_day, p_at
+        FROM ledger_entries l WHERE l.settlement_seq = v.seq AND l.kind = 'settled' ORDER BY l.id;
+    outcome := 'reversed';
+END
+$fn$
+"""
+REVERSE_SIGNATURE = "counter_reverse(text, text, timestamptz, text, text, date)"
+
 SIGNATURE = (
     "counter_settle(text, text, text, text, text, text, timestamptz, text, text, text, text, date, date,"
     " integer, text, text, text, bigint[], json, json, json, json, bigint[], bigint[], text[], text[],"
@@ -151,6 +213,7 @@ def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return  # the embedded SQLite default keeps the portable ORM path
     op.execute(COUNTER_SETTLE)
+    op.execute(COUNTER_REVERSE)
     for column in COMPRESSED:
         op.execute(f"ALTER TABLE settlements ALTER COLUMN {column} SET COMPRESSION lz4")
 
@@ -160,4 +223,5 @@ def downgrade() -> None:
         return
     for column in COMPRESSED:
         op.execute(f"ALTER TABLE settlements ALTER COLUMN {column} SET COMPRESSION default")
+    op.execute(f"DROP FUNCTION IF EXISTS {REVERSE_SIGNATURE}")
     op.execute(f"DROP FUNCTION IF EXISTS {SIGNATURE}")

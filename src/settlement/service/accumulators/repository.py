@@ -38,9 +38,6 @@ PG_ADD = (
     + ", ".join(f"{c} = {c} + %s" for c in TOTAL_COLUMNS)
     + " WHERE person_id = %s AND policy_year = %s"
 )
-PG_SUB_CHARITY = (  # a reversal: the row exists (its settlement made it); an upsert would CHECK the negative
-    "UPDATE person_year_charity SET paid = paid + %s WHERE person_id = %s AND policy_year = %s AND fund_id = %s"
-)
 PG_ADD_CHARITY = (
     "INSERT INTO person_year_charity (person_id, policy_year, fund_id, paid) VALUES (%s, %s, %s, %s)"
     " ON CONFLICT (person_id, policy_year, fund_id) DO UPDATE SET paid = person_year_charity.paid + EXCLUDED.paid"
@@ -164,10 +161,8 @@ def add_to_person_year(
         ]
         pg_execute(pg, PG_ADD, (now, *amounts, person_id, year))
         rows = [(person_id, year, f, sign * a) for f, a in sorted(delta.charity_paid.items()) if a]
-        if sign < 0:
-            for pid, y, fund, amount in rows:
-                pg_execute(pg, PG_SUB_CHARITY, (amount, pid, y, fund))
-            return
+        if sign < 0:  # reversals on PostgreSQL: settlements.pgcounter.reverse (counter_reverse)
+            raise ValueError("PostgreSQL reversals take their contribution out in counter_reverse")
         if len(rows) == 1:
             pg_execute(pg, PG_ADD_CHARITY, rows[0])
         elif rows:

@@ -54,22 +54,6 @@ _THEN_LEDGER = (
     " FROM e, unnest(%(layers)s::text[], %(funds)s::text[], %(amounts)s::bigint[]) AS v(layer, fund, amount)"
     " RETURNING event_seq"
 )
-# a reversal gives back what its settlement drew, as its last statement, with its reversed event
-# (numbered under the pool lock) and the negated ledger entries
-_THEN_REVERSAL = (
-    ", e AS (INSERT INTO settlement_events (seq, settlement_seq, kind, at, key_id, reason)"
-    " SELECT d.seq, %(seq)s, 'reversed', %(at)s, %(key_id)s, %(reason)s FROM d RETURNING seq)"
-    " INSERT INTO ledger_entries"
-    " (settlement_seq, event_seq, kind, hospital_id, layer, fund, amount_fen, business_date, at)"
-    " SELECT %(seq)s, e.seq, 'reversed', %(hospital_id)s, l.layer, l.fund, -l.amount_fen, %(day)s, %(at)s"
-    " FROM e, ledger_entries l WHERE l.settlement_seq = %(seq)s AND l.kind = 'settled' ORDER BY l.id"
-    " RETURNING event_seq"
-)
-PG_GIVE_BACK = (
-    "UPDATE fund_pools SET used = used + %(amount)s WHERE fund_id = %(fund)s AND policy_year = %(year)s"
-)
-PG_GIVE_BACK_REVERSAL = "WITH d AS (" + PG_GIVE_BACK + _SEQ + ")" + _THEN_REVERSAL
-PG_REVERSAL = "WITH d AS (SELECT nextval(pg_get_serial_sequence('settlement_events', 'seq')) AS seq)" + _THEN_REVERSAL
 PG_DRAW_LEDGER = "WITH d AS (" + PG_DRAW + ")" + _THEN_LEDGER
 PG_DRAW_LEDGER_UNLIMITED = "WITH d AS (" + PG_DRAW_UNLIMITED + ")" + _THEN_LEDGER
 
@@ -128,29 +112,8 @@ def lock_pools(session: Session, year: int, fund_ids: Iterable[str]) -> dict[str
     return {fund: int(value) for fund, value in rows}
 
 
-def add_pool_used(
-    session: Session, year: int, deltas: dict[str, int], reversal: dict[str, Any] | None = None
-) -> None:
-    """Adds to the use of pools locked by lock_pools in this transaction.
-
-    PostgreSQL reversals (``reversal``: the values of the reversed event) call it
-    without locking first: giving back never overdraws, so the pool rows are
-    locked by this, the reversal's last statement, which also writes the event
-    (numbered under the lock) and the negated ledger entries.
-    """
-    pg = pg_connection(session) if reversal is not None else None
-    if pg is not None and reversal is not None:
-        changes = [(f, a) for f, a in sorted(deltas.items()) if a]
-        for fund, amount in changes[:-1]:
-            pg_execute(pg, PG_GIVE_BACK, {"fund": fund, "year": year, "amount": amount})
-        if changes:
-            fund, amount = changes[-1]
-            params = {**reversal, "fund": fund, "year": year, "amount": amount}
-            if pg_execute(pg, PG_GIVE_BACK_REVERSAL, params).fetchone() is None:
-                raise RuntimeError(f"pool {fund}/{year} of settlement seq {reversal['seq']} is missing")
-        else:
-            pg_execute(pg, PG_REVERSAL, reversal)
-        return
+def add_pool_used(session: Session, year: int, deltas: dict[str, int]) -> None:
+    """Adds to the use of pools locked by lock_pools in this transaction (the portable way)."""
     for fund, amount in sorted(deltas.items()):
         if amount:
             session.execute(

@@ -46,15 +46,15 @@ from settlement.service import metrics
 from settlement.service.auth.keys import Role, key_id_of
 from settlement.service.auth.service import Principal, principal_from_row
 from settlement.service.context import ServiceContext
-from settlement.service.db import pg_execute
-from settlement.service.errors import ServiceError, claim_problem, forbidden, unauthorized
+from settlement.service.db import pg_execute, sqlstate
+from settlement.service.errors import ServiceError, claim_problem, forbidden, not_found, unauthorized
 from settlement.service.persons.service import check_identity
 
 from . import pgsettle
 from .counter import Computation, CounterClaim, compute, prepare
 from .hashing import claim_hash
 from .models import AMOUNTS
-from .service import Outcome, check_hospital, computed_body, decode_claim, replay_or_conflict
+from .service import Outcome, body_of, check_hospital, computed_body, decode_claim, replay_or_conflict
 
 ATTEMPTS = 3
 """Optimistic tries before the locked way; a retry needs another settlement of the same person
@@ -298,19 +298,22 @@ def settle(ctx: ServiceContext, header: str | None, raw: bytes, known: list[Prin
     raise UseLockedPath
 
 
-REPLAY = (
-    "SELECT settlement_id, status, hospital_id, settled_at, reversed_at, claim_id, person_id, scheme, category,"
-    " result, trace, accumulators_after, claim_hash FROM settlements WHERE hospital_id = %s AND claim_id = %s"
+STORED_COLUMNS = (
+    "settlement_id", "status", "hospital_id", "settled_at", "reversed_at", "claim_id", "person_id", "scheme",
+    "category", "result", "trace", "accumulators_after", "claim_hash",
 )
+REPLAY = f"SELECT {', '.join(STORED_COLUMNS)} FROM settlements WHERE hospital_id = %s AND claim_id = %s"
 
 
 def replay(conn: Any, claim: Claim, digest: str) -> Outcome:
     """The claim was settled before: its stored result (same claim) or 409 (another claim, same id)."""
     found = pg_execute(conn, REPLAY, (claim.hospital.id, claim.claim_id)).fetchone()
-    names = ("settlement_id", "status", "hospital_id", "settled_at", "reversed_at", "claim_id", "person_id",
-             "scheme", "category", "result", "trace", "accumulators_after", "claim_hash")
-    row = SimpleNamespace(**dict(zip(names, found, strict=True)))  # the columns body_of reads
-    return replay_or_conflict(row, digest)  # type: ignore[arg-type]
+    return replay_or_conflict(_stored(found), digest)
+
+
+def _stored(found: tuple[Any, ...]) -> Any:
+    """A stored settlement's row as body_of reads it (the columns of REPLAY / STORED, in order)."""
+    return SimpleNamespace(**dict(zip(STORED_COLUMNS, found, strict=True)))
 
 
 def preview(ctx: ServiceContext, header: str | None, raw: bytes) -> dict[str, Any]:
@@ -329,3 +332,40 @@ def preview(ctx: ServiceContext, header: str | None, raw: bytes) -> dict[str, An
         cc, comp, status="preview", settlement_id=None, settled_at=None,
         accumulators_after=comp.accumulators_json(cc.person_id, cc.policy_year),
     )
+
+
+REVERSE = "SELECT outcome, settlement_seq FROM counter_reverse(%s, %s, %s, %s, %s, %s)"
+STORED = f"SELECT {', '.join(STORED_COLUMNS)} FROM settlements WHERE seq = %s"
+REVERSERS = (Role.HOSPITAL, Role.ADMIN)
+
+
+def reverse(ctx: ServiceContext, header: str | None, settlement_id: str, reason: str | None) -> Outcome:
+    """A reversal in one statement (counter_reverse, migration 0002); created=False if it was reversed before.
+
+    Locks, in the order of every other writer: the settlement row, the person-year
+    row, the pool rows by fund_id. A deadlock runs it again (nothing was written).
+    """
+    key = token_of(header)
+    key_id = key_id_of(key)
+    if key_id is None:
+        raise unauthorized("the API key is malformed")
+    with ctx.db.counter() as conn:
+        principal = principal_from_row(key, pg_execute(conn, KEY, (key_id,)).fetchone())
+        if principal.role not in REVERSERS:
+            names = ", ".join(r.value for r in REVERSERS)
+            raise forbidden(f"a {principal.role.value} key may not call this; allowed: {names}")
+        hospital = principal.hospital_id if principal.role == Role.HOSPITAL else None
+        for attempt in range(ctx.settings.transaction_retries + 1):
+            now = ctx.now()
+            params = (settlement_id, hospital, now, principal.key_id, reason, ctx.business_date(now))
+            try:
+                outcome, seq = pg_execute(conn, REVERSE, params).fetchone()
+                break
+            except Exception as exc:
+                if sqlstate(exc) != "40P01" or attempt == ctx.settings.transaction_retries:
+                    raise
+                metrics.TRANSACTION_RETRIES.inc()
+        if outcome == "not_found":  # another hospital's settlement is a 404, like a missing one
+            raise not_found(f"no settlement {settlement_id}")
+        found = pg_execute(conn, STORED, (seq,)).fetchone()
+    return Outcome(body_of(_stored(found)), created=outcome == "reversed")

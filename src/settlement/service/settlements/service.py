@@ -396,7 +396,8 @@ def reverse(
     """Marks the settlement reversed, writes negating entries, takes its contribution back out.
 
     Idempotent: a reversed settlement is returned as it is (created=False).
-    Later settlements of the person are not recomputed (SPEC §9).
+    Later settlements of the person are not recomputed (SPEC §9). On PostgreSQL the
+    route reverses in one statement instead (settlements.pgcounter.reverse).
     """
     row = visible(
         repository.lock(session, settlement_id), principal, settlement_id
@@ -406,23 +407,6 @@ def reverse(
     contribution = PersonYearTotals(**row.contribution["person_year"])
     pool_delta: dict[str, int] = {f: int(v) for f, v in row.contribution["pool_used"].items()}
     lock_person_year(session, row.person_id, row.policy_year)  # then the person-year lock
-    if pg_connection(session) is not None:
-        # PostgreSQL: the pools are given back by the last statement (it locks them then)
-        now = ctx.now()
-        add_to_person_year(session, row.person_id, row.policy_year, contribution, -1, now)
-        row.status = "reversed"
-        row.reversed_at = now
-        session.flush()
-        reversal = {
-            "seq": row.seq,
-            "at": now,
-            "key_id": principal.key_id,
-            "reason": reason,
-            "hospital_id": row.hospital_id,
-            "day": ctx.business_date(now),
-        }
-        add_pool_used(session, row.policy_year, {f: -v for f, v in pool_delta.items()}, reversal)
-        return Outcome(body_of(row), created=True)
     lock_pools(
         session, row.policy_year, [f for f, v in pool_delta.items() if v]
     )  # then pools, in order

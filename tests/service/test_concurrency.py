@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import queue
 import random
@@ -170,10 +171,22 @@ def tight_app(tmp_path: Path) -> Any:
     cleanup()
 
 
-def test_sixteen_threads_equal_a_sequential_replay(tight_app: Any) -> None:
+def test_sixteen_threads_equal_a_sequential_replay(tight_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from fastapi.testclient import TestClient
 
+    from settlement.service.settlements import pgcounter
+
     app = tight_app
+    real_settle = pgcounter.settle
+
+    def some_the_locked_way(ctx: Any, header: Any, raw: bytes, known: Any) -> Any:
+        # every third claim goes the locked way (as after ATTEMPTS moved snapshots), so both ways
+        # race each other on the same persons and pools
+        if int(hashlib.sha256(raw).hexdigest(), 16) % 3 == 0:
+            raise pgcounter.UseLockedPath
+        return real_settle(ctx, header, raw, known)
+
+    monkeypatch.setattr(pgcounter, "settle", some_the_locked_way)
     tables: Tables = app.state.ctx.tables
     db = app.state.ctx.db
     rng = random.Random(20180101)
@@ -220,7 +233,7 @@ def test_sixteen_threads_equal_a_sequential_replay(tight_app: Any) -> None:
             with lock:
                 errors.append(exc)
 
-    paths_before = {path: _pool_path(path) for path in ("late", "shared", "locked")}
+    paths_before = {path: _pool_path(path) for path in ("late", "shared", "last", "locked")}
     retries_before = _retries()
     threads = [threading.Thread(target=worker) for _ in range(THREADS)]
     for t in threads:
@@ -332,8 +345,8 @@ def test_sixteen_threads_equal_a_sequential_replay(tight_app: Any) -> None:
     assert all(min(values) >= 0 for values in db_person.values())
 
     # -- every way a settle can take was taken ------------------------------------------------
-    # pgcounter's two statements (late), a spent pool held FOR SHARE (shared), the locked way for a
-    # claim that takes a pool's last money (locked), and snapshots that moved and were read again
+    # pgcounter's two statements (late), a spent pool held FOR SHARE (shared), a claim taking what a
+    # pool had left (last), the locked way (locked), and snapshots that moved and were read again
     taken = {path: _pool_path(path) - n for path, n in paths_before.items()}
     assert all(taken.values()), taken
     assert _retries() > retries_before, "no snapshot moved: the optimistic retry went untested"

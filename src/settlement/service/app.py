@@ -59,6 +59,11 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # sync routes run in this many threads; the connection pool keeps as many connections
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
+        if db.dialect == "postgresql":
+            try:  # the counter's connections opened before the first request, not during the load
+                await anyio.to_thread.run_sync(db.open_counter)
+            except Exception as exc:  # the database may come up later: /readyz tells
+                log.warning("counter connections not opened at start: %s", exc)
         yield
         db.dispose()
 

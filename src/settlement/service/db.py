@@ -125,7 +125,7 @@ class Database:
                     url = self.engine.url.set(drivername="postgresql")
                     pool = ConnectionPool(
                         url.render_as_string(hide_password=False),
-                        min_size=min(2, self.counter_pool_size),
+                        min_size=self.counter_pool_size,  # all at once: not while the load grows
                         max_size=self.counter_pool_size,
                         kwargs={
                             "autocommit": True,
@@ -154,6 +154,10 @@ class Database:
             yield conn
         finally:
             pool.putconn(conn)
+
+    def open_counter(self) -> None:
+        with self.counter():
+            pass
 
     def dispose(self) -> None:
         with self._counter_lock:

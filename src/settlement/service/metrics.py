@@ -37,7 +37,8 @@ REVERSALS = Counter(
 POOL_PATHS = Counter(
     "settlement_pool_paths_total",
     "PostgreSQL settle attempts by how they met the charity pools: late (draw written last, row"
-    " locked to commit only), shared (a spent pool held FOR SHARE), locked (pool rows locked"
+    " locked to commit only), shared (a spent pool held FOR SHARE), last (took what a pool had left,"
+    " written only on the same pool use), locked (pool rows locked"
     " before the engine: the pool moved or sits at its limit)",
     ["path"],
 )

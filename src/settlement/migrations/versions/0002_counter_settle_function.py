@@ -13,12 +13,14 @@ the order of every other writer, so no deadlock cycles):
 - the person-year row, created if absent and locked FOR UPDATE, holds exactly
   the totals of the snapshot, and the person's charity rows (only written under
   that lock) too: the engine's result depends on those numbers only;
-- a pool the claim found spent (it pays 0 from it, ``expect`` given): locked
+- a pool the claim found spent (it pays 0 from it; ``expect`` only): locked
   FOR SHARE, its use must be the snapshot's; the share lock keeps it so to the
   commit, and many such claims hold it at once;
-- a pool the claim draws on (``amount`` given): ``used + amount <= limit``,
+- a pool the claim draws on (``amount`` only): ``used + amount <= limit``,
   added under the row lock (the engine paid less than the pool had left, so
-  the amount is exact for any use that leaves room for it).
+  the amount is exact for any use that leaves room for it);
+- a pool that decided the amount (the claim takes what was left; ``amount``
+  and ``expect``): added only if its use is still the snapshot's.
 
 Then the settled event takes its number (under the pool locks: event order is
 commit order on every pool it touches) and the ledger entries are written.
@@ -104,10 +106,19 @@ BEGIN
     ON CONFLICT (person_id, policy_year, fund_id) DO UPDATE SET paid = c.paid + EXCLUDED.paid;
 
     FOR i IN 1 .. coalesce(array_length(p_pool_funds, 1), 0) LOOP  -- fund_id order (the caller sorts)
-        IF p_pool_expect[i] IS NOT NULL THEN
+        IF p_pool_amounts[i] IS NULL THEN  -- spent: hold it as it is
             SELECT used INTO v_used FROM fund_pools
                 WHERE fund_id = p_pool_funds[i] AND policy_year = p_year FOR SHARE;
             IF coalesce(v_used, 0) <> p_pool_expect[i] THEN
+                RAISE EXCEPTION USING ERRCODE = 'SE409', MESSAGE = 'counter_moved', DETAIL = 'pool ' || p_pool_funds[i];
+            END IF;
+        ELSIF p_pool_expect[i] IS NOT NULL THEN  -- the pool decided the amount: draw only on the same use
+            INSERT INTO fund_pools AS p (fund_id, policy_year, used)
+                VALUES (p_pool_funds[i], p_year, p_pool_amounts[i])
+            ON CONFLICT (fund_id, policy_year) DO UPDATE SET used = p.used + EXCLUDED.used
+                WHERE p.used = p_pool_expect[i]
+            RETURNING p.used INTO v_used;
+            IF NOT FOUND OR v_used <> p_pool_expect[i] + p_pool_amounts[i] THEN
                 RAISE EXCEPTION USING ERRCODE = 'SE409', MESSAGE = 'counter_moved', DETAIL = 'pool ' || p_pool_funds[i];
             END IF;
         ELSE

@@ -21,10 +21,14 @@ If the snapshot no longer holds (another settlement of the same person, or a
 pool moved), the function raises ``counter_moved`` and writes nothing; the
 claim is read and computed again, and after :data:`ATTEMPTS` tries it goes the
 locked way (service.settle: the person-year row and pools locked before the
-engine). Exactness: a result is committed only when every number the engine
-read is still the committed one under the locks, so it equals the engine's
-result on the totals at its place in event order (tests/service/
-test_concurrency.py replays every settlement in event order and compares).
+engine). A claim that takes the last money of a pool is written only if the
+pool's use is still the snapshot's, so racing claims at a pool's end retry
+instead of queueing on an exclusive lock held across the engine.
+
+Exactness: a result is committed only when every number the engine read is
+still the committed one under the locks, so it equals the engine's result on
+the totals at its place in event order (tests/service/test_concurrency.py
+replays every settlement in event order and compares).
 
 A preview is the read and the engine: one round trip.
 """
@@ -196,22 +200,21 @@ def _totals(t: PersonYearTotals) -> list[int]:
 
 
 def write(conn: Any, ctx: ServiceContext, snap: Snapshot, comp: Computation, raw: bytes, digest: str) -> Outcome:
-    """counter_settle: exact or Moved (nothing written); UseLockedPath when a pool would decide the amount."""
+    """counter_settle: written exactly, or Moved (nothing written)."""
     cc = snap.cc
     claim = cc.claim
     year = cc.policy_year
     limits = pgsettle.pool_limits(cc)
+    # the pools whose room decided (or may have decided) the amount: their use must not move
     spent = pgsettle.binding(comp, snap.pools, limits)
-    if any(comp.pool_delta[f] for f in spent):
-        raise UseLockedPath  # it takes the last money of a pool: only the exclusive lock is exact
     pool_funds: list[str] = []
     amounts: list[int | None] = []
     pool_limits: list[int | None] = []
     expect: list[int | None] = []
     for fund in sorted(comp.pool_delta):  # fund_id order, as every pool lock
-        if fund in spent:
+        if fund in spent:  # held FOR SHARE when it pays 0 from it, else drawn only on the same use
             pool_funds.append(fund)
-            amounts.append(None)
+            amounts.append(comp.pool_delta[fund] or None)
             pool_limits.append(limits.get(fund))
             expect.append(snap.pools.get(fund, 0))
         elif comp.pool_delta[fund]:
@@ -246,7 +249,9 @@ def write(conn: Any, ctx: ServiceContext, snap: Snapshot, comp: Computation, raw
         if exc.sqlstate in (MOVED, "40P01"):  # moved, or a deadlock: nothing was written
             raise Moved(exc.sqlstate) from None
         raise _wrapped(exc, params) from exc
-    if spent:
+    if any(comp.pool_delta[f] for f in spent):
+        metrics.POOL_PATHS.labels("last").inc()
+    elif spent:
         metrics.POOL_PATHS.labels("shared").inc()
     metrics.POOL_PATHS.labels("late").inc()
     body = computed_body(

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from settlement.batchrun import StreamSettler, settle_stream
+from settlement.batchrun import StreamSettler, read_range, settle_file, settle_stream
 from settlement.engine import Tables
 from settlement.synth import claim_dicts, population
 
@@ -41,3 +45,44 @@ def test_later_chunks_see_earlier_accumulators(tables: Tables, examples_dir: Pat
     expected = (examples_dir / "expected.jsonl").read_bytes().splitlines()
     got = _run(lines, tables, chunk=2, workers=2)
     assert [orjson.loads(g) for g in got] == [orjson.loads(e) for e in expected]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lines=st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"")), max_size=12),
+    last_newline=st.booleans(),
+    block=st.integers(1, 40),
+)
+def test_byte_ranges_give_every_line_once_in_order(
+    lines: list[bytes], last_newline: bool, block: int, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    data = b"\n".join(lines) + (b"\n" if last_newline and lines else b"")
+    path = tmp_path_factory.mktemp("ranges") / "claims.jsonl"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        pieces = [read_range(fd, start, min(start + block, len(data))) for start in range(0, len(data), block)]
+    finally:
+        os.close(fd)
+    assert b"".join(pieces) == data
+    filled = [piece for piece in pieces if piece]
+    assert all(piece.endswith(b"\n") for piece in filled[:-1])  # whole lines only
+    assert [line for piece in pieces for line in io.BytesIO(piece)] == list(io.BytesIO(data))
+
+
+@pytest.mark.parametrize(("block", "workers"), [(1 << 20, 1), (97, 1), (997, 1), (8192, 2)])
+def test_a_file_read_in_byte_ranges_by_the_workers(
+    tables: Tables, examples_dir: Path, tmp_path: Path, block: int, workers: int
+) -> None:
+    lines = _lines(tables, examples_dir)
+    path = tmp_path / "claims.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\r\n\n" + lines[0])  # blank lines, CRLF, no final newline
+    expected = StreamSettler(tables).settle_lines_json([line for line in io.BytesIO(path.read_bytes()) if line.strip()])
+    out = io.BytesIO()
+    with path.open("rb") as handle:
+        count = settle_file(handle, tables, out.write, block=block, workers=workers)
+    assert out.getvalue().splitlines() == expected
+    assert count == len(expected)
+    piped = io.BytesIO()  # not a regular file: read here, in blocks
+    settle_file(io.BytesIO(path.read_bytes()), tables, piped.write, block=block, workers=workers)
+    assert piped.getvalue() == out.getvalue()

@@ -20,7 +20,9 @@ input order.
 
 from __future__ import annotations
 
+import io
 import os
+import stat
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -331,6 +333,11 @@ def _prepare_block_in_worker(block: bytes) -> PreparedChunk:
     return prepare_block(block, _worker_tables)
 
 
+def _prepare_range_in_worker(job: tuple[str, int, int]) -> PreparedChunk:
+    assert _worker_tables is not None
+    return prepare_range(job, _worker_tables)
+
+
 def settle_stream(
     lines: Iterable[bytes], tables: Tables, write: Any, chunk: int = CHUNK, workers: int | None = None
 ) -> int:
@@ -345,8 +352,73 @@ def settle_stream(
 def settle_file(
     handle: IO[bytes], tables: Tables, write: Any, block: int = BLOCK_BYTES, workers: int | None = None
 ) -> int:
-    """settle_stream for a binary file: read in blocks of bytes, split into lines by the workers."""
+    """settle_stream for a binary file, read in blocks of bytes that the workers split into lines.
+
+    A regular file named by a path is not read by this process at all: each
+    worker reads its own byte range (see read_range). A pipe or stdin is read
+    here and its blocks are sent to the workers.
+    """
+    name = getattr(handle, "name", None)
+    try:
+        regular = isinstance(name, str) and stat.S_ISREG(os.fstat(handle.fileno()).st_mode)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        regular = False
+    if regular:
+        assert isinstance(name, str)
+        path = os.path.abspath(name)
+        size = os.fstat(handle.fileno()).st_size
+        ranges = ((path, start, min(start + block, size)) for start in range(0, size, block))
+        return _run(ranges, prepare_range, _prepare_range_in_worker, tables, write, workers)
     return _run(_blocks(handle, block), prepare_block, _prepare_block_in_worker, tables, write, workers)
+
+
+def read_range(fd: int, start: int, end: int) -> bytes:
+    """The lines of a file that start at a byte in [start, end), whole (a line belongs to the range it starts in).
+
+    Ranges that cut a file into pieces give every line exactly once, in order.
+    """
+    step = 1 << 16
+    if start > 0:  # skip the rest of a line begun before start (none when byte start - 1 is a newline)
+        pos = start - 1
+        while True:
+            piece = os.pread(fd, step, pos)
+            if not piece:
+                return b""
+            newline = piece.find(b"\n")
+            if newline >= 0:
+                start = pos + newline + 1
+                break
+            pos += len(piece)
+    if start >= end:
+        return b""
+    data = os.pread(fd, end - start, start)
+    if not data or data.endswith(b"\n"):
+        return data
+    tail: list[bytes] = []
+    pos = start + len(data)
+    while True:  # finish the last line
+        piece = os.pread(fd, step, pos)
+        if not piece:
+            break
+        newline = piece.find(b"\n")
+        if newline >= 0:
+            tail.append(piece[: newline + 1])
+            break
+        tail.append(piece)
+        pos += len(piece)
+    return data + b"".join(tail)
+
+
+_open_files: dict[str, int] = {}
+
+
+def prepare_range(job: tuple[str, int, int], tables: Tables) -> PreparedChunk:
+    """The lines starting in a byte range of a file (path, start, end), read and checked."""
+    path, start, end = job
+    fd = _open_files.get(path)
+    if fd is None:
+        fd = _open_files[path] = os.open(path, os.O_RDONLY)
+    return prepare_block(read_range(fd, start, end), tables)
 
 
 def _run(

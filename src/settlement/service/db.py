@@ -125,7 +125,9 @@ class Database:
                     url = self.engine.url.set(drivername="postgresql")
                     pool = ConnectionPool(
                         url.render_as_string(hide_password=False),
-                        min_size=self.counter_pool_size,  # all at once: not while the load grows
+                        # a few at start (opened before the first request, see app.lifespan), the rest
+                        # as requests wait for one; all of them count against max_connections
+                        min_size=min(4, self.counter_pool_size),
                         max_size=self.counter_pool_size,
                         kwargs={
                             "autocommit": True,

@@ -186,7 +186,6 @@ def prepare_lines(buf: bytes, starts: I64, ends: I64, tables: Tables) -> Prepare
     _, person_index = np.unique(person[order], return_inverse=True)
     person_year_key = person_index * len(years_u) + year_index
     _, first, person_year = np.unique(person_year_key, return_index=True, return_inverse=True)
-    person_ids = {k: p.person_id for k, p in prepared}
     batch = ClaimBatch(
         version=version[order],
         policy_year=year[order],
@@ -213,10 +212,21 @@ def prepare_lines(buf: bytes, starts: I64, ends: I64, tables: Tables) -> Prepare
         ids=ids,
         id_off=id_off,
         batch=batch,
-        person_keys=[(person_ids.get(k) or buf[claim[k, 3] : claim[k, 4]].decode("ascii").upper(), int(year[k]))
-                     for k in order[first].tolist()],
+        person_keys=_person_keys(buf, order[first], claim[:, 3], year, {k: p.person_id for k, p in prepared}),
         years=years_u.tolist(),
     )
+
+
+def _person_keys(buf: bytes, lines: I64, id_start: I64, year: I64, slow: dict[int, str]) -> list[tuple[str, int]]:
+    """(normalised person id, policy year) of the given lines: scanned ids from buf, the others from `slow`."""
+    starts = id_start[lines].tolist()
+    years = year[lines].tolist()
+    if not slow:
+        return [(buf[s : s + 18].decode("ascii").upper(), y) for s, y in zip(starts, years, strict=True)]
+    return [
+        (slow[k] if k in slow else buf[s : s + 18].decode("ascii").upper(), y)
+        for k, s, y in zip(lines.tolist(), starts, years, strict=True)
+    ]
 
 
 def prepare_chunk(lines: list[bytes] | list[str], tables: Tables) -> PreparedChunk:

@@ -332,3 +332,23 @@ def test_pools_and_schedules(client, auth):
     assert one["parameters"]["basic"]["sections"]["resident.inpatient"]["annual_cap"] == "150000.00"
     assert one["parameters"]["basic"]["sections"]["resident.inpatient"]["rate"]["1"] == "0.85"
     assert client.get("/v1/schedules/nope", headers=auth["insurer"]).status_code == 404
+
+
+def test_counter_routes_keep_their_route_labels_and_the_openapi_description(client, auth, app):
+    # POST /v1/settlements and /preview are dispatched ahead of FastAPI's router
+    # (service.counter_routes): the latency histogram still labels them with their route, and the
+    # OpenAPI description still has them with the claim schema
+    from prometheus_client import REGISTRY
+
+    def count(route: str, status: str) -> float:
+        labels = {"method": "POST", "route": route, "status": status}
+        return REGISTRY.get_sample_value("settlement_http_request_duration_seconds_count", labels) or 0.0
+
+    register(client, auth["admin"], PERSON, "resident", "registered_poor")
+    before = count("/v1/settlements", "201"), count("/v1/settlements/preview", "200")
+    assert client.post("/v1/settlements/preview", json=EX01, headers=auth["hospital"]).status_code == 200
+    assert client.post("/v1/settlements", json=EX01, headers=auth["hospital"]).status_code == 201
+    assert (count("/v1/settlements", "201"), count("/v1/settlements/preview", "200")) == (before[0] + 1, before[1] + 1)
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "post" in paths["/v1/settlements"] and "post" in paths["/v1/settlements/preview"]
+    assert "claim_id" in json.dumps(paths["/v1/settlements"]["post"]["requestBody"])

@@ -9,9 +9,9 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from .auth.keys import Role
-from .auth.service import Principal, authenticate
+from .auth.service import Principal, authenticate, bearer_key
 from .context import ServiceContext
-from .errors import forbidden, unauthorized
+from .errors import forbidden
 
 
 async def get_ctx(request: Request) -> ServiceContext:
@@ -48,17 +48,12 @@ def principal_of(
     (as a dependency it would cost a hop of its own), and on the session of
     their own transaction when given (one connection checkout per request).
     """
-    header = request.headers.get("authorization")
-    if not header:
-        raise unauthorized()
-    scheme, _, token = header.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise unauthorized("use Authorization: Bearer <key>")
+    key = bearer_key(request.headers.get("authorization"))
     if session is None:
         with ctx.db.read() as own:
-            principal = authenticate(own, token.strip())
+            principal = authenticate(own, key)
     else:
-        principal = authenticate(session, token.strip())
+        principal = authenticate(session, key)
     request.state.principal = principal
     if roles and principal.role not in roles:
         names = ", ".join(r.value for r in roles)

@@ -81,6 +81,16 @@ def list_keys(session: Session) -> list[ApiKey]:
 KEY_SQL = "SELECT key_hash, role, hospital_id, funds, revoked_at FROM api_keys WHERE key_id = %s"
 
 
+def bearer_key(header: str | None) -> str:
+    """The key of an ``Authorization: Bearer <key>`` header; 401 without one."""
+    if not header:
+        raise unauthorized()
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthorized("use Authorization: Bearer <key>")
+    return token.strip()
+
+
 def authenticate(session: Session, key: str) -> Principal:
     key_id = key_id_of(key)
     if key_id is None:

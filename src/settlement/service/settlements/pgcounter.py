@@ -48,7 +48,7 @@ from settlement.engine.state import PersonYearTotals
 from settlement.schedules.types import VISIT_TYPES
 from settlement.service import metrics
 from settlement.service.auth.keys import Role, key_id_of
-from settlement.service.auth.service import Principal, principal_from_row
+from settlement.service.auth.service import Principal, bearer_key, principal_from_row
 from settlement.service.context import ServiceContext
 from settlement.service.db import pg_execute, sqlstate
 from settlement.service.errors import ServiceError, claim_problem, forbidden, not_found, unauthorized
@@ -68,9 +68,9 @@ MOVED = "SE409"  # the SQLSTATE counter_settle raises when the snapshot no longe
 
 TOTALS = (*(f"basic_paid_{vt}" for vt in VISIT_TYPES), "critical_base", "critical_paid",
           "assistance_base", "assistance_paid")
-# the order counter_settle (migration 0002) reads and adds them in
-assert TOTALS == ("basic_paid_inpatient", "basic_paid_outpatient", "basic_paid_chronic_outpatient",
-                  "critical_base", "critical_paid", "assistance_base", "assistance_paid")
+if TOTALS != ("basic_paid_inpatient", "basic_paid_outpatient", "basic_paid_chronic_outpatient",
+              "critical_base", "critical_paid", "assistance_base", "assistance_paid"):
+    raise RuntimeError("counter_settle (migration 0002) reads and adds the totals in another order")
 
 READ = (
     "SELECT k.key_hash, k.role, k.hospital_id, k.funds, k.revoked_at, s.seq, i.scheme, i.category, "
@@ -103,16 +103,6 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def token_of(header: str | None) -> str:
-    """The key of an ``Authorization: Bearer <key>`` header; 401 without one."""
-    if not header:
-        raise unauthorized()
-    scheme, _, token = header.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise unauthorized("use Authorization: Bearer <key>")
-    return token.strip()
-
-
 def hospital_principal(key: str, row: tuple[Any, ...] | None) -> Principal:
     """401 for a missing, revoked or wrong key; 403 unless it is a hospital key."""
     principal = principal_from_row(key, row)
@@ -121,10 +111,17 @@ def hospital_principal(key: str, row: tuple[Any, ...] | None) -> Principal:
     return principal
 
 
+class SettledBefore(Exception):
+    """The claim was settled before: it is replayed (or a 409), nothing else is checked."""
+
+    def __init__(self, principal: Principal) -> None:
+        super().__init__("settled before")
+        self.principal = principal
+
+
 @dataclass
 class Snapshot:
     principal: Principal
-    existing: bool
     cc: CounterClaim
     before: PersonYearTotals
     pools: dict[str, int]
@@ -164,9 +161,8 @@ def read(
     ).fetchone()
     principal = hospital_principal(key, row[0:5] if row[0] is not None else None)
     check_hospital(claim, principal)
-    existing = row[5] is not None
-    if existing:  # replayed or 409 by the caller, before any other check (as service.settle)
-        return Snapshot(principal, True, None, PersonYearTotals(), {})  # type: ignore[arg-type]
+    if row[5] is not None:  # replayed or 409 by the caller, before any other check (as service.settle)
+        raise SettledBefore(principal)
     try:
         check_person_id(claim.patient.person_id, claim.visit.admitted)
     except PersonIdError as exc:
@@ -191,7 +187,7 @@ def read(
         )
     used = row[9 + len(TOTALS)] or {}
     pools = {f: int(used.get(f, 0)) for f in cc.fund_ids}
-    return Snapshot(principal, False, cc, before, pools)
+    return Snapshot(principal, cc, before, pools)
 
 
 def _totals(t: PersonYearTotals) -> list[int]:
@@ -280,7 +276,7 @@ def settle(ctx: ServiceContext, header: str | None, raw: bytes, known: list[Prin
 
     Raises UseLockedPath when the locked way must settle it.
     """
-    key = token_of(header)
+    key = bearer_key(header)
     claim: Claim | None
     try:
         claim = decode_claim(raw)
@@ -289,11 +285,14 @@ def settle(ctx: ServiceContext, header: str | None, raw: bytes, known: list[Prin
     digest = claim_hash(claim) if claim is not None else ""
     with ctx.db.counter() as conn:
         for attempt in range(ATTEMPTS):
-            snap = read(conn, ctx, key, raw, claim)
+            try:
+                snap = read(conn, ctx, key, raw, claim)
+            except SettledBefore as before:
+                known.append(before.principal)
+                assert claim is not None  # read raises the claim's error otherwise
+                return replay(conn, claim, digest)
             if not known:
                 known.append(snap.principal)
-            if snap.existing:
-                return replay(conn, claim, digest)  # type: ignore[arg-type]
             comp = compute(snap.cc, snap.before, snap.pools)
             try:
                 return write(conn, ctx, snap, comp, raw, digest)
@@ -323,7 +322,7 @@ def _stored(found: tuple[Any, ...]) -> Any:
 
 def preview(ctx: ServiceContext, header: str | None, raw: bytes) -> dict[str, Any]:
     """The result on the totals committed now: one read, the engine, nothing written."""
-    key = token_of(header)
+    key = bearer_key(header)
     claim: Claim | None
     try:
         claim = decode_claim(raw)
@@ -350,7 +349,7 @@ def reverse(ctx: ServiceContext, header: str | None, settlement_id: str, reason:
     Locks, in the order of every other writer: the settlement row, the person-year
     row, the pool rows by fund_id. A deadlock runs it again (nothing was written).
     """
-    key = token_of(header)
+    key = bearer_key(header)
     key_id = key_id_of(key)
     if key_id is None:
         raise unauthorized("the API key is malformed")

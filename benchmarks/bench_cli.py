@@ -40,6 +40,8 @@ def main() -> None:
     parser.add_argument("--schedules", default="fee_schedules/heilongjiang")
     parser.add_argument("--file", default=None, help="claims file (generated if missing)")
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=None, help="passed to settle (default: one per core)")
+    parser.add_argument("--stdin", action="store_true", help="feed the file on stdin instead of naming it")
     args = parser.parse_args()
     path = Path(args.file or f"/tmp/settlement-bench-{args.claims}.jsonl")
     if not path.exists():
@@ -48,14 +50,20 @@ def main() -> None:
         print(f"generated {path} ({path.stat().st_size / 1e6:,.0f} MB) in {time.perf_counter() - start:.0f} s")
     exe = Path(sys.executable).with_name("settlement")
     best = float("inf")
+    command = [str(exe), "settle", "--schedules", args.schedules]
+    if args.workers is not None:
+        command += ["--workers", str(args.workers)]
+    if not args.stdin:
+        command.append(str(path))
     for _ in range(args.repeat):
         start = time.perf_counter()
-        with open(os.devnull, "wb") as sink:
-            subprocess.run([str(exe), "settle", "--schedules", args.schedules, str(path)], stdout=sink, check=True)
+        with open(os.devnull, "wb") as sink, open(path if args.stdin else os.devnull, "rb") as source:
+            subprocess.run(command, stdin=source, stdout=sink, check=True)
         best = min(best, time.perf_counter() - start)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"settlement settle: {args.claims:,} claims in {best:.2f} s → {args.claims / best:,.0f} claims/s"
-          f" (best of {args.repeat}); peak RSS of the CLI {peak:,.0f} MB")
+    how = (" on stdin" if args.stdin else "") + (f", --workers {args.workers}" if args.workers is not None else "")
+    print(f"settlement settle{how}: {args.claims:,} claims in {best:.2f} s → {args.claims / best:,.0f} claims/s"
+          f" (best of {args.repeat}); peak RSS of the CLI {peak:,.0f} MB (largest process)")
 
 
 if __name__ == "__main__":

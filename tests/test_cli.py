@@ -43,6 +43,18 @@ def test_file_stdin_and_dash_give_the_same_output(region_dir: Path, claims_file:
     assert len(_lines(from_file.stdout)) == 14
 
 
+def test_stdin_redirected_from_a_file(region_dir: Path, claims_file: Path) -> None:
+    """A regular file on stdin (`settle < FILE`) is read through stdin, not by a name it does not have."""
+    script = Path(sys.executable).parent / "settlement"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "settlement.cli"]
+    with claims_file.open("rb") as source:
+        proc = subprocess.run([*command, "settle", "--schedules", str(region_dir)], stdin=source,
+                              capture_output=True, timeout=TIMEOUT, check=False)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout == run("settle", "--schedules", str(region_dir), str(claims_file)).stdout
+    assert len(_lines(proc.stdout)) == 14
+
+
 def test_errors_do_not_stop_the_run(region_dir: Path, claims_file: Path) -> None:
     good = claims_file.read_bytes().splitlines()
     data = b"\n".join([b"garbage", good[0], b"", b"[]", b"  ", good[1], b'{"claim_id": "Z"}']) + b"\n"

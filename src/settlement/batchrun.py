@@ -368,18 +368,32 @@ def settle_file(
     worker reads its own byte range (see read_range). A pipe or stdin is read
     here and its blocks are sent to the workers.
     """
-    name = getattr(handle, "name", None)
-    try:
-        regular = isinstance(name, str) and stat.S_ISREG(os.fstat(handle.fileno()).st_mode)
-    except (OSError, ValueError, io.UnsupportedOperation):
-        regular = False
-    if regular:
-        assert isinstance(name, str)
-        path = os.path.abspath(name)
-        size = os.fstat(handle.fileno()).st_size
+    path = _file_path(handle)
+    if path is not None:
+        size = os.path.getsize(path)
         ranges = ((path, start, min(start + block, size)) for start in range(0, size, block))
         return _run(ranges, prepare_range, _prepare_range_in_worker, tables, write, workers)
     return _run(_blocks(handle, block), prepare_block, _prepare_block_in_worker, tables, write, workers)
+
+
+def _file_path(handle: IO[bytes]) -> str | None:
+    """The absolute path of a handle that is a regular file named by that path, unread so far; else None.
+
+    stdin redirected from a file (named '<stdin>'), pipes, sockets and a handle already partly read are
+    read through the handle itself.
+    """
+    name = getattr(handle, "name", None)
+    if not isinstance(name, str):
+        return None
+    try:
+        here = os.fstat(handle.fileno())
+        there = os.stat(name)
+        unread = handle.tell() == 0
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
+    if not (stat.S_ISREG(here.st_mode) and os.path.samestat(here, there) and unread):
+        return None
+    return os.path.abspath(name)
 
 
 def read_range(fd: int, start: int, end: int) -> bytes:

@@ -271,17 +271,22 @@ def _wrapped(exc: Exception, params: Any) -> Exception:
     return DBAPIError.instance(WRITE, params, exc, psycopg.Error)
 
 
+def _key_and_claim(header: str | None, raw: bytes) -> tuple[str, Claim | None]:
+    """The caller's key (401 without one) and the claim, None if it does not validate: its error
+    comes after the key's (read)."""
+    key = bearer_key(header)
+    try:
+        return key, decode_claim(raw)
+    except ServiceError:
+        return key, None
+
+
 def settle(ctx: ServiceContext, header: str | None, raw: bytes, known: list[Principal]) -> Outcome:
     """Settles on the counter connection, or replays the claim settled before (409 if another claim).
 
     Raises UseLockedPath when the locked way must settle it.
     """
-    key = bearer_key(header)
-    claim: Claim | None
-    try:
-        claim = decode_claim(raw)
-    except ServiceError:
-        claim = None
+    key, claim = _key_and_claim(header, raw)
     digest = claim_hash(claim) if claim is not None else ""
     with ctx.db.counter() as conn:
         for attempt in range(ATTEMPTS):
@@ -322,12 +327,7 @@ def _stored(found: tuple[Any, ...]) -> Any:
 
 def preview(ctx: ServiceContext, header: str | None, raw: bytes) -> dict[str, Any]:
     """The result on the totals committed now: one read, the engine, nothing written."""
-    key = bearer_key(header)
-    claim: Claim | None
-    try:
-        claim = decode_claim(raw)
-    except ServiceError:
-        claim = None
+    key, claim = _key_and_claim(header, raw)
     with ctx.db.counter() as conn:
         snap = read(conn, ctx, key, raw, claim, settling=False)
     cc = snap.cc

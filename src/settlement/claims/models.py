@@ -48,7 +48,32 @@ def _exact(value: Any) -> Decimal:
     raise ValueError(f"must be a number or a decimal string, got {type(value).__name__}")
 
 
+_SHORT_DECIMAL = re.compile(r"([0-9]{1,9})(?:\.([0-9]{1,4}))?")
+
+
 def _scaled(value: Any, low: int, high: int, low_inclusive: bool) -> int:
+    """The value × 10^4 as an exact integer; ValueError with the field's message otherwise.
+
+    The two shapes nearly every claim uses — a JSON integer and a decimal string
+    with at most 4 decimals — are scaled with integer arithmetic when in range;
+    everything else (and anything out of range, for its message) goes through
+    Decimal. Both give the same integer (tests/claims/test_models.py).
+    """
+    kind = type(value)
+    scaled = None
+    if kind is int:
+        scaled = value * QTY_SCALE
+    elif kind is str:
+        match = _SHORT_DECIMAL.fullmatch(value)
+        if match is not None:
+            whole, fraction = match.groups()
+            scaled = int(whole) * QTY_SCALE + (int(fraction.ljust(4, "0")) if fraction else 0)
+    if scaled is not None and low * QTY_SCALE < scaled <= high * QTY_SCALE:
+        return scaled
+    return _scaled_exact(value, low, high, low_inclusive)
+
+
+def _scaled_exact(value: Any, low: int, high: int, low_inclusive: bool) -> int:
     number = _exact(value)
     if decimal_places(number) > 4:
         raise ValueError("more than 4 decimals")

@@ -57,10 +57,10 @@ def _scaled(value: Any, low: int, high: int, low_inclusive: bool) -> int:
     The two shapes nearly every claim uses — a JSON integer and a decimal string
     with at most 4 decimals — are scaled with integer arithmetic when in range;
     everything else (and anything out of range, for its message) goes through
-    Decimal. Both give the same integer (tests/claims/test_models.py).
+    Decimal. Both give the same integer (tests/claims/test_scaled.py).
     """
     kind = type(value)
-    scaled = None
+    scaled: int | None = None
     if kind is int:
         scaled = value * QTY_SCALE
     elif kind is str:

@@ -20,6 +20,7 @@ from pathlib import Path
 import orjson
 
 from settlement.engine import compile_tables
+from settlement.jsonout import write_results
 from settlement.schedules import load_region
 from settlement.synth import claim_dicts, population
 
@@ -34,6 +35,50 @@ def generate(path: Path, n: int, schedules: str) -> None:
                 out.write(orjson.dumps(claim) + b"\n")
 
 
+def stages(path: Path, schedules: str, repeat: int) -> None:
+    """Each stage of one block (batchrun.BLOCK_BYTES of the file) in this process, per claim, best of `repeat`."""
+    import numpy as np
+
+    from settlement import batchrun
+    from settlement.claims.columnar import scan_lines, split_lines
+    from settlement.engine import settle
+
+    tables = compile_tables(load_region(schedules))
+    with path.open("rb") as handle:
+        block = handle.read(batchrun.BLOCK_BYTES)
+    block = block[: block.rfind(b"\n") + 1]
+    data = np.frombuffer(block, dtype=np.uint8)
+    starts, ends = split_lines(data)
+    chunk = batchrun.prepare_block(block, tables)  # and the compiled code loaded
+    batch = chunk.batch
+    assert batch is not None
+    n = chunk.size
+    result = settle(batch, tables)
+    plan = np.arange(n, dtype=np.int64)
+    timed = {
+        "split into lines": lambda: split_lines(data),
+        "scan + person id, schedule, catalog checks": lambda: scan_lines(data, starts, ends, tables),
+        "whole block prepared (the two above + the batch)": lambda: batchrun.prepare_block(block, tables),
+        "engine (settle)": lambda: settle(batch, tables),
+        "results written (jsonout)": lambda: write_results(result, batch, tables, chunk.ids, chunk.id_off, plan),
+    }
+    print(f"one block: {n:,} claims, {len(block) / n:,.0f} bytes a claim")
+    for label, run in timed.items():
+        best = float("inf")
+        for _ in range(repeat):
+            start = time.perf_counter()
+            run()
+            best = min(best, time.perf_counter() - start)
+        print(f"  {label}: {best * 1e6 / n:.2f} µs a claim")
+    exe = Path(sys.executable).with_name("settlement")
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run([str(exe), "settle", "--schedules", schedules], input=b"", check=True)
+        best = min(best, time.perf_counter() - start)
+    print(f"  process start and end, empty input: {best:.2f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--claims", type=int, default=200_000)
@@ -42,6 +87,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--workers", type=int, default=None, help="passed to settle (default: one per core)")
     parser.add_argument("--stdin", action="store_true", help="feed the file on stdin instead of naming it")
+    parser.add_argument("--stages", action="store_true", help="also time each stage in this process, one block")
     args = parser.parse_args()
     path = Path(args.file or f"/tmp/settlement-bench-{args.claims}.jsonl")
     if not path.exists():
@@ -61,6 +107,8 @@ def main() -> None:
             subprocess.run(command, stdin=source, stdout=sink, check=True)
         best = min(best, time.perf_counter() - start)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    if args.stages:
+        stages(path, args.schedules, max(args.repeat, 3))
     how = (" on stdin" if args.stdin else "") + (f", --workers {args.workers}" if args.workers is not None else "")
     print(f"settlement settle{how}: {args.claims:,} claims in {best:.2f} s → {args.claims / best:,.0f} claims/s"
           f" (best of {args.repeat}); peak RSS of the CLI {peak:,.0f} MB (largest process)")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import os
+import weakref
 from pathlib import Path
 
 import orjson
@@ -11,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from settlement import jsonout
 from settlement.batchrun import StreamSettler, read_range, settle_file, settle_stream
 from settlement.engine import Tables
 from settlement.synth import claim_dicts, population
@@ -86,3 +89,20 @@ def test_a_file_read_in_byte_ranges_by_the_workers(
     piped = io.BytesIO()  # not a regular file: read here, in blocks
     settle_file(io.BytesIO(path.read_bytes()), tables, piped.write, block=block, workers=workers)
     assert piped.getvalue() == out.getvalue()
+
+
+def test_the_compiled_readers_caches_keep_no_schedule_set_alive(region_dir: Path) -> None:
+    from settlement.claims import columnar
+    from settlement.engine import compile_tables
+    from settlement.schedules import load_region
+
+    tables = compile_tables(load_region(region_dir))
+    lines = [orjson.dumps(c) for c in claim_dicts(3, population(3, seed=1), tables, seed=1)]
+    assert len(StreamSettler(tables).settle_lines(lines)) == 3
+    key = id(tables)
+    assert key in columnar._indexes and key in jsonout._names
+    ref = weakref.ref(tables)
+    del tables
+    gc.collect()
+    assert ref() is None
+    assert key not in columnar._indexes and key not in jsonout._names

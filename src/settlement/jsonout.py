@@ -10,6 +10,7 @@ orjson's compact one, key for key, which the tests hold it to.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -242,14 +243,16 @@ class Names:
         )
 
 
-_names: dict[int, tuple[Tables, Names]] = {}
+_names: dict[int, tuple[weakref.ref[Tables], Names]] = {}
 
 
 def names_of(tables: Tables) -> Names:
+    """The JSON-encoded names of a schedule set, built once per Tables."""
     held = _names.get(id(tables))
-    if held is None or held[0] is not tables:
-        held = (tables, Names.build(tables))
+    if held is None or held[0]() is not tables:
+        held = (weakref.ref(tables), Names.build(tables))
         _names[id(tables)] = held
+        weakref.finalize(tables, _names.pop, id(tables), None)  # no Tables kept alive by the cache
     return held[1]
 
 

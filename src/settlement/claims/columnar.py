@@ -19,6 +19,7 @@ applies no rule of the engine.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -695,15 +696,16 @@ class CatalogIndex:
         return cls(slots, entry_version, np.array(rows, dtype=np.int64), code_buf, code_off, effective_from)
 
 
-_indexes: dict[int, tuple[Tables, CatalogIndex]] = {}
+_indexes: dict[int, tuple[weakref.ref[Tables], CatalogIndex]] = {}
 
 
 def catalog_index(tables: Tables) -> CatalogIndex:
     """The index of a schedule set, built once per Tables."""
     held = _indexes.get(id(tables))
-    if held is None or held[0] is not tables:
-        held = (tables, CatalogIndex.build(tables))
+    if held is None or held[0]() is not tables:
+        held = (weakref.ref(tables), CatalogIndex.build(tables))
         _indexes[id(tables)] = held
+        weakref.finalize(tables, _indexes.pop, id(tables), None)  # no Tables kept alive by the cache
     return held[1]
 
 

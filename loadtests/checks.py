@@ -24,11 +24,15 @@ WITH ledger AS (
     SELECT l.fund, s.policy_year, sum(l.amount_fen) AS paid
     FROM ledger_entries l JOIN settlements s ON s.seq = l.settlement_seq
     WHERE l.layer = 'charity' GROUP BY 1, 2
+), pools AS (  -- a fund-year is the sum of its shards (service.funds.models)
+    SELECT fund_id, policy_year, sum(used) AS used, sum(allowance) AS allowances, count(*) AS shards,
+        count(*) FILTER (WHERE allowance IS NOT NULL AND used > allowance) AS over
+    FROM fund_pools GROUP BY 1, 2
 )
-SELECT p.fund_id, p.policy_year, p.used, coalesce(l.paid, 0)
-FROM fund_pools p LEFT JOIN ledger l ON l.fund = p.fund_id AND l.policy_year = p.policy_year
+SELECT p.fund_id, p.policy_year, p.used, coalesce(l.paid, 0), p.allowances, p.shards, p.over
+FROM pools p LEFT JOIN ledger l ON l.fund = p.fund_id AND l.policy_year = p.policy_year
 UNION ALL
-SELECT l.fund, l.policy_year, 0, l.paid FROM ledger l
+SELECT l.fund, l.policy_year, 0, l.paid, NULL, 0, 0 FROM ledger l
 WHERE NOT EXISTS (SELECT 1 FROM fund_pools p WHERE p.fund_id = l.fund AND p.policy_year = l.policy_year)
 """
 
@@ -97,14 +101,21 @@ def run_checks(database_url: str, run_prefix: str, settle_sent: int) -> dict[str
         if stored > settle_sent:
             problems.append(f"{stored} settlements stored for {settle_sent} distinct claims sent to settle")
         pools = []
-        for fund, year, used_raw, paid_raw in conn.execute(POOLS):
+        for fund, year, used_raw, paid_raw, allowances, shards, over in conn.execute(POOLS):
             used, paid = int(used_raw), int(paid_raw)
             limit = limits.get((fund, year))
-            pools.append({"fund": fund, "policy_year": year, "used_fen": used, "ledger_fen": paid, "pool_fen": limit})
+            pools.append(
+                {"fund": fund, "policy_year": year, "used_fen": used, "ledger_fen": paid, "pool_fen": limit,
+                 "shards": int(shards)}
+            )
             if used != paid:
                 problems.append(f"pool {fund}/{year}: used {used} fen, ledger says {paid}")
             if limit is not None and used > limit:
                 problems.append(f"pool {fund}/{year}: used {used} fen exceeds the pool {limit}")
+            if limit is not None and allowances is not None and int(allowances) != limit:
+                problems.append(f"pool {fund}/{year}: the shards' allowances add up to {allowances}, not {limit}")
+            if over:
+                problems.append(f"pool {fund}/{year}: {over} shard(s) above their allowance")
         bad_years = conn.execute(PERSON_YEARS).fetchone()[0]
         if bad_years:
             problems.append(f"{bad_years} person-year rows differ from the sum of their settlements")

@@ -31,6 +31,7 @@ from settlement.service.accumulators.models import PersonCharity, PersonYear
 from settlement.service.auth.service import create_key
 from settlement.service.config import Settings
 from settlement.service.funds.models import FundPool
+from settlement.service.funds.repository import POOL_SHARDS
 from settlement.service.migrate import upgrade
 from settlement.service.settlements.counter import compute, prepare
 from settlement.service.settlements.models import LedgerEntry, Settlement, SettlementEvent
@@ -293,7 +294,12 @@ def test_sixteen_threads_equal_a_sequential_replay(tight_app: Any, monkeypatch: 
             for r in session.scalars(select(PersonYear))
         }
         db_charity = {(r.person_id, r.policy_year, r.fund_id): r.paid for r in session.scalars(select(PersonCharity))}
-        db_pools = {(r.fund_id, r.policy_year): r.used for r in session.scalars(select(FundPool))}
+        shards = session.scalars(select(FundPool)).all()
+        db_pools: dict[tuple[str, int], int] = defaultdict(int)
+        allowances: dict[tuple[str, int], list[int | None]] = defaultdict(list)
+        for r in shards:  # a fund-year's use is the sum of its shards
+            db_pools[(r.fund_id, r.policy_year)] += r.used
+            allowances[(r.fund_id, r.policy_year)].append(r.allowance)
         n_reversed = session.scalar(select(func.count()).where(Settlement.status == "reversed"))
     assert n_reversed and n_reversed == sum(1 for _, kind in events if kind == "reversed")
 
@@ -330,8 +336,11 @@ def test_sixteen_threads_equal_a_sequential_replay(tight_app: Any, monkeypatch: 
             assert db_pools.get((fund, year), 0) == amount, (fund, year)
 
     # -- no cap or pool exceeded, and they did bind -------------------------------------------
-    for (fund, _year), used in db_pools.items():
+    for (fund, year), used in db_pools.items():
         assert 0 <= used <= POOL_FEN[fund], (fund, used)
+        # every shard has an allowance, each ≥ its use (CHECK), and they add up to the pool
+        assert len(allowances[(fund, year)]) == POOL_SHARDS, (fund, allowances)
+        assert sum(a or 0 for a in allowances[(fund, year)]) == POOL_FEN[fund], (fund, allowances)
     dry = [body for body in created.values() for step in body["trace"] if "pool remaining 0.00" in step["text"]]
     assert dry, "no pool ran dry: the test would prove nothing"
     assert all(0 <= paid <= PERSON_CAP_FEN for paid in db_charity.values())

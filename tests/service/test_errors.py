@@ -166,7 +166,7 @@ def _sums(app: Any) -> tuple[Any, ...]:
     [
         (
             "settlement.service.settlements.service._write_ledger",
-            "settlement.service.settlements.pgsettle.write_ledger",
+            "settlement.service.settlements.service.computed_body",
         ),
         (
             "settlement.service.settlements.service.add_to_person_year",
@@ -174,7 +174,7 @@ def _sums(app: Any) -> tuple[Any, ...]:
         ),
         (
             "settlement.service.settlements.service.add_pool_used",
-            "settlement.service.settlements.pgsettle.draw_if_room",
+            "settlement.service.settlements.pgsettle.add_pool_used",
         ),
     ],
 )
@@ -255,7 +255,7 @@ def test_deadlock_is_retried(client, auth, app, registered, monkeypatch, using_p
         sqlstate = "40P01"
 
     # the pool lock: taken by the draw itself on PostgreSQL (pgsettle), before the engine elsewhere
-    module, name = (pgsettle, "draw_if_room") if using_postgres else (service, "lock_pools")
+    module, name = (pgsettle, "lock_pools") if using_postgres else (service, "lock_pools")
     real = getattr(module, name)
     calls = {"n": 0}
 
@@ -360,7 +360,7 @@ def test_endless_deadlocks_give_503_busy(client, auth, app, registered, monkeypa
     def always(*args: Any, **kwargs: Any) -> Any:
         raise OperationalError("SELECT … FOR UPDATE", {}, Deadlock("deadlock detected"))
 
-    module, name = (pgsettle, "draw_if_room") if using_postgres else (service, "lock_pools")
+    module, name = (pgsettle, "lock_pools") if using_postgres else (service, "lock_pools")
     monkeypatch.setattr(module, name, always)
     monkeypatch.setattr(app.state.ctx.settings, "transaction_retries", 2)
     if using_postgres:

@@ -34,12 +34,51 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+POOL_SHARDS_ENSURE = r"""
+CREATE FUNCTION pool_shards_ensure(p_fund text, p_year integer, p_limit bigint, p_shards integer)
+RETURNS void LANGUAGE sql AS $fn$
+    -- a fund-year's first touch creates its shards, the pool split evenly over their allowances
+    -- (none for an unlimited pool); a fund-year that has rows is left as it is
+    INSERT INTO fund_pools (fund_id, policy_year, shard, used, allowance)
+    SELECT p_fund, p_year, s, 0,
+        CASE WHEN p_limit IS NULL THEN NULL ELSE p_limit / p_shards + CASE WHEN s = 0 THEN p_limit % p_shards ELSE 0 END END
+    FROM generate_series(0, p_shards - 1) AS s
+    WHERE NOT EXISTS (SELECT 1 FROM fund_pools WHERE fund_id = p_fund AND policy_year = p_year)
+    ON CONFLICT (fund_id, policy_year, shard) DO NOTHING
+$fn$
+"""
+
+# The caller holds every shard of the fund-year FOR UPDATE. What is left of the pool is spread over
+# the shards' allowances (each allowance ≥ its use), so that they add up to the pool again.
+POOL_REBALANCE = r"""
+CREATE FUNCTION pool_rebalance(p_fund text, p_year integer, p_limit bigint)
+RETURNS void LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_used bigint;
+    v_shards integer;
+    v_room bigint;
+BEGIN
+    IF p_limit IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT sum(used), count(*) INTO v_used, v_shards FROM fund_pools WHERE fund_id = p_fund AND policy_year = p_year;
+    v_room := p_limit - v_used;
+    IF v_room < 0 THEN
+        RAISE EXCEPTION 'pool % / % overdrawn: % used of %', p_fund, p_year, v_used, p_limit;
+    END IF;
+    UPDATE fund_pools SET allowance = used + v_room / v_shards + CASE WHEN shard = 0 THEN v_room % v_shards ELSE 0 END
+        WHERE fund_id = p_fund AND policy_year = p_year;
+END
+$fn$
+"""
 
 COUNTER_SETTLE = r"""
 CREATE FUNCTION counter_settle(
@@ -51,13 +90,14 @@ CREATE FUNCTION counter_settle(
     p_expect_totals bigint[], p_delta_totals bigint[], p_expect_charity text[],
     p_charity_funds text[], p_charity_amounts bigint[],
     p_pool_funds text[], p_pool_amounts bigint[], p_pool_limits bigint[], p_pool_expect bigint[],
-    p_day date, p_ledger_layers text[], p_ledger_funds text[], p_ledger_amounts bigint[],
+    p_day date, p_ledger_layers text[], p_ledger_funds text[], p_ledger_amounts bigint[], p_shards integer,
     OUT settlement_seq bigint, OUT event_seq bigint
 ) LANGUAGE plpgsql AS $fn$
 DECLARE
     v_totals bigint[];
     v_charity text[];
     v_used bigint;
+    v_shard smallint;
     i integer;
 BEGIN
     INSERT INTO person_year_accumulators AS a (person_id, policy_year, basic_paid_inpatient,
@@ -106,30 +146,45 @@ BEGIN
     ON CONFLICT (person_id, policy_year, fund_id) DO UPDATE SET paid = c.paid + EXCLUDED.paid;
 
     FOR i IN 1 .. coalesce(array_length(p_pool_funds, 1), 0) LOOP  -- fund_id order (the caller sorts)
-        IF p_pool_amounts[i] IS NULL THEN  -- spent: hold it as it is
-            SELECT used INTO v_used FROM fund_pools
-                WHERE fund_id = p_pool_funds[i] AND policy_year = p_year FOR SHARE;
+        PERFORM pool_shards_ensure(p_pool_funds[i], p_year, p_pool_limits[i], p_shards);
+        IF p_pool_amounts[i] IS NULL OR p_pool_expect[i] IS NOT NULL THEN
+            -- the pool decided the amount: its exact use must be the snapshot's. Spent (pays 0):
+            -- every shard FOR SHARE, side by side with other such claims. Takes what was left:
+            -- every shard FOR UPDATE, then shard 0 takes the draw and the allowances are spread anew.
+            IF p_pool_amounts[i] IS NULL THEN
+                SELECT sum(used) INTO v_used FROM (SELECT used FROM fund_pools
+                    WHERE fund_id = p_pool_funds[i] AND policy_year = p_year ORDER BY shard FOR SHARE) s;
+            ELSE
+                SELECT sum(used) INTO v_used FROM (SELECT used FROM fund_pools
+                    WHERE fund_id = p_pool_funds[i] AND policy_year = p_year ORDER BY shard FOR UPDATE) s;
+            END IF;
             IF coalesce(v_used, 0) <> p_pool_expect[i] THEN
                 RAISE EXCEPTION USING ERRCODE = 'SE409', MESSAGE = 'counter_moved', DETAIL = 'pool ' || p_pool_funds[i];
             END IF;
-        ELSIF p_pool_expect[i] IS NOT NULL THEN  -- the pool decided the amount: draw only on the same use
-            INSERT INTO fund_pools AS p (fund_id, policy_year, used)
-                VALUES (p_pool_funds[i], p_year, p_pool_amounts[i])
-            ON CONFLICT (fund_id, policy_year) DO UPDATE SET used = p.used + EXCLUDED.used
-                WHERE p.used = p_pool_expect[i]
-            RETURNING p.used INTO v_used;
-            IF NOT FOUND OR v_used <> p_pool_expect[i] + p_pool_amounts[i] THEN
-                RAISE EXCEPTION USING ERRCODE = 'SE409', MESSAGE = 'counter_moved', DETAIL = 'pool ' || p_pool_funds[i];
+            IF p_pool_amounts[i] IS NOT NULL THEN
+                UPDATE fund_pools SET used = used + p_pool_amounts[i], allowance = allowance + p_pool_amounts[i]
+                    WHERE fund_id = p_pool_funds[i] AND policy_year = p_year AND shard = 0;
+                PERFORM pool_rebalance(p_pool_funds[i], p_year, p_pool_limits[i]);
             END IF;
         ELSE
-            INSERT INTO fund_pools AS p (fund_id, policy_year, used)
-                VALUES (p_pool_funds[i], p_year, p_pool_amounts[i])
-            ON CONFLICT (fund_id, policy_year) DO UPDATE SET used = p.used + EXCLUDED.used
-                WHERE p_pool_limits[i] IS NULL OR p.used + EXCLUDED.used <= p_pool_limits[i]
-            RETURNING p.used INTO v_used;
-            IF NOT FOUND OR (p_pool_limits[i] IS NOT NULL AND v_used > p_pool_limits[i]) THEN
-                RAISE EXCEPTION USING ERRCODE = 'SE409', MESSAGE = 'counter_moved', DETAIL = 'pool ' || p_pool_funds[i];
+            -- the claim paid less than the pool had left: any shard whose allowance still has room
+            -- for the draw proves the pool does (the allowances add up to the pool); a free one
+            -- first, else wait for one
+            SELECT shard INTO v_shard FROM fund_pools
+                WHERE fund_id = p_pool_funds[i] AND policy_year = p_year
+                  AND (p_pool_limits[i] IS NULL OR used + p_pool_amounts[i] <= allowance)
+                ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED;
+            IF NOT FOUND THEN
+                SELECT shard INTO v_shard FROM fund_pools
+                    WHERE fund_id = p_pool_funds[i] AND policy_year = p_year
+                      AND (p_pool_limits[i] IS NULL OR used + p_pool_amounts[i] <= allowance)
+                    ORDER BY shard LIMIT 1 FOR UPDATE;
             END IF;
+            IF NOT FOUND THEN  -- no shard has room for it (the pool may): the locked way spreads them anew
+                RAISE EXCEPTION USING ERRCODE = 'SE410', MESSAGE = 'counter_needs_lock', DETAIL = 'pool ' || p_pool_funds[i];
+            END IF;
+            UPDATE fund_pools SET used = used + p_pool_amounts[i]
+                WHERE fund_id = p_pool_funds[i] AND policy_year = p_year AND shard = v_shard;
         END IF;
     END LOOP;
 
@@ -189,7 +244,8 @@ BEGIN
     UPDATE settlements SET status = 'reversed', reversed_at = p_at WHERE seq = v.seq;
     FOR r IN SELECT key AS fund, value::bigint AS amount FROM json_each_text(v.contribution -> 'pool_used')
             WHERE value::bigint <> 0 ORDER BY key COLLATE "C" LOOP
-        UPDATE fund_pools SET used = used - r.amount WHERE fund_id = r.fund AND policy_year = v.policy_year;
+        UPDATE fund_pools SET used = used - r.amount  -- shard 0: its room grows, the allowances still add up
+            WHERE fund_id = r.fund AND policy_year = v.policy_year AND shard = 0;
         IF NOT FOUND THEN
             RAISE EXCEPTION 'pool % / % of settlement seq % is missing', r.fund, v.policy_year, v.seq;
         END IF;
@@ -210,7 +266,7 @@ REVERSE_SIGNATURE = "counter_reverse(text, text, timestamptz, text, text, date)"
 SIGNATURE = (
     "counter_settle(text, text, text, text, text, text, timestamptz, text, text, text, text, date, date,"
     " integer, text, text, text, bigint[], json, json, json, json, bigint[], bigint[], text[], text[],"
-    " bigint[], text[], bigint[], bigint[], bigint[], date, text[], text[], bigint[])"
+    " bigint[], text[], bigint[], bigint[], bigint[], date, text[], text[], bigint[], integer)"
 )
 
 
@@ -221,8 +277,18 @@ COMPRESSED = ("request_body", "result", "trace", "accumulators_after", "contribu
 
 
 def upgrade() -> None:
+    # pool shards (funds.models): a fund-year is several rows, each within its allowance
+    with op.batch_alter_table("fund_pools") as batch:
+        batch.add_column(sa.Column("shard", sa.SmallInteger(), nullable=False, server_default="0"))
+        batch.add_column(sa.Column("allowance", sa.BigInteger(), nullable=True))
+        batch.drop_constraint(op.f("ck_fund_pools_non_negative"), type_="check")
+        batch.drop_constraint(op.f("pk_fund_pools"), type_="primary")
+        batch.create_primary_key(op.f("pk_fund_pools"), ["fund_id", "policy_year", "shard"])
+        batch.create_check_constraint(op.f("ck_fund_pools_within_allowance"), "allowance IS NULL OR used <= allowance")
     if op.get_bind().dialect.name != "postgresql":
         return  # the embedded SQLite default keeps the portable ORM path
+    op.execute(POOL_SHARDS_ENSURE)
+    op.execute(POOL_REBALANCE)
     op.execute(COUNTER_SETTLE)
     op.execute(COUNTER_REVERSE)
     for column in COMPRESSED:
@@ -231,8 +297,30 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
+        _downgrade_shards()
         return
     for column in COMPRESSED:
         op.execute(f"ALTER TABLE settlements ALTER COLUMN {column} SET COMPRESSION default")
     op.execute(f"DROP FUNCTION IF EXISTS {REVERSE_SIGNATURE}")
     op.execute(f"DROP FUNCTION IF EXISTS {SIGNATURE}")
+    op.execute("DROP FUNCTION IF EXISTS pool_rebalance(text, integer, bigint)")
+    op.execute("DROP FUNCTION IF EXISTS pool_shards_ensure(text, integer, bigint, integer)")
+    _downgrade_shards()
+
+
+def _downgrade_shards() -> None:
+    # the shards of a fund-year folded back into one row
+    op.execute(
+        "CREATE TEMPORARY TABLE pool_totals AS SELECT fund_id, policy_year, sum(used) AS used"
+        " FROM fund_pools GROUP BY fund_id, policy_year"
+    )
+    op.execute("DELETE FROM fund_pools")
+    with op.batch_alter_table("fund_pools") as batch:
+        batch.drop_constraint(op.f("ck_fund_pools_within_allowance"), type_="check")
+        batch.drop_constraint(op.f("pk_fund_pools"), type_="primary")
+        batch.drop_column("allowance")
+        batch.drop_column("shard")
+        batch.create_primary_key(op.f("pk_fund_pools"), ["fund_id", "policy_year"])
+        batch.create_check_constraint(op.f("ck_fund_pools_non_negative"), "used >= 0")
+    op.execute("INSERT INTO fund_pools (fund_id, policy_year, used) SELECT fund_id, policy_year, used FROM pool_totals")
+    op.execute("DROP TABLE pool_totals")

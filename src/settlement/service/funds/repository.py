@@ -1,61 +1,45 @@
-"""All access to pool rows goes through this module.
+"""All access to pool rows goes through this module (and the counter's write functions of migration 0002).
 
 The pool rows are the hottest rows of the service (every eligible claim of
-the year draws on them). Lock order, everywhere: the person-year row first,
-then pool rows in ascending fund_id; nothing is locked after them but the new
-rows of the settlement itself. Keeping the order fixed rules out deadlocks
-between settlements; changing how pools are kept (sharding, reservations)
-means changing :func:`lock_pools` and :func:`add_pool_used` alone.
+the year draws on them). A fund-year is POOL_SHARDS rows on PostgreSQL, each
+with an allowance, the allowances adding up to the pool (funds.models). Lock
+order, everywhere: the person-year row first, then pool rows in ascending
+fund_id and, within a fund, ascending shard; nothing is locked after them but
+the new rows of the settlement itself. Keeping the order fixed rules out
+deadlocks between settlements.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from settlement.service.db import insert_ignore, pg_connection, pg_execute
 
 from .models import FundPool
 
-PG_READ = "SELECT fund_id, used FROM fund_pools WHERE policy_year = %s AND fund_id = ANY(%s)"
-PG_ENSURE = (
-    "INSERT INTO fund_pools (fund_id, policy_year, used) SELECT f, %s, 0 FROM unnest(%s::text[]) AS f"
-    " ON CONFLICT (fund_id, policy_year) DO NOTHING"
+POOL_SHARDS = 4
+"""Rows per limited fund-year on PostgreSQL: draws on a fund-year that has room go to any of them,
+so up to this many commit side by side instead of one per WAL flush. Every exact total (a spent
+pool, the last money, the locked way) locks all of them, so more is not free."""
+
+PG_READ = (
+    "SELECT fund_id, sum(used) FROM fund_pools WHERE policy_year = %s AND fund_id = ANY(%s) GROUP BY fund_id"
 )
+# every shard row of these fund-years, in lock order; the caller sums them
 PG_LOCK = (
     "SELECT fund_id, used FROM fund_pools WHERE policy_year = %s AND fund_id = ANY(%s)"
-    " ORDER BY fund_id FOR UPDATE"
+    " ORDER BY fund_id, shard FOR UPDATE"
 )
-PG_SHARE = (
-    "SELECT fund_id, used FROM fund_pools WHERE policy_year = %s AND fund_id = ANY(%s)"
-    " ORDER BY fund_id FOR SHARE"
+PG_ENSURE = "SELECT pool_shards_ensure(%s, %s, %s, %s)"
+PG_REBALANCE = "SELECT pool_rebalance(%s, %s, %s)"
+# a draw of the locked way: shard 0 takes it (its allowance with it: pool_rebalance spreads them anew)
+PG_ADD = (
+    "UPDATE fund_pools SET used = used + %(amount)s, allowance = allowance + %(amount)s"
+    " WHERE fund_id = %(fund)s AND policy_year = %(year)s AND shard = 0"
 )
-# A draw that fits: adds to the pool only if the pool still has room for it, and takes the
-# settlement's event number while the row is locked (seq order = commit order on this pool).
-_UPSERT = (
-    "INSERT INTO fund_pools AS p (fund_id, policy_year, used) VALUES (%(fund)s, %(year)s, %(amount)s)"
-    " ON CONFLICT (fund_id, policy_year) DO UPDATE SET used = p.used + EXCLUDED.used"
-)
-_ROOM = " WHERE p.used + EXCLUDED.used <= %(limit)s"
-_SEQ = " RETURNING nextval(pg_get_serial_sequence('settlement_events', 'seq')) AS seq"
-PG_DRAW = _UPSERT + _ROOM + _SEQ
-PG_DRAW_UNLIMITED = _UPSERT + _SEQ
-# ... and, for the settlement's last draw, its settled event and ledger entries in the same
-# statement: the row lock is then held for one statement and the commit, nothing in between
-_THEN_LEDGER = (
-    ", e AS (INSERT INTO settlement_events (seq, settlement_seq, kind, at, key_id)"
-    " SELECT d.seq, %(seq)s, 'settled', %(at)s, %(key_id)s FROM d RETURNING seq)"
-    " INSERT INTO ledger_entries"
-    " (settlement_seq, event_seq, kind, hospital_id, layer, fund, amount_fen, business_date, at)"
-    " SELECT %(seq)s, e.seq, 'settled', %(hospital_id)s, v.layer, v.fund, v.amount, %(day)s, %(at)s"
-    " FROM e, unnest(%(layers)s::text[], %(funds)s::text[], %(amounts)s::bigint[]) AS v(layer, fund, amount)"
-    " RETURNING event_seq"
-)
-PG_DRAW_LEDGER = "WITH d AS (" + PG_DRAW + ")" + _THEN_LEDGER
-PG_DRAW_LEDGER_UNLIMITED = "WITH d AS (" + PG_DRAW_UNLIMITED + ")" + _THEN_LEDGER
 
 
 def read_pools(session: Session, year: int, fund_ids: Iterable[str]) -> dict[str, int]:
@@ -68,27 +52,34 @@ def read_pools(session: Session, year: int, fund_ids: Iterable[str]) -> dict[str
         return used
     if funds:
         rows = session.execute(
-            select(FundPool.fund_id, FundPool.used).where(
-                FundPool.policy_year == year, FundPool.fund_id.in_(funds)
-            )
+            select(FundPool.fund_id, func.sum(FundPool.used))
+            .where(FundPool.policy_year == year, FundPool.fund_id.in_(funds))
+            .group_by(FundPool.fund_id)
         )
         used.update({fund: int(value) for fund, value in rows})
     return used
 
 
-def lock_pools(session: Session, year: int, fund_ids: Iterable[str]) -> dict[str, int]:
-    """Locks the pool rows of these funds for the year (created if absent), in fund_id order.
+def lock_pools(
+    session: Session, year: int, fund_ids: Iterable[str], limits: dict[str, int | None] | None = None
+) -> dict[str, int]:
+    """Locks every row of these funds' pools for the year (created if absent), in fund_id, shard order.
 
     Returns their use. Held until commit: no other settlement can draw on
     these pools in between, so a pool is never overdrawn (SPEC §5.5).
+    ``limits`` (PostgreSQL): the pools' sizes, for the shards' allowances.
     """
     funds = sorted(set(fund_ids))
     if not funds:
         return {}
     pg = pg_connection(session)
     if pg is not None:
-        pg_execute(pg, PG_ENSURE, (year, funds))
-        return {fund: int(value) for fund, value in pg_execute(pg, PG_LOCK, (year, funds))}
+        for fund in funds:
+            pg_execute(pg, PG_ENSURE, (fund, year, (limits or {}).get(fund), POOL_SHARDS))
+        used = dict.fromkeys(funds, 0)
+        for fund, value in pg_execute(pg, PG_LOCK, (year, funds)):
+            used[fund] += int(value)
+        return used
     present = set(
         session.scalars(
             select(FundPool.fund_id).where(
@@ -100,67 +91,40 @@ def lock_pools(session: Session, year: int, fund_ids: Iterable[str]) -> dict[str
     insert_ignore(
         session,
         FundPool.__table__,  # type: ignore[arg-type]
-        [{"fund_id": f, "policy_year": year, "used": 0} for f in missing],
-        ["fund_id", "policy_year"],
+        [{"fund_id": f, "policy_year": year, "shard": 0, "used": 0} for f in missing],
+        ["fund_id", "policy_year", "shard"],
     )
     rows = session.execute(
         select(FundPool.fund_id, FundPool.used)
         .where(FundPool.policy_year == year, FundPool.fund_id.in_(funds))
-        .order_by(FundPool.fund_id)
+        .order_by(FundPool.fund_id, FundPool.shard)
         .with_for_update()
     )
-    return {fund: int(value) for fund, value in rows}
-
-
-def add_pool_used(session: Session, year: int, deltas: dict[str, int]) -> None:
-    """Adds to the use of pools locked by lock_pools in this transaction (the portable way)."""
-    for fund, amount in sorted(deltas.items()):
-        if amount:
-            session.execute(
-                update(FundPool)
-                .where(FundPool.fund_id == fund, FundPool.policy_year == year)
-                .values(used=FundPool.used + amount)
-                .execution_options(synchronize_session=False)
-            )
-
-
-def share_lock_pools(session: Session, year: int, fund_ids: Iterable[str]) -> dict[str, int]:
-    """PostgreSQL: the pool rows FOR SHARE, in fund_id order, and their use (0 when absent).
-
-    For a settlement that finds a pool spent: while it holds the share lock no
-    one can draw on or give back to the pool, so "the pool pays 0" stays true
-    until it commits, and any number of such settlements hold it at once.
-    """
-    pg = pg_connection(session)
-    funds = sorted(set(fund_ids))
     used = dict.fromkeys(funds, 0)
-    if pg is not None and funds:
-        used.update({fund: int(value) for fund, value in pg_execute(pg, PG_SHARE, (year, funds))})
+    for fund, value in rows:
+        used[fund] += int(value)
     return used
 
 
-def draw_if_room(
-    session: Session,
-    year: int,
-    fund: str,
-    amount: int,
-    limit: int | None,
-    ledger: dict[str, Any] | None = None,
-) -> int | None:
-    """PostgreSQL: adds amount to the pool if used + amount ≤ limit; the next event seq, or None.
+def add_pool_used(
+    session: Session, year: int, deltas: dict[str, int], limits: dict[str, int | None] | None = None
+) -> None:
+    """Adds to the use of pools locked by lock_pools in this transaction (shard 0 takes it).
 
-    The row lock is taken here, by the last statements of the settlement, and
-    held only until its commit. With ``ledger`` (the values of
-    settlements.pgsettle.write_ledger) the same statement also writes the
-    settled event, numbered under the lock, and its ledger entries.
+    PostgreSQL: then spreads the allowances anew over the fund's shards
+    (pool_rebalance), so that they add up to the pool again.
     """
     pg = pg_connection(session)
-    assert pg is not None
-    params: dict[str, Any] = {"fund": fund, "year": year, "amount": amount, "limit": limit}
-    if ledger is None:
-        sql = PG_DRAW if limit is not None else PG_DRAW_UNLIMITED
-    else:
-        sql = PG_DRAW_LEDGER if limit is not None else PG_DRAW_LEDGER_UNLIMITED
-        params.update(ledger)
-    found = pg_execute(pg, sql, params).fetchone()
-    return None if found is None else int(found[0])
+    for fund, amount in sorted(deltas.items()):
+        if not amount:
+            continue
+        if pg is not None:
+            pg_execute(pg, PG_ADD, {"amount": amount, "fund": fund, "year": year})
+            pg_execute(pg, PG_REBALANCE, (fund, year, (limits or {}).get(fund)))
+            continue
+        session.execute(
+            update(FundPool)
+            .where(FundPool.fund_id == fund, FundPool.policy_year == year, FundPool.shard == 0)
+            .values(used=FundPool.used + amount)
+            .execution_options(synchronize_session=False)
+        )

@@ -52,6 +52,7 @@ from settlement.service.auth.service import Principal, bearer_key, principal_fro
 from settlement.service.context import ServiceContext
 from settlement.service.db import pg_execute, sqlstate
 from settlement.service.errors import ServiceError, claim_problem, forbidden, not_found, unauthorized
+from settlement.service.funds.repository import POOL_SHARDS
 from settlement.service.persons.service import check_identity
 
 from . import pgsettle
@@ -65,6 +66,7 @@ ATTEMPTS = 3
 (or a pool moving under a claim) between one claim's read and its write."""
 
 MOVED = "SE409"  # the SQLSTATE counter_settle raises when the snapshot no longer holds
+NEEDS_LOCK = "SE410"  # ... and when no shard of a pool has room for a draw the pool as a whole may have
 
 TOTALS = (*(f"basic_paid_{vt}" for vt in VISIT_TYPES), "critical_base", "critical_paid",
           "assistance_base", "assistance_paid")
@@ -77,8 +79,8 @@ READ = (
     + ", ".join(f"a.{c}" for c in TOTALS)
     + ", (SELECT json_object_agg(c.fund_id, c.paid) FROM person_year_charity c"
     "     WHERE c.person_id = %(pid)s AND c.policy_year = %(year)s)"
-    ", (SELECT json_object_agg(f.fund_id, f.used) FROM fund_pools f"
-    "     WHERE f.policy_year = %(year)s AND f.fund_id = ANY(%(funds)s))"
+    ", (SELECT json_object_agg(f.fund_id, f.used) FROM (SELECT fund_id, sum(used) AS used FROM fund_pools"
+    "     WHERE policy_year = %(year)s AND fund_id = ANY(%(funds)s) GROUP BY fund_id) f)"
     " FROM (VALUES (1)) AS one(x)"
     " LEFT JOIN api_keys k ON k.key_id = %(key_id)s"
     " LEFT JOIN settlements s ON s.hospital_id = %(hospital)s AND s.claim_id = %(claim)s"
@@ -93,7 +95,7 @@ KEY = "SELECT key_hash, role, hospital_id, funds, revoked_at FROM api_keys WHERE
 _BIGINT_ARRAYS = (18, 23, 24, 27, 29, 30, 31, 35)  # 1-based positions in counter_settle's signature
 WRITE = (
     "SELECT settlement_seq, event_seq FROM counter_settle("
-    + ", ".join("%s::bigint[]" if n in _BIGINT_ARRAYS else "%s" for n in range(1, 36))
+    + ", ".join("%s::bigint[]" if n in _BIGINT_ARRAYS else "%s" for n in range(1, 37))
     + ")"
 )
 
@@ -248,6 +250,7 @@ def write(conn: Any, ctx: ServiceContext, snap: Snapshot, comp: Computation, raw
         [f for f, _ in charity], _bigints(a for _, a in charity),
         pool_funds, _bigints(amounts), _bigints(pool_limits), _bigints(expect),
         ctx.business_date(now), [e[0] for e in entries], [e[1] for e in entries], _bigints(e[2] for e in entries),
+        POOL_SHARDS,
     )
     import psycopg
 
@@ -256,6 +259,8 @@ def write(conn: Any, ctx: ServiceContext, snap: Snapshot, comp: Computation, raw
     except psycopg.Error as exc:
         if exc.sqlstate in (MOVED, "40P01"):  # moved, or a deadlock: nothing was written
             raise Moved(exc.sqlstate) from None
+        if exc.sqlstate == NEEDS_LOCK:  # no pool shard had room for the draw: nothing was written
+            raise UseLockedPath from None
         raise _wrapped(exc, params) from exc
     if any(comp.pool_delta[f] for f in spent):
         metrics.POOL_PATHS.labels("last").inc()

@@ -1,32 +1,18 @@
-"""The settle unit of work on PostgreSQL: the same steps as service.settle, fewer and shorter locks.
+"""The locked way of a settle on PostgreSQL, and what it shares with the counter's write.
 
-What differs from the portable path (service.settle, still used on SQLite):
-
-- plain SQL on the session's connection (db.pg_connection): no ORM objects on the
-  way in or out, one statement per step, the person-year row created-and-locked in
-  one upsert;
-- the pool rows — one per fund and year, which every charity-eligible claim of the
-  year draws on — are not locked before the engine runs. The engine runs on the
-  pools as committed (a snapshot). When the claim's charity did not hit a pool's
-  limit there (it paid less than the pool had left), the result does not depend
-  on the pool's exact use, only on the pool still having room for this draw; so
-  the draw is written last, as ``used = used + d WHERE used + d <= pool``, in one
-  statement with the settled event and the ledger entries
-  (funds.repository.draw_if_room), and the row lock is held for that statement
-  and the commit only. If the pool moved so far that the draw no longer fits,
-  the whole unit is rolled back and run again the locked way: the pool rows
-  locked FOR UPDATE before the engine runs (``locked=True``);
-- a claim that finds a pool spent (it pays 0 from it) takes that row FOR SHARE,
-  re-reads it and re-runs the engine: while the share lock is held nobody can
-  draw on or give back to the pool, so any number of such claims settle side by
-  side instead of queueing on the row;
-- the settlement's event number (its place in the commit order of the pools it
-  touches) is taken while its pool locks are held, as before. Reversals give
-  back to the pools in their last statement in the same way (service.reverse).
+settlements.pgcounter settles almost every claim in two statements without
+holding a lock while Python runs. When it cannot settle a claim exactly (its
+snapshot kept moving, or no pool shard had room for its draw although the pool
+had), the route comes here: one transaction on the session's connection, plain
+SQL, the person-year row created-and-locked in one upsert, then every shard of
+the pools the claim is eligible for locked FOR UPDATE before the engine runs
+on their sums, so the result is exact whatever the other settlements do; the
+draws go to shard 0 and the fund's allowances are spread anew. The event is
+numbered after the pool locks (event order = commit order on each pool).
 
 Exactness: each claim's result equals the engine's on the totals it would see
 if the settlements ran one by one in event-number order (tests/service/
-test_concurrency.py replays them so).
+test_concurrency.py replays them so, with both ways racing).
 """
 
 from __future__ import annotations
@@ -39,19 +25,14 @@ import orjson
 from psycopg.types.json import Json
 from sqlalchemy.orm import Session
 
-from settlement.service import metrics
 from settlement.service.accumulators.repository import add_to_person_year, lock_person_year
 from settlement.service.auth.service import Principal
 from settlement.service.context import ServiceContext
-from settlement.service.db import pg_connection, pg_execute
-from settlement.service.funds.repository import draw_if_room, lock_pools, read_pools, share_lock_pools
+from settlement.service.db import pg_execute
+from settlement.service.funds.repository import add_pool_used, lock_pools, read_pools
 
 from .counter import Computation, CounterClaim, compute
 from .models import AMOUNTS
-
-
-class PoolMoved(Exception):
-    """The pool no longer has room for the draw computed on the snapshot: run the locked way."""
 
 
 def _dumps(value: Any) -> str:
@@ -103,7 +84,7 @@ def binding(comp: Computation, used: dict[str, int], limits: dict[str, int | Non
     return out
 
 
-def settle_optimistic(
+def settle_locked(
     session: Session,
     pg: Any,
     ctx: ServiceContext,
@@ -112,34 +93,23 @@ def settle_optimistic(
     raw: bytes,
     digest: str,
     summary: Callable[..., dict[str, Any]],
-    locked: bool = False,
 ) -> dict[str, Any]:
-    """Steps 4-7 of a settle with late pool locks; raises PoolMoved when the locked way is needed.
+    """Steps 4-7 of a settle, the locked way: exact whatever the other settlements do.
 
-    ``locked``: the locked way itself — the pools the claim is eligible for are
-    locked FOR UPDATE before the engine runs on them, and the draws are exact.
+    The person-year row is locked, then every shard of the pools the claim is
+    eligible for (FOR UPDATE, fund_id and shard order) before the engine runs on
+    their sums; the draws go to shard 0 and the fund's allowances are spread
+    anew (funds.repository.add_pool_used). Used when settlements.pgcounter cannot
+    settle a claim exactly (a snapshot that kept moving, no shard with room).
     """
     year = cc.policy_year
     before = lock_person_year(session, cc.person_id, year)  # the person-year lock
     limits = pool_limits(cc)
     snapshot = read_pools(session, year, cc.fund_ids)
     comp = compute(cc, before, snapshot)
-    spent: list[str] = []
-    if locked:
-        if comp.eligible_funds:
-            held = lock_pools(session, year, comp.eligible_funds)  # FOR UPDATE, fund_id order
-            comp = compute(cc, before, {**snapshot, **held})
-        limits = dict.fromkeys(limits)  # the draws are exact under the lock: no room check
-    else:
-        spent = binding(comp, snapshot, limits)
-    if spent:
-        # the pool looked spent (or just enough): hold it still (FOR SHARE) and look again
-        shared = share_lock_pools(session, year, spent)
-        comp = compute(cc, before, {**snapshot, **shared})
-        if any(comp.pool_delta[f] for f in spent) or binding(comp, {**snapshot, **shared}, limits) != spent:
-            raise PoolMoved  # it must draw on a pool at its limit: only the exclusive lock is exact
-        metrics.POOL_PATHS.labels("shared").inc()
-    draws = {f: d for f, d in sorted(comp.pool_delta.items()) if d and f not in spent}
+    if comp.eligible_funds:
+        held = lock_pools(session, year, comp.eligible_funds, limits)  # FOR UPDATE, fund_id, shard order
+        comp = compute(cc, before, {**snapshot, **held})
 
     now = ctx.now()
     settlement_id = str(uuid.uuid4())
@@ -176,9 +146,10 @@ def settle_optimistic(
         ),
     ).fetchone()[0]
     add_to_person_year(session, cc.person_id, year, comp.contribution, +1, now)
+    add_pool_used(session, year, comp.pool_delta, limits)
     entries = [(layer, fund, amount) for layer, fund, amount in ledger_amounts(comp) if amount]
     values: dict[str, Any] = {
-        "event_seq": None,
+        "event_seq": None,  # numbered now: after the pool locks (event order = commit order on a pool)
         "seq": seq,
         "at": now,
         "key_id": principal.key_id,
@@ -188,38 +159,11 @@ def settle_optimistic(
         "funds": [e[1] for e in entries],
         "amounts": [e[2] for e in entries],
     }
-    drawn = list(draws.items())
-    first, last = drawn[:-1], (drawn[-1] if drawn else None)
-    for fund, amount in first:  # a second fund (rare): fund_id order, like every other pool lock
-        if draw_if_room(session, year, fund, amount, limits.get(fund)) is None:
-            raise PoolMoved
-    # the last draw, the event and the ledger: one statement, then the commit
-    if not write_ledger(session, values, year, last, limits):
-        raise PoolMoved
+    pg_execute(pg, INSERT_EVENT_AND_LEDGER, values)
     return summary(
         cc, comp, status="settled", settlement_id=settlement_id, settled_at=now,
         accumulators_after=accumulators_after,
     )
-
-
-def write_ledger(
-    session: Session,
-    values: dict[str, Any],
-    year: int,
-    draw: tuple[str, int] | None,
-    limits: dict[str, int | None],
-) -> bool:
-    """The ``settled`` event and one ledger entry per paying payer, in one statement.
-
-    With ``draw`` (fund, amount) the same statement draws on that pool first
-    (funds.repository.draw_if_room); False when the pool has no room left.
-    """
-    if draw is None:
-        pg = pg_connection(session)
-        pg_execute(pg, INSERT_EVENT_AND_LEDGER, values)
-        return True
-    fund, amount = draw
-    return draw_if_room(session, year, fund, amount, limits.get(fund), ledger=values) is not None
 
 
 def ledger_amounts(comp: Computation) -> list[tuple[str, str, int]]:

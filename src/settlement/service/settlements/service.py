@@ -241,8 +241,8 @@ def replay_or_conflict(row: Settlement, digest: str) -> Outcome:
 def settle(session: Session, ctx: ServiceContext, principal: Principal, raw: bytes) -> Outcome:
     """Settles and writes one claim (see the module docstring for the steps and locks).
 
-    On PostgreSQL the pool rows are locked late (settlements.pgsettle); when that
-    cannot give the exact result the unit starts over here, the locked way.
+    On PostgreSQL (where the route comes here only when settlements.pgcounter could
+    not settle the claim) in plain SQL, with pool shards (settlements.pgsettle).
     """
     claim = parse_claim(raw, principal)
     hospital_id = claim.hospital.id
@@ -250,18 +250,9 @@ def settle(session: Session, ctx: ServiceContext, principal: Principal, raw: byt
     pg = pg_connection(session)
     if pg is not None and not pgsettle.exists(pg, hospital_id, claim.claim_id):
         cc = counter_claim(session, ctx, claim)
-        try:
-            body = pgsettle.settle_optimistic(session, pg, ctx, principal, cc, raw, digest, computed_body)
-            metrics.POOL_PATHS.labels("late").inc()
-            return Outcome(body, created=True)
-        except pgsettle.PoolMoved:
-            metrics.POOL_PATHS.labels("locked").inc()
-            session.rollback()  # everything of this attempt; the locked way starts afresh
-            pg = pg_connection(session)  # the session's connection of its new transaction
-            body = pgsettle.settle_optimistic(
-                session, pg, ctx, principal, cc, raw, digest, computed_body, locked=True
-            )
-            return Outcome(body, created=True)
+        metrics.POOL_PATHS.labels("locked").inc()
+        body = pgsettle.settle_locked(session, pg, ctx, principal, cc, raw, digest, computed_body)
+        return Outcome(body, created=True)
     return _settle_locked(session, ctx, principal, claim, raw, digest)
 
 

@@ -158,8 +158,12 @@ class Database:
             pool.putconn(conn)
 
     def open_counter(self) -> None:
+        """At the service's start: all db_pool_size counter connections, before the first request
+        (opening them under load made the first seconds' requests wait for connections)."""
         with self.counter():
             pass
+        self._counter_pool.resize(min_size=self.counter_pool_size, max_size=self.counter_pool_size)
+        self._counter_pool.wait(timeout=10)
 
     def dispose(self) -> None:
         with self._counter_lock:

@@ -7,7 +7,9 @@ import io
 import os
 import weakref
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -16,6 +18,7 @@ from hypothesis import strategies as st
 from settlement import jsonout
 from settlement.batchrun import StreamSettler, read_range, settle_file, settle_stream
 from settlement.engine import Tables
+from settlement.money import format_fen
 from settlement.synth import claim_dicts, population
 
 
@@ -106,3 +109,54 @@ def test_the_compiled_readers_caches_keep_no_schedule_set_alive(region_dir: Path
     gc.collect()
     assert ref() is None
     assert key not in columnar._indexes and key not in jsonout._names
+
+
+MONEY = ("total", "fully_self_paid", "over_limit", "pre_self_paid", "in_scope", "deductible", "basic",
+         "critical_illness", "medical_assistance", "charity", "backstop", "patient_pays", "hospital_bears")
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_the_compiled_writer_is_orjson_of_the_section_6_object(tables: Tables, data: st.DataObject) -> None:
+    """jsonout against an independent writer: the §6 object built key by key, money by money.format_fen."""
+    n = data.draw(st.integers(1, 6))
+    versions = tables.schedules.versions
+    n_funds = max(tables.n_funds, 1)
+    fen = st.one_of(st.integers(0, 10**6), st.integers(0, 2**62), st.sampled_from([0, 1, 9, 10, 99, 100, 101]))
+    version = np.array(data.draw(st.lists(st.integers(0, len(versions) - 1), min_size=n, max_size=n)), np.int64)
+    groups = []
+    for v in version.tolist():
+        sd = versions[v].single_disease
+        groups.append(data.draw(st.integers(-1, len(sd.groups) - 1)) if sd else -1)
+    result = SimpleNamespace(
+        group=np.array(groups, np.int64),
+        pathway_fixed=np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)), np.bool_),
+        charity_by_fund=np.array(data.draw(st.lists(st.lists(fen, min_size=n_funds, max_size=n_funds), min_size=n,
+                                                    max_size=n)), np.int64),
+        charity_eligible=np.array(data.draw(st.lists(st.lists(st.booleans(), min_size=n_funds, max_size=n_funds),
+                                                     min_size=n, max_size=n)), np.bool_),
+        **{name: np.array(data.draw(st.lists(fen, min_size=n, max_size=n)), np.int64) for name in MONEY},
+    )
+    batch = SimpleNamespace(version=version,
+                            policy_year=np.array(data.draw(st.lists(st.integers(1, 9999), min_size=n, max_size=n))))
+    claim_ids = data.draw(st.lists(st.text(min_size=1, max_size=8), min_size=n, max_size=n))
+    ids, id_off = jsonout.encoded_ids(claim_ids)
+    got = jsonout.write_results(result, batch, tables, ids, id_off, np.arange(n, dtype=np.int64))
+    expected = []
+    for i in range(n):
+        v = versions[int(version[i])]
+        g = int(result.group[i])
+        funds = {f.id: format_fen(int(result.charity_by_fund[i, tables.schedules.fund_ids.index(f.id)]))
+                 for f in v.charity_funds if result.charity_eligible[i, tables.schedules.fund_ids.index(f.id)]}
+        amount = {name: format_fen(int(getattr(result, name)[i])) for name in MONEY}
+        expected.append(orjson.dumps({
+            "claim_id": claim_ids[i], "schedule": v.id, "policy_year": int(batch.policy_year[i]),
+            "pathway": "single_disease" if result.pathway_fixed[i] else "standard",
+            "disease_group": v.single_disease.groups[g].id if g >= 0 and v.single_disease else None,
+            "amounts": {k: amount[k] for k in MONEY[:6]},
+            "payments": {k: amount[k] for k in MONEY[6:11]},
+            "charity_by_fund": funds,
+            "patient_pays": amount["patient_pays"],
+            "hospital_bears": amount["hospital_bears"],
+        }) + b"\n")
+    assert got == b"".join(expected)

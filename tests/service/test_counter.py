@@ -25,3 +25,55 @@ def test_contribution_json_is_the_contribution_as_stored_before(service_tables):
 def test_bigint_array_literals():
     assert _bigints([1, -2, None, 10**15]) == "{1,-2,NULL,1000000000000000}"
     assert _bigints([]) == "{}"
+
+
+def test_allowances_that_do_not_add_up_to_the_claims_pool_send_it_the_locked_way(
+    client, auth, app, using_postgres, service_tables
+):
+    # a fund-year whose shards' allowances add up to another pool size (a schedule version with
+    # another pool, or rows from before the shards) must not be drawn on shard by shard: the claim
+    # goes the locked way, which spreads the allowances anew so that they add up to its pool
+    import copy
+
+    import pytest
+    from prometheus_client import REGISTRY
+    from service_helpers import register
+    from sqlalchemy import func, select, update
+
+    from settlement.service.funds.models import FundPool
+    from settlement.service.funds.repository import POOL_SHARDS
+
+    if not using_postgres:
+        pytest.skip("pool shards are PostgreSQL's")
+    first = example("EX-01")
+    register(client, auth["reviewer"], first["patient"]["person_id"], valid_from="2010-01-01")
+    assert client.post("/v1/settlements", json=first, headers=auth["hospital"]).status_code == 201
+    version = service_tables.schedules.versions[0]
+    fund = next(f for f in version.charity_funds if f.id == "poverty_relief")
+    db = app.state.ctx.db
+
+    def allowances() -> tuple[int, int, int]:
+        with db.read() as session:
+            where = (FundPool.fund_id == fund.id, FundPool.policy_year == 2018)
+            n, total, used = session.execute(
+                select(func.count(), func.sum(FundPool.allowance), func.sum(FundPool.used)).where(*where)
+            ).one()
+            return int(n), int(total), int(used)
+
+    assert allowances()[:2] == (POOL_SHARDS, fund.annual_pool_fen)
+    with db.write() as session:  # as if spread for a pool 1,000 yuan larger
+        session.execute(
+            update(FundPool)
+            .where(FundPool.fund_id == fund.id, FundPool.policy_year == 2018, FundPool.shard == 1)
+            .values(allowance=FundPool.allowance + 100_000)
+        )
+        session.commit()
+    locked = REGISTRY.get_sample_value("settlement_pool_paths_total", {"path": "locked"}) or 0.0
+    second = copy.deepcopy(first)
+    second["claim_id"] = "EX-01-second"
+    response = client.post("/v1/settlements", json=second, headers=auth["hospital"])
+    assert response.status_code == 201, response.text
+    assert float(response.json()["charity_by_fund"]["poverty_relief"]) > 0  # it did draw on the pool
+    assert REGISTRY.get_sample_value("settlement_pool_paths_total", {"path": "locked"}) == locked + 1
+    n, total, used = allowances()
+    assert (n, total) == (POOL_SHARDS, fund.annual_pool_fen) and used <= total

@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """PostgreSQL: the counter's write units as functions, so a settlement or a reversal commits in one round trip.
 
 settlement.service.settlements.pgcounter calls ``counter_settle`` as a single
@@ -182,6 +183,16 @@ BEGIN
             END IF;
             IF NOT FOUND THEN  -- no shard has room for it (the pool may): the locked way spreads them anew
                 RAISE EXCEPTION USING ERRCODE = 'SE410', MESSAGE = 'counter_needs_lock', DETAIL = 'pool ' || p_pool_funds[i];
+            END IF;
+            -- the allowances must add up to this claim's pool (a fund-year whose schedule versions
+            -- differ in pool size, or rows older than the shards, go the locked way). With one shard
+            -- held no one can spread them anew (that locks every shard), so the sum stays so.
+            IF p_pool_limits[i] IS NOT NULL THEN
+                SELECT CASE WHEN count(allowance) = count(*) THEN sum(allowance) END INTO v_used
+                    FROM fund_pools WHERE fund_id = p_pool_funds[i] AND policy_year = p_year;
+                IF v_used IS DISTINCT FROM p_pool_limits[i] THEN
+                    RAISE EXCEPTION USING ERRCODE = 'SE410', MESSAGE = 'counter_needs_lock', DETAIL = 'pool ' || p_pool_funds[i];
+                END IF;
             END IF;
             UPDATE fund_pools SET used = used + p_pool_amounts[i]
                 WHERE fund_id = p_pool_funds[i] AND policy_year = p_year AND shard = v_shard;

@@ -158,8 +158,7 @@ def _settle_counter(raw: bytes, request: Request, ctx: Any, known: list[Principa
             raise
         return None  # a concurrent settle of the same claim committed first: replay it below
     except pgcounter.UseLockedPath:
-        metrics.POOL_PATHS.labels("locked").inc()
-        raise
+        raise  # not an outcome: the locked way settles it (and counts it)
     except ServiceError as exc:
         if known:
             metrics.SETTLEMENTS.labels("conflict" if exc.status == 409 else "rejected").inc()

@@ -61,10 +61,36 @@ def decode_json(text: bytes | str) -> Any:
         except orjson.JSONDecodeError:
             pass  # the exact decoder below gives the error (or takes big integers)
     try:
-        return json.loads(raw, parse_float=Decimal)
+        # as json.loads(bytes) decodes, but strictly: an encoded lone surrogate is a ValueError
+        obj = json.loads(raw.decode(json.detect_encoding(raw)), parse_float=Decimal)
     except RecursionError:
         # arrays nested thousands deep: not a claim, and must not end the run
         raise ValueError("JSON nested too deeply") from None
+    _refuse_lone_surrogates(obj)
+    return obj
+
+
+def _refuse_lone_surrogates(obj: Any) -> None:
+    """A `\\ud800` escape without its pair decodes to a string no UTF-8 JSON can carry (nor orjson write back):
+    the text is taken as not valid JSON, as orjson takes it, rather than failing later."""
+    stack = [obj]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            texts: Any = (value,)
+        elif isinstance(value, dict):
+            texts = value.keys()
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+            continue
+        else:
+            continue
+        for text in texts:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("JSON holds a lone surrogate") from None
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:

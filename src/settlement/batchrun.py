@@ -105,12 +105,12 @@ def _person_number(person_id: str) -> int:
 
 
 def _codes(buf: bytes, data: U8, start: I64, end: I64, into: dict[str, int]) -> I64:
-    """Dictionary codes (in `into`, keyed by text) of the ASCII strings buf[start[i]:end[i]]; -1 where start < 0."""
+    """Dictionary codes (in `into`, keyed by text) of the UTF-8 strings buf[start[i]:end[i]]; -1 where start < 0."""
     local, first = intern_spans(data, start, end)
     if first.shape[0] == 0:
         return local
     known = np.array(
-        [into.setdefault(buf[start[f] : end[f]].decode("ascii"), len(into)) for f in first.tolist()], dtype=np.int64
+        [into.setdefault(buf[start[f] : end[f]].decode("utf-8"), len(into)) for f in first.tolist()], dtype=np.int64
     )
     return np.where(local >= 0, known[local], -1)
 
@@ -148,7 +148,7 @@ def prepare_lines(buf: bytes, starts: I64, ends: I64, tables: Tables) -> Prepare
     fast = np.flatnonzero(ok)
     diagnosis[fast] = _codes(buf, data, claim[fast, 10], claim[fast, 11], diag_ids)
     treatment[fast] = _codes(buf, data, claim[fast, 12], claim[fast, 13], treat_ids)
-    id_start = np.where(ok, claim[:, 0] - 1, -1)  # with the quotes: a scanned id needs no escaping
+    id_start = np.where(ok, claim[:, 0] - 1, -1)  # with the quotes: orjson would write a scanned id as it is
     id_len = claim[:, 1] + 1 - id_start
     slow_ids: list[tuple[int, bytes]] = []
     rows, qty, price = [scanned.item_row], [scanned.item_qty], [scanned.item_price]

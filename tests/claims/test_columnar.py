@@ -91,7 +91,8 @@ AMOUNTS = st.one_of(
     ]),
 )
 TEXTS = st.sampled_from(["", " ", "é", "申请", "\u2028", "a\"b", "tab\there", "x" * 128, "x" * 129, "\x7f", "a/b",
-                         "C-1", 7, None, True])
+                         "ä" * 128, "ä" * 129, "申" * 128, "\U0001f600" * 128, "\U0001f600" * 129, "\ufeff", "\x80",
+                         "\u00a0", "C-1", 7, None, True])
 
 
 def mutate(claim: dict[str, Any], data: st.DataObject) -> Any:
@@ -130,7 +131,8 @@ def mutate(claim: dict[str, Any], data: st.DataObject) -> Any:
             ))
         elif where == "treat":
             claim["treatment"] = draw(st.sampled_from(
-                ["", "surgery", "laser", None, "chemotherapy", "hemodialysis", "x" * 129, "surgery ", 3]
+                ["", "surgery", "laser", None, "chemotherapy", "hemodialysis", "x" * 129, "surgery ", 3, "手术",
+                 "é" * 128, "é" * 129]
             ))
         elif where == "pid":
             pid = claim["patient"]["person_id"]
@@ -157,7 +159,10 @@ def mutate(claim: dict[str, Any], data: st.DataObject) -> Any:
         elif where == "code":
             item = claim["items"][draw(st.integers(0, len(claim["items"]) - 1))]
             if isinstance(item, dict):
-                item["code"] = draw(st.sampled_from(["NOPE99", "", "f000001", "F000001", "Z999999", "F00000１", 1]))
+                claim["treatment"] = draw(st.sampled_from(
+                ["", "surgery", "laser", None, "chemotherapy", "hemodialysis", "x" * 129, "surgery ", 3, "手术",
+                 "é" * 128, "é" * 129]
+            ))
         elif where == "claim_id":
             claim["claim_id"] = draw(TEXTS)
         elif where == "hospital_id":
@@ -196,7 +201,7 @@ def text_of(claim: Any, data: st.DataObject) -> bytes:
     rng = random.Random(data.draw(st.integers(0, 2**32)))
     text = dump(claim, rng) if rng.random() < 0.7 else json.dumps(claim, default=_plain)
     framing = data.draw(st.sampled_from(["plain"] * 12 + ["bom", "cr", "spaces", "cut", "array", "null", "tail",
-                                                          "latin1", "zero"]))
+                                                          "latin1", "zero", "surrogate", "overlong", "cut_utf8"]))
     if framing == "bom":
         text = "\ufeff" + text
     elif framing == "cr":
@@ -216,6 +221,12 @@ def text_of(claim: Any, data: st.DataObject) -> bytes:
     raw = text.encode("utf-8", "surrogatepass")
     if framing == "latin1":
         raw = raw.replace(b'"C', b'"\xe9C', 1)
+    elif framing == "surrogate":  # UTF-8 of a lone surrogate: not UTF-8, though json.loads takes it
+        raw = raw.replace(b'"S', b'"\xed\xa0\x80S', 1)
+    elif framing == "overlong":
+        raw = raw.replace(b'"S', b'"\xc0\xafS', 1)
+    elif framing == "cut_utf8":
+        raw = raw.replace(b'"S', b'"\xe7\x94S', 1)
     return raw
 
 
@@ -274,13 +285,20 @@ def test_the_scanner_takes_the_common_shapes(tables: Tables, base_claims: list[d
     nulls["items"][1]["unit_price"] = Raw("12.5000000")
     nulls["patient"]["person_id"] = nulls["patient"]["person_id"].lower()
     assert _ok(tables, [dump(nulls, rng).encode()]) == [True]
+    names = copy.deepcopy(base_claims[1])
+    names["claim_id"] = "住院-" + "\U0001f600" * 100  # 103 characters, 408 bytes
+    names["hospital"]["id"] = "哈尔滨医科大学附属第一医院"
+    names["treatment"] = "手术"
+    assert _ok(tables, [orjson.dumps(names)]) == [True]
 
 
 @pytest.mark.parametrize(
     "change",
     [
         lambda t: t.replace(b'"claim_id":"', b'"claim_id":"\\u00e9', 1),  # an escape
-        lambda t: t.replace(b'"claim_id":"', "\"claim_id\":\"é".encode(), 1),  # non-ASCII
+        lambda t: t.replace(b'"diagnosis":{"primary":"', "\"diagnosis\":{\"primary\":\"é".encode(), 1),
+        lambda t: t.replace(b'"claim_id":"', b'"claim_id":"\xed\xa0\x80', 1),  # a surrogate: not UTF-8
+        lambda t: t.replace(b'"claim_id":"', b'"claim_id":"\xc3', 1),  # a cut character
         lambda t: b"\xef\xbb\xbf" + t,  # a byte-order mark
         lambda t: t.replace(b'{"claim_id":"', b'{"claim_id":"a","claim_id":"', 1),  # a duplicate key
         lambda t: t.replace(b'"quantity":1,', b'"quantity":1e0,', 1),  # an exponent
@@ -319,3 +337,21 @@ def test_settle_file_in_blocks_equals_the_line_stream(tables: Tables, base_claim
     count = settle_file(io.BytesIO(data), tables, got.write, block=block, workers=1)
     assert got.getvalue() == expected.getvalue()
     assert count == len(got.getvalue().splitlines()) == len([line for line in io.BytesIO(data) if line.strip()])
+
+
+@pytest.mark.parametrize("surrogate", [b"\\ud800", b"\\udfff", b"\xed\xa0\x80", b"\xed\xbf\xbf"])
+def test_a_lone_surrogate_is_an_error_line_and_the_run_goes_on(
+    tables: Tables, base_claims: list[dict[str, Any]], surrogate: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Escaped or encoded, no UTF-8 JSON can carry it back out: the line is not valid JSON (it ended the run)."""
+    good = orjson.dumps(base_claims[0])
+    bad = good.replace(b'"claim_id":"', b'"claim_id":"' + surrogate, 1)
+    for lines in ([bad, good], [good.replace(b'"H', b'"' + surrogate + b"H", 1), good]):
+        columnar, per_line, pydantic_only = settle_three_ways(tables, lines, monkeypatch)
+        assert columnar == per_line == pydantic_only
+        assert orjson.loads(columnar[0]) == {
+            "claim_id": None, "error": {"code": "invalid_claim", "message": "the line is not valid JSON"}
+        }
+        assert "error" not in orjson.loads(columnar[1])
+    paired = good.replace(b'"claim_id":"', b'"claim_id":"\\ud83d\\ude00', 1)  # a pair is a character
+    assert orjson.loads(StreamSettler(tables).settle_lines_json([paired])[0])["claim_id"].startswith("\U0001f600")

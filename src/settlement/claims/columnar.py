@@ -3,15 +3,16 @@
 Only for throughput (`settlement settle`, SPEC §8). A compiled scanner reads
 each line of a block of bytes and accepts it only when it is certainly a
 valid claim of one narrow, common shape — a JSON object with the keys of
-SPEC §3 and nothing else, no key twice, every string printable ASCII without
-escapes, numbers plain (no sign or exponent, at most 4 decimals by value),
-within the limits — and when the person id, the schedule and every catalog
-code check out too. What it accepts it writes into int64 columns, no Python
-object per item. Every other line — an error of any kind, or anything merely
-unusual (a `\\u` escape, a non-ASCII name, a byte-order mark, a duplicate key)
-— is left to the per-line readers (`fast.fast_records`, then the pydantic
-model), which are the contract and write every error message; a differential
-test holds the two to identical results.
+SPEC §3 and nothing else, no key twice, strings without escapes or control
+characters (claim id, hospital id, treatment and item codes in UTF-8, the
+rest in ASCII), numbers plain (no sign or exponent, at most 4 decimals by
+value), every value within its limits — and when the person id, the
+schedule and every catalog code check out too. What it accepts it writes
+into int64 columns, no Python object per item. Every other line — an error
+of any kind, or anything merely unusual (a `\\u` escape, a byte-order mark,
+a duplicate key) — is left to the per-line readers (`fast.fast_records`,
+then the pydantic model), which are the contract and write every error
+message; a differential test holds them to identical results.
 
 The scanner decides only "certainly valid, and these are the values"; it
 applies no rule of the engine.
@@ -106,6 +107,51 @@ def _string(buf: U8, p: int, e: int) -> int:
             return -1
         p += 1
     return -1
+
+
+@_jit
+def _text(buf: U8, p: int, e: int) -> tuple[int, int]:
+    """p is just after an opening quote of a value: (closing quote, characters), or (-1, 0).
+
+    Printable ASCII and strict UTF-8 (no overlong form, no surrogate, nothing above U+10FFFF) are taken
+    as they are; an escape, a control character, DEL or a byte that is not UTF-8 sends the line on.
+    Characters are counted as Python counts them (code points), for the length limits.
+    """
+    chars = 0
+    while p < e:
+        c = buf[p]
+        if c == 34:
+            return p, chars
+        if c < 32 or c == 92 or c == 127:
+            return -1, 0
+        chars += 1
+        if c < 128:
+            p += 1
+            continue
+        lo, hi = 0x80, 0xBF
+        if 0xC2 <= c <= 0xDF:
+            n = 1
+        elif c == 0xE0:
+            n, lo = 2, 0xA0
+        elif c == 0xED:
+            n, hi = 2, 0x9F
+        elif 0xE1 <= c <= 0xEF:
+            n = 2
+        elif c == 0xF0:
+            n, lo = 3, 0x90
+        elif c == 0xF4:
+            n, hi = 3, 0x8F
+        elif 0xF1 <= c <= 0xF3:
+            n = 3
+        else:
+            return -1, 0
+        if p + n >= e or buf[p + 1] < lo or buf[p + 1] > hi:
+            return -1, 0
+        for j in range(2, n + 1):
+            if buf[p + j] < 0x80 or buf[p + j] > 0xBF:
+                return -1, 0
+        p += n + 1
+    return -1, 0
 
 
 @_jit
@@ -315,8 +361,7 @@ def _scan_kernel(
                     if buf[p] != 34:
                         good = False
                         break
-                    close = _string(buf, p + 1, e)
-                    n = close - p - 1
+                    close, n = _text(buf, p + 1, e)
                     if close < 0 or n < 1 or n > 128:
                         good = False
                         break
@@ -367,8 +412,7 @@ def _scan_kernel(
                             if buf[p] != 34:
                                 good = False
                                 break
-                            close = _string(buf, p + 1, e)
-                            n = close - p - 1
+                            close, n = _text(buf, p + 1, e)
                             if close < 0 or n < 1 or n > 128:
                                 good = False
                                 break
@@ -467,10 +511,12 @@ def _scan_kernel(
                         if buf[p] != 34:
                             good = False
                             break
-                        close = _string(buf, p + 1, e)
-                        n = close - p - 1
+                        close, n = _text(buf, p + 1, e)
                         if close < 0:
                             good = False
+                            break
+                        if w != W_HOSPITAL and n != close - p - 1:
+                            good = False  # only the hospital id may be more than ASCII here
                             break
                         if w == W_HOSPITAL:  # id: 1–128 characters
                             if n < 1 or n > 128:

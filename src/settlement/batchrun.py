@@ -473,6 +473,7 @@ def _run(
         for job in _chain(first, second, jobs):
             emit(prepare(job, tables))
         return count
+    _warm_up(tables)  # before the workers are forked: they start with the compiled code loaded
     with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(tables.schedules.region_dir,)) as pool:
         in_flight: deque[Future[PreparedChunk]] = deque()
         for job in _chain(first, second, jobs):
@@ -482,6 +483,19 @@ def _run(
         while in_flight:
             emit(in_flight.popleft().result())
     return count
+
+
+def _warm_up(tables: Tables) -> None:
+    """Loads the compiled code (scanner, engine, writer) from numba's cache on an empty batch and a bad line."""
+    prepare_block(b"{}\n", tables)
+    empty = np.zeros(0, dtype=np.int64)
+    batch = ClaimBatch(
+        version=empty, policy_year=empty, person_year=empty, year_index=empty, scheme=empty, category=empty,
+        visit_type=empty, level=empty, age=empty, sessions=empty, diagnosis=empty, treatment=empty,
+        diagnosis_values=[], treatment_values=[], line_start=np.zeros(1, dtype=np.int64), line_item=empty,
+        line_qty=empty, line_price=empty,
+    )
+    write_results(settle(batch, tables), batch, tables, np.zeros(0, dtype=np.uint8), np.zeros(1, dtype=np.int64), empty)
 
 
 def _chain(first: T, second: T | None, rest: Iterator[T]) -> Iterator[T]:

@@ -329,8 +329,10 @@ _worker_tables: Tables | None = None
 
 
 def _init_worker(region_dir: str) -> None:
+    """A forked worker has the run's tables already (_run sets them before the fork); a spawned one loads them."""
     global _worker_tables
-    _worker_tables = compile_tables(load_region(region_dir))
+    if _worker_tables is None or _worker_tables.schedules.region_dir != region_dir:
+        _worker_tables = compile_tables(load_region(region_dir))
 
 
 def _prepare_in_worker(lines: list[bytes]) -> PreparedChunk:
@@ -473,6 +475,8 @@ def _run(
         for job in _chain(first, second, jobs):
             emit(prepare(job, tables))
         return count
+    global _worker_tables
+    _worker_tables = tables  # inherited by forked workers
     _warm_up(tables)  # before the workers are forked: they start with the compiled code loaded
     with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(tables.schedules.region_dir,)) as pool:
         in_flight: deque[Future[PreparedChunk]] = deque()

@@ -395,7 +395,11 @@ def _file_path(handle: IO[bytes]) -> str | None:
         return None
     if not (stat.S_ISREG(here.st_mode) and os.path.samestat(here, there) and unread):
         return None
-    return os.path.abspath(name)
+    path = os.path.realpath(name)  # /dev/stdin → the file itself, not what a worker has as its stdin
+    try:
+        return path if os.path.samestat(os.stat(path), here) else None
+    except OSError:
+        return None
 
 
 def read_range(fd: int, start: int, end: int) -> bytes:

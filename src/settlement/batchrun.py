@@ -385,7 +385,7 @@ def _file_path(handle: IO[bytes]) -> str | None:
     read through the handle itself.
     """
     name = getattr(handle, "name", None)
-    if not isinstance(name, str):
+    if not isinstance(name, str) or not hasattr(os, "pread"):  # no pread on Windows
         return None
     try:
         here = os.fstat(handle.fileno())

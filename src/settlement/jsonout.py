@@ -256,8 +256,14 @@ def names_of(tables: Tables) -> Names:
     return held[1]
 
 
+_NO_EXTRA = (np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.uint8))
+
+
 def encoded_ids(claim_ids: Sequence[str]) -> tuple[U8, I64]:
     """Claim ids JSON-encoded one after another, and their offsets."""
+    if len(claim_ids) == 1:  # the counter's case, kept cheap
+        text = orjson.dumps(claim_ids[0])
+        return np.frombuffer(text, dtype=np.uint8), np.array([0, len(text)], dtype=np.int64)
     parts = [orjson.dumps(c) for c in claim_ids]
     off = np.zeros(len(parts) + 1, dtype=np.int64)
     np.cumsum([len(p) for p in parts], out=off[1:])
@@ -277,16 +283,19 @@ def write_results(
     n = id_off.shape[0] - 1
     stop = first + n
     pick = slice(first, stop)
-    money = np.stack([
-        column[pick] for column in (
-            result.total, result.fully_self_paid, result.over_limit, result.pre_self_paid, result.in_scope,
-            result.deductible, result.basic, result.critical_illness, result.medical_assistance,
-            result.charity, result.backstop, result.patient_pays, result.hospital_bears,
-        )
-    ]) if n else np.zeros((13, 0), dtype=np.int64)
-    extra_off = np.zeros(len(extra) + 1, dtype=np.int64)
-    np.cumsum([len(x) for x in extra], out=extra_off[1:])
-    extra_buf = np.frombuffer(b"".join(extra), dtype=np.uint8)
+    money = np.empty((13, n), dtype=np.int64)
+    for row, column in enumerate((
+        result.total, result.fully_self_paid, result.over_limit, result.pre_self_paid, result.in_scope,
+        result.deductible, result.basic, result.critical_illness, result.medical_assistance,
+        result.charity, result.backstop, result.patient_pays, result.hospital_bears,
+    )):
+        money[row] = column[pick]
+    if extra:
+        extra_off = np.zeros(len(extra) + 1, dtype=np.int64)
+        np.cumsum([len(x) for x in extra], out=extra_off[1:])
+        extra_buf = np.frombuffer(b"".join(extra), dtype=np.uint8)
+    else:
+        extra_off, extra_buf = _NO_EXTRA
     results = int(np.count_nonzero(plan >= 0))
     size = results * (_MAX_FIXED + names.longest) + int(id_off[-1]) + int(extra_off[-1]) + plan.shape[0]
     out = np.empty(size, dtype=np.uint8)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import random
 import statistics
 import sys
@@ -37,11 +39,13 @@ def main() -> None:
     p.add_argument("--kind", choices=["settle", "preview"], default="settle")
     p.add_argument(
         "--via",
-        choices=["service", "asgi"],
+        choices=["service", "asgi", "steps"],
         default="service",
         help="service: the settle function as the route calls it (the portable/locked way's"
         " transaction); asgi: whole requests through the ASGI app (middlewares, routing, the"
-        " thread-pool hop, the PostgreSQL counter path), without a socket",
+        " thread-pool hop, the PostgreSQL counter path), without a socket; steps: each step of the"
+        " counter's PostgreSQL path (settlements.pgcounter) timed alone, with the CPU of its"
+        " PostgreSQL backend",
     )
     args = p.parse_args()
 
@@ -75,6 +79,12 @@ def main() -> None:
     @event.listens_for(ctx.db.engine, "before_cursor_execute")
     def _count(*_a: object) -> None:
         statements[0] += 1
+
+    if args.via == "steps":
+        steps(ctx, key, bodies)
+        ctx.db.dispose()
+        drop_database(args.database_url)
+        return
 
     if args.via == "asgi":
         import asyncio
@@ -132,6 +142,60 @@ def run(args: argparse.Namespace, bodies: list[bytes], one: Any, statements: lis
     ctx.db.dispose()
     drop_database(args.database_url)
     sys.stdout.flush()
+
+
+def steps(ctx: Any, key: str, bodies: list[bytes]) -> None:
+    """CPU per step of a settle on the counter's connection, this process and its PostgreSQL backend.
+
+    Every claim is read, computed and previewed; every second one is also written
+    (the others stay previews, so the pools and totals move as under load).
+    """
+    from settlement.service.settlements import pgcounter
+    from settlement.service.settlements.counter import compute
+    from settlement.service.settlements.hashing import claim_hash
+    from settlement.service.settlements.service import computed_body, decode_claim
+
+    client: dict[str, float] = {}
+    backend: dict[str, float] = {}
+    counts: dict[str, int] = {}
+
+    def backend_cpu(pid: int) -> float:  # utime + stime of the backend process, in seconds
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def respond(snap: Any, comp: Any) -> bytes:
+        after = comp.accumulators_json(snap.cc.person_id, snap.cc.policy_year)
+        body = computed_body(
+            snap.cc, comp, status="preview", settlement_id=None, settled_at=None, accumulators_after=after
+        )
+        return orjson.dumps(body)
+
+    with ctx.db.counter() as conn:
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+
+        def timed(name: str, f: Any, *a: Any) -> Any:
+            b0, c0 = backend_cpu(pid), time.process_time()
+            out = f(*a)
+            client[name] = client.get(name, 0.0) + time.process_time() - c0
+            backend[name] = backend.get(name, 0.0) + backend_cpu(pid) - b0
+            counts[name] = counts.get(name, 0) + 1
+            return out
+
+        for i, raw in enumerate(bodies):
+            if i == 100:  # the first ones warm caches and prepared statements
+                client.clear(), backend.clear(), counts.clear()
+            claim = timed("validate the claim", decode_claim, raw)
+            timed("claim hash", claim_hash, claim)
+            snap = timed("read statement and checks", pgcounter.read, conn, ctx, key, raw, claim)
+            comp = timed("engine, result, trace", compute, snap.cc, snap.before, snap.pools)
+            timed("response body", respond, snap, comp)
+            if i % 2 == 0:
+                with contextlib.suppress(pgcounter.UseLockedPath, pgcounter.Moved):
+                    timed("write statement", pgcounter.write, conn, ctx, snap, comp, raw, claim_hash(claim))
+    for name, seconds in client.items():
+        n = counts[name]
+        per_call = seconds / n * 1e6
+        print(f"{name:28s} {per_call:7.0f} µs   PostgreSQL backend {backend[name] / n * 1e6:7.0f} µs   ({n} calls)")
 
 
 async def asgi_post(app: Any, path: str, raw: bytes, key: str) -> int:

@@ -47,7 +47,8 @@ def test_allowances_that_do_not_add_up_to_the_claims_pool_send_it_the_locked_way
         pytest.skip("pool shards are PostgreSQL's")
     first = example("EX-01")
     register(client, auth["reviewer"], first["patient"]["person_id"], valid_from="2010-01-01")
-    assert client.post("/v1/settlements", json=first, headers=auth["hospital"]).status_code == 201
+    settled = client.post("/v1/settlements", json=first, headers=auth["hospital"])
+    assert settled.status_code == 201
     version = service_tables.schedules.versions[0]
     fund = next(f for f in version.charity_funds if f.id == "poverty_relief")
     db = app.state.ctx.db
@@ -61,11 +62,11 @@ def test_allowances_that_do_not_add_up_to_the_claims_pool_send_it_the_locked_way
             return int(n), int(total), int(used)
 
     assert allowances()[:2] == (POOL_SHARDS, fund.annual_pool_fen)
-    with db.write() as session:  # as if spread for a pool 1,000 yuan larger
+    with db.write() as session:  # as if spread for a pool 1,000 yuan larger (another version's)
+        where = (FundPool.fund_id == fund.id, FundPool.policy_year == 2018)
+        session.execute(update(FundPool).where(*where).values(pool=fund.annual_pool_fen + 100_000))
         session.execute(
-            update(FundPool)
-            .where(FundPool.fund_id == fund.id, FundPool.policy_year == 2018, FundPool.shard == 1)
-            .values(allowance=FundPool.allowance + 100_000)
+            update(FundPool).where(*where, FundPool.shard == 1).values(allowance=FundPool.allowance + 100_000)
         )
         session.commit()
     locked = REGISTRY.get_sample_value("settlement_pool_paths_total", {"path": "locked"}) or 0.0
@@ -77,3 +78,7 @@ def test_allowances_that_do_not_add_up_to_the_claims_pool_send_it_the_locked_way
     assert REGISTRY.get_sample_value("settlement_pool_paths_total", {"path": "locked"}) == locked + 1
     n, total, used = allowances()
     assert (n, total) == (POOL_SHARDS, fund.annual_pool_fen) and used <= total
+    drawn = [r.json()["charity_by_fund"]["poverty_relief"].replace(".", "") for r in (settled, response)]
+    assert used == sum(int(d) for d in drawn)  # both draws are in the pool's shards, nothing else
+    with db.read() as session:
+        assert set(session.scalars(select(FundPool.pool).where(FundPool.fund_id == fund.id))) == {fund.annual_pool_fen}

@@ -48,9 +48,10 @@ CREATE FUNCTION pool_shards_ensure(p_fund text, p_year integer, p_limit bigint, 
 RETURNS void LANGUAGE sql AS $fn$
     -- a fund-year's first touch creates its shards, the pool split evenly over their allowances
     -- (none for an unlimited pool); a fund-year that has rows is left as it is
-    INSERT INTO fund_pools (fund_id, policy_year, shard, used, allowance)
+    INSERT INTO fund_pools (fund_id, policy_year, shard, used, allowance, pool)
     SELECT p_fund, p_year, s, 0,
-        CASE WHEN p_limit IS NULL THEN NULL ELSE p_limit / p_shards + CASE WHEN s = 0 THEN p_limit % p_shards ELSE 0 END END
+        CASE WHEN p_limit IS NULL THEN NULL ELSE p_limit / p_shards + CASE WHEN s = 0 THEN p_limit % p_shards ELSE 0 END END,
+        p_limit
     FROM generate_series(0, p_shards - 1) AS s
     WHERE NOT EXISTS (SELECT 1 FROM fund_pools WHERE fund_id = p_fund AND policy_year = p_year)
     ON CONFLICT (fund_id, policy_year, shard) DO NOTHING
@@ -75,7 +76,8 @@ BEGIN
     IF v_room < 0 THEN
         RAISE EXCEPTION 'pool % / % overdrawn: % used of %', p_fund, p_year, v_used, p_limit;
     END IF;
-    UPDATE fund_pools SET allowance = used + v_room / v_shards + CASE WHEN shard = 0 THEN v_room % v_shards ELSE 0 END
+    UPDATE fund_pools SET pool = p_limit,
+        allowance = used + v_room / v_shards + CASE WHEN shard = 0 THEN v_room % v_shards ELSE 0 END
         WHERE fund_id = p_fund AND policy_year = p_year;
 END
 $fn$
@@ -100,6 +102,7 @@ DECLARE
     v_used bigint;
     v_shard smallint;
     i integer;
+    attempt integer;
 BEGIN
     INSERT INTO person_year_accumulators AS a (person_id, policy_year, basic_paid_inpatient,
         basic_paid_outpatient, basic_paid_chronic_outpatient, critical_base, critical_paid,
@@ -147,11 +150,11 @@ BEGIN
     ON CONFLICT (person_id, policy_year, fund_id) DO UPDATE SET paid = c.paid + EXCLUDED.paid;
 
     FOR i IN 1 .. coalesce(array_length(p_pool_funds, 1), 0) LOOP  -- fund_id order (the caller sorts)
-        PERFORM pool_shards_ensure(p_pool_funds[i], p_year, p_pool_limits[i], p_shards);
         IF p_pool_amounts[i] IS NULL OR p_pool_expect[i] IS NOT NULL THEN
             -- the pool decided the amount: its exact use must be the snapshot's. Spent (pays 0):
             -- every shard FOR SHARE, side by side with other such claims. Takes what was left:
             -- every shard FOR UPDATE, then shard 0 takes the draw and the allowances are spread anew.
+            PERFORM pool_shards_ensure(p_pool_funds[i], p_year, p_pool_limits[i], p_shards);
             IF p_pool_amounts[i] IS NULL THEN
                 SELECT sum(used) INTO v_used FROM (SELECT used FROM fund_pools
                     WHERE fund_id = p_pool_funds[i] AND policy_year = p_year ORDER BY shard FOR SHARE) s;
@@ -165,37 +168,42 @@ BEGIN
             IF p_pool_amounts[i] IS NOT NULL THEN
                 UPDATE fund_pools SET used = used + p_pool_amounts[i], allowance = allowance + p_pool_amounts[i]
                     WHERE fund_id = p_pool_funds[i] AND policy_year = p_year AND shard = 0;
+                IF NOT FOUND THEN
+                    RAISE EXCEPTION 'pool % / % has no shard 0', p_pool_funds[i], p_year;
+                END IF;
                 PERFORM pool_rebalance(p_pool_funds[i], p_year, p_pool_limits[i]);
             END IF;
         ELSE
             -- the claim paid less than the pool had left: any shard whose allowance still has room
-            -- for the draw proves the pool does (the allowances add up to the pool); a free one
-            -- first, else wait for one
-            SELECT shard INTO v_shard FROM fund_pools
-                WHERE fund_id = p_pool_funds[i] AND policy_year = p_year
-                  AND (p_pool_limits[i] IS NULL OR used + p_pool_amounts[i] <= allowance)
-                ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED;
-            IF NOT FOUND THEN
+            -- for the draw proves the pool does, provided the allowances were spread for this
+            -- claim's pool (``pool``; they add up to it): a free shard first, else wait for one.
+            -- (A fund-year whose schedule versions differ in pool size, or rows from before the
+            -- shards, go the locked way, which spreads them anew for its own pool.)
+            v_shard := NULL;
+            FOR attempt IN 1 .. 2 LOOP
                 SELECT shard INTO v_shard FROM fund_pools
                     WHERE fund_id = p_pool_funds[i] AND policy_year = p_year
-                      AND (p_pool_limits[i] IS NULL OR used + p_pool_amounts[i] <= allowance)
-                    ORDER BY shard LIMIT 1 FOR UPDATE;
-            END IF;
-            IF NOT FOUND THEN  -- no shard has room for it (the pool may): the locked way spreads them anew
-                RAISE EXCEPTION USING ERRCODE = 'SE410', MESSAGE = 'counter_needs_lock', DETAIL = 'pool ' || p_pool_funds[i];
-            END IF;
-            -- the allowances must add up to this claim's pool (a fund-year whose schedule versions
-            -- differ in pool size, or rows older than the shards, go the locked way). With one shard
-            -- held no one can spread them anew (that locks every shard), so the sum stays so.
-            IF p_pool_limits[i] IS NOT NULL THEN
-                SELECT CASE WHEN count(allowance) = count(*) THEN sum(allowance) END INTO v_used
-                    FROM fund_pools WHERE fund_id = p_pool_funds[i] AND policy_year = p_year;
-                IF v_used IS DISTINCT FROM p_pool_limits[i] THEN
-                    RAISE EXCEPTION USING ERRCODE = 'SE410', MESSAGE = 'counter_needs_lock', DETAIL = 'pool ' || p_pool_funds[i];
+                      AND (p_pool_limits[i] IS NULL OR (pool = p_pool_limits[i] AND used + p_pool_amounts[i] <= allowance))
+                    ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED;
+                IF NOT FOUND THEN
+                    SELECT shard INTO v_shard FROM fund_pools
+                        WHERE fund_id = p_pool_funds[i] AND policy_year = p_year
+                          AND (p_pool_limits[i] IS NULL OR (pool = p_pool_limits[i] AND used + p_pool_amounts[i] <= allowance))
+                        ORDER BY shard LIMIT 1 FOR UPDATE;
                 END IF;
+                EXIT WHEN v_shard IS NOT NULL OR attempt = 2;
+                -- none: the fund-year's first draw creates its shards
+                PERFORM pool_shards_ensure(p_pool_funds[i], p_year, p_pool_limits[i], p_shards);
+            END LOOP;
+            -- (not FOUND: a FOR loop sets FOUND itself when it ends)
+            IF v_shard IS NULL THEN  -- no shard has room for it (the pool may): the locked way spreads them anew
+                RAISE EXCEPTION USING ERRCODE = 'SE410', MESSAGE = 'counter_needs_lock', DETAIL = 'pool ' || p_pool_funds[i];
             END IF;
             UPDATE fund_pools SET used = used + p_pool_amounts[i]
                 WHERE fund_id = p_pool_funds[i] AND policy_year = p_year AND shard = v_shard;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'pool % / % shard % vanished under its lock', p_pool_funds[i], p_year, v_shard;
+            END IF;
         END IF;
     END LOOP;
 
@@ -292,6 +300,7 @@ def upgrade() -> None:
     with op.batch_alter_table("fund_pools") as batch:
         batch.add_column(sa.Column("shard", sa.SmallInteger(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("allowance", sa.BigInteger(), nullable=True))
+        batch.add_column(sa.Column("pool", sa.BigInteger(), nullable=True))
         batch.drop_constraint(op.f("ck_fund_pools_non_negative"), type_="check")
         batch.drop_constraint(op.f("pk_fund_pools"), type_="primary")
         batch.create_primary_key(op.f("pk_fund_pools"), ["fund_id", "policy_year", "shard"])
@@ -329,6 +338,7 @@ def _downgrade_shards() -> None:
     with op.batch_alter_table("fund_pools") as batch:
         batch.drop_constraint(op.f("ck_fund_pools_within_allowance"), type_="check")
         batch.drop_constraint(op.f("pk_fund_pools"), type_="primary")
+        batch.drop_column("pool")
         batch.drop_column("allowance")
         batch.drop_column("shard")
         batch.create_primary_key(op.f("pk_fund_pools"), ["fund_id", "policy_year"])

@@ -34,3 +34,5 @@ class FundPool(Base):
     shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True, default=0)
     used: Mapped[int] = mapped_column(Fen, default=0)
     allowance: Mapped[int | None] = mapped_column(Fen, nullable=True)
+    pool: Mapped[int | None] = mapped_column(Fen, nullable=True)
+    """The pool size the allowances were spread for: a draw checks it is its claim's pool."""

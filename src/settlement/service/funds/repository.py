@@ -119,7 +119,8 @@ def add_pool_used(
         if not amount:
             continue
         if pg is not None:
-            pg_execute(pg, PG_ADD, {"amount": amount, "fund": fund, "year": year})
+            if pg_execute(pg, PG_ADD, {"amount": amount, "fund": fund, "year": year}).rowcount != 1:
+                raise RuntimeError(f"pool {fund}/{year} has no shard 0 to add to")
             pg_execute(pg, PG_REBALANCE, (fund, year, (limits or {}).get(fund)))
             continue
         session.execute(

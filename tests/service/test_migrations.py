@@ -78,3 +78,32 @@ def test_upgrade_works_from_the_installed_package_path():
 @pytest.mark.parametrize("url", ["postgresql://u@h/db", "postgres://u@h/db"])
 def test_postgres_urls_use_psycopg3(url):
     assert Settings(database_url=url).sqlalchemy_url == "postgresql+psycopg://u@h/db"
+
+
+@pytest.mark.parametrize("postgres", [False, pytest.param(True, marks=requires_postgres)])
+def test_pool_rows_of_0001_survive_the_shards_and_back(tmp_path, postgres):
+    # a database settled under 0001 (one pool row per fund-year) upgraded to the shards keeps its use
+    # as shard 0 (no allowance: the locked way spreads one), and going back sums the shards again
+    url, cleanup = fresh_database_url(tmp_path, postgres=postgres)
+    settings = Settings(database_url=url)
+    engine = make_engine(settings, pooled=False)
+    try:
+        upgrade(settings, "0001")
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO fund_pools (fund_id, policy_year, used) VALUES ('f', 2019, 700)"))
+        upgrade(settings)
+        with engine.begin() as conn:
+            rows = conn.execute(text("SELECT shard, used, allowance, pool FROM fund_pools")).all()
+            assert [tuple(r) for r in rows] == [(0, 700, None, None)]
+            conn.execute(
+                text("INSERT INTO fund_pools (fund_id, policy_year, shard, used, allowance, pool)"
+                     " VALUES ('f', 2019, 1, 300, 500, 1000)")
+            )
+        command.downgrade(alembic_config(settings.sqlalchemy_url), "0001")
+        with engine.connect() as conn:
+            assert [tuple(r) for r in conn.execute(text("SELECT fund_id, policy_year, used FROM fund_pools"))] == [
+                ("f", 2019, 1000)
+            ]
+    finally:
+        engine.dispose()
+        cleanup()

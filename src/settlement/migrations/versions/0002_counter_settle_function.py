@@ -114,7 +114,7 @@ BEGIN
     IF v_totals IS DISTINCT FROM p_expect_totals THEN
         RAISE EXCEPTION USING ERRCODE = 'SE409', MESSAGE = 'counter_moved', DETAIL = 'person-year totals';
     END IF;
-    SELECT coalesce(array_agg(c.fund_id || ':' || c.paid ORDER BY c.fund_id), '{}') INTO v_charity
+    SELECT coalesce(array_agg(c.fund_id || ':' || c.paid ORDER BY c.fund_id COLLATE "C"), '{}') INTO v_charity
         FROM person_year_charity c
         WHERE c.person_id = p_person_id AND c.policy_year = p_year AND c.paid <> 0;
     IF v_charity IS DISTINCT FROM p_expect_charity THEN

@@ -82,3 +82,39 @@ def test_allowances_that_do_not_add_up_to_the_claims_pool_send_it_the_locked_way
     assert used == sum(int(d) for d in drawn)  # both draws are in the pool's shards, nothing else
     with db.read() as session:
         assert set(session.scalars(select(FundPool.pool).where(FundPool.fund_id == fund.id))) == {fund.annual_pool_fen}
+
+
+def test_a_claim_taking_what_a_pool_has_left_draws_exactly_that(client, auth, app, using_postgres, service_tables):
+    # the pool decides the amount: pgcounter writes it only on the same pool use (path `last`), under
+    # every shard's lock, and spreads the allowances anew; the pool ends exactly full
+    import pytest
+    from prometheus_client import REGISTRY
+    from service_helpers import register
+    from sqlalchemy import func, select, update
+
+    from settlement.service.funds.models import FundPool
+
+    if not using_postgres:
+        pytest.skip("pool shards are PostgreSQL's")
+    claim = example("EX-01")
+    register(client, auth["reviewer"], claim["patient"]["person_id"], valid_from="2010-01-01")
+    fund = next(f for f in service_tables.schedules.versions[0].charity_funds if f.id == "poverty_relief")
+    db = app.state.ctx.db
+    opener = dict(claim, claim_id="EX-01-opener")
+    assert client.post("/v1/settlements", json=opener, headers=auth["hospital"]).status_code == 201
+    left = 10_000  # 100.00 yuan left of the pool: less than the claim's charity (537.45)
+    with db.write() as session:  # every shard nearly spent, the allowances still adding up to the pool
+        where = (FundPool.fund_id == fund.id, FundPool.policy_year == 2018)
+        session.execute(update(FundPool).where(*where).values(used=FundPool.allowance))
+        session.execute(update(FundPool).where(*where, FundPool.shard == 0).values(used=FundPool.allowance - left))
+        session.commit()
+    last = REGISTRY.get_sample_value("settlement_pool_paths_total", {"path": "last"}) or 0.0
+    response = client.post("/v1/settlements", json=claim, headers=auth["hospital"])
+    assert response.status_code == 201, response.text
+    assert response.json()["charity_by_fund"]["poverty_relief"] == "100.00"
+    assert REGISTRY.get_sample_value("settlement_pool_paths_total", {"path": "last"}) == last + 1
+    with db.read() as session:
+        used, allowances = session.execute(
+            select(func.sum(FundPool.used), func.sum(FundPool.allowance)).where(FundPool.fund_id == fund.id)
+        ).one()
+    assert used == allowances == fund.annual_pool_fen

@@ -106,35 +106,10 @@ async def settle(raw: RawBody, request: Request, ctx: Ctx) -> Response:
 
 def settle_counter(raw: bytes, request: Request, ctx: Any) -> Response:
     known: list[Principal] = []
-    if ctx.db.dialect == "postgresql":  # two statements, no lock held while Python runs
-        try:
-            fast = _settle_counter(raw, request, ctx, known)
-        except pgcounter.UseLockedPath:
-            fast = None  # the locked way below settles it (or replays what another settled meanwhile)
-        if fast is not None:
-            return fast
-
-    def work(session: Any) -> service.Outcome:
-        # the key is checked in the settle's own transaction: one connection per request
-        if not known:
-            known.append(principal_of(request, ctx, Role.HOSPITAL, session=session))
-        return service.settle(session, ctx, known[0], raw)
-
     try:
-        try:
-            outcome = run_transaction(
-                ctx.db.write,
-                work,
-                retries=ctx.settings.transaction_retries,
-                on_retry=lambda _exc: metrics.TRANSACTION_RETRIES.inc(),
-            )
-        except IntegrityError as exc:
-            # the final guard: a concurrent settle under the same (hospital id, claim_id)
-            # committed first; everything of ours is rolled back, answer with the stored one
-            if "claim_id" not in (violated_constraint(exc) or ""):
-                raise
-            with ctx.db.read() as session:
-                outcome = service.after_duplicate(session, known[0], raw)
+        outcome = _settle_counter(raw, request, ctx, known) if ctx.db.dialect == "postgresql" else None
+        if outcome is None:
+            outcome = _settle_transaction(raw, request, ctx, known)
     except ServiceError as exc:
         if known:  # a refused key is not a settle call
             metrics.SETTLEMENTS.labels("conflict" if exc.status == 409 else "rejected").inc()
@@ -148,29 +123,45 @@ def settle_counter(raw: bytes, request: Request, ctx: Any) -> Response:
     return json_response(outcome.body, 200, {"Idempotent-Replayed": "true"})
 
 
-def _settle_counter(raw: bytes, request: Request, ctx: Any, known: list[Principal]) -> Response | None:
-    """settlements.pgcounter's settle with the route's metrics; None when the claim was settled before."""
+def _settle_counter(raw: bytes, request: Request, ctx: Any, known: list[Principal]) -> service.Outcome | None:
+    """PostgreSQL: two statements, no lock held while Python runs (settlements.pgcounter).
+
+    None when the transaction of _settle_transaction must answer: the locked way, or the
+    replay of a claim a concurrent settle committed first.
+    """
     try:
-        outcome = pgcounter.settle(ctx, request.headers.get("authorization"), raw, known)
+        return pgcounter.settle(ctx, request.headers.get("authorization"), raw, known)
+    except pgcounter.UseLockedPath:
+        return None
     except IntegrityError as exc:
         if "claim_id" not in (violated_constraint(exc) or ""):
-            metrics.SETTLEMENTS.labels("rejected").inc()
             raise
-        return None  # a concurrent settle of the same claim committed first: replay it below
-    except pgcounter.UseLockedPath:
-        raise  # not an outcome: the locked way settles it (and counts it)
-    except ServiceError as exc:
-        if known:
-            metrics.SETTLEMENTS.labels("conflict" if exc.status == 409 else "rejected").inc()
-        raise
-    except Exception:
-        metrics.SETTLEMENTS.labels("rejected").inc()
-        raise
-    if not outcome.created:
-        metrics.SETTLEMENTS.labels("replayed").inc()
-        return json_response(outcome.body, 200, {"Idempotent-Replayed": "true"})
-    metrics.SETTLEMENTS.labels("created").inc()
-    return json_response(outcome.body, 201)
+        return None
+
+
+def _settle_transaction(raw: bytes, request: Request, ctx: Any, known: list[Principal]) -> service.Outcome:
+    """service.settle in one transaction (SQLite, and PostgreSQL's locked way), retried on deadlocks."""
+
+    def work(session: Any) -> service.Outcome:
+        # the key is checked in the settle's own transaction: one connection per request
+        if not known:
+            known.append(principal_of(request, ctx, Role.HOSPITAL, session=session))
+        return service.settle(session, ctx, known[0], raw)
+
+    try:
+        return run_transaction(
+            ctx.db.write,
+            work,
+            retries=ctx.settings.transaction_retries,
+            on_retry=lambda _exc: metrics.TRANSACTION_RETRIES.inc(),
+        )
+    except IntegrityError as exc:
+        # the final guard: a concurrent settle under the same (hospital id, claim_id)
+        # committed first; everything of ours is rolled back, answer with the stored one
+        if "claim_id" not in (violated_constraint(exc) or ""):
+            raise
+        with ctx.db.read() as session:
+            return service.after_duplicate(session, known[0], raw)
 
 
 @router.post(

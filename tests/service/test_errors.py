@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from settlement.service.accumulators.models import PersonCharity, PersonYear
 from settlement.service.funds.models import FundPool
-from settlement.service.settlements import pgcounter, pgsettle
+from settlement.service.settlements import counter, pgcounter, pgsettle
 from settlement.service.settlements.models import LedgerEntry, Settlement, SettlementEvent
 
 EX01 = example("EX-01")
@@ -218,8 +218,8 @@ def test_a_failure_inside_counter_settle_leaves_nothing(
     if fail_at == "end":
         monkeypatch.setattr(pgcounter, "WRITE", pgcounter.WRITE.replace("event_seq FROM", "event_seq / 0 FROM"))
     else:
-        real = pgsettle.ledger_amounts
-        monkeypatch.setattr(pgsettle, "ledger_amounts", lambda comp: [("nobody", "x", 1), *real(comp)[1:]])
+        real = counter.ledger_amounts
+        monkeypatch.setattr(counter, "ledger_amounts", lambda comp: [("nobody", "x", 1), *real(comp)[1:]])
     second = _claim(claim_id="EX-01-fail")
     problem(lenient(app).post("/v1/settlements", json=second, headers=auth["hospital"]), 500, "internal_error")
     assert _counts(app) == before_counts and _sums(app) == before_sums
@@ -249,7 +249,7 @@ def test_deadlock_is_retried(client, auth, app, registered, monkeypatch, using_p
     """A deadlock or serialization failure re-runs the whole settle on a fresh transaction."""
     from sqlalchemy.exc import OperationalError
 
-    from settlement.service.settlements import pgsettle, service
+    from settlement.service.settlements import service
 
     class Deadlock(Exception):
         sqlstate = "40P01"
@@ -352,7 +352,7 @@ def test_database_down_is_503_with_retry_after(service_tables, tmp_path, using_p
 def test_endless_deadlocks_give_503_busy(client, auth, app, registered, monkeypatch, using_postgres):
     from sqlalchemy.exc import OperationalError
 
-    from settlement.service.settlements import pgsettle, service
+    from settlement.service.settlements import service
 
     class Deadlock(Exception):
         sqlstate = "40P01"

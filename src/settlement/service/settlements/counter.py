@@ -133,7 +133,27 @@ def compute(cc: CounterClaim, before: PersonYearTotals, pools: dict[str, int]) -
     )
 
 
-__all__ = ["ClaimError", "Computation", "CounterClaim", "compute", "prepare"]
+def ledger_amounts(comp: Computation) -> list[tuple[str, str, int]]:
+    """The ledger of a settlement: one entry (layer, fund, fen) per payer, zero amounts included
+    (the writers skip them). They sum to the total: the engine's invariant, checked again here."""
+    amounts: list[tuple[str, str, int]] = [
+        (p, p, comp.fen[p]) for p in ("basic", "critical_illness", "medical_assistance")
+    ]
+    amounts += [("charity", fund, fen) for fund, fen in comp.charity_fen.items()]
+    amounts += [
+        ("backstop", "backstop", comp.fen["backstop"]),
+        ("patient", "patient", comp.fen["patient_pays"]),
+        ("hospital", "hospital", comp.fen["hospital_bears"]),
+    ]
+    total = sum(a for _, _, a in amounts)
+    if total != comp.fen["total"]:  # the engine's invariant (SPEC §5.5); never write a ledger that breaks it
+        raise RuntimeError(
+            f"ledger of claim {comp.result['claim_id']} sums to {total}, total is {comp.fen['total']}"
+        )
+    return amounts
+
+
+__all__ = ["ClaimError", "Computation", "CounterClaim", "compute", "ledger_amounts", "prepare"]
 
 
 def warm_up(tables: Tables) -> None:

@@ -55,7 +55,7 @@ from settlement.service.errors import ServiceError, claim_problem, forbidden, no
 from settlement.service.funds.repository import POOL_SHARDS
 from settlement.service.persons.service import check_identity
 
-from . import pgsettle
+from . import counter, pgsettle
 from .counter import Computation, CounterClaim, compute, prepare
 from .hashing import claim_hash
 from .models import AMOUNTS
@@ -234,7 +234,7 @@ def write(conn: Any, ctx: ServiceContext, snap: Snapshot, comp: Computation, raw
             expect.append(None)
     contribution = comp.contribution
     charity = sorted((f, a) for f, a in contribution.charity_paid.items() if a)
-    entries = [(layer, fund, amount) for layer, fund, amount in pgsettle.ledger_amounts(comp) if amount]
+    entries = [(layer, fund, amount) for layer, fund, amount in counter.ledger_amounts(comp) if amount]
     now = ctx.now()
     settlement_id = str(uuid.uuid4())
     accumulators_after = comp.accumulators_json(cc.person_id, year)

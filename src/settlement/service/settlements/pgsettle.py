@@ -31,6 +31,7 @@ from settlement.service.context import ServiceContext
 from settlement.service.db import pg_execute
 from settlement.service.funds.repository import add_pool_used, lock_pools, read_pools
 
+from . import counter
 from .counter import Computation, CounterClaim, compute
 from .models import AMOUNTS
 
@@ -147,7 +148,7 @@ def settle_locked(
     ).fetchone()[0]
     add_to_person_year(session, cc.person_id, year, comp.contribution, +1, now)
     add_pool_used(session, year, comp.pool_delta, limits)
-    entries = [(layer, fund, amount) for layer, fund, amount in ledger_amounts(comp) if amount]
+    entries = [(layer, fund, amount) for layer, fund, amount in counter.ledger_amounts(comp) if amount]
     values: dict[str, Any] = {
         "event_seq": None,  # numbered now: after the pool locks (event order = commit order on a pool)
         "seq": seq,
@@ -164,22 +165,3 @@ def settle_locked(
         cc, comp, status="settled", settlement_id=settlement_id, settled_at=now,
         accumulators_after=accumulators_after,
     )
-
-
-def ledger_amounts(comp: Computation) -> list[tuple[str, str, int]]:
-    """One entry per payer (zero amounts are skipped by the caller); they sum to the total."""
-    amounts: list[tuple[str, str, int]] = [
-        (p, p, comp.fen[p]) for p in ("basic", "critical_illness", "medical_assistance")
-    ]
-    amounts += [("charity", fund, fen) for fund, fen in comp.charity_fen.items()]
-    amounts += [
-        ("backstop", "backstop", comp.fen["backstop"]),
-        ("patient", "patient", comp.fen["patient_pays"]),
-        ("hospital", "hospital", comp.fen["hospital_bears"]),
-    ]
-    total = sum(a for _, _, a in amounts)
-    if total != comp.fen["total"]:  # the engine's invariant (SPEC §5.5); never write a ledger that breaks it
-        raise RuntimeError(
-            f"ledger of claim {comp.result['claim_id']} sums to {total}, total is {comp.fen['total']}"
-        )
-    return amounts

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from settlement.claims import Claim
+from settlement.claims.models import Category
 from settlement.service import metrics
 from settlement.service.auth.keys import Role
 from settlement.service.auth.service import Principal
@@ -217,15 +218,7 @@ def list_settlements(
     hospital_id: str | None = None,
     person_id: str | None = None,
     status: Literal["settled", "reversed"] | None = None,
-    category: Literal[
-        "none",
-        "extreme_poverty",
-        "subsistence_allowance",
-        "registered_poor",
-        "low_income",
-        "illness_impoverished",
-    ]
-    | None = None,
+    category: Category | None = None,
     disease_group: str | None = None,
     pathway: Literal["standard", "single_disease"] | None = None,
     discharged_from: Annotated[

@@ -52,12 +52,10 @@ from settlement.service.errors import ServiceError, claim_problem, invalid_reque
 from settlement.service.funds.repository import add_pool_used, lock_pools, read_pools
 from settlement.service.persons.service import identity_for_claim
 
-from . import pgsettle, repository
+from . import counter, pgsettle, repository
 from .counter import Computation, CounterClaim, compute, prepare
 from .hashing import claim_hash
 from .models import LedgerEntry, Settlement, SettlementEvent
-
-PAYERS = ("basic", "critical_illness", "medical_assistance", "backstop")
 
 
 @dataclass
@@ -326,20 +324,7 @@ def _write_ledger(
     comp: Computation,
 ) -> None:
     """One entry per payer that pays (zero amounts are not written); they sum to the total."""
-    amounts: list[tuple[str, str, int]] = [(p, p, comp.fen[p]) for p in PAYERS[:3]]
-    amounts += [("charity", fund, fen) for fund, fen in comp.charity_fen.items()]
-    amounts += [
-        ("backstop", "backstop", comp.fen["backstop"]),
-        ("patient", "patient", comp.fen["patient_pays"]),
-        ("hospital", "hospital", comp.fen["hospital_bears"]),
-    ]
-    total = sum(a for _, _, a in amounts)
-    if (
-        total != comp.fen["total"]
-    ):  # the engine's invariant (SPEC §5.5); never write a ledger that breaks it
-        raise RuntimeError(
-            f"ledger of claim {row.claim_id} sums to {total}, total is {comp.fen['total']}"
-        )
+    amounts = counter.ledger_amounts(comp)
     day = ctx.business_date(event.at)
     session.add_all(
         LedgerEntry(

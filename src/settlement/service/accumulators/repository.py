@@ -44,8 +44,15 @@ PG_ADD_CHARITY = (
 )
 
 
-def _pg_totals(values: tuple[int, ...] | None, charity: dict[str, int]) -> PersonYearTotals:
-    if values is None:
+def totals_values(t: PersonYearTotals) -> list[int]:
+    """The totals in the order of TOTAL_COLUMNS (charity apart)."""
+    return [*(t.basic_paid.get(vt, 0) for vt in VISIT_TYPES), t.critical_base, t.critical_paid,
+            t.assistance_base, t.assistance_paid]
+
+
+def totals_from_row(values: tuple[int, ...] | None, charity: dict[str, int]) -> PersonYearTotals:
+    """A row's TOTAL_COLUMNS (None: no row yet, zeros) and the person's charity rows as totals."""
+    if values is None or values[0] is None:
         return PersonYearTotals(charity_paid=charity)
     basic = dict(zip(BASIC_COLUMNS, values[: len(BASIC_COLUMNS)], strict=True))
     critical_base, critical_paid, assistance_base, assistance_paid = values[len(BASIC_COLUMNS) :]
@@ -90,7 +97,7 @@ def read_person_year(session: Session, person_id: str, year: int) -> PersonYearT
     pg = pg_connection(session)
     if pg is not None:
         values = pg_execute(pg, PG_READ, (person_id, year)).fetchone()
-        return _pg_totals(values, _pg_charity(pg, person_id, year))
+        return totals_from_row(values, _pg_charity(pg, person_id, year))
     row = session.get(PersonYear, (person_id, year))
     return _totals(row, _charity(session, person_id, year))
 
@@ -106,7 +113,7 @@ def lock_person_year(session: Session, person_id: str, year: int) -> PersonYearT
         values = pg_execute(pg, PG_LOCK, (person_id, year)).fetchone()
         # the charity rows are read after the lock is held: a fresh snapshot sees every
         # settlement of this person that committed before (READ COMMITTED)
-        return _pg_totals(values, _pg_charity(pg, person_id, year))
+        return totals_from_row(values, _pg_charity(pg, person_id, year))
     exists = session.scalar(
         select(PersonYear.policy_year).where(
             PersonYear.person_id == person_id, PersonYear.policy_year == year
@@ -154,11 +161,7 @@ def add_to_person_year(
     """Adds sign × delta to the locked person-year row and its charity rows."""
     pg = pg_connection(session)
     if pg is not None:
-        amounts = [sign * delta.basic_paid.get(vt, 0) for vt in VISIT_TYPES]
-        amounts += [
-            sign * getattr(delta, n)
-            for n in ("critical_base", "critical_paid", "assistance_base", "assistance_paid")
-        ]
+        amounts = [sign * a for a in totals_values(delta)]
         pg_execute(pg, PG_ADD, (now, *amounts, person_id, year))
         rows = [(person_id, year, f, sign * a) for f, a in sorted(delta.charity_paid.items()) if a]
         if sign < 0:  # reversals on PostgreSQL: settlements.pgcounter.reverse (counter_reverse)

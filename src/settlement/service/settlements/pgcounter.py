@@ -45,8 +45,8 @@ import orjson
 from settlement.claims import Claim, ClaimError
 from settlement.claims.person_id import PersonIdError, check_person_id, normalize_person_id
 from settlement.engine.state import PersonYearTotals
-from settlement.schedules.types import VISIT_TYPES
 from settlement.service import metrics
+from settlement.service.accumulators.repository import TOTAL_COLUMNS, totals_from_row, totals_values
 from settlement.service.auth.keys import Role, key_id_of
 from settlement.service.auth.service import Principal, bearer_key, principal_from_row
 from settlement.service.context import ServiceContext
@@ -68,8 +68,7 @@ ATTEMPTS = 3
 MOVED = "SE409"  # the SQLSTATE counter_settle raises when the snapshot no longer holds
 NEEDS_LOCK = "SE410"  # ... and when no shard of a pool has room for a draw the pool as a whole may have
 
-TOTALS = (*(f"basic_paid_{vt}" for vt in VISIT_TYPES), "critical_base", "critical_paid",
-          "assistance_base", "assistance_paid")
+TOTALS = TOTAL_COLUMNS
 if TOTALS != ("basic_paid_inpatient", "basic_paid_outpatient", "basic_paid_chronic_outpatient",
               "critical_base", "critical_paid", "assistance_base", "assistance_paid"):
     raise RuntimeError("counter_settle (migration 0002) reads and adds the totals in another order")
@@ -186,27 +185,11 @@ def read(
         cc = prepare(claim, ctx.tables, scheme, category)
     except ClaimError as exc:
         raise claim_problem(exc) from None
-    totals = row[8 : 8 + len(TOTALS)]
     charity = {f: int(v) for f, v in (row[8 + len(TOTALS)] or {}).items()}
-    if totals[0] is None:
-        before = PersonYearTotals(charity_paid=charity)
-    else:
-        before = PersonYearTotals(
-            basic_paid=dict(zip(VISIT_TYPES, (int(v) for v in totals[:3]), strict=True)),
-            critical_base=int(totals[3]),
-            critical_paid=int(totals[4]),
-            assistance_base=int(totals[5]),
-            assistance_paid=int(totals[6]),
-            charity_paid=charity,
-        )
+    before = totals_from_row(row[8 : 8 + len(TOTALS)], charity)
     used = row[9 + len(TOTALS)] or {}
     pools = {f: int(used.get(f, 0)) for f in cc.fund_ids}
     return Snapshot(principal, cc, before, pools)
-
-
-def _totals(t: PersonYearTotals) -> list[int]:
-    return [*(t.basic_paid.get(vt, 0) for vt in VISIT_TYPES), t.critical_base, t.critical_paid,
-            t.assistance_base, t.assistance_paid]
 
 
 def write(conn: Any, ctx: ServiceContext, snap: Snapshot, comp: Computation, raw: bytes, digest: str) -> Outcome:
@@ -245,7 +228,7 @@ def write(conn: Any, ctx: ServiceContext, snap: Snapshot, comp: Computation, raw
         claim.visit.admitted, claim.visit.discharged, year, comp.result["schedule"], comp.result["pathway"],
         comp.result["disease_group"], _bigints(fen[name] for name in AMOUNTS), _json(comp.result), _json(comp.trace),
         _json(accumulators_after), _json(comp.contribution_json()),
-        _bigints(_totals(snap.before)), _bigints(_totals(contribution)),
+        _bigints(totals_values(snap.before)), _bigints(totals_values(contribution)),
         [f"{f}:{v}" for f, v in sorted(snap.before.charity_paid.items()) if v],
         [f for f, _ in charity], _bigints(a for _, a in charity),
         pool_funds, _bigints(amounts), _bigints(pool_limits), _bigints(expect),

@@ -9,9 +9,8 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from .auth.keys import Role
-from .auth.service import Principal, authenticate, bearer_key
+from .auth.service import Principal, authenticate, bearer_key, check_role
 from .context import ServiceContext
-from .errors import forbidden
 
 
 async def get_ctx(request: Request) -> ServiceContext:
@@ -55,21 +54,14 @@ def principal_of(
     else:
         principal = authenticate(session, key)
     request.state.principal = principal
-    if roles and principal.role not in roles:
-        names = ", ".join(r.value for r in roles)
-        raise forbidden(f"a {principal.role.value} key may not call this; allowed: {names}")
-    return principal
+    return check_role(principal, roles) if roles else principal
 
 
 def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     """A dependency admitting only keys of these roles (401 without a valid key, 403 otherwise)."""
-    allowed = frozenset(roles)
-    names = ", ".join(r.value for r in roles)
 
     async def dependency(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
-        if principal.role not in allowed:
-            raise forbidden(f"a {principal.role.value} key may not call this; allowed: {names}")
-        return principal
+        return check_role(principal, roles)
 
     return dependency
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from settlement.service.db import pg_connection, pg_execute
-from settlement.service.errors import ServiceError, unauthorized
+from settlement.service.errors import ServiceError, forbidden, unauthorized
 
 from .keys import Role, hash_key, key_id_of, matches, new_key
 from .models import ApiKey
@@ -79,6 +79,14 @@ def list_keys(session: Session) -> list[ApiKey]:
 
 
 KEY_SQL = "SELECT key_hash, role, hospital_id, funds, revoked_at FROM api_keys WHERE key_id = %s"
+
+
+def check_role(principal: Principal, roles: tuple[Role, ...]) -> Principal:
+    """The principal if its key has one of these roles; 403 forbidden naming them otherwise."""
+    if principal.role not in roles:
+        names = ", ".join(r.value for r in roles)
+        raise forbidden(f"a {principal.role.value} key may not call this; allowed: {names}")
+    return principal
 
 
 def bearer_key(header: str | None) -> str:

@@ -48,10 +48,10 @@ from settlement.engine.state import PersonYearTotals
 from settlement.service import metrics
 from settlement.service.accumulators.repository import TOTAL_COLUMNS, totals_from_row, totals_values
 from settlement.service.auth.keys import Role, key_id_of
-from settlement.service.auth.service import Principal, bearer_key, principal_from_row
+from settlement.service.auth.service import Principal, bearer_key, check_role, principal_from_row
 from settlement.service.context import ServiceContext
 from settlement.service.db import pg_execute, sqlstate
-from settlement.service.errors import ServiceError, claim_problem, forbidden, not_found, unauthorized
+from settlement.service.errors import ServiceError, claim_problem, not_found, unauthorized
 from settlement.service.funds.repository import POOL_SHARDS
 from settlement.service.persons.service import check_identity
 
@@ -118,10 +118,7 @@ def _json(value: Any) -> str:
 
 def hospital_principal(key: str, row: tuple[Any, ...] | None) -> Principal:
     """401 for a missing, revoked or wrong key; 403 unless it is a hospital key."""
-    principal = principal_from_row(key, row)
-    if principal.role != Role.HOSPITAL:
-        raise forbidden(f"a {principal.role.value} key may not call this; allowed: hospital")
-    return principal
+    return check_role(principal_from_row(key, row), (Role.HOSPITAL,))
 
 
 class SettledBefore(Exception):
@@ -354,10 +351,7 @@ def reverse(ctx: ServiceContext, header: str | None, settlement_id: str, reason:
     if key_id is None:
         raise unauthorized("the API key is malformed")
     with ctx.db.counter() as conn:
-        principal = principal_from_row(key, pg_execute(conn, KEY, (key_id,)).fetchone())
-        if principal.role not in REVERSERS:
-            names = ", ".join(r.value for r in REVERSERS)
-            raise forbidden(f"a {principal.role.value} key may not call this; allowed: {names}")
+        principal = check_role(principal_from_row(key, pg_execute(conn, KEY, (key_id,)).fetchone()), REVERSERS)
         hospital = principal.hospital_id if principal.role == Role.HOSPITAL else None
         for attempt in range(ctx.settings.transaction_retries + 1):
             now = ctx.now()

@@ -369,3 +369,33 @@ def test_endless_deadlocks_give_503_busy(client, auth, app, registered, monkeypa
     problem(response, 503, "busy")
     assert response.headers["Retry-After"] == "1"
     assert _counts(app)["Settlement"] == 0
+
+
+def test_endless_deadlocks_in_a_reversal_give_503_busy_and_change_nothing(
+    client, auth, app, registered, monkeypatch, using_postgres
+):
+    # the counter's one-statement reversal retries a deadlock like db.run_transaction, then 503 busy
+    from sqlalchemy.exc import OperationalError
+
+    if not using_postgres:
+        pytest.skip("the one-statement reversal is PostgreSQL's")
+    sid = client.post("/v1/settlements", json=EX01, headers=auth["hospital"]).json()["settlement_id"]
+    before_counts, before_sums = _counts(app), _sums(app)
+
+    class Deadlock(Exception):
+        sqlstate = "40P01"
+
+    real = pgcounter.pg_execute
+    calls = {"n": 0}
+
+    def deadlocking(conn: Any, sql: str, params: Any = None) -> Any:
+        if sql == pgcounter.REVERSE:
+            calls["n"] += 1
+            raise OperationalError(sql, {}, Deadlock("deadlock detected"))
+        return real(conn, sql, params)
+
+    monkeypatch.setattr(pgcounter, "pg_execute", deadlocking)
+    monkeypatch.setattr(app.state.ctx.settings, "transaction_retries", 2)
+    problem(client.post(f"/v1/settlements/{sid}/reversal", headers=auth["hospital"]), 503, "busy")
+    assert calls["n"] == 3
+    assert _counts(app) == before_counts and _sums(app) == before_sums

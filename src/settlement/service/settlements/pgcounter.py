@@ -50,7 +50,7 @@ from settlement.service.accumulators.repository import TOTAL_COLUMNS, totals_fro
 from settlement.service.auth.keys import Role, key_id_of
 from settlement.service.auth.service import Principal, bearer_key, check_role, principal_from_row
 from settlement.service.context import ServiceContext
-from settlement.service.db import pg_execute, sqlstate
+from settlement.service.db import RetriesExhausted, is_retryable, pg_execute
 from settlement.service.errors import ServiceError, claim_problem, not_found, unauthorized
 from settlement.service.funds.repository import POOL_SHARDS
 from settlement.service.persons.service import check_identity
@@ -359,9 +359,11 @@ def reverse(ctx: ServiceContext, header: str | None, settlement_id: str, reason:
             try:
                 outcome, seq = pg_execute(conn, REVERSE, params).fetchone()
                 break
-            except Exception as exc:
-                if sqlstate(exc) != "40P01" or attempt == ctx.settings.transaction_retries:
+            except Exception as exc:  # as db.run_transaction: retried, then 503 busy
+                if not is_retryable(exc):
                     raise
+                if attempt == ctx.settings.transaction_retries:
+                    raise RetriesExhausted(str(exc)) from exc
                 metrics.TRANSACTION_RETRIES.inc()
         if outcome == "not_found":  # another hospital's settlement is a 404, like a missing one
             raise not_found(f"no settlement {settlement_id}")

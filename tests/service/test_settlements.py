@@ -358,3 +358,70 @@ def test_counter_routes_keep_their_route_labels_and_the_openapi_description(clie
     paths = client.get("/openapi.json").json()["paths"]
     assert "post" in paths["/v1/settlements"] and "post" in paths["/v1/settlements/preview"]
     assert "claim_id" in json.dumps(paths["/v1/settlements"]["post"]["requestBody"])
+
+
+REVERSAL_BODIES = [
+    b"", b"{}", b'{"reason": null}', b'{"reason": "billing error"}', ('{"reason": "' + "错" * 2000 + '"}').encode(),
+    b'{"reason": "' + b"x" * 2001 + b'"}', b'{"reason": 5}', b'{"reason": "a", "note": 1}', b"[]", b"null",
+    b" ", b'"billing error"', b"{", b'{"reason": "\\ud800"}',
+]
+
+
+def test_plain_reversal_bodies_are_read_as_the_routes_model_reads_them():
+    # the front door (service.counter_routes) answers a reversal itself only for a body it reads
+    # exactly as FastAPI's `ReversalIn | None` body would; every other body goes to FastAPI
+    from pydantic import TypeAdapter, ValidationError
+
+    from settlement.service.settlements.router import plain_reversal_body
+    from settlement.service.settlements.schemas import ReversalIn
+
+    model = TypeAdapter(ReversalIn | None)
+    plain = 0
+    for raw in REVERSAL_BODIES:
+        ok, reason = plain_reversal_body(raw, b"application/json")
+        if not ok:
+            assert reason is None
+            continue
+        plain += 1
+        if raw:
+            try:
+                read = model.validate_json(raw)
+            except ValidationError as exc:  # pragma: no cover - the assertion's message
+                raise AssertionError(f"{raw[:40]!r} taken as plain, but the model refuses it: {exc}") from None
+            assert reason == (read.reason if read is not None else None), raw[:40]
+        else:
+            assert reason is None
+    assert plain == 5
+    assert plain_reversal_body(b'{"reason": "x"}', b"text/plain") == (False, None)
+    assert plain_reversal_body(b'{"reason": "x"}', b"application/json; charset=utf-8") == (True, "x")
+
+
+def test_reversals_the_front_door_declines_get_fastapis_answer(client, auth, app):
+    from prometheus_client import REGISTRY
+
+    route = "/v1/settlements/{settlement_id}/reversal"
+
+    def count() -> float:
+        return sum(
+            REGISTRY.get_sample_value(
+                "settlement_http_request_duration_seconds_count", {"method": "POST", "route": route, "status": s}
+            )
+            or 0.0
+            for s in ("200", "400")
+        )
+
+    register(client, auth["reviewer"], PERSON)
+    sid = client.post("/v1/settlements", json=EX01, headers=auth["hospital"]).json()["settlement_id"]
+    before = count()
+    headers = {**auth["hospital"], "content-type": "application/json"}
+    for raw in (b'{"reason": 5}', b"{", b" "):
+        answer = client.post(f"/v1/settlements/{sid}/reversal", content=raw, headers=headers)
+        assert answer.status_code == 400 and answer.json()["code"] == "invalid_request", (raw, answer.text)
+    assert client.get(f"/v1/settlements/{sid}", headers=auth["reviewer"]).json()["status"] == "settled"
+    # accepted by FastAPI's model (an extra key), reversed through FastAPI's route
+    answer = client.post(f"/v1/settlements/{sid}/reversal", content=b'{"reason": "a", "note": 1}', headers=headers)
+    assert answer.status_code == 200 and answer.json()["status"] == "reversed", answer.text
+    # and at the front door: the same stored answer
+    again = client.post(f"/v1/settlements/{sid}/reversal", content=b'{"reason": "b"}', headers=headers)
+    assert again.status_code == 200 and again.json() == answer.json()
+    assert count() == before + 5  # each request timed once, whichever way it went

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import anyio.to_thread
 from fastapi import FastAPI
+from starlette.types import Scope
 
 import settlement
 from settlement.engine import Tables, compile_tables
@@ -17,7 +19,7 @@ from settlement.schedules import load_region
 from . import errors
 from .config import Settings, region_dir
 from .context import ServiceContext
-from .counter_routes import CounterRoutes, SettlementApp
+from .counter_routes import CounterRoutes, FrontRoute, SettlementApp
 from .db import make_database
 from .funds.router import router as funds_router
 from .health import router as health_router
@@ -26,7 +28,7 @@ from .metrics import LatencyMiddleware
 from .persons.router import router as persons_router
 from .schedules.router import router as schedules_router
 from .settlements.counter import warm_up
-from .settlements.router import preview_counter, settle_counter
+from .settlements.router import plain_reversal_body, preview_counter, reverse_counter, settle_counter
 from .settlements.router import router as settlements_router
 from .statements.router import router as statements_router
 
@@ -89,12 +91,27 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(LatencyMiddleware)
-    # the two hot routes answered ahead of the stack above (bounded and timed there the same way)
+    # the counter's hot routes answered ahead of the stack above (bounded and timed there the same way)
     app.counter = CounterRoutes(
         app,
         settlements_router,
-        {"/v1/settlements": settle_counter, "/v1/settlements/preview": preview_counter},
+        [
+            FrontRoute("/v1/settlements", settle_counter, _body_only),
+            FrontRoute("/v1/settlements/preview", preview_counter, _body_only),
+            FrontRoute("/v1/settlements/{settlement_id}/reversal", reverse_counter, _reversal),
+        ],
+        app.behind_front_door,
         body_limit=settings.max_body_bytes,
         threads=settings.worker_threads,
     )
     return app
+
+
+def _body_only(body: bytes, _params: tuple[str, ...], _scope: Scope) -> tuple[Any, ...]:
+    return (body,)
+
+
+def _reversal(body: bytes, params: tuple[str, ...], scope: Scope) -> tuple[Any, ...] | None:
+    content_type = next((v for k, v in scope["headers"] if k == b"content-type"), None)
+    plain, reason = plain_reversal_body(body, content_type)
+    return (params[0], reason) if plain else None

@@ -1,15 +1,16 @@
-"""The counter's two hot routes, answered at the application's front door.
+"""The counter's hot routes, answered at the application's front door.
 
-``POST /v1/settlements`` and ``POST /v1/settlements/preview`` are most of the
-traffic. Their handlers (settlements.router ``settle_counter`` /
-``preview_counter``) take the raw body and the request and do their own key
-check, so everything between the server and them — Starlette's and FastAPI's
-middleware layers (server errors, telemetry, their body limit), our latency and
-body-limit middlewares, routing, dependency solving, anyio's thread-pool hop —
-only cost CPU: ~30 % of a worker's CPU under load (py-spy, docs/PERFORMANCE.md
-§3 step 15). :class:`SettlementApp` therefore sends those two exact paths to
-:class:`CounterRoutes` before any of that, and CounterRoutes does itself, once,
-what the layers did for them:
+``POST /v1/settlements``, ``POST /v1/settlements/preview`` and
+``POST /v1/settlements/{settlement_id}/reversal`` are nearly all of the
+counter's traffic. Their handlers (settlements.router ``settle_counter``,
+``preview_counter``, ``reverse_counter``) take the raw body and the request and
+do their own key check, so everything between the server and them —
+Starlette's and FastAPI's middleware layers (server errors, telemetry, their
+body limit), our latency and body-limit middlewares, routing, dependency
+solving, anyio's thread-pool hop — only costs CPU: about a third of a worker's
+CPU under load (py-spy, docs/PERFORMANCE.md §3 step 15). :class:`SettlementApp`
+therefore sends those paths to :class:`CounterRoutes` before any of that, and
+CounterRoutes does itself, once, what the layers did for them:
 
 - the body bound (413 on a declared or streamed body over ``max_body_bytes``,
   as limits.BodyLimitMiddleware);
@@ -19,19 +20,23 @@ what the layers did for them:
   (errors.install), so the answers are the same bytes as through FastAPI;
 - the handler in a thread of its own executor: ``loop.run_in_executor`` costs a
   fraction of anyio's ``run_sync`` (capacity limiter, run variables, cancel
-  scopes), and the counter's threads are sized like the rest
-  (``worker_threads``).
+  scopes); the counter's threads are as many as ``worker_threads``.
 
-Everything else — and the OpenAPI description of these routes, and any other
-method on these paths — is FastAPI's, as before.
+A route may decline a request (:attr:`FrontRoute.args` returns None: a reversal
+body that is not certainly a valid one); FastAPI then answers it, from the same
+bytes, as it answers every other method and path. The OpenAPI description of
+these routes is FastAPI's, as before.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -42,40 +47,73 @@ from starlette.types import Message, Receive, Scope, Send
 from .errors import problem_response
 from .metrics import REQUEST_LATENCY
 
+ASGI = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class FrontRoute:
+    """A POST route answered at the front door.
+
+    ``args(body, path parameters, scope)``, on the event loop: the handler's
+    arguments before ``(request, ctx)``, or None to let FastAPI answer.
+    ``handler(*args, request, ctx)`` runs in a counter thread and returns the response.
+    """
+
+    template: str
+    handler: Callable[..., Any]
+    args: Callable[[bytes, tuple[str, ...], Scope], tuple[Any, ...] | None]
+
+
+def _pattern(template: str) -> re.Pattern[str]:
+    """Starlette's reading of a path template: ``{name}`` is one path segment."""
+    return re.compile("^" + "([^/]+)".join(re.escape(part) for part in re.split(r"\{[^}]+\}", template)) + "$")
+
 
 class CounterRoutes:
     def __init__(
         self,
         fastapi_app: FastAPI,
         router: APIRouter,
-        handlers: dict[str, Callable[..., Any]],
+        routes: list[FrontRoute],
+        fallback: ASGI,
         *,
         body_limit: int,
         threads: int,
     ) -> None:
         self.fastapi_app = fastapi_app
-        self.handlers = handlers
+        self.fallback = fallback
         self.body_limit = body_limit
-        self.routes = {
+        api_routes = {
             route.path: route
             for route in router.routes
-            if isinstance(route, APIRoute) and route.path in handlers and "POST" in (route.methods or ())
+            if isinstance(route, APIRoute) and "POST" in (route.methods or ())
         }
-        missing = set(handlers) - set(self.routes)
+        missing = sorted({r.template for r in routes} - set(api_routes))
         if missing:  # a renamed route would silently fall back to the slow way
-            raise RuntimeError(f"no FastAPI route for {sorted(missing)}")
+            raise RuntimeError(f"no FastAPI route for {missing}")
+        self.exact = {r.template: (r, api_routes[r.template]) for r in routes if "{" not in r.template}
+        self.templated = [(_pattern(r.template), r, api_routes[r.template]) for r in routes if "{" in r.template]
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="counter")
         self._timers: dict[tuple[str, int], Any] = {}  # the histogram's child per (route, status)
 
-    def handles(self, scope: Scope) -> bool:
-        return scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.handlers
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        start = time.perf_counter()
+    def match(self, scope: Scope) -> tuple[FrontRoute, APIRoute, tuple[str, ...]] | None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return None
         path = scope["path"]
-        route = self.routes[path]
-        scope["route"] = route
-        scope["app"] = self.fastapi_app  # request.app and request.state, as under FastAPI
+        found = self.exact.get(path)
+        if found is not None:
+            return found[0], found[1], ()
+        for pattern, front, api_route in self.templated:
+            m = pattern.match(path)
+            if m is not None:
+                return front, api_route, m.groups()
+        return None
+
+    async def __call__(
+        self, scope: Scope, receive: Receive, send: Send, found: tuple[FrontRoute, APIRoute, tuple[str, ...]]
+    ) -> None:
+        start = time.perf_counter()
+        front, api_route, params = found
         status = 500
         try:
             body = await self._body(scope, receive)
@@ -85,20 +123,30 @@ class CounterRoutes:
                 status = 413
                 await self._too_large(scope, receive, send)
                 return
+            args = front.args(body, params, scope)
+            if args is None:  # FastAPI answers (and times) it, from the same body
+                status = 0
+                await self.fallback(scope, _replay(body, receive), send)
+                return
+            scope["route"] = api_route
+            scope["app"] = self.fastapi_app  # request.app and request.state, as under FastAPI
+            scope["path_params"] = dict(zip(api_route.param_convertors, params, strict=True))
             request = Request(scope, receive)
             try:
                 response = await asyncio.get_running_loop().run_in_executor(
-                    self.executor, self.handlers[path], body, request, self.fastapi_app.state.ctx
+                    self.executor, partial(front.handler, *args, request, self.fastapi_app.state.ctx)
                 )
             except Exception as exc:
                 response = await self._render(request, exc)
             status = response.status_code
             await response(scope, receive, send)
         finally:
-            timer = self._timers.get((path, status))
-            if timer is None:
-                timer = self._timers[(path, status)] = REQUEST_LATENCY.labels("POST", route.path, str(status))
-            timer.observe(time.perf_counter() - start)
+            if status:
+                timer = self._timers.get((front.template, status))
+                if timer is None:
+                    timer = REQUEST_LATENCY.labels("POST", front.template, str(status))
+                    self._timers[(front.template, status)] = timer
+                timer.observe(time.perf_counter() - start)
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes | int | None:
         """The whole body; its size if over the limit (declared or streamed); None on a disconnect."""
@@ -140,14 +188,34 @@ class CounterRoutes:
         raise exc  # pragma: no cover - errors.install registers a handler for Exception
 
 
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` that gives the body already read once, then what the client sends next."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 class SettlementApp(FastAPI):
-    """FastAPI, with the counter's two hot routes answered before its middleware stack."""
+    """FastAPI, with the counter's hot routes answered before its middleware stack."""
 
     counter: CounterRoutes | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         counter = self.counter
-        if counter is not None and counter.handles(scope):
-            await counter(scope, receive, send)
+        found = counter.match(scope) if counter is not None else None
+        if found is None:
+            await super().__call__(scope, receive, send)
             return
+        assert counter is not None
+        await counter(scope, receive, send, found)
+
+    async def behind_front_door(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """FastAPI's own answer (for a request the front door declined)."""
         await super().__call__(scope, receive, send)

@@ -179,9 +179,38 @@ async def reverse(
 ) -> Response:
     # keys: hospital (its own settlements) and admin, checked in the one thread-pool hop below
     reason = data.reason if data is not None else None
-    outcome = await run_in_threadpool(_reverse, ctx, request, settlement_id, reason)
+    return await run_in_threadpool(reverse_counter, settlement_id, reason, request, ctx)
+
+
+def reverse_counter(settlement_id: str, reason: str | None, request: Request, ctx: Any) -> Response:
+    """The reversal route's work, from the front door too (service.counter_routes)."""
+    outcome = _reverse(ctx, request, settlement_id, reason)
     metrics.REVERSALS.labels("reversed" if outcome.created else "already").inc()
     return json_response(outcome.body)
+
+
+def plain_reversal_body(raw: bytes, content_type: bytes | None) -> tuple[bool, str | None]:
+    """(True, reason) when the route's ``ReversalIn | None`` body would certainly accept ``raw``
+    as that reason (none, ``{}``, ``{"reason": null}`` or a short string); (False, None) for
+    anything else, which FastAPI's own body handling then answers (its 400s are the reference)."""
+    if not raw:
+        return True, None
+    if content_type is not None and content_type.split(b";")[0].strip().lower() != b"application/json":
+        return False, None
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False, None
+    if not isinstance(data, dict) or not set(data) <= {"reason"}:
+        return False, None
+    reason = data.get("reason")
+    if reason is None or (isinstance(reason, str) and len(reason) <= REASON_MAX):
+        return True, reason
+    return False, None
+
+
+REASON_MAX = 2000
+"""ReversalIn.reason's max_length, checked against the model at import (below)."""
 
 
 def _reverse(ctx: Any, request: Request, settlement_id: str, reason: str | None) -> service.Outcome:
@@ -244,3 +273,7 @@ def list_settlements(
         cursor=cursor,
         limit=min(limit, ctx.settings.list_limit_max),
     )
+
+
+if ReversalIn.model_fields["reason"].metadata[0].max_length != REASON_MAX:  # pragma: no cover
+    raise RuntimeError("plain_reversal_body checks another reason length than ReversalIn")

@@ -382,6 +382,18 @@ def pg_execute(pg: Any, sql: str, params: Sequence[Any] | dict[str, Any] | None 
     return cursor
 
 
+def pg_direct(pg: Any, sql: str, params: Sequence[Any]) -> list[list[bytes | None]]:
+    """pgdirect.execute (``$n`` placeholders, text values); its errors become SQLAlchemy's, as pg_execute's."""
+    import psycopg
+
+    from . import pgdirect
+
+    try:
+        return pgdirect.execute(pg, sql, params)
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
+
+
 def pg_executemany(pg: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
     import psycopg
 

@@ -45,12 +45,12 @@ import orjson
 from settlement.claims import Claim, ClaimError
 from settlement.claims.person_id import PersonIdError, check_person_id, normalize_person_id
 from settlement.engine.state import PersonYearTotals
-from settlement.service import metrics
+from settlement.service import metrics, pgdirect
 from settlement.service.accumulators.repository import TOTAL_COLUMNS, totals_from_row, totals_values
 from settlement.service.auth.keys import Role, key_id_of
 from settlement.service.auth.service import Principal, bearer_key, check_role, principal_from_row
 from settlement.service.context import ServiceContext
-from settlement.service.db import RetriesExhausted, is_retryable, pg_execute
+from settlement.service.db import RetriesExhausted, is_retryable, pg_direct, pg_execute
 from settlement.service.errors import ServiceError, claim_problem, not_found, unauthorized
 from settlement.service.funds.repository import POOL_SHARDS
 from settlement.service.persons.service import check_identity
@@ -73,28 +73,28 @@ if TOTALS != ("basic_paid_inpatient", "basic_paid_outpatient", "basic_paid_chron
               "critical_base", "critical_paid", "assistance_base", "assistance_paid"):
     raise RuntimeError("counter_settle (migration 0002) reads and adds the totals in another order")
 
-READ = (
+READ = (  # $1 key_id, $2 hospital, $3 claim_id (NULL: a preview), $4 person, $5 admitted, $6 year, $7 funds
     "SELECT k.key_hash, k.role, k.hospital_id, k.funds, k.revoked_at, s.seq, i.scheme, i.category, "
     + ", ".join(f"a.{c}" for c in TOTALS)
     + ", (SELECT json_object_agg(c.fund_id, c.paid) FROM person_year_charity c"
-    "     WHERE c.person_id = %(pid)s AND c.policy_year = %(year)s)"
+    "     WHERE c.person_id = $4 AND c.policy_year = $6::int)"
     ", (SELECT json_object_agg(f.fund_id, f.used) FROM (SELECT fund_id, sum(used) AS used FROM fund_pools"
-    "     WHERE policy_year = %(year)s AND fund_id = ANY(%(funds)s) GROUP BY fund_id) f)"
+    "     WHERE policy_year = $6::int AND fund_id = ANY($7::text[]) GROUP BY fund_id) f)"
     " FROM (VALUES (1)) AS one(x)"
-    " LEFT JOIN api_keys k ON k.key_id = %(key_id)s"
-    " LEFT JOIN settlements s ON s.hospital_id = %(hospital)s AND s.claim_id = %(claim)s"
+    " LEFT JOIN api_keys k ON k.key_id = $1"
+    " LEFT JOIN settlements s ON s.hospital_id = $2 AND s.claim_id = $3"
     " LEFT JOIN LATERAL (SELECT p.scheme, c.category FROM persons p LEFT JOIN person_categories c"
-    "   ON c.person_id = p.person_id AND c.valid_from <= %(day)s AND (c.valid_to IS NULL OR c.valid_to >= %(day)s)"
-    "   WHERE p.person_id = %(pid)s LIMIT 1) i ON true"
-    " LEFT JOIN person_year_accumulators a ON a.person_id = %(pid)s AND a.policy_year = %(year)s"
+    "   ON c.person_id = p.person_id AND c.valid_from <= $5::date AND (c.valid_to IS NULL OR c.valid_to >= $5::date)"
+    "   WHERE p.person_id = $4 LIMIT 1) i ON true"
+    " LEFT JOIN person_year_accumulators a ON a.person_id = $4 AND a.policy_year = $6::int"
 )
+"""The one read (sent with pgdirect: text in, text out; :func:`_read_row` converts)."""
 KEY = "SELECT key_hash, role, hospital_id, funds, revoked_at FROM api_keys WHERE key_id = %s"
-# bigint[] parameters are sent as array literals (_bigints): psycopg's list dumper inspects every
-# element to choose the array type, ~10 µs a list, and a settle sends nine of them
+# bigint[] parameters are sent as array literals (_bigints), like every parameter as text (pgdirect)
 _BIGINT_ARRAYS = (18, 23, 24, 27, 29, 30, 31, 35)  # 1-based positions in counter_settle's signature
 WRITE = (
     "SELECT settlement_seq, event_seq FROM counter_settle("
-    + ", ".join("%s::bigint[]" if n in _BIGINT_ARRAYS else "%s" for n in range(1, 37))
+    + ", ".join(f"${n}::bigint[]" if n in _BIGINT_ARRAYS else f"${n}" for n in range(1, 37))
     + ")"
 )
 
@@ -156,19 +156,20 @@ def read(
         decode_claim(raw)  # raises the claim's own error
         raise AssertionError("decode_claim accepted a body it refused before")
     person_id = normalize_person_id(claim.patient.person_id)
-    row = pg_execute(
+    found = pg_direct(
         conn,
         READ,
-        {
-            "key_id": key_id,
-            "hospital": claim.hospital.id,
-            "claim": claim.claim_id if settling else None,
-            "pid": person_id,
-            "day": claim.visit.admitted,
-            "year": claim.visit.discharged.year,
-            "funds": list(ctx.tables.schedules.fund_ids),
-        },
-    ).fetchone()
+        (
+            key_id,
+            claim.hospital.id,
+            claim.claim_id if settling else None,
+            person_id,
+            claim.visit.admitted,
+            claim.visit.discharged.year,
+            list(ctx.tables.schedules.fund_ids),
+        ),
+    )
+    row = _read_row(found[0])
     principal = hospital_principal(key, row[0:5] if row[0] is not None else None)
     check_hospital(claim, principal)
     if row[5] is not None:  # replayed or 409 by the caller, before any other check (as service.settle)
@@ -187,6 +188,16 @@ def read(
     used = row[9 + len(TOTALS)] or {}
     pools = {f: int(used.get(f, 0)) for f in cc.fund_ids}
     return Snapshot(principal, cc, before, pools)
+
+
+def _read_row(v: list[bytes | None]) -> tuple[Any, ...]:
+    """READ's text columns as the values the checks read: the key's row (revoked_at only tested for
+    NULL), the earlier settlement's seq, the identity, the totals (None: no row yet), charity and pools."""
+    n = len(TOTALS)
+    head = tuple(None if x is None else x.decode() for x in v[0:8])
+    totals = tuple(None if x is None else int(x) for x in v[8 : 8 + n])
+    charity, pools = (None if x is None else orjson.loads(x) for x in v[8 + n : 10 + n])
+    return (*head, *totals, charity, pools)
 
 
 def write(conn: Any, ctx: ServiceContext, snap: Snapshot, comp: Computation, raw: bytes, digest: str) -> Outcome:
@@ -256,8 +267,10 @@ def write(conn: Any, ctx: ServiceContext, snap: Snapshot, comp: Computation, raw
 
 def call_write(conn: Any, params: tuple[Any, ...]) -> tuple[int, int]:
     """The write statement (its own transaction: the connection is in autocommit mode)."""
-    row = conn.execute(WRITE, params).fetchone()
-    return int(row[0]), int(row[1])
+    settlement_seq, event_seq = pgdirect.execute(conn, WRITE, params)[0]
+    if settlement_seq is None or event_seq is None:  # pragma: no cover - counter_settle always returns both
+        raise RuntimeError("counter_settle returned no sequence numbers")
+    return int(settlement_seq), int(event_seq)
 
 
 def _wrapped(exc: Exception, params: Any) -> Exception:

@@ -1,0 +1,96 @@
+"""The counter's hot statements sent with libpq's PQexecPrepared, under psycopg's cursor.
+
+Each settle sends two statements (settlements.pgcounter), each preview one. On
+psycopg's cursor a one-row statement costs ~90 µs of client CPU here (query
+conversion, an adapter per parameter, a loader per column, its generator-driven
+wait); the same statement through the connection's own ``pgconn.exec_prepared``
+with text parameters costs ~35 µs (``loadtests/bench_statements.py``). Under the
+counter's load psycopg's machinery was over a third of a settle's Python time
+(py-spy). libpq releases the GIL while it waits for the server, as psycopg does.
+
+What stays psycopg's: the connection and its pool, and every error —
+:func:`execute` raises the exception class psycopg raises for the same result
+(``psycopg.errors.error_from_result``), so retries, 409s and 503s see the same
+SQLSTATEs and types as before.
+
+Parameters go as text: strings, integers, dates and datetimes in ISO form,
+lists of strings as array literals, None as NULL. Results come back as text
+(bytes) per column, converted by the caller, which knows the statement's columns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg import pq
+from psycopg.errors import DataError, error_from_result
+
+_NAMES: dict[str, bytes] = {}
+_PREPARED: weakref.WeakKeyDictionary[Any, set[bytes]] = weakref.WeakKeyDictionary()
+"""Statement names prepared on each psycopg connection (a prepared statement lives with its session)."""
+
+_OK = (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK)
+
+
+def _name(sql: str) -> bytes:
+    """A statement's name from its text: another text (a test's injected fault) is another statement."""
+    name = _NAMES.get(sql)
+    if name is None:
+        name = _NAMES[sql] = b"stl_" + hashlib.sha1(sql.encode()).hexdigest()[:24].encode()
+    return name
+
+
+def execute(conn: Any, sql: str, params: Sequence[Any]) -> list[list[bytes | None]]:
+    """The rows of ``sql`` (``$1``… placeholders) run with ``params`` on a psycopg connection in
+    autocommit mode; each value the column's text, None for NULL."""
+    pgconn = conn.pgconn
+    name = _name(sql)
+    prepared = _PREPARED.get(conn)
+    if prepared is None:
+        prepared = _PREPARED[conn] = set()
+    if name not in prepared:
+        _check(pgconn.prepare(name, sql.encode()), conn)
+        prepared.add(name)
+    result = pgconn.exec_prepared(name, [text(v) for v in params])
+    _check(result, conn)
+    ncols = result.nfields
+    return [[result.get_value(r, c) for c in range(ncols)] for r in range(result.ntuples)]
+
+
+def _check(result: Any, conn: Any) -> None:
+    if result.status not in _OK:
+        raise error_from_result(result, encoding=conn.info.encoding)
+
+
+def text(value: Any) -> bytes | None:
+    """A parameter's text form, as PostgreSQL's input functions read it."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if "\x00" in value:  # libpq would cut the text there
+            raise DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+        return value.encode()
+    if isinstance(value, bool):  # pragma: no cover - no statement here takes one
+        raise TypeError("booleans are not sent as text here")
+    if isinstance(value, int):
+        return str(value).encode()
+    if isinstance(value, dt.date):  # and datetimes: ISO 8601, with their offset when aware
+        return value.isoformat().encode()
+    if isinstance(value, list):
+        return text_array(value)
+    raise TypeError(f"no text form for {type(value).__name__}")
+
+
+def text_array(values: list[str | None]) -> bytes:
+    """A text[] literal: every element quoted, backslashes and quotes escaped, None as NULL."""
+    parts = []
+    for v in values:
+        if v is None:
+            parts.append("NULL")
+        else:
+            parts.append('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"')
+    return text("{" + ",".join(parts) + "}") or b"{}"

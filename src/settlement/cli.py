@@ -101,6 +101,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_level=args.log_level,
+        # uvicorn formats each request's access line before the logger drops it below info
+        access_log=args.log_level in ("trace", "debug", "info"),
     )
     return 0
 

@@ -199,6 +199,13 @@ def markdown(report: dict[str, Any]) -> str:
             f" locust {cpu['locust_cpu_s']}, anything else on the machine {cpu['other_cpu_s']}"
             f" (of {cpu['machine_busy_cpu_s']} busy; {cpu['cores'] * cpu['wall_s']:.0f} available)",
         ]
+        if "reference_loop_ms" in cpu:
+            before, after = cpu["reference_loop_ms"]
+            lines.append(
+                f"- machine speed: a fixed pure-Python loop (`loadtests.run.reference_ms`) took {before} ms"
+                f" before the load, {after} ms after; compare CPU per request only between runs whose"
+                " loop took alike (this VM's speed drifts up to 2×)"
+            )
     checks = report["checks"]
     lines += [
         "",

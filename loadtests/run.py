@@ -119,6 +119,22 @@ def cpu_snapshot(server_pid: int) -> dict[str, float]:
     }  # type: ignore[dict-item]
 
 
+def reference_ms(rounds: int = 3) -> float:
+    """The machine's speed now: the best of a few runs of a fixed pure-Python loop, in ms.
+
+    This VM's speed drifts (the same loop took 267 to 590 ms within one minute),
+    so CPU per request is only comparable between runs whose loops took alike.
+    """
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.process_time()
+        total = 0
+        for i in range(3_000_000):
+            total += i
+        best = min(best, time.process_time() - started)
+    return round(best * 1000.0, 1)
+
+
 def cpu_usage(before: dict, after: dict, locust_s: float, requests: int) -> dict[str, float]:
     pg_before = before["postgres_by_pid"]
     postgres = sum(t - pg_before.get(p, 0.0) for p, t in after["postgres_by_pid"].items())
@@ -241,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.locust_processes > 1:
             cmd += ["--processes", str(args.locust_processes)]
         print(f"locust: {users} users, {args.rate:g} req/s offered, mix {args.mix}, {args.duration} s → {base}")
+        speed_before = reference_ms()
         started = time.time()
         cpu_before = cpu_snapshot(server.pid)
         children_before = os.times()
@@ -271,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         requests = sum(len(json.loads(p.read_text())["records"].get(k, [])) for p in clients for k in
                        ("settle", "preview", "reversal", "retry"))
         run["cpu"] = cpu_usage(cpu_before, cpu_after, locust_cpu, requests)
+        run["cpu"]["reference_loop_ms"] = [speed_before, reference_ms()]
         report = write_report(out, run, checks)
         print((out / "report.md").read_text())
         status = 1 if report["failures"] else 0

@@ -63,4 +63,5 @@ def test_smoke_run(tmp_path: Path) -> None:
     assert report["checks"]["double_settlements"] == 0
     assert report["checks"]["problems"] == []
     assert report["server"], "the /metrics histogram was read"
+    assert all(ms > 0 for ms in report["run"]["cpu"]["reference_loop_ms"]), "the machine's speed was taken"
     assert (out / "report.md").read_text().count("PASS") == 1

@@ -73,22 +73,44 @@ if TOTALS != ("basic_paid_inpatient", "basic_paid_outpatient", "basic_paid_chron
               "critical_base", "critical_paid", "assistance_base", "assistance_paid"):
     raise RuntimeError("counter_settle (migration 0002) reads and adds the totals in another order")
 
-READ = (  # $1 key_id, $2 hospital, $3 claim_id (NULL: a preview), $4 person, $5 admitted, $6 year, $7 funds
-    "SELECT k.key_hash, k.role, k.hospital_id, k.funds, k.revoked_at, s.seq, i.scheme, i.category, "
-    + ", ".join(f"a.{c}" for c in TOTALS)
-    + ", (SELECT json_object_agg(c.fund_id, c.paid) FROM person_year_charity c"
-    "     WHERE c.person_id = $4 AND c.policy_year = $6::int)"
-    ", (SELECT json_object_agg(f.fund_id, f.used) FROM (SELECT fund_id, sum(used) AS used FROM fund_pools"
-    "     WHERE policy_year = $6::int AND fund_id = ANY($7::text[]) GROUP BY fund_id) f)"
-    " FROM (VALUES (1)) AS one(x)"
-    " LEFT JOIN api_keys k ON k.key_id = $1"
-    " LEFT JOIN settlements s ON s.hospital_id = $2 AND s.claim_id = $3"
-    " LEFT JOIN LATERAL (SELECT p.scheme, c.category FROM persons p LEFT JOIN person_categories c"
-    "   ON c.person_id = p.person_id AND c.valid_from <= $5::date AND (c.valid_to IS NULL OR c.valid_to >= $5::date)"
-    "   WHERE p.person_id = $4 LIMIT 1) i ON true"
-    " LEFT JOIN person_year_accumulators a ON a.person_id = $4 AND a.policy_year = $6::int"
-)
-"""The one read (sent with pgdirect: text in, text out; :func:`_read_row` converts)."""
+def _read_statement(settling: bool) -> tuple[str, tuple[str, ...]]:
+    """The one read's text (``$n`` placeholders) and its parameters' names, in order.
+
+    A preview does not look for an earlier settlement, so its statement has no
+    settlements join at all: with it, a plan chosen on a young table's
+    statistics walked ``ix_settlements_hospital_id_seq`` through every
+    settlement of the hospital to find claim_id NULL (EXPLAIN: 400 rows removed
+    by the filter for a hospital with 400 settlements; docs/PERFORMANCE.md §3, step 20).
+    """
+    sql = (
+        "SELECT k.key_hash, k.role, k.hospital_id, k.funds, k.revoked_at, "
+        + ("s.seq" if settling else "NULL::bigint")
+        + ", i.scheme, i.category, "
+        + ", ".join(f"a.{c}" for c in TOTALS)
+        + ", (SELECT json_object_agg(c.fund_id, c.paid) FROM person_year_charity c"
+        "     WHERE c.person_id = :pid AND c.policy_year = :year::int)"
+        ", (SELECT json_object_agg(f.fund_id, f.used) FROM (SELECT fund_id, sum(used) AS used FROM fund_pools"
+        "     WHERE policy_year = :year::int AND fund_id = ANY(:funds::text[]) GROUP BY fund_id) f)"
+        " FROM (VALUES (1)) AS one(x)"
+        " LEFT JOIN api_keys k ON k.key_id = :key_id"
+        + (" LEFT JOIN settlements s ON s.hospital_id = :hospital AND s.claim_id = :claim" if settling else "")
+        + " LEFT JOIN LATERAL (SELECT p.scheme, c.category FROM persons p LEFT JOIN person_categories c"
+        "   ON c.person_id = p.person_id AND c.valid_from <= :day::date"
+        "   AND (c.valid_to IS NULL OR c.valid_to >= :day::date)"
+        "   WHERE p.person_id = :pid LIMIT 1) i ON true"
+        " LEFT JOIN person_year_accumulators a ON a.person_id = :pid AND a.policy_year = :year::int"
+    )
+    names: list[str] = []
+    for name in ("key_id", "hospital", "claim", "pid", "day", "year", "funds"):
+        if f":{name}" in sql:
+            names.append(name)
+            sql = sql.replace(f":{name}", f"${len(names)}")
+    return sql, tuple(names)
+
+
+READ, READ_PARAMS = _read_statement(settling=True)
+"""The one read of a settle (sent with pgdirect: text in, text out; :func:`_read_row` converts)."""
+PREVIEW_READ, PREVIEW_READ_PARAMS = _read_statement(settling=False)
 KEY = "SELECT key_hash, role, hospital_id, funds, revoked_at FROM api_keys WHERE key_id = %s"
 # bigint[] parameters are sent as array literals (_bigints), like every parameter as text (pgdirect)
 _BIGINT_ARRAYS = (18, 23, 24, 27, 29, 30, 31, 35)  # 1-based positions in counter_settle's signature
@@ -156,19 +178,17 @@ def read(
         decode_claim(raw)  # raises the claim's own error
         raise AssertionError("decode_claim accepted a body it refused before")
     person_id = normalize_person_id(claim.patient.person_id)
-    found = pg_direct(
-        conn,
-        READ,
-        (
-            key_id,
-            claim.hospital.id,
-            claim.claim_id if settling else None,
-            person_id,
-            claim.visit.admitted,
-            claim.visit.discharged.year,
-            list(ctx.tables.schedules.fund_ids),
-        ),
-    )
+    values = {
+        "key_id": key_id,
+        "hospital": claim.hospital.id,
+        "claim": claim.claim_id,
+        "pid": person_id,
+        "day": claim.visit.admitted,
+        "year": claim.visit.discharged.year,
+        "funds": list(ctx.tables.schedules.fund_ids),
+    }
+    sql, names = (READ, READ_PARAMS) if settling else (PREVIEW_READ, PREVIEW_READ_PARAMS)
+    found = pg_direct(conn, sql, [values[name] for name in names])
     row = _read_row(found[0])
     principal = hospital_principal(key, row[0:5] if row[0] is not None else None)
     check_hospital(claim, principal)

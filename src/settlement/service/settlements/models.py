@@ -35,6 +35,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -60,6 +61,10 @@ AMOUNTS = (
 )
 
 
+LISTED = text("status IS NOT NULL")
+"""ix_settlements_hospital_id_seq's predicate: true of every row (status is NOT NULL)."""
+
+
 class Settlement(Base):
     __tablename__ = "settlements"
     __table_args__ = (
@@ -76,7 +81,15 @@ class Settlement(Base):
             name="non_negative",
         ),
         Index("ix_settlements_person_id_policy_year", "person_id", "policy_year"),
-        Index("ix_settlements_hospital_id_seq", "hospital_id", "seq"),
+        # partial on a predicate only the listing states (repository.search): the claim lookups
+        # (hospital_id, claim_id) can then use the unique index only, whatever the statistics (0003)
+        Index(
+            "ix_settlements_hospital_id_seq",
+            "hospital_id",
+            "seq",
+            postgresql_where=LISTED,
+            sqlite_where=LISTED,
+        ),
         Index("ix_settlements_discharged", "discharged"),
     )
 

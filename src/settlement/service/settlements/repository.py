@@ -59,7 +59,8 @@ def search(
     limit: int,
 ) -> list[Settlement]:
     """Settlements in seq order after a cursor, filtered (all filters are ANDed)."""
-    query = select(Settlement).where(Settlement.seq > after_seq)
+    # status IS NOT NULL (true of every row) lets a hospital's listing use its partial index
+    query = select(Settlement).where(Settlement.seq > after_seq, Settlement.status.is_not(None))
     for column, value in (
         (Settlement.hospital_id, hospital_id),
         (Settlement.person_id, person_id),

@@ -77,10 +77,10 @@ def _read_statement(settling: bool) -> tuple[str, tuple[str, ...]]:
     """The one read's text (``$n`` placeholders) and its parameters' names, in order.
 
     A preview does not look for an earlier settlement, so its statement has no
-    settlements join at all: with it, a plan chosen on a young table's
-    statistics walked ``ix_settlements_hospital_id_seq`` through every
-    settlement of the hospital to find claim_id NULL (EXPLAIN: 400 rows removed
-    by the filter for a hospital with 400 settlements; docs/PERFORMANCE.md §3, step 20).
+    settlements join at all. A settle's join can use the unique (hospital_id,
+    claim_id) index only (migration 0003): before it, a plan chosen on a young
+    table's statistics walked ``ix_settlements_hospital_id_seq`` through every
+    settlement of the hospital (docs/PERFORMANCE.md §3, steps 20 and 21).
     """
     sql = (
         "SELECT k.key_hash, k.role, k.hospital_id, k.funds, k.revoked_at, "

@@ -107,11 +107,11 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
     return app
 
 
-def _body_only(body: bytes, _params: tuple[str, ...], _scope: Scope) -> tuple[Any, ...]:
+def _body_only(body: bytes, _params: dict[str, Any], _scope: Scope) -> tuple[Any, ...]:
     return (body,)
 
 
-def _reversal(body: bytes, params: tuple[str, ...], scope: Scope) -> tuple[Any, ...] | None:
+def _reversal(body: bytes, params: dict[str, Any], scope: Scope) -> tuple[Any, ...] | None:
     content_type = next((v for k, v in scope["headers"] if k == b"content-type"), None)
     plain, reason = plain_reversal_body(body, content_type)
-    return (params[0], reason) if plain else None
+    return (params["settlement_id"], reason) if plain else None

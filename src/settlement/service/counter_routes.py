@@ -31,7 +31,6 @@ these routes is FastAPI's, as before.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -42,9 +41,9 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from starlette.requests import Request
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
-from .errors import problem_response
+from .limits import read_body, replay, send_too_large
 from .metrics import REQUEST_LATENCY
 
 ASGI = Callable[[Scope, Receive, Send], Awaitable[None]]
@@ -61,12 +60,7 @@ class FrontRoute:
 
     template: str
     handler: Callable[..., Any]
-    args: Callable[[bytes, tuple[str, ...], Scope], tuple[Any, ...] | None]
-
-
-def _pattern(template: str) -> re.Pattern[str]:
-    """Starlette's reading of a path template: ``{name}`` is one path segment."""
-    return re.compile("^" + "([^/]+)".join(re.escape(part) for part in re.split(r"\{[^}]+\}", template)) + "$")
+    args: Callable[[bytes, dict[str, Any], Scope], tuple[Any, ...] | None]
 
 
 class CounterRoutes:
@@ -92,45 +86,47 @@ class CounterRoutes:
         if missing:  # a renamed route would silently fall back to the slow way
             raise RuntimeError(f"no FastAPI route for {missing}")
         self.exact = {r.template: (r, api_routes[r.template]) for r in routes if "{" not in r.template}
-        self.templated = [(_pattern(r.template), r, api_routes[r.template]) for r in routes if "{" in r.template]
+        self.templated = [(r, api_routes[r.template]) for r in routes if "{" in r.template]
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="counter")
         self._timers: dict[tuple[str, int], Any] = {}  # the histogram's child per (route, status)
 
-    def match(self, scope: Scope) -> tuple[FrontRoute, APIRoute, tuple[str, ...]] | None:
+    def match(self, scope: Scope) -> tuple[FrontRoute, APIRoute, dict[str, Any]] | None:
+        """The front route of a POST to one of these paths, and its path parameters (as FastAPI reads them)."""
         if scope["type"] != "http" or scope["method"] != "POST":
             return None
         path = scope["path"]
         found = self.exact.get(path)
         if found is not None:
-            return found[0], found[1], ()
-        for pattern, front, api_route in self.templated:
-            m = pattern.match(path)
+            return found[0], found[1], {}
+        for front, api_route in self.templated:
+            m = api_route.path_regex.match(path)
             if m is not None:
-                return front, api_route, m.groups()
+                convert = api_route.param_convertors
+                return front, api_route, {k: convert[k].convert(v) for k, v in m.groupdict().items()}
         return None
 
     async def __call__(
-        self, scope: Scope, receive: Receive, send: Send, found: tuple[FrontRoute, APIRoute, tuple[str, ...]]
+        self, scope: Scope, receive: Receive, send: Send, found: tuple[FrontRoute, APIRoute, dict[str, Any]]
     ) -> None:
         start = time.perf_counter()
         front, api_route, params = found
         status = 500
         try:
-            body = await self._body(scope, receive)
+            body = await read_body(scope, receive, self.body_limit)
             if body is None:  # the client went away
                 return
             if isinstance(body, int):  # over the limit
                 status = 413
-                await self._too_large(scope, receive, send)
+                await send_too_large(scope, receive, send, self.body_limit)
                 return
             args = front.args(body, params, scope)
             if args is None:  # FastAPI answers (and times) it, from the same body
                 status = 0
-                await self.fallback(scope, _replay(body, receive), send)
+                await self.fallback(scope, replay(body, receive), send)
                 return
             scope["route"] = api_route
             scope["app"] = self.fastapi_app  # request.app and request.state, as under FastAPI
-            scope["path_params"] = dict(zip(api_route.param_convertors, params, strict=True))
+            scope["path_params"] = params
             request = Request(scope, receive)
             try:
                 response = await asyncio.get_running_loop().run_in_executor(
@@ -148,36 +144,6 @@ class CounterRoutes:
                     self._timers[(front.template, status)] = timer
                 timer.observe(time.perf_counter() - start)
 
-    async def _body(self, scope: Scope, receive: Receive) -> bytes | int | None:
-        """The whole body; its size if over the limit (declared or streamed); None on a disconnect."""
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = 0
-                if declared > self.body_limit:
-                    return declared
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            message: Message = await receive()
-            if message["type"] == "http.disconnect":
-                return None
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.body_limit:
-                return size
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await problem_response(
-            413, "payload_too_large", f"the body is larger than {self.body_limit} bytes", instance=scope["path"]
-        )(scope, receive, send)
-
     async def _render(self, request: Request, exc: Exception) -> Any:
         """The application's own handler for this exception (the nearest class in its MRO)."""
         handlers = self.fastapi_app.exception_handlers
@@ -186,20 +152,6 @@ class CounterRoutes:
             if handler is not None:
                 return await handler(request, exc)  # type: ignore[misc]  # errors.install: all async
         raise exc  # pragma: no cover - errors.install registers a handler for Exception
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """``receive`` that gives the body already read once, then what the client sends next."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
 
 
 class SettlementApp(FastAPI):

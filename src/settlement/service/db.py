@@ -370,6 +370,14 @@ def pg_connection(session: Session) -> Any | None:
     return driver
 
 
+def as_dbapi_error(sql: str, params: Any, exc: Exception) -> Exception:
+    """A psycopg error as SQLAlchemy's, so the routes' handlers (409 replay, retry, 503) see it as
+    they see the ORM's."""
+    import psycopg
+
+    return DBAPIError.instance(sql, params, exc, psycopg.Error)
+
+
 def pg_execute(pg: Any, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Any:
     """Executes on the psycopg connection; its errors become SQLAlchemy's (retry, 503, 409 see them)."""
     import psycopg
@@ -378,7 +386,7 @@ def pg_execute(pg: Any, sql: str, params: Sequence[Any] | dict[str, Any] | None 
     try:
         cursor.execute(sql, params)
     except psycopg.Error as exc:
-        raise DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
+        raise as_dbapi_error(sql, params, exc) from exc
     return cursor
 
 
@@ -391,7 +399,7 @@ def pg_direct(pg: Any, sql: str, params: Sequence[Any]) -> list[list[bytes | Non
     try:
         return pgdirect.execute(pg, sql, params)
     except psycopg.Error as exc:
-        raise DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
+        raise as_dbapi_error(sql, params, exc) from exc
 
 
 def pg_executemany(pg: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -401,7 +409,7 @@ def pg_executemany(pg: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
     try:
         cursor.executemany(sql, rows)
     except psycopg.Error as exc:
-        raise DBAPIError.instance(sql, rows, exc, psycopg.Error) from exc
+        raise as_dbapi_error(sql, rows, exc) from exc
 
 
 def ping(engine: Engine) -> None:

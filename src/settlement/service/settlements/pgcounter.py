@@ -48,9 +48,9 @@ from settlement.engine.state import PersonYearTotals
 from settlement.service import metrics, pgdirect
 from settlement.service.accumulators.repository import TOTAL_COLUMNS, totals_from_row, totals_values
 from settlement.service.auth.keys import Role, key_id_of
-from settlement.service.auth.service import Principal, bearer_key, check_role, principal_from_row
+from settlement.service.auth.service import KEY_SQL, Principal, bearer_key, check_role, principal_from_row
 from settlement.service.context import ServiceContext
-from settlement.service.db import RetriesExhausted, is_retryable, pg_direct, pg_execute
+from settlement.service.db import RetriesExhausted, as_dbapi_error, is_retryable, pg_direct, pg_execute
 from settlement.service.errors import ServiceError, claim_problem, not_found, unauthorized
 from settlement.service.funds.repository import POOL_SHARDS
 from settlement.service.persons.service import check_identity
@@ -59,6 +59,7 @@ from . import counter, pgsettle
 from .counter import Computation, CounterClaim, compute, prepare
 from .hashing import claim_hash
 from .models import AMOUNTS
+from .pgsettle import json_text
 from .service import Outcome, body_of, check_hospital, computed_body, decode_claim, replay_or_conflict
 
 ATTEMPTS = 3
@@ -72,6 +73,7 @@ TOTALS = TOTAL_COLUMNS
 if TOTALS != ("basic_paid_inpatient", "basic_paid_outpatient", "basic_paid_chronic_outpatient",
               "critical_base", "critical_paid", "assistance_base", "assistance_paid"):
     raise RuntimeError("counter_settle (migration 0002) reads and adds the totals in another order")
+
 
 def _read_statement(settling: bool) -> tuple[str, tuple[str, ...]]:
     """The one read's text (``$n`` placeholders) and its parameters' names, in order.
@@ -111,7 +113,6 @@ def _read_statement(settling: bool) -> tuple[str, tuple[str, ...]]:
 READ, READ_PARAMS = _read_statement(settling=True)
 """The one read of a settle (sent with pgdirect: text in, text out; :func:`_read_row` converts)."""
 PREVIEW_READ, PREVIEW_READ_PARAMS = _read_statement(settling=False)
-KEY = "SELECT key_hash, role, hospital_id, funds, revoked_at FROM api_keys WHERE key_id = %s"
 # bigint[] parameters are sent as array literals (_bigints), like every parameter as text (pgdirect)
 _BIGINT_ARRAYS = (18, 23, 24, 27, 29, 30, 31, 35)  # 1-based positions in counter_settle's signature
 WRITE = (
@@ -132,10 +133,6 @@ class Moved(Exception):
 
 class UseLockedPath(Exception):
     """The optimistic way cannot give an exact result for this claim: settle it the locked way."""
-
-
-def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()
 
 
 def hospital_principal(key: str, row: tuple[Any, ...] | None) -> Principal:
@@ -174,7 +171,7 @@ def read(
     if key_id is None:
         raise unauthorized("the API key is malformed")
     if claim is None:
-        hospital_principal(key, pg_execute(conn, KEY, (key_id,)).fetchone())
+        hospital_principal(key, pg_execute(conn, KEY_SQL, (key_id,)).fetchone())
         decode_claim(raw)  # raises the claim's own error
         raise AssertionError("decode_claim accepted a body it refused before")
     person_id = normalize_person_id(claim.patient.person_id)
@@ -254,8 +251,8 @@ def write(conn: Any, ctx: ServiceContext, snap: Snapshot, comp: Computation, raw
         settlement_id, claim.hospital.id, claim.claim_id, digest, raw.decode("utf-8", errors="replace"),
         snap.principal.key_id, now, cc.person_id, cc.prepared.scheme, cc.prepared.category, claim.visit.type,
         claim.visit.admitted, claim.visit.discharged, year, comp.result["schedule"], comp.result["pathway"],
-        comp.result["disease_group"], _bigints(fen[name] for name in AMOUNTS), _json(comp.result), _json(comp.trace),
-        _json(accumulators_after), _json(comp.contribution_json()),
+        comp.result["disease_group"], _bigints(fen[name] for name in AMOUNTS), json_text(comp.result),
+        json_text(comp.trace), json_text(accumulators_after), json_text(comp.contribution_json()),
         _bigints(totals_values(snap.before)), _bigints(totals_values(contribution)),
         [f"{f}:{v}" for f, v in sorted(snap.before.charity_paid.items()) if v],
         [f for f, _ in charity], _bigints(a for _, a in charity),
@@ -272,7 +269,7 @@ def write(conn: Any, ctx: ServiceContext, snap: Snapshot, comp: Computation, raw
             raise Moved(exc.sqlstate) from None
         if exc.sqlstate == NEEDS_LOCK:  # no pool shard had room for the draw: nothing was written
             raise UseLockedPath from None
-        raise _wrapped(exc, params) from exc
+        raise as_dbapi_error(WRITE, params, exc) from exc
     if any(comp.pool_delta[f] for f in spent):
         metrics.POOL_PATHS.labels("last").inc()
     elif spent:
@@ -291,14 +288,6 @@ def call_write(conn: Any, params: tuple[Any, ...]) -> tuple[int, int]:
     if settlement_seq is None or event_seq is None:  # pragma: no cover - counter_settle always returns both
         raise RuntimeError("counter_settle returned no sequence numbers")
     return int(settlement_seq), int(event_seq)
-
-
-def _wrapped(exc: Exception, params: Any) -> Exception:
-    """psycopg's error as SQLAlchemy's, so the routes' handlers (409 replay, 503) see it as before."""
-    import psycopg
-    from sqlalchemy.exc import DBAPIError
-
-    return DBAPIError.instance(WRITE, params, exc, psycopg.Error)
 
 
 def _key_and_claim(header: str | None, raw: bytes) -> tuple[str, Claim | None]:
@@ -384,7 +373,7 @@ def reverse(ctx: ServiceContext, header: str | None, settlement_id: str, reason:
     if key_id is None:
         raise unauthorized("the API key is malformed")
     with ctx.db.counter() as conn:
-        principal = check_role(principal_from_row(key, pg_execute(conn, KEY, (key_id,)).fetchone()), REVERSERS)
+        principal = check_role(principal_from_row(key, pg_execute(conn, KEY_SQL, (key_id,)).fetchone()), REVERSERS)
         hospital = principal.hospital_id if principal.role == Role.HOSPITAL else None
         for attempt in range(ctx.settings.transaction_retries + 1):
             now = ctx.now()

@@ -36,7 +36,8 @@ from .counter import Computation, CounterClaim, compute
 from .models import AMOUNTS
 
 
-def _dumps(value: Any) -> str:
+def json_text(value: Any) -> str:
+    """A JSON column's value as text, as the counter's statements send it."""
     return orjson.dumps(value).decode()
 
 
@@ -140,10 +141,10 @@ def settle_locked(
             comp.result["pathway"],
             comp.result["disease_group"],
             *(fen[name] for name in AMOUNTS),
-            Json(comp.result, dumps=_dumps),
-            Json(comp.trace, dumps=_dumps),
-            Json(accumulators_after, dumps=_dumps),
-            Json(comp.contribution_json(), dumps=_dumps),
+            Json(comp.result, dumps=json_text),
+            Json(comp.trace, dumps=json_text),
+            Json(accumulators_after, dumps=json_text),
+            Json(comp.contribution_json(), dumps=json_text),
         ),
     ).fetchone()[0]
     add_to_person_year(session, cc.person_id, year, comp.contribution, +1, now)

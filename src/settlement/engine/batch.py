@@ -104,25 +104,17 @@ class Accumulators:
         )
 
     def grow(self, person_years: int, years: int) -> Accumulators:
-        """The same totals with room for more rows (new rows start at zero)."""
-
-        def pad(array: I64, rows: int) -> I64:
-            if array.shape[0] >= rows:
-                return array
-            extra = np.zeros((rows - array.shape[0], *array.shape[1:]), dtype=np.int64)
-            return np.concatenate([array, extra])
-
-        if self.person is not None:
-            return Accumulators.interleaved(pad(self.person, person_years), pad(self.pool_used, years))
-        return Accumulators(
-            pad(self.basic_paid, person_years),
-            pad(self.critical_base, person_years),
-            pad(self.critical_paid, person_years),
-            pad(self.assistance_base, person_years),
-            pad(self.assistance_paid, person_years),
-            pad(self.charity_paid, person_years),
-            pad(self.pool_used, years),
-        )
+        """The same totals with room for more rows (new rows start at zero), interleaved."""
+        rows = max(person_years, self.critical_base.shape[0])
+        year_rows = max(years, self.pool_used.shape[0])
+        if self.person is not None and (rows, year_rows) == (self.person.shape[0], self.pool_used.shape[0]):
+            return self
+        grown = Accumulators.zeros(rows, year_rows, self.charity_paid.shape[1])
+        for name in ("basic_paid", "critical_base", "critical_paid", "assistance_base", "assistance_paid",
+                     "charity_paid", "pool_used"):
+            old = getattr(self, name)
+            getattr(grown, name)[: old.shape[0]] = old
+        return grown
 
     def copy(self) -> Accumulators:
         if self.person is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -66,6 +67,13 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
                 await anyio.to_thread.run_sync(db.open_counter)
             except Exception as exc:  # the database may come up later: /readyz tells
                 log.warning("counter connections not opened at start: %s", exc)
+        # What the worker built to start (schedules, tables, models, the numba kernels, the pools)
+        # lives as long as it does. Left in the collector's oldest generation, every full
+        # collection under load walked all of it: 25-80 ms pauses in the middle of requests, the
+        # previews' p99 (docs/PERFORMANCE.md §3, session 4). Frozen, a full collection only walks
+        # what requests made since.
+        gc.collect()
+        gc.freeze()
         yield
         db.dispose()
 

@@ -50,12 +50,16 @@ class Settings(BaseSettings):
     timezone: str = Field(
         "Asia/Shanghai", description="the day of a statement is a day in this zone"
     )
+    # 4, not 16: the threads of a worker share one GIL, and every runnable thread more is one more
+    # in the queue for it. At the counter's 715 requests/s, 16 threads gave a settle p99 of 42 ms,
+    # 6 gave 24.5 and 4 gave 16.8; at 1,600 previews/s 16 gave 98 ms and 4 gave 29 (docs/
+    # PERFORMANCE.md §3, session 4). Four in flight per worker still cover the commit's flush wait.
     worker_threads: int = Field(
-        16,
+        4,
         description="threads per worker process running requests; each holds at most one connection",
     )
     db_pool_size: int = Field(
-        16,
+        4,
         description="connections kept open per worker: at least worker_threads, or requests open and"
         " close overflow connections all the time (a PostgreSQL backend each; see docs/PERFORMANCE.md)",
     )

@@ -27,9 +27,17 @@ from .health import router as health_router
 from .limits import BodyLimitMiddleware
 from .metrics import LatencyMiddleware
 from .persons.router import router as persons_router
+from .pgloop import LoopConnections
 from .schedules.router import router as schedules_router
 from .settlements.counter import warm_up
-from .settlements.router import plain_reversal_body, preview_counter, reverse_counter, settle_counter
+from .settlements.pgcounter import PREVIEW_READ
+from .settlements.router import (
+    plain_reversal_body,
+    preview_counter,
+    preview_on_loop,
+    reverse_counter,
+    settle_counter,
+)
 from .settlements.router import router as settlements_router
 from .statements.router import router as statements_router
 
@@ -62,11 +70,19 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # sync routes run in this many threads; the connection pool keeps as many connections
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
+        loop_conns = None
         if db.dialect == "postgresql":
             try:  # the counter's connections opened before the first request, not during the load
                 await anyio.to_thread.run_sync(db.open_counter)
+                if settings.preview_on_loop:  # previews read on the loop, on connections of their own
+                    loop_conns = LoopConnections(db.connect_counter, settings.worker_threads, [PREVIEW_READ])
+                    await anyio.to_thread.run_sync(loop_conns.open)
             except Exception as exc:  # the database may come up later: /readyz tells
                 log.warning("counter connections not opened at start: %s", exc)
+                if loop_conns is not None:  # previews take the thread way
+                    loop_conns.close()
+                    loop_conns = None
+        app.state.loop_conns = loop_conns
         # What the worker built to start (schedules, tables, models, the numba kernels, the pools)
         # lives as long as it does. Left in the collector's oldest generation, every full
         # collection under load walked all of it: 25-80 ms pauses in the middle of requests, the
@@ -75,6 +91,9 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
         gc.collect()
         gc.freeze()
         yield
+        app.state.loop_conns = None
+        if loop_conns is not None:
+            loop_conns.close()
         db.dispose()
 
     app = SettlementApp(
@@ -105,7 +124,7 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
         settlements_router,
         [
             FrontRoute("/v1/settlements", settle_counter, _body_only),
-            FrontRoute("/v1/settlements/preview", preview_counter, _body_only),
+            FrontRoute("/v1/settlements/preview", preview_counter, _body_only, preview_on_loop),
             FrontRoute("/v1/settlements/{settlement_id}/reversal", reverse_counter, _reversal),
         ],
         app.behind_front_door,

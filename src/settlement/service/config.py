@@ -64,6 +64,11 @@ class Settings(BaseSettings):
         " close overflow connections all the time (a PostgreSQL backend each; see docs/PERFORMANCE.md)",
     )
     db_max_overflow: int = 4
+    preview_on_loop: bool = Field(
+        True,
+        description="PostgreSQL: previews read and settle on the event loop, on worker_threads"
+        " connections of their own (service/pgloop.py); false: in the counter threads",
+    )
     lock_timeout_ms: int = Field(5000, description="PostgreSQL lock_timeout per statement")
     statement_timeout_ms: int = 30000
     sqlite_busy_timeout_ms: int = 10000

@@ -61,6 +61,9 @@ class FrontRoute:
     template: str
     handler: Callable[..., Any]
     args: Callable[[bytes, dict[str, Any], Scope], tuple[Any, ...] | None]
+    on_loop: Callable[..., Awaitable[Any]] | None = None
+    """``on_loop(*args, request, ctx)``, awaited on the event loop first: the response, or None to
+    run ``handler`` in a counter thread after all."""
 
 
 class CounterRoutes:
@@ -128,10 +131,15 @@ class CounterRoutes:
             scope["app"] = self.fastapi_app  # request.app and request.state, as under FastAPI
             scope["path_params"] = params
             request = Request(scope, receive)
+            ctx = self.fastapi_app.state.ctx
+            response: Any = None
             try:
-                response = await asyncio.get_running_loop().run_in_executor(
-                    self.executor, partial(front.handler, *args, request, self.fastapi_app.state.ctx)
-                )
+                if front.on_loop is not None:
+                    response = await front.on_loop(*args, request, ctx)
+                if response is None:
+                    response = await asyncio.get_running_loop().run_in_executor(
+                        self.executor, partial(front.handler, *args, request, ctx)
+                    )
             except Exception as exc:
                 response = await self._render(request, exc)
             status = response.status_code

@@ -122,19 +122,13 @@ class Database:
                 if self._counter_pool is None:
                     from psycopg_pool import ConnectionPool
 
-                    url = self.engine.url.set(drivername="postgresql")
                     pool = ConnectionPool(
-                        url.render_as_string(hide_password=False),
+                        self._counter_conninfo(),
                         # a few at start (opened before the first request, see app.lifespan), the rest
                         # as requests wait for one; all of them count against max_connections
                         min_size=min(4, self.counter_pool_size),
                         max_size=self.counter_pool_size,
-                        kwargs={
-                            "autocommit": True,
-                            "connect_timeout": 5,
-                            "options": self.connect_options,
-                            "application_name": "settlement-counter",
-                        },
+                        kwargs=self._counter_kwargs(),
                         timeout=10,
                         open=False,
                         configure=_configure_counter_connection,
@@ -156,6 +150,25 @@ class Database:
             yield conn
         finally:
             pool.putconn(conn)
+
+    def _counter_conninfo(self) -> str:
+        return str(self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False))
+
+    def _counter_kwargs(self) -> dict[str, Any]:
+        return {
+            "autocommit": True,
+            "connect_timeout": 5,
+            "options": self.connect_options,
+            "application_name": "settlement-counter",
+        }
+
+    def connect_counter(self) -> Any:
+        """One more connection like the counter pool's (autocommit, the same options), outside it."""
+        import psycopg
+
+        conn = psycopg.connect(self._counter_conninfo(), **self._counter_kwargs())
+        _configure_counter_connection(conn)
+        return conn
 
     def open_counter(self) -> None:
         """At the service's start: all db_pool_size counter connections, before the first request

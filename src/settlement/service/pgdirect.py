@@ -47,15 +47,24 @@ def _name(sql: str) -> bytes:
 def execute(conn: Any, sql: str, params: Sequence[Any]) -> list[list[bytes | None]]:
     """The rows of ``sql`` (``$1``… placeholders) run with ``params`` on a psycopg connection in
     autocommit mode; each value the column's text, None for NULL."""
-    pgconn = conn.pgconn
+    name = prepare(conn, sql)
+    return rows(conn.pgconn.exec_prepared(name, [text(v) for v in params]), conn)
+
+
+def prepare(conn: Any, sql: str) -> bytes:
+    """The name ``sql`` is prepared under on this connection, prepared now if it was not yet."""
     name = _name(sql)
     prepared = _PREPARED.get(conn)
     if prepared is None:
         prepared = _PREPARED[conn] = set()
     if name not in prepared:
-        _check(pgconn.prepare(name, sql.encode()), conn)
+        _check(conn.pgconn.prepare(name, sql.encode()), conn)
         prepared.add(name)
-    result = pgconn.exec_prepared(name, [text(v) for v in params])
+    return name
+
+
+def rows(result: Any, conn: Any) -> list[list[bytes | None]]:
+    """A statement's result as rows of column texts, or psycopg's exception for it."""
     _check(result, conn)
     ncols = result.nfields
     return [[result.get_value(r, c) for c in range(ncols)] for r in range(result.ntuples)]

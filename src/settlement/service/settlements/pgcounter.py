@@ -54,6 +54,7 @@ from settlement.service.db import RetriesExhausted, as_dbapi_error, is_retryable
 from settlement.service.errors import ServiceError, claim_problem, not_found, unauthorized
 from settlement.service.funds.repository import POOL_SHARDS
 from settlement.service.persons.service import check_identity
+from settlement.service.pgloop import LoopConnections
 
 from . import counter, pgsettle
 from .counter import Computation, CounterClaim, compute, prepare
@@ -174,19 +175,28 @@ def read(
         hospital_principal(key, pg_execute(conn, KEY_SQL, (key_id,)).fetchone())
         decode_claim(raw)  # raises the claim's own error
         raise AssertionError("decode_claim accepted a body it refused before")
-    person_id = normalize_person_id(claim.patient.person_id)
+    sql, params = read_statement(ctx, key_id, claim, settling=settling)
+    return snapshot(ctx, key, claim, pg_direct(conn, sql, params)[0])
+
+
+def read_statement(ctx: ServiceContext, key_id: str, claim: Claim, *, settling: bool) -> tuple[str, list[Any]]:
+    """The one read's statement and its values (READ, or PREVIEW_READ without the earlier settlement)."""
     values = {
         "key_id": key_id,
         "hospital": claim.hospital.id,
         "claim": claim.claim_id,
-        "pid": person_id,
+        "pid": normalize_person_id(claim.patient.person_id),
         "day": claim.visit.admitted,
         "year": claim.visit.discharged.year,
         "funds": list(ctx.tables.schedules.fund_ids),
     }
     sql, names = (READ, READ_PARAMS) if settling else (PREVIEW_READ, PREVIEW_READ_PARAMS)
-    found = pg_direct(conn, sql, [values[name] for name in names])
-    row = _read_row(found[0])
+    return sql, [values[name] for name in names]
+
+
+def snapshot(ctx: ServiceContext, key: str, claim: Claim, found: list[bytes | None]) -> Snapshot:
+    """Every check before the engine, in the SPEC §6 / service order, on the read's row."""
+    row = _read_row(found)
     principal = hospital_principal(key, row[0:5] if row[0] is not None else None)
     check_hospital(claim, principal)
     if row[5] is not None:  # replayed or 409 by the caller, before any other check (as service.settle)
@@ -195,6 +205,7 @@ def read(
         check_person_id(claim.patient.person_id, claim.visit.admitted)
     except PersonIdError as exc:
         raise ServiceError(422, "invalid_person_id", str(exc), claim_id=claim.claim_id) from None
+    person_id = normalize_person_id(claim.patient.person_id)
     scheme, category = check_identity(claim, person_id, None if row[6] is None else (row[6], row[7]))
     try:
         cc = prepare(claim, ctx.tables, scheme, category)
@@ -349,6 +360,30 @@ def preview(ctx: ServiceContext, header: str | None, raw: bytes) -> dict[str, An
     key, claim = _key_and_claim(header, raw)
     with ctx.db.counter() as conn:
         snap = read(conn, ctx, key, raw, claim, settling=False)
+    return preview_body(snap)
+
+
+async def preview_on_loop(
+    ctx: ServiceContext, header: str | None, raw: bytes, loop_conns: LoopConnections
+) -> dict[str, Any] | None:
+    """:func:`preview` with its read sent from the event loop: no thread, no GIL hand-over.
+
+    None when the thread way must answer: a body that does not validate or a
+    malformed key (their errors come from :func:`read`, in its order), or no
+    loop connection free right now.
+    """
+    key, claim = _key_and_claim(header, raw)
+    key_id = key_id_of(key)
+    if claim is None or key_id is None:
+        return None
+    sql, params = read_statement(ctx, key_id, claim, settling=False)
+    found = await loop_conns.execute(sql, params)
+    if found is None:
+        return None
+    return preview_body(snapshot(ctx, key, claim, found[0]))
+
+
+def preview_body(snap: Snapshot) -> dict[str, Any]:
     cc = snap.cc
     comp = compute(cc, snap.before, snap.pools)
     return computed_body(

@@ -69,6 +69,18 @@ async def preview(raw: RawBody, request: Request, ctx: Ctx) -> Response:
     return await run_in_threadpool(preview_counter, raw, request, ctx)
 
 
+async def preview_on_loop(raw: bytes, request: Request, ctx: Any) -> Response | None:
+    """The preview answered on the event loop (service.pgloop), or None: the thread way answers."""
+    loop_conns = getattr(request.app.state, "loop_conns", None)
+    if loop_conns is None:
+        return None
+    body = await pgcounter.preview_on_loop(ctx, request.headers.get("authorization"), raw, loop_conns)
+    if body is None:
+        return None
+    metrics.PREVIEWS.inc()
+    return json_response(body)
+
+
 def preview_counter(raw: bytes, request: Request, ctx: Any) -> Response:
     if ctx.db.dialect == "postgresql":  # one statement, no session (settlements.pgcounter)
         body = pgcounter.preview(ctx, request.headers.get("authorization"), raw)

@@ -1,0 +1,157 @@
+"""service/pgloop.py: previews read on the event loop answer exactly as the thread way, on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from service_helpers import example, example_claims, register_examples
+from sqlalchemy.exc import DBAPIError
+
+from settlement.engine import Tables
+from settlement.service.app import create_app
+from settlement.service.config import Settings
+from settlement.service.pgloop import LoopConnections
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+
+@pytest.fixture
+def started(settings: Settings, service_tables: Tables, using_postgres: bool) -> Iterator[Any]:
+    """An application started as a worker starts (its lifespan run): loop connections open."""
+    if not using_postgres:
+        pytest.skip("loop connections are PostgreSQL's")
+    app = create_app(settings, tables=service_tables)
+    with TestClient(app) as client:
+        yield app, client
+    assert app.state.loop_conns is None  # closed with the worker
+    app.state.ctx.db.dispose()
+
+
+@pytest.fixture
+def loop_reads(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """What LoopConnections.execute answered, call by call (None: the thread way answered)."""
+    seen: list[Any] = []
+    execute = LoopConnections.execute
+
+    async def spy(self: LoopConnections, sql: str, params: Any) -> Any:
+        rows = await execute(self, sql, params)
+        seen.append(rows)
+        return rows
+
+    monkeypatch.setattr(LoopConnections, "execute", spy)
+    return seen
+
+
+def _requests(auth: dict[str, dict[str, str]]) -> list[tuple[str, dict[str, str], Any]]:
+    """Every worked example, and the refusals that come before or instead of the read."""
+    cases: list[tuple[str, dict[str, str], Any]] = [
+        (claim["claim_id"], auth["hospital"], claim) for claim in example_claims()
+    ]
+    other_hospital = copy.deepcopy(example("EX-01"))
+    cases += [
+        ("no key", {}, example("EX-01")),
+        ("unknown key", {"Authorization": "Bearer stl_000000000000_nothing"}, example("EX-01")),
+        ("malformed key", {"Authorization": "Bearer nonsense"}, example("EX-01")),
+        ("reviewer key", auth["reviewer"], example("EX-01")),
+        ("another hospital's claim", auth["H0031"], other_hospital),
+        ("not a claim", auth["hospital"], {"claim_id": "X"}),
+    ]
+    return cases
+
+
+def test_previews_on_the_loop_answer_byte_for_byte_as_in_a_thread(
+    started: Any, client: Any, auth: dict[str, dict[str, str]], loop_reads: list[Any]
+) -> None:
+    app, loop_client = started
+    assert app.state.loop_conns.free == app.state.ctx.settings.worker_threads
+    register_examples(client, auth["reviewer"])
+    answers = []
+    for name, headers, body in _requests(auth):
+        answers.append((name, loop_client.post("/v1/settlements/preview", json=body, headers=headers)))
+    # the claims that validate, under a well-formed key, were read on the loop; the others are
+    # refused before any read, in the thread way's order
+    assert len(loop_reads) == len(example_claims()) + 3
+    assert all(rows is not None for rows in loop_reads)
+    conns, app.state.loop_conns = app.state.loop_conns, None  # now the counter threads answer
+    try:
+        for name, first in answers:
+            headers, body = next((h, b) for n, h, b in _requests(auth) if n == name)
+            second = loop_client.post("/v1/settlements/preview", json=body, headers=headers)
+            assert (first.status_code, first.headers["content-type"]) == (
+                second.status_code,
+                second.headers["content-type"],
+            ), name
+            assert first.content == second.content, name
+    finally:
+        app.state.loop_conns = conns
+    statuses = {name: r.status_code for name, r in answers}
+    assert statuses["EX-01"] == 200 and statuses["no key"] == 401 and statuses["reviewer key"] == 403
+    assert statuses["another hospital's claim"] == 403 and statuses["not a claim"] in (400, 422)
+
+
+def test_a_loop_connection_that_broke_is_replaced_and_its_preview_still_answered(
+    started: Any, client: Any, auth: dict[str, dict[str, str]], loop_reads: list[Any]
+) -> None:
+    app, loop_client = started
+    register_examples(client, auth["reviewer"])
+    conns: LoopConnections = app.state.loop_conns
+    size = conns.free
+    pids = [c.info.backend_pid for c in conns._free]
+    with app.state.ctx.db.counter() as admin:
+        for pid in pids:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    for _ in range(50):  # until each broken connection was tried once
+        response = loop_client.post("/v1/settlements/preview", json=example("EX-01"), headers=auth["hospital"])
+        assert response.status_code == 200, response.text  # the thread way answered on a broken one
+        if loop_reads.count(None) == size:
+            break
+    assert loop_reads.count(None) == size
+
+    async def replaced() -> int:
+        for _ in range(100):
+            if conns.free == size:
+                break
+            await asyncio.sleep(0.05)
+        return conns.free
+
+    assert loop_client.portal.call(replaced) == size
+    assert not set(pids) & {c.info.backend_pid for c in conns._free}
+    response = loop_client.post("/v1/settlements/preview", json=example("EX-01"), headers=auth["hospital"])
+    assert response.status_code == 200 and loop_reads[-1] is not None
+
+
+def test_no_free_connection_means_none_and_errors_are_sqlalchemys(settings: Settings, using_postgres: bool) -> None:
+    if not using_postgres:
+        pytest.skip("loop connections are PostgreSQL's")
+    from settlement.service.db import make_database
+
+    db = make_database(settings)
+    conns = LoopConnections(db.connect_counter, 1, ["SELECT $1::int + 1"])
+    conns.open()
+
+    async def run() -> tuple[Any, Any, int]:
+        slow = asyncio.ensure_future(conns.execute("SELECT pg_sleep(0.2), $1::text", ["a"]))
+        await asyncio.sleep(0.05)
+        busy = await conns.execute("SELECT $1::int + 1", [1])  # the one connection is at the server
+        await slow
+        with pytest.raises(DBAPIError) as refused:
+            await conns.execute("SELECT 1 / $1::int", [0])
+        assert refused.value.orig.sqlstate == "22012"  # division_by_zero, psycopg's own class
+        return busy, await conns.execute("SELECT $1::int + 1", [41]), conns.free
+
+    try:
+        busy, answer, free = asyncio.run(run())
+        assert busy is None
+        assert answer == [[b"42"]]  # the connection came back after the error
+        assert free == 1
+    finally:
+        conns.close()
+        db.dispose()
+    assert conns.free == 0

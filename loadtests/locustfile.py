@@ -26,6 +26,7 @@ exactly (not bucketed) and written per process for the report.
 from __future__ import annotations
 
 import collections
+import gc
 import os
 import random
 import sys
@@ -100,6 +101,12 @@ def _load(environment: Any, **_kw: Any) -> None:
     if isinstance(environment.runner, MasterRunner):
         return
     CLAIMS = Claims(os.environ["LOADTEST_SEED"])
+    # The claims and population above live as long as the process. Left in the collector's oldest
+    # generation, each full collection during the load walked all of them (36-50 ms): every
+    # request in flight then looked 40 ms slower, the service's p99 spikes that were locust's own
+    # (docs/PERFORMANCE.md §3, session 4). Frozen, a full collection walks only what requests made.
+    gc.collect()
+    gc.freeze()
 
 
 @events.test_stop.add_listener

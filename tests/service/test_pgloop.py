@@ -70,7 +70,7 @@ def test_previews_on_the_loop_answer_byte_for_byte_as_in_a_thread(
     started: Any, client: Any, auth: dict[str, dict[str, str]], loop_reads: list[Any]
 ) -> None:
     app, loop_client = started
-    assert app.state.loop_conns.free == app.state.ctx.settings.worker_threads
+    assert app.state.loop_conns.free == app.state.ctx.settings.preview_connections
     register_examples(client, auth["reviewer"])
     answers = []
     for name, headers, body in _requests(auth):

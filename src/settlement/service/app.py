@@ -74,8 +74,8 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
         if db.dialect == "postgresql":
             try:  # the counter's connections opened before the first request, not during the load
                 await anyio.to_thread.run_sync(db.open_counter)
-                if settings.preview_on_loop:  # previews read on the loop, on connections of their own
-                    loop_conns = LoopConnections(db.connect_counter, settings.worker_threads, [PREVIEW_READ])
+                if settings.preview_connections > 0:  # previews read on the loop, on connections of their own
+                    loop_conns = LoopConnections(db.connect_counter, settings.preview_connections, [PREVIEW_READ])
                     await anyio.to_thread.run_sync(loop_conns.open)
             except Exception as exc:  # the database may come up later: /readyz tells
                 log.warning("counter connections not opened at start: %s", exc)

@@ -64,10 +64,11 @@ class Settings(BaseSettings):
         " close overflow connections all the time (a PostgreSQL backend each; see docs/PERFORMANCE.md)",
     )
     db_max_overflow: int = 4
-    preview_on_loop: bool = Field(
-        True,
-        description="PostgreSQL: previews read and settle on the event loop, on worker_threads"
-        " connections of their own (service/pgloop.py); false: in the counter threads",
+    preview_connections: int = Field(
+        8,
+        description="PostgreSQL: connections per worker on which previews read from the event loop"
+        " (service/pgloop.py; a preview that finds none free reads in a counter thread); 0: all"
+        " previews in the counter threads",
     )
     lock_timeout_ms: int = Field(5000, description="PostgreSQL lock_timeout per statement")
     statement_timeout_ms: int = 30000

@@ -20,7 +20,9 @@ CounterRoutes does itself, once, what the layers did for them:
   (errors.install), so the answers are the same bytes as through FastAPI;
 - the handler in a thread of its own executor: ``loop.run_in_executor`` costs a
   fraction of anyio's ``run_sync`` (capacity limiter, run variables, cancel
-  scopes); the counter's threads are as many as ``worker_threads``.
+  scopes); the counter's threads are as many as ``worker_threads``. A route
+  with ``on_loop`` (the preview: service/pgloop.py) is first offered to that
+  coroutine on the event loop itself, and goes to a thread only if it declines.
 
 A route may decline a request (:attr:`FrontRoute.args` returns None: a reversal
 body that is not certainly a valid one); FastAPI then answers it, from the same

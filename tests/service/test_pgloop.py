@@ -155,3 +155,48 @@ def test_no_free_connection_means_none_and_errors_are_sqlalchemys(settings: Sett
         conns.close()
         db.dispose()
     assert conns.free == 0
+
+
+def test_connections_that_could_not_be_opened_are_opened_once_the_database_answers(
+    settings: Settings, using_postgres: bool
+) -> None:
+    if not using_postgres:
+        pytest.skip("loop connections are PostgreSQL's")
+    from settlement.service.db import make_database
+
+    db = make_database(settings)
+    down = [True]
+    attempts: list[bool] = []
+
+    def connect() -> Any:
+        attempts.append(down[0])
+        if down[0]:
+            raise ConnectionRefusedError("the database is down")
+        return db.connect_counter()
+
+    conns = LoopConnections(connect, 2, ["SELECT $1::int + 1"], retry_after=0.05)
+    with pytest.raises(ConnectionRefusedError):
+        conns.open()  # as at a worker's start with the database down
+
+    async def run() -> tuple[Any, Any, int]:
+        refused = await conns.execute("SELECT $1::int + 1", [1])  # none: the thread way answers
+        await asyncio.sleep(0.01)
+        tries_while_down = len(attempts)
+        await conns.execute("SELECT $1::int + 1", [1])  # within retry_after: no new attempt
+        assert len(attempts) == tries_while_down
+        down[0] = False
+        for _ in range(200):  # previews keep coming; each finds none free and may start one
+            answer = await conns.execute("SELECT $1::int + 1", [41])
+            if answer is not None and conns.free == 2:
+                return refused, answer, conns.free
+            await asyncio.sleep(0.01)
+        return refused, None, conns.free
+
+    try:
+        refused, answer, free = asyncio.run(run())
+        assert refused is None
+        assert answer == [[b"42"]] and free == 2  # filled up to its size, and no more
+        assert attempts.count(False) == 2
+    finally:
+        conns.close()
+        db.dispose()

@@ -72,16 +72,15 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
         loop_conns = None
         if db.dialect == "postgresql":
+            if settings.preview_connections > 0:  # previews read on the loop, on connections of their own
+                loop_conns = LoopConnections(db.connect_counter, settings.preview_connections, [PREVIEW_READ])
             try:  # the counter's connections opened before the first request, not during the load
                 await anyio.to_thread.run_sync(db.open_counter)
-                if settings.preview_connections > 0:  # previews read on the loop, on connections of their own
-                    loop_conns = LoopConnections(db.connect_counter, settings.preview_connections, [PREVIEW_READ])
+                if loop_conns is not None:
                     await anyio.to_thread.run_sync(loop_conns.open)
-            except Exception as exc:  # the database may come up later: /readyz tells
+            except Exception as exc:  # the database may come up later: /readyz tells; the loop's
+                # connections are opened as previews find none (pgloop.LoopConnections._top_up)
                 log.warning("counter connections not opened at start: %s", exc)
-                if loop_conns is not None:  # previews take the thread way
-                    loop_conns.close()
-                    loop_conns = None
         app.state.loop_conns = loop_conns
         # What the worker built to start (schedules, tables, models, the numba kernels, the pools)
         # lives as long as it does. Left in the collector's oldest generation, every full

@@ -37,14 +37,27 @@ log = logging.getLogger("settlement.service")
 
 
 class LoopConnections:
-    """psycopg connections in autocommit mode, used from one event loop only."""
+    """psycopg connections in autocommit mode, used from one event loop only.
 
-    def __init__(self, connect: Callable[[], Any], size: int, statements: Sequence[str]) -> None:
+    Invariant: ``alive`` (free, or with a statement at the server) plus
+    ``opening`` never exceeds ``size``. A connection lost, or one that could
+    not be opened (at the start, or while the database was down), is opened
+    again in a thread as previews come, one more a preview, and after a
+    failed try not before ``retry_after`` seconds, so the pool fills up again
+    once the database is back.
+    """
+
+    def __init__(
+        self, connect: Callable[[], Any], size: int, statements: Sequence[str], *, retry_after: float = 1.0
+    ) -> None:
         self._connect = connect
         self._size = size
         self._statements = tuple(statements)
+        self._retry_after = retry_after
         self._free: deque[Any] = deque()  # taken from the left, given back on the right: all in turn
+        self._alive = 0
         self._opening = 0
+        self._retry_at = 0.0
         self._closed = False
 
     @property
@@ -53,8 +66,9 @@ class LoopConnections:
 
     def open(self) -> None:
         """Blocking, in a thread at the worker's start: every connection, its statements prepared."""
-        while len(self._free) + self._opening < self._size:
+        while self._alive + self._opening < self._size:
             self._free.append(self._open_one())
+            self._alive += 1
 
     def _open_one(self) -> Any:
         conn = self._connect()
@@ -70,6 +84,7 @@ class LoopConnections:
         self._closed = True
         while self._free:
             self._free.pop().close()
+            self._alive -= 1
 
     async def execute(self, sql: str, params: Sequence[Any]) -> list[list[bytes | None]] | None:
         """pgdirect.execute's rows, sent from the running loop.
@@ -81,6 +96,8 @@ class LoopConnections:
         """
         import psycopg
 
+        if self._alive + self._opening < self._size:
+            self._top_up()
         if not self._free:
             return None
         conn = self._free.popleft()
@@ -104,22 +121,31 @@ class LoopConnections:
     def _replace(self, conn: Any) -> None:
         """Close a connection left in an unknown state; open its successor in a thread."""
         conn.close()
-        if self._closed:
+        self._alive -= 1
+        self._retry_at = 0.0  # a lost connection is replaced at once
+        self._top_up()
+
+    def _top_up(self) -> None:
+        """One more connection opened in a thread, if one is missing and the last try is old enough."""
+        loop = asyncio.get_running_loop()
+        if self._closed or self._alive + self._opening >= self._size or loop.time() < self._retry_at:
             return
         self._opening += 1
-        future = asyncio.get_running_loop().run_in_executor(None, self._open_one)
+        future = loop.run_in_executor(None, self._open_one)
 
         def opened(f: asyncio.Future[Any]) -> None:
             self._opening -= 1
             if f.cancelled():
                 return
             exc = f.exception()
-            if exc is not None:  # the next replacement is tried when another connection fails
-                log.warning("a loop connection could not be reopened: %s", exc)
+            if exc is not None:
+                self._retry_at = loop.time() + self._retry_after
+                log.warning("a loop connection could not be opened: %s", exc)
             elif self._closed:
                 f.result().close()
             else:
                 self._free.append(f.result())
+                self._alive += 1
 
         future.add_done_callback(opened)
 

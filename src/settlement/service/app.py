@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
                 if loop_conns is not None:
                     await anyio.to_thread.run_sync(loop_conns.open)
             except Exception as exc:  # the database may come up later: /readyz tells; the loop's
-                # connections are opened as previews find none (pgloop.LoopConnections._top_up)
+                # connections are opened as previews come (pgloop.LoopConnections._top_up)
                 log.warning("counter connections not opened at start: %s", exc)
         app.state.loop_conns = loop_conns
         # What the worker built to start (schedules, tables, models, the numba kernels, the pools)

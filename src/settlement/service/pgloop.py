@@ -96,8 +96,7 @@ class LoopConnections:
         """
         import psycopg
 
-        if self._alive + self._opening < self._size:
-            self._top_up()
+        self._top_up()
         if not self._free:
             return None
         conn = self._free.popleft()
@@ -127,8 +126,10 @@ class LoopConnections:
 
     def _top_up(self) -> None:
         """One more connection opened in a thread, if one is missing and the last try is old enough."""
+        if self._closed or self._alive + self._opening >= self._size:  # the usual case: nothing missing
+            return
         loop = asyncio.get_running_loop()
-        if self._closed or self._alive + self._opening >= self._size or loop.time() < self._retry_at:
+        if loop.time() < self._retry_at:
             return
         self._opening += 1
         future = loop.run_in_executor(None, self._open_one)

@@ -1,0 +1,53 @@
+"""The export writers: CSV with a BOM and `.xlsx` with a header, money as numbers and a totals row."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+
+import openpyxl
+
+from settlement.tabular import Column, csv_chunks, write_xlsx, xlsx_chunks
+
+COLUMNS = [
+    Column("claim_id", "结算单号"),
+    Column("day", "出院日期", "date"),
+    Column("n", "项目数", "int"),
+    Column("basic", "基本医疗保险统筹基金支付", "money"),
+]
+ROWS = [
+    {"claim_id": "B-1", "day": dt.date(2018, 3, 12), "n": 3, "basic": 96648},
+    {"claim_id": "B-2", "day": dt.date(2018, 4, 30), "n": 1, "basic": 5},
+    {"claim_id": "B-3", "day": None, "n": 2, "basic": 1},
+]
+
+
+def test_csv_has_bom_header_yuan_and_totals() -> None:
+    data = b"".join(csv_chunks(COLUMNS, iter(ROWS), totals=True))
+    assert data.startswith(b"\xef\xbb\xbf")
+    lines = data.decode("utf-8-sig").splitlines()
+    assert lines[0] == "结算单号,出院日期,项目数,基本医疗保险统筹基金支付"
+    assert lines[1] == "B-1,2018-03-12,3,966.48"
+    assert lines[3] == "B-3,,2,0.01"
+    assert lines[4] == "合计（3）,,,966.54"
+
+
+def test_xlsx_rows_money_and_totals_read_back() -> None:
+    target = io.BytesIO()
+    sums = write_xlsx(target, COLUMNS, iter(ROWS), sheet="结算单")
+    assert sums.count == 3 and sums.sums["basic"] == 96654
+    book = openpyxl.load_workbook(io.BytesIO(target.getvalue()))
+    ws = book["结算单"]
+    values = list(ws.iter_rows(values_only=True))
+    assert values[0] == ("结算单号", "出院日期", "项目数", "基本医疗保险统筹基金支付")
+    assert values[1][0] == "B-1" and values[1][1] == dt.datetime(2018, 3, 12) and values[1][3] == 966.48
+    assert values[4][0] == "合计（3）" and values[4][3] == 966.54
+    assert ws.freeze_panes == "A2"
+    assert ws.cell(2, 4).number_format == "#,##0.00"
+
+
+def test_xlsx_chunks_is_the_same_workbook() -> None:
+    data = b"".join(xlsx_chunks(COLUMNS, iter(ROWS)))
+    assert data[:2] == b"PK"
+    rows = list(openpyxl.load_workbook(io.BytesIO(data)).active.iter_rows(values_only=True))
+    assert len(rows) == 5

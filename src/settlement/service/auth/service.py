@@ -18,18 +18,34 @@ from .models import ApiKey
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: key id, role, and the hospital (hospital keys) or funds (insurer keys)."""
+    """Who is calling: key id, role, and the hospital (hospital keys) or funds (insurer keys).
+
+    A staff member signed in on the web pages is a principal too (``user`` set);
+    a reviewer may be scoped to a district (a 行政区划代码 prefix such as ``2301``).
+    """
 
     key_id: str
     role: Role
     hospital_id: str | None = None
     funds: frozenset[str] | None = None
+    district: str | None = None
+    """Only persons registered in this district (prefix) and their settlements; None: the whole region."""
+    user: str | None = None
+    """The staff account's username, for callers signed in on the web pages."""
 
     def sees_hospital(self, hospital_id: str) -> bool:
         return self.role != Role.HOSPITAL or self.hospital_id == hospital_id
 
     def sees_fund(self, fund: str) -> bool:
         return self.funds is None or fund in self.funds
+
+    def sees_district(self, district: str | None) -> bool:
+        return self.district is None or (district is not None and district.startswith(self.district))
+
+    @property
+    def actor(self) -> str:
+        """Who did it, as records store it: the staff username, else the key id."""
+        return self.user or self.key_id
 
 
 def create_key(

@@ -10,9 +10,29 @@ from sqlalchemy.orm import Session
 from settlement.money import format_fen
 from settlement.service.auth.service import Principal
 from settlement.service.context import ServiceContext
-from settlement.service.errors import not_found
+from settlement.service.errors import forbidden, not_found
 
 from .repository import read_pools
+
+LAYER_FUNDS = ("basic", "critical_illness", "medical_assistance")
+TAIL_FUNDS = ("backstop", "patient", "hospital")
+
+
+def fund_ids(ctx: ServiceContext) -> list[str]:
+    """Every fund a ledger entry can name, in settling order: the layers, each charity fund of the
+    schedules, then the backstop and the two shares that are nobody's fund (patient, hospital)."""
+    return [*LAYER_FUNDS, *ctx.tables.schedules.fund_ids, *TAIL_FUNDS]
+
+
+def visible_fund(ctx: ServiceContext, principal: Principal, fund_id: str) -> str:
+    """The fund id if it exists and the caller may see it: 404 naming the funds that exist for an
+    unknown one, 403 for a fund outside a fund-limited insurer key's funds."""
+    known = fund_ids(ctx)
+    if fund_id not in known:
+        raise not_found(f"no fund {fund_id!r}; the funds are: {', '.join(known)}")
+    if not principal.sees_fund(fund_id):
+        raise forbidden(f"this key sees only the funds {', '.join(sorted(principal.funds or ()))}")
+    return fund_id
 
 
 def pool_status(

@@ -5,7 +5,9 @@ from .auth.models import ApiKey
 from .db import Base
 from .funds.models import FundPool
 from .persons.models import Person, PersonCategory
+from .reconciliations.models import ReconciliationItem, ReconciliationRun
 from .settlements.models import LedgerEntry, Settlement, SettlementEvent
+from .statements.models import PeriodClose
 
 metadata = Base.metadata
 
@@ -14,10 +16,13 @@ __all__ = [
     "Base",
     "FundPool",
     "LedgerEntry",
+    "PeriodClose",
     "Person",
     "PersonCategory",
     "PersonCharity",
     "PersonYear",
+    "ReconciliationItem",
+    "ReconciliationRun",
     "Settlement",
     "SettlementEvent",
     "metadata",

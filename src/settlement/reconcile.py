@@ -67,11 +67,17 @@ ITEM_COLUMNS = [
 
 
 class InputDefects(Exception):
-    """A file that cannot be used: every defect, each with its file and line."""
+    """A file that cannot be used: every defect, each with its line (None: the file as a whole)."""
 
-    def __init__(self, defects: list[str]) -> None:
-        super().__init__("\n".join(defects))
-        self.defects = defects
+    def __init__(self, name: str, found: list[tuple[int | None, str]]) -> None:
+        self.name = name
+        self.found = found
+        super().__init__("\n".join(self.defects))
+
+    @property
+    def defects(self) -> list[str]:
+        """'file:line: message' (or 'file: message'), as a command line prints them."""
+        return [f"{self.name}:{line}: {m}" if line is not None else f"{self.name}: {m}" for line, m in self.found]
 
 
 @dataclass(frozen=True)
@@ -208,17 +214,37 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _cjk(text: str) -> int:
+    return sum(
+        1 for ch in text if "\u4e00" <= ch <= "\u9fff" or "\u3000" <= ch <= "\u303f" or "\uff00" <= ch <= "\uffef"
+    )
+
+
 def _decode(data: bytes, name: str) -> str:
+    """UTF-8 (with or without a BOM) or GB18030 (a superset of GBK). Chinese in GBK can also be valid
+    UTF-8 (住院 in GBK reads as 'סԺ'), so without a BOM, when both decode, the reading with more Chinese
+    characters wins (UTF-8 on a tie)."""
     if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
+        try:
+            return data[3:].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputDefects(
+                name, [(None, f"starts with a UTF-8 BOM but is not UTF-8 (byte {exc.start + 3})")]
+            ) from None
+    utf8: str | None
     try:
-        return data.decode("utf-8")
+        utf8 = data.decode("utf-8")
     except UnicodeDecodeError:
-        pass
+        utf8 = None
     try:
-        return data.decode("gb18030")
-    except UnicodeDecodeError as exc:
-        raise InputDefects([f"{name}: neither UTF-8 nor GBK/GB18030 (byte {exc.start})"]) from None
+        gbk: str | None = data.decode("gb18030")
+    except UnicodeDecodeError:
+        gbk = None
+    if utf8 is not None and (gbk is None or _cjk(utf8) >= _cjk(gbk)):
+        return utf8
+    if gbk is not None:
+        return gbk
+    raise InputDefects(name, [(None, "neither UTF-8 nor GBK/GB18030")])
 
 
 def _xlsx_rows(data: bytes, name: str) -> Iterator[tuple[int, list[str]]]:
@@ -227,7 +253,7 @@ def _xlsx_rows(data: bytes, name: str) -> Iterator[tuple[int, list[str]]]:
     try:
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many kinds for a file that is not a workbook
-        raise InputDefects([f"{name}: not a readable .xlsx workbook ({type(exc).__name__})"]) from None
+        raise InputDefects(name, [(None, f"not a readable .xlsx workbook ({type(exc).__name__})")]) from None
     sheet = book.worksheets[0]
     for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
         yield number, [_cell(v) for v in values]
@@ -264,7 +290,7 @@ def read_theirs(data: bytes, name: str, *, need_hospital: bool) -> list[Theirs]:
     """Their lines, or InputDefects listing every defect with its line."""
     is_xlsx = data[:2] == b"PK" or name.lower().endswith(".xlsx")
     rows = _xlsx_rows(data, name) if is_xlsx else _csv_rows(_decode(data, name))
-    defects: list[str] = []
+    defects: list[tuple[int | None, str]] = []
     out: list[Theirs] = []
     header: list[str] | None = None
     required = ("hospital_id", "claim_id", "amount") if need_hospital else ("claim_id", "amount")
@@ -278,22 +304,20 @@ def read_theirs(data: bytes, name: str, *, need_hospital: bool) -> list[Theirs]:
                 header.pop()
             for column in header:
                 if column not in allowed:
-                    defects.append(
-                        f"{name}:{number}: unknown column {column!r} (allowed: {', '.join(sorted(allowed))})"
-                    )
+                    defects.append((number, f"unknown column {column!r} (allowed: {', '.join(sorted(allowed))})"))
             for column in required:
                 if column not in header:
-                    defects.append(f"{name}:{number}: missing column {column!r}")
+                    defects.append((number, f"missing column {column!r}"))
             if len(set(header)) != len(header):
-                defects.append(f"{name}:{number}: a column is named twice")
+                defects.append((number, "a column is named twice"))
             if defects:
-                raise InputDefects(defects)
+                raise InputDefects(name, defects)
             continue
         values = [c.strip() for c in cells]
         while len(values) > len(header) and values[-1] == "":
             values.pop()
         if len(values) != len(header):
-            defects.append(f"{name}:{number}: {len(values)} fields, the header has {len(header)}")
+            defects.append((number, f"{len(values)} fields, the header has {len(header)}"))
             continue
         row = dict(zip(header, values, strict=True))
         bad = False
@@ -302,15 +326,15 @@ def read_theirs(data: bytes, name: str, *, need_hospital: bool) -> list[Theirs]:
             if value is None:
                 continue
             if column in required and not value:
-                defects.append(f"{name}:{number}: {column}: empty")
+                defects.append((number, f"{column}: empty"))
                 bad = True
             elif len(value) > MAX_FIELD:
-                defects.append(f"{name}:{number}: {column}: longer than {MAX_FIELD} characters")
+                defects.append((number, f"{column}: longer than {MAX_FIELD} characters"))
                 bad = True
         try:
             amount = parse_amount(row["amount"])
         except ValueError as exc:
-            defects.append(f"{name}:{number}: amount: {exc}")
+            defects.append((number, f"amount: {exc}"))
             bad = True
         if not bad:
             out.append(
@@ -319,9 +343,9 @@ def read_theirs(data: bytes, name: str, *, need_hospital: bool) -> list[Theirs]:
                 )
             )
     if header is None:
-        defects.append(f"{name}: empty file (expected a header {','.join(required)})")
+        defects.append((None, f"empty file (expected a header {','.join(required)})"))
     if defects:
-        raise InputDefects(defects)
+        raise InputDefects(name, defects)
     return out
 
 
@@ -332,7 +356,7 @@ def ours_from_results(lines: Iterable[bytes], fund: str, name: str) -> list[Ours
     """Every result line whose amount for `fund` (a layer of ``payments`` or a charity fund id) is not zero;
     error lines skipped. InputDefects for a line that is not a result, or a fund no line knows."""
     out: list[Ours] = []
-    defects: list[str] = []
+    defects: list[tuple[int | None, str]] = []
     known: set[str] = set()
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
@@ -353,14 +377,14 @@ def ours_from_results(lines: Iterable[bytes], fund: str, name: str) -> list[Ours
             if not isinstance(claim_id, str):
                 raise ValueError("claim_id is not a string")
         except (ValueError, KeyError, TypeError) as exc:
-            defects.append(f"{name}:{number}: not a settle result line ({exc})")
+            defects.append((number, f"not a settle result line ({exc})"))
             continue
         if amount:
             out.append(Ours(None, claim_id, amount))
     if not defects and fund not in known and known:
-        defects.append(f"{name}: no result pays fund {fund!r}; the results know: {', '.join(sorted(known))}")
+        defects.append((None, f"no result pays fund {fund!r}; the results know: {', '.join(sorted(known))}"))
     if defects:
-        raise InputDefects(defects)
+        raise InputDefects(name, defects)
     return out
 
 

@@ -28,6 +28,7 @@ from .limits import BodyLimitMiddleware
 from .metrics import LatencyMiddleware
 from .persons.router import router as persons_router
 from .pgloop import LoopConnections
+from .reconciliations.router import router as reconciliations_router
 from .schedules.router import router as schedules_router
 from .settlements.counter import warm_up
 from .settlements.pgcounter import PREVIEW_READ
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
         persons_router,
         funds_router,
         statements_router,
+        reconciliations_router,
         schedules_router,
     ):
         app.include_router(router)

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Select, and_, false, func, or_, select, text
+from sqlalchemy import Select, and_, case, false, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -486,3 +486,49 @@ def close_period(session: Session, ctx: ServiceContext, principal: Principal, fu
             409, "period_closed", f"{period} of {fund} was closed, or the month before it was not, meanwhile"
         ) from None
     return close_out(close)
+
+
+def per_settlement(
+    session: Session, ctx: ServiceContext, principal: Principal, fund: str, start: dt.date, end: dt.date
+) -> list[dict[str, Any]]:
+    """Net amount per settlement of one fund booked in [start, end] (as statements book it), and whether
+    a reversal of it is booked there: {settlement_id, hospital_id, claim_id, amount, reversed}."""
+    visible_fund(ctx, principal, fund)
+    _check_range(start, end)
+    closes = Closes.read(session, fund)
+    e = LedgerEntry
+    query = (
+        select(
+            Settlement.settlement_id,
+            Settlement.hospital_id,
+            Settlement.claim_id,
+            func.sum(e.amount_fen),
+            func.max(case((e.kind == "reversed", 1), else_=0)),
+        )
+        .join(Settlement, Settlement.seq == e.settlement_seq)
+        .where(e.fund == fund, e.business_date.between(start, end), ~closes.late_predicate())
+        .group_by(Settlement.settlement_id, Settlement.hospital_id, Settlement.claim_id)
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for settlement_id, hospital, claim_id, amount, reversed_ in session.execute(query):
+        out[settlement_id] = {
+            "settlement_id": settlement_id,
+            "hospital_id": hospital,
+            "claim_id": claim_id,
+            "amount": int(amount),
+            "reversed": bool(reversed_),
+        }
+    for line in _late_lines(session, closes, start, end, None):
+        row = out.setdefault(
+            line["settlement_id"],
+            {
+                "settlement_id": line["settlement_id"],
+                "hospital_id": line["hospital_id"],
+                "claim_id": line["claim_id"],
+                "amount": 0,
+                "reversed": False,
+            },
+        )
+        row["amount"] += line["amount"]
+        row["reversed"] = row["reversed"] or line["kind"] == "reversed"
+    return list(out.values())

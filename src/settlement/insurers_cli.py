@@ -61,6 +61,62 @@ def reconcile(args: argparse.Namespace) -> int:
     return 0 if report.clean else 1
 
 
+def _load(label: str, path: str) -> object | None:
+    from settlement.engine import compile_tables
+    from settlement.schedules import ScheduleError, load_region
+
+    try:
+        return compile_tables(load_region(path))
+    except ScheduleError as exc:
+        for defect in exc.defects:
+            print(defect, file=sys.stderr)
+        print(f"settlement simulate: the {label} schedules {path} are not valid", file=sys.stderr)
+        return None
+
+
+def simulate(args: argparse.Namespace) -> int:
+    """Exit 0 with the report; 2 when a schedule folder or the claims file cannot be used."""
+    from settlement.simulate import GROUP_KEYS, blocks
+    from settlement.simulate import simulate as run
+
+    by = [k.strip() for k in args.by.split(",") if k.strip()] if args.by else []
+    unknown = [k for k in by if k not in GROUP_KEYS]
+    if unknown:
+        print(f"settlement simulate: --by {', '.join(unknown)}: choose from {', '.join(GROUP_KEYS)}", file=sys.stderr)
+        return 2
+    baseline, draft = _load("baseline", args.baseline), _load("draft", args.schedules)
+    if baseline is None or draft is None:
+        return 2
+    try:
+        report = run(blocks(args.claims), baseline, draft, by)  # type: ignore[arg-type]
+    except OSError as exc:
+        print(f"settlement simulate: cannot read {args.claims}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"settlement simulate: {exc}", file=sys.stderr)
+        return 2
+    if args.html:
+        from settlement.simulate_report import render
+
+        Path(args.html).write_text(render(report, by, args.baseline, args.schedules, args.claims), encoding="utf-8")
+    if args.json:
+        sys.stdout.buffer.write(orjson.dumps(report) + b"\n")
+    else:
+        print(
+            f"claims {report['claims']}  errors: baseline {report['errors']['baseline']}, "
+            f"draft {report['errors']['draft']}"
+        )
+        print(f"{'':16}{'baseline':>16}{'draft':>16}{'delta':>16}")
+        for layer in report["baseline"]:
+            print(f"{layer:16}{report['baseline'][layer]:>16}{report['draft'][layer]:>16}{report['delta'][layer]:>16}")
+        for group in report["groups"]:
+            key = " ".join(f"{k}={group[k]}" for k in by)
+            deltas = ", ".join(f"{k} {v}" for k, v in group["delta"].items() if v != "0.00")
+            print(f"{key}: claims {group['claims']['baseline']}/{group['claims']['draft']}; {deltas or 'no change'}")
+    sys.stdout.flush()
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "reconcile",
@@ -72,3 +128,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--out", help="write every item to this .xlsx")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(func=reconcile)
+
+    p = sub.add_parser(
+        "simulate", help="what-if (政策测算): settle the same claims under a baseline and a draft schedule set"
+    )
+    p.add_argument("--baseline", required=True, help="the region folder in force, e.g. fee_schedules/heilongjiang")
+    p.add_argument("--schedules", required=True, help="the draft region folder")
+    p.add_argument("claims", help="claims: JSON lines, or Parquet with a string column 'claim'")
+    p.add_argument("--by", help="group by a comma list of category,level,month,visit_type,pathway")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.add_argument("--html", help="write a self-contained HTML report with charts here")
+    p.set_defaults(func=simulate)

@@ -48,8 +48,6 @@ KIND_LABELS = {
     "duplicate_theirs": "重复",
     "reversed_ours": "我方已撤销",
 }
-PAYMENT_LAYERS = ("basic", "critical_illness", "medical_assistance", "charity", "emergency_relief", "backstop")
-"""The payers a result line's ``payments`` holds (SPEC §6); a charity fund id is read from ``charity_by_fund``."""
 AMOUNT = re.compile(r"-?\d{1,15}(\.\d{1,2})?")
 MAX_FIELD = 128
 

@@ -117,6 +117,41 @@ def simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def audit(args: argparse.Namespace) -> int:
+    """Exit 0 when the replay agrees with every stored row, 1 on any difference (each printed)."""
+    import datetime as dt
+    import time
+    from zoneinfo import ZoneInfo
+
+    from settlement.audit import audit as run
+    from settlement.service.app import load_tables
+    from settlement.service.config import Settings
+    from settlement.service.db import make_engine
+
+    try:
+        start = dt.date.fromisoformat(args.start) if args.start else None
+        end = dt.date.fromisoformat(args.end) if args.end else None
+    except ValueError as exc:
+        print(f"settlement audit: {exc}", file=sys.stderr)
+        return 2
+    settings = Settings()
+    engine = make_engine(settings, pooled=False)
+    began = time.perf_counter()
+    try:
+        state = run(engine, load_tables(settings), ZoneInfo(settings.timezone), start, end)
+    finally:
+        engine.dispose()
+    for text in state.differences:
+        print(text)
+    scope = "results and totals" if end is None else "results (totals only on a full run)"
+    print(
+        f"audited {state.settled} settlements and {state.reversals} reversals ({scope}) in"
+        f" {time.perf_counter() - began:.1f} s: {len(state.differences)} difference(s)",
+        file=sys.stderr,
+    )
+    return 1 if state.differences else 0
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "reconcile",
@@ -139,3 +174,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument("--html", help="write a self-contained HTML report with charts here")
     p.set_defaults(func=simulate)
+
+    p = sub.add_parser(
+        "audit",
+        help="re-settle every stored claim from empty in commit order and compare (SETTLEMENT_DATABASE_URL);"
+        " exit 1 on any difference",
+    )
+    p.add_argument(
+        "--from", dest="start", help="report results committed from this day (the replay starts at the first)"
+    )
+    p.add_argument("--to", dest="end", help="replay up to the events of this day (totals are compared on full runs)")
+    p.set_defaults(func=audit)

@@ -29,7 +29,7 @@ from settlement.batchrun import prepare_chunk
 from settlement.engine import Accumulators, Tables, settle
 from settlement.engine.batch import PERSON_COLUMNS
 from settlement.money import format_fen
-from settlement.schedules.types import VISIT_TYPES
+from settlement.schedules.types import CATEGORIES, SCHEMES, VISIT_TYPES
 
 I64 = npt.NDArray[np.int64]
 AMOUNTS = (
@@ -97,11 +97,14 @@ class Replay:
         """Settled events, in order; only the last may be one reversed later (its contribution is kept)."""
         lines = []
         for e in events:
-            claim = orjson.loads(e.body)
-            claim.setdefault("patient", {})
-            claim["patient"]["scheme"] = e.scheme
-            claim["patient"]["category"] = e.category
-            lines.append(orjson.dumps(claim))
+            body = e.body.encode()
+            if b'"scheme"' not in body or b'"category"' not in body:  # the registry's, as the service used them
+                claim = orjson.loads(body)
+                claim.setdefault("patient", {})
+                claim["patient"]["scheme"] = e.scheme
+                claim["patient"]["category"] = e.category
+                body = orjson.dumps(claim)
+            lines.append(body)
         chunk = prepare_chunk(lines, self.tables)
         self.settled += len(events)
         failed = {k for k, _ in chunk.errors}
@@ -114,6 +117,9 @@ class Replay:
         if batch is None:
             return
         in_batch = [e for k, e in enumerate(events) if k not in failed]
+        # whatever the body states, the scheme and category the settlement used
+        batch.scheme = np.array([SCHEMES.index(e.scheme) for e in in_batch], dtype=np.int64)
+        batch.category = np.array([CATEGORIES.index(e.category) for e in in_batch], dtype=np.int64)
         rows = self.person_rows
         person_map = np.array([rows.setdefault(key, len(rows)) for key in chunk.person_keys], dtype=np.int64)
         year_map = np.array([self.year_rows.setdefault(y, len(self.year_rows)) for y in chunk.years], dtype=np.int64)
@@ -252,22 +258,33 @@ EVENTS_SQL = (
 
 
 def read_events(conn: Any, tz: ZoneInfo, until: dt.date | None) -> Iterator[list[Event]]:
-    """The stored events in commit order, in lists of BATCH, up to the events of day `until` (inclusive)."""
+    """The stored events in commit order, in lists of BATCH, up to the events of day `until` (inclusive).
+
+    On PostgreSQL through a server-side psycopg cursor (plain tuples: SQLAlchemy's rows cost as much as the
+    engine here), elsewhere through SQLAlchemy's streamed result."""
     from sqlalchemy import text
 
-    result = conn.execution_options(stream_results=True, yield_per=BATCH).execute(text(EVENTS_SQL))
-    for part in result.partitions(BATCH):
+    if conn.dialect.name == "postgresql":
+        raw = conn.connection.dbapi_connection
+        cursor = raw.cursor(name="settlement_audit")
+        cursor.execute(EVENTS_SQL)
+        parts: Iterator[list[Any]] = iter(lambda: cursor.fetchmany(BATCH), [])
+    else:
+        result = conn.execution_options(stream_results=True, yield_per=BATCH).execute(text(EVENTS_SQL))
+        parts = (list(p) for p in result.partitions(BATCH))
+    for part in parts:
         out = []
         for row in part:
-            if until is not None and _day(row[2], tz) > until:
+            day = _day(row[2], tz)
+            if until is not None and day > until:
                 if out:
                     yield out
                 return
             out.append(
                 Event(
-                    int(row[0]),
+                    row[0],
                     row[1],
-                    int(row[3]),
+                    row[3],
                     row[4],
                     row[5],
                     row[6],
@@ -276,16 +293,18 @@ def read_events(conn: Any, tz: ZoneInfo, until: dt.date | None) -> Iterator[list
                     row[9],
                     row[10],
                     row[11],
-                    tuple(int(v) for v in row[15:]),
+                    row[15:],
                     row[12] == "reversed",
-                    (row[13], int(row[14])),
-                    _day(row[2], tz),
+                    (row[13], row[14]),
+                    day,
                 )
             )
         yield out
 
 
 def _day(at: Any, tz: ZoneInfo) -> dt.date:
+    if isinstance(at, dt.datetime) and at.tzinfo is not None:
+        return at.astimezone(tz).date()
     if isinstance(at, str):
         at = dt.datetime.fromisoformat(at)
     if at.tzinfo is None:

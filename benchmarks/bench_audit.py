@@ -57,9 +57,9 @@ def main() -> None:
     finally:
         if args.keep:
             print(f"kept {url}")
-            return
-        with psycopg.connect(ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+        else:
+            with psycopg.connect(ADMIN, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
 
 
 def run(url: str, args: argparse.Namespace) -> None:

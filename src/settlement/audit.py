@@ -51,6 +51,19 @@ AMOUNTS = (
 BATCH = 20_000
 
 
+def claim_line(body: str, scheme: str, category: str) -> bytes:
+    """A stored request body as a claim line with the scheme and category the settlement used (the
+    registry's: a body that states them states the same, else the service had refused it)."""
+    raw = body.encode()
+    if b'"scheme"' in raw and b'"category"' in raw:
+        return raw
+    claim = orjson.loads(raw)
+    claim.setdefault("patient", {})
+    claim["patient"]["scheme"] = scheme
+    claim["patient"]["category"] = category
+    return orjson.dumps(claim)
+
+
 @dataclass
 class Event:
     seq: int
@@ -95,17 +108,7 @@ class Replay:
 
     def settle_events(self, events: list[Event]) -> None:
         """Settled events, in order; only the last may be one reversed later (its contribution is kept)."""
-        lines = []
-        for e in events:
-            body = e.body.encode()
-            if b'"scheme"' not in body or b'"category"' not in body:  # the registry's, as the service used them
-                claim = orjson.loads(body)
-                claim.setdefault("patient", {})
-                claim["patient"]["scheme"] = e.scheme
-                claim["patient"]["category"] = e.category
-                body = orjson.dumps(claim)
-            lines.append(body)
-        chunk = prepare_chunk(lines, self.tables)
+        chunk = prepare_chunk([claim_line(e.body, e.scheme, e.category) for e in events], self.tables)
         self.settled += len(events)
         failed = {k for k, _ in chunk.errors}
         for k, text in chunk.errors:
@@ -350,4 +353,4 @@ def audit(engine: Any, tables: Tables, tz: ZoneInfo, start: dt.date | None, end:
     return state
 
 
-__all__ = ["Event", "Replay", "audit", "compare_totals", "read_events", "read_totals", "replay"]
+__all__ = ["Event", "Replay", "audit", "claim_line", "compare_totals", "read_events", "read_totals", "replay"]

@@ -244,10 +244,10 @@ def compare_totals(
     keys = {(f, y) for f in funds for y in years} | set(stored_pools)
     for fund, year in sorted(keys):
         r = years.get(year)
-        replayed = int(state.acc.pool_used[r, funds.index(fund)]) if r is not None and fund in funds else 0
-        stored = stored_pools.get((fund, year), 0)
-        if replayed != stored:
-            state.differ(f"pool {fund} {year}: used stored {format_fen(stored)}, replayed {format_fen(replayed)}")
+        used = int(state.acc.pool_used[r, funds.index(fund)]) if r is not None and fund in funds else 0
+        stored_used = stored_pools.get((fund, year), 0)
+        if used != stored_used:
+            state.differ(f"pool {fund} {year}: used stored {format_fen(stored_used)}, replayed {format_fen(used)}")
 
 
 # -- the database side ---------------------------------------------------------
@@ -276,7 +276,7 @@ def read_events(conn: Any, tz: ZoneInfo, until: dt.date | None) -> Iterator[list
         result = conn.execution_options(stream_results=True, yield_per=BATCH).execute(text(EVENTS_SQL))
         parts = (list(p) for p in result.partitions(BATCH))
     for part in parts:
-        out = []
+        out: list[Event] = []
         for row in part:
             day = _day(row[2], tz)
             if until is not None and day > until:
@@ -310,9 +310,8 @@ def _day(at: Any, tz: ZoneInfo) -> dt.date:
         return at.astimezone(tz).date()
     if isinstance(at, str):
         at = dt.datetime.fromisoformat(at)
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=dt.UTC)
-    return at.astimezone(tz).date()
+    stamp: dt.datetime = at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
+    return stamp.astimezone(tz).date()
 
 
 def read_totals(conn: Any, funds: list[str]) -> tuple[dict[tuple[str, int], list[int]], dict[tuple[str, int], int]]:

@@ -18,7 +18,7 @@ from . import service
 
 router = APIRouter(prefix="/v1/simulations", tags=["simulations"])
 AdminKey = Annotated[Principal, Depends(require(Role.ADMIN))]
-PROBLEM = {"content": {"application/problem+json": {}}}
+PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 FIELDS = {"from", "to", "file", "by", "format"}
 
 

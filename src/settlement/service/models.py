@@ -4,7 +4,7 @@ from .accumulators.models import PersonCharity, PersonYear
 from .auth.models import ApiKey
 from .db import Base
 from .funds.models import FundPool
-from .persons.models import Person, PersonCategory
+from .persons.models import Person, PersonCategory, PersonHistory
 from .settlements.models import LedgerEntry, Settlement, SettlementEvent
 
 metadata = Base.metadata
@@ -17,6 +17,7 @@ __all__ = [
     "Person",
     "PersonCategory",
     "PersonCharity",
+    "PersonHistory",
     "PersonYear",
     "Settlement",
     "SettlementEvent",

@@ -133,3 +133,18 @@ def test_year_position_against_the_caps(client, auth):
     assert rows[("charity", "poverty_relief")]["applies"] is False
     assert client.get(f"/v1/persons/{other}/position?year=1990", headers=auth["admin"]).status_code == 422
     assert client.get(f"/v1/persons/{person_id(8)}/position", headers=auth["admin"]).status_code == 404
+
+
+def test_names_searched_for_stay_out_of_the_access_log(caplog):
+    import logging
+
+    import settlement.service.persons.router  # noqa: F401  (installs the filter)
+
+    logger = logging.getLogger("uvicorn.access")
+    with caplog.at_level(logging.INFO, logger="uvicorn.access"):
+        logger.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET",
+                    "/v1/persons?district=2301&q=%E5%BC%A0%E4%B8%89&limit=5", "1.1", 200)
+        logger.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", "/review/persons?q=张三", "1.1", 200)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ['127.0.0.1:5000 - "GET /v1/persons?district=2301&q=***&limit=5 HTTP/1.1" 200',
+                     '127.0.0.1:5000 - "GET /review/persons?q=*** HTTP/1.1" 200']

@@ -177,3 +177,53 @@ def test_a_district_scoped_reviewer_sees_only_the_district(client, auth, app):
     assert records[-1]["actor"] == "clerk" and records[-1]["after"]["name"] == "王五"
     assert client.get(f"/v1/persons/{outside}", headers=auth["reviewer"]).json()["district"] == "231202"
     assert client.get(f"/v1/persons/{person_id(5)}", headers=auth["reviewer"]).status_code == 404
+
+
+def test_concurrent_changes_record_one_unbroken_chain(app, client, auth, using_postgres):
+    """Puts and imports racing on one person: every change recorded once, each before the last after."""
+    import datetime as dt
+    import threading
+
+    from settlement.service.db import run_transaction
+    from settlement.service.persons.schemas import PersonIn
+    from settlement.service.persons.service import import_commit, put_person
+
+    if not using_postgres:
+        pytest.skip("row locks: PostgreSQL (SQLite serializes writers with BEGIN IMMEDIATE)")
+    db = app.state.ctx.db
+    actor = Principal(key_id="racer0000001", role=Role.REVIEWER)
+    start = threading.Barrier(12)
+    failures: list[BaseException] = []
+
+    def put(i: int) -> None:
+        data = PersonIn.model_validate(body(name=f"名{i}"))
+        start.wait()
+        run_transaction(db.write, lambda s: put_person(s, actor, PID, data, dt.datetime.now(dt.UTC)), retries=20)
+
+    def load(i: int) -> None:
+        csv = (f"person_id,scheme,category,valid_from,name\n{PID},resident,none,2018-0{i}-01,导入{i}\n"
+               f"{OTHER},employee,none,2018-01-01,\n")
+        start.wait()
+        run_transaction(db.write, lambda s: import_commit(s, None, actor, csv.encode(), "x.csv"), retries=20)
+
+    def guarded(fn: Any, i: int) -> None:
+        try:
+            fn(i)
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(put, i)) for i in range(8)]
+    threads += [threading.Thread(target=guarded, args=(load, i)) for i in range(1, 5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    records = history(client, auth["reviewer"])
+    assert len(records) == 12  # every change differs from the one before it
+    assert records[0]["before"] is None
+    for earlier, later in itertools.pairwise(records):
+        assert later["before"] == earlier["after"]
+    final = client.get(f"/v1/persons/{PID}", headers=auth["reviewer"]).json()
+    assert final["name"] == records[-1]["after"]["name"]
+    assert len(history(client, auth["reviewer"], OTHER)) == 1  # created once, then unchanged

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from settlement.claims.models import Category, Scheme
 from settlement.money import format_fen
 from settlement.service.accumulators.repository import read_person_year
 from settlement.service.auth.keys import Role
@@ -15,15 +17,55 @@ from settlement.service.db import run_transaction
 from settlement.service.deps import Ctx, ReadSession, require
 from settlement.service.errors import ServiceError
 
-from . import service
+from . import logmask, service
 from .importing import XLSX_MEDIA_TYPE, ImportReport
-from .schemas import AccumulatorsOut, HistoryOut, ImportOut, PersonIn, PersonOut
+from .schemas import (
+    AccumulatorsOut,
+    DistrictPrefix,
+    HistoryOut,
+    ImportOut,
+    PersonIn,
+    PersonOut,
+    PersonPage,
+    PositionOut,
+)
 
 router = APIRouter(prefix="/v1/persons", tags=["persons"])
+logmask.install()  # searches may be names: masked in the access log (persons.logmask)
 
 WriterKey = Annotated[Principal, Depends(require(Role.REVIEWER, Role.ADMIN))]
 ReaderKey = Annotated[Principal, Depends(require(Role.REVIEWER, Role.ADMIN, Role.INSURER))]
 PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+
+
+@router.get(
+    "",
+    response_model=PersonPage,
+    summary="Persons by id, searched and filtered, by cursor (names for reviewer and admin keys only)",
+    responses={400: PROBLEM},
+)
+def list_persons(
+    principal: ReaderKey,
+    session: ReadSession,
+    ctx: Ctx,
+    q: Annotated[
+        str | None,
+        Query(min_length=1, max_length=100, description="an id prefix, or part of the name (reviewer/admin)"),
+    ] = None,
+    district: Annotated[
+        DistrictPrefix | None, Query(description="行政区划代码 or its 2/4-digit prefix (province, city)")
+    ] = None,
+    category: Annotated[Category | None, Query(description="the category in force on `on`")] = None,
+    scheme: Scheme | None = None,
+    on: Annotated[dt.date | None, Query(description="the day category is checked on; default today")] = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    return service.search(
+        session, principal, q=q, district=district, category=category, scheme=scheme,
+        on=on or ctx.now().astimezone(ctx.tz).date(), cursor=cursor,
+        limit=min(limit, ctx.settings.list_limit_max),
+    )
 
 
 @router.put(
@@ -162,3 +204,34 @@ def read_accumulators(
         assistance_paid=format_fen(totals.assistance_paid),
         charity_paid={f: format_fen(v) for f, v in charity.items()},
     )
+
+
+@router.get(
+    "/{person_id}/position",
+    response_model=PositionOut,
+    summary="The person's policy year against the caps of the schedule in force, per layer",
+    responses={404: PROBLEM, 422: PROBLEM},
+)
+def read_position(
+    person_id: str,
+    principal: ReaderKey,
+    session: ReadSession,
+    ctx: Ctx,
+    year: Annotated[
+        int | None, Query(ge=1900, le=9999, description="policy year; default: this year")
+    ] = None,
+) -> PositionOut:
+    policy_year = year if year is not None else ctx.now().astimezone(ctx.tz).year
+    found = service.year_position(session, ctx, person_id, policy_year, principal)
+    body = found.as_dict()
+
+    def money(value: int | None) -> str | None:
+        return None if value is None else format_fen(value)
+
+    body["rows"] = [
+        {**row, "paid": format_fen(row["paid"]), "cap": money(row["cap"]), "remaining": money(row["remaining"])}
+        for row in body["rows"]
+    ]
+    body["critical_base"] = format_fen(found.critical_base)
+    body["assistance_base"] = format_fen(found.assistance_base)
+    return PositionOut.model_validate(body)

@@ -171,3 +171,43 @@ class HistoryEntry(BaseModel):
 class HistoryOut(BaseModel):
     person_id: str
     items: list[HistoryEntry] = Field(description="oldest first")
+
+
+class PersonListItem(BaseModel):
+    person_id: str
+    scheme: Scheme
+    name: str | None = Field(description="姓名; always null for insurer keys")
+    district: str | None
+    category: Category | None = Field(description="the category in force on the day asked (default today)")
+    updated_at: dt.datetime
+
+
+class PersonPage(BaseModel):
+    items: list[PersonListItem]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last")
+
+
+DistrictPrefix = Annotated[str, AfterValidator(check_district_prefix)]
+
+
+class CapRowOut(BaseModel):
+    layer: Literal["basic", "critical_illness", "medical_assistance", "charity"]
+    visit_type: str | None
+    fund: str | None
+    fund_name: str | None
+    paid: str
+    cap: str | None = Field(description="yuan; null: no cap")
+    remaining: str | None = Field(description="max(0, cap − paid); null: no cap")
+    applies: bool = Field(description="whether the layer pays for this scheme and category at all")
+
+
+class PositionOut(BaseModel):
+    person_id: str
+    policy_year: int
+    on: dt.date = Field(description="the day scheme, category and schedule version are taken on")
+    schedule_version: str
+    scheme: Scheme
+    category: Category | None
+    critical_base: str
+    assistance_base: str
+    rows: list[CapRowOut]

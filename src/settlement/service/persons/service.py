@@ -4,25 +4,31 @@ claim is settled with. Imports (dry run, commit) are in ``importing``, re-export
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from settlement.claims import Claim
 from settlement.claims.person_id import PersonIdError, check_person_id, normalize_person_id
 from settlement.service.auth.keys import Role
 from settlement.service.auth.service import Principal
-from settlement.service.errors import ServiceError, forbidden, not_found
+from settlement.service.errors import ServiceError, forbidden, invalid_request, not_found
 
 from .importing import ImportRejected as ImportRejected  # imports: re-exported, callers use service
 from .importing import ImportReport as ImportReport
 from .importing import import_check as import_check
 from .importing import import_commit as import_commit
 from .models import Person, PersonCategory, PersonHistory
+from .position import YearPosition as YearPosition
+from .position import year_position as year_position
 from .repository import add_history, get_person, identity_on, lock_person, person_snapshot, snapshot
 from .schemas import CategoryPeriod, HistoryEntry, HistoryOut, PersonIn, PersonOut
 
+CHINA = ZoneInfo("Asia/Shanghai")
 NAME_ROLES = (Role.REVIEWER, Role.ADMIN)
 """Who sees names: insurers and hospitals never do."""
 
@@ -203,3 +209,113 @@ def check_identity(claim: Claim, person_id: str, found: tuple[str, str | None] |
 
 CLI_ACTOR = Principal(key_id="cli", role=Role.ADMIN)
 """Who changes the registry from the command line (``settlement persons import``), as history says."""
+
+
+# -- search ----------------------------------------------------------------------------------------
+
+
+def encode_cursor(person_id: str) -> str:
+    return base64.urlsafe_b64encode(f"p:{person_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    if not cursor:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, _, value = text.partition(":")
+        if kind != "p" or not value or len(value) > 18 or not value.isascii() or not value.isalnum():
+            raise ValueError(cursor)
+        return value
+    except ValueError:
+        raise invalid_request("cursor is not one this service returned") from None
+
+
+def _digit_range(column: Any, prefix: str, width: int) -> Any:
+    """column starts with prefix (digits; an id may end in X), as a range an index can serve.
+
+    A range of digit strings sorts the same under every collation, where LIKE 'p%'
+    needs the C collation to use a b-tree index on PostgreSQL.
+    """
+    if len(prefix) >= width:
+        return column == prefix
+    return and_(column >= prefix, column <= prefix + "9" * (width - len(prefix) - 1) + "9X"[width == 18])
+
+
+def _like_escaped(text_: str) -> str:
+    return text_.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def search(
+    session: Session,
+    principal: Principal,
+    *,
+    q: str | None = None,
+    district: str | None = None,
+    category: str | None = None,
+    scheme: str | None = None,
+    on: dt.date | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> dict[str, Any]:
+    """A page of persons by person_id: {"items": [...], "next_cursor"}; district-scoped.
+
+    ``q`` matches an id prefix (a trailing x counts as X) or, for reviewer and
+    admin keys only, a substring of the name. ``district`` is a 2/4/6-digit
+    prefix, ANDed with the caller's own scope. ``category`` is the category in
+    force on ``on`` (default: today in the service's time zone). Each item:
+    person_id, scheme, name (null for insurers), district, category (on ``on``),
+    updated_at.
+    """
+    day = on or dt.datetime.now(CHINA).date()
+    current = (
+        select(PersonCategory.category)
+        .where(
+            PersonCategory.person_id == Person.person_id,
+            PersonCategory.valid_from <= day,
+            or_(PersonCategory.valid_to.is_(None), PersonCategory.valid_to >= day),
+        )
+        .limit(1)
+        .scalar_subquery()
+    )
+    query = select(Person.person_id, Person.scheme, Person.name, Person.district, current, Person.updated_at)
+    sees_names = principal.role in NAME_ROLES
+    if q is not None:
+        q = q.strip()
+        if not q:
+            raise invalid_request("q is blank")
+        conditions = []
+        ident = normalize_person_id(q)
+        if len(ident) <= 18 and ident.isascii() and ident.isalnum() and ident[:17].isdigit():
+            conditions.append(_digit_range(Person.person_id, ident, 18))
+        if sees_names:
+            conditions.append(Person.name.like(f"%{_like_escaped(q)}%", escape="\\"))
+        if not conditions:
+            return {"items": [], "next_cursor": None}
+        query = query.where(or_(*conditions))
+    for prefix in (principal.district, district):
+        if prefix is not None:
+            query = query.where(_digit_range(Person.district, prefix, 6))
+    if scheme is not None:
+        query = query.where(Person.scheme == scheme)
+    if category is not None:
+        query = query.where(current == category)
+    after = decode_cursor(cursor)
+    if after is not None:
+        query = query.where(Person.person_id > after)
+    rows = session.execute(query.order_by(Person.person_id).limit(limit + 1)).all()
+    page = rows[:limit]
+    return {
+        "items": [
+            {
+                "person_id": pid,
+                "scheme": sch,
+                "name": name if sees_names else None,
+                "district": dist,
+                "category": cat,
+                "updated_at": updated,
+            }
+            for pid, sch, name, dist, cat, updated in page
+        ],
+        "next_cursor": encode_cursor(page[-1][0]) if len(rows) > limit else None,
+    }

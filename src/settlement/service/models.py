@@ -5,6 +5,7 @@ from .auth.models import ApiKey
 from .db import Base
 from .funds.models import FundPool
 from .persons.models import Person, PersonCategory
+from .reviews.models import FlagCheck, FlagRefreshState, Review, ReviewStatus, SettlementFlag
 from .settlements.models import LedgerEntry, Settlement, SettlementEvent
 
 metadata = Base.metadata
@@ -12,13 +13,18 @@ metadata = Base.metadata
 __all__ = [
     "ApiKey",
     "Base",
+    "FlagCheck",
+    "FlagRefreshState",
     "FundPool",
     "LedgerEntry",
     "Person",
     "PersonCategory",
     "PersonCharity",
     "PersonYear",
+    "Review",
+    "ReviewStatus",
     "Settlement",
     "SettlementEvent",
+    "SettlementFlag",
     "metadata",
 ]

@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from service_helpers import example, register, requires_postgres
+from service_helpers import example, requires_postgres
 from sqlalchemy import func, select, text
 
 from settlement.service.db import make_engine
 from settlement.service.reviews.flags import refresh
 from settlement.service.reviews.models import FlagCheck, Review, ReviewStatus, SettlementFlag
 from settlement.service.reviews.rules import BUNDLED, load_rules, rules_at
+from settlement.service.settlements.models import Settlement
 
 from test_reviews import review, settle, settle_ex01  # isort: skip
 
@@ -52,12 +53,12 @@ def open_insert(app: Any, settings: Any) -> tuple[Any, int]:
     engine = make_engine(settings, pooled=False)
     conn = engine.connect()
     conn.begin()
-    columns = [c for c in conn.execute(text("SELECT * FROM settlements LIMIT 0")).keys() if c != "seq"]
+    columns = [str(c.name) for c in Settlement.__table__.columns if c.name != "seq"]
     copied = ", ".join(
         ":sid" if c == "settlement_id" else ":cid" if c == "claim_id" else c for c in columns
     )
     seq = conn.execute(
-        text(f"INSERT INTO settlements ({', '.join(columns)}) SELECT {copied} FROM settlements"  # noqa: S608
+        text(f"INSERT INTO settlements ({', '.join(columns)}) SELECT {copied} FROM settlements"
              " ORDER BY seq LIMIT 1 RETURNING seq"),
         {"sid": str(uuid.uuid4()), "cid": f"LATE-{uuid.uuid4().hex[:8]}"},
     ).scalar_one()
@@ -228,7 +229,8 @@ def test_bulk_approvals_and_decisions_at_once(client, auth, app):
     assert answers.count(201) == len(answers)
     with app.state.ctx.db.read() as session:
         assert session.scalar(select(func.count()).select_from(Review)) == 30 * 2 + 30
-        latest = dict(session.execute(select(Review.settlement_seq, func.max(Review.id)).group_by(Review.settlement_seq)).all())
+        per_settlement = select(Review.settlement_seq, func.max(Review.id)).group_by(Review.settlement_seq)
+        latest = dict(session.execute(per_settlement).all())
         decisions = dict(session.execute(select(Review.id, Review.decision)).all())
         for row in session.scalars(select(ReviewStatus)):
             assert row.review_id == latest[row.settlement_seq]

@@ -5,6 +5,7 @@ from .auth.models import ApiKey
 from .db import Base
 from .funds.models import FundPool
 from .persons.models import Person, PersonCategory, PersonHistory
+from .reviews.models import FlagCheck, FlagRefreshState, Review, ReviewStatus, SettlementFlag
 from .settlements.models import LedgerEntry, Settlement, SettlementEvent
 
 metadata = Base.metadata
@@ -12,6 +13,8 @@ metadata = Base.metadata
 __all__ = [
     "ApiKey",
     "Base",
+    "FlagCheck",
+    "FlagRefreshState",
     "FundPool",
     "LedgerEntry",
     "Person",
@@ -19,7 +22,10 @@ __all__ = [
     "PersonCharity",
     "PersonHistory",
     "PersonYear",
+    "Review",
+    "ReviewStatus",
     "Settlement",
     "SettlementEvent",
+    "SettlementFlag",
     "metadata",
 ]

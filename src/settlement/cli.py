@@ -283,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=_cmd_validate)
 
     _add_service_commands(sub)
+    from settlement import insurers_cli  # reconcile, simulate, audit
+
+    insurers_cli.add_parsers(sub)
     return parser
 
 

@@ -28,6 +28,7 @@ from .limits import BodyLimitMiddleware
 from .metrics import LatencyMiddleware
 from .persons.router import router as persons_router
 from .pgloop import LoopConnections
+from .reconciliations.router import router as reconciliations_router
 from .reviews.flags import start_refresher
 from .reviews.router import router as reviews_router
 from .reviews.rules import rules_at
@@ -119,6 +120,7 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
         persons_router,
         funds_router,
         statements_router,
+        reconciliations_router,
         schedules_router,
         reviews_router,
     ):

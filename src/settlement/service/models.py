@@ -5,8 +5,10 @@ from .auth.models import ApiKey
 from .db import Base
 from .funds.models import FundPool
 from .persons.models import Person, PersonCategory, PersonHistory
+from .reconciliations.models import ReconciliationItem, ReconciliationRun
 from .reviews.models import FlagCheck, FlagRefreshState, Review, ReviewStatus, SettlementFlag
 from .settlements.models import LedgerEntry, Settlement, SettlementEvent
+from .statements.models import PeriodClose
 
 metadata = Base.metadata
 
@@ -17,11 +19,14 @@ __all__ = [
     "FlagRefreshState",
     "FundPool",
     "LedgerEntry",
+    "PeriodClose",
     "Person",
     "PersonCategory",
     "PersonCharity",
     "PersonHistory",
     "PersonYear",
+    "ReconciliationItem",
+    "ReconciliationRun",
     "Review",
     "ReviewStatus",
     "Settlement",

@@ -192,23 +192,9 @@ def test_an_outage_is_503_within_a_second_everywhere_and_the_first_settle_after_
 
 def assert_whole(app: Any) -> None:
     """Nothing half-written: each settlement has its event and ledger, each total equals its ledger."""
-    from loadtests.checks import run_checks
+    from loadtests.checks import half_written, run_checks
 
     url = app.state.ctx.settings.sqlalchemy_url
     result = run_checks(url, "OUT-", settle_sent=10_000)
     assert not result["problems"], result["problems"]
-    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
-        bad = conn.execute(
-            """
-            SELECT s.claim_id FROM settlements s
-            WHERE NOT EXISTS (SELECT 1 FROM settlement_events e WHERE e.settlement_seq = s.seq AND e.kind = 'settled')
-               OR (s.status = 'reversed') <> EXISTS (
-                    SELECT 1 FROM settlement_events e WHERE e.settlement_seq = s.seq AND e.kind = 'reversed')
-               OR s.total_fen <> (SELECT coalesce(sum(amount_fen), 0) FROM ledger_entries l
-                                  WHERE l.settlement_seq = s.seq AND l.kind = 'settled')
-               OR (CASE WHEN s.status = 'reversed' THEN -s.total_fen ELSE 0 END) <> (
-                    SELECT coalesce(sum(amount_fen), 0) FROM ledger_entries l
-                    WHERE l.settlement_seq = s.seq AND l.kind = 'reversed')
-            """
-        ).fetchall()
-    assert not bad, bad
+    assert not half_written(url)

@@ -125,7 +125,7 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
         reviews_router,
     ):
         app.include_router(router)
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes, timeout=settings.body_timeout_seconds)
     app.add_middleware(LatencyMiddleware)
     # the counter's hot routes answered ahead of the stack above (bounded and timed there the same way)
     app.counter = CounterRoutes(
@@ -139,6 +139,7 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
         app.behind_front_door,
         body_limit=settings.max_body_bytes,
         threads=settings.worker_threads,
+        body_timeout=settings.body_timeout_seconds,
     )
     return app
 

@@ -1,5 +1,6 @@
 """Every table of the service, imported so that ``Base.metadata`` is complete (Alembic, tests)."""
 
+from .accounts.models import LoginAttempt, StaffUser, WebSession
 from .accumulators.models import PersonCharity, PersonYear
 from .auth.models import ApiKey
 from .db import Base
@@ -14,11 +15,14 @@ __all__ = [
     "Base",
     "FundPool",
     "LedgerEntry",
+    "LoginAttempt",
     "Person",
     "PersonCategory",
     "PersonCharity",
     "PersonYear",
     "Settlement",
     "SettlementEvent",
+    "StaffUser",
+    "WebSession",
     "metadata",
 ]

@@ -17,9 +17,9 @@ from settlement.charts import svg
 from .i18n import Gettext, yuan
 
 FONT = "Noto Sans CJK SC, Source Han Sans SC, Microsoft YaHei, PingFang SC, sans-serif"
+PART_COLORS = ("#b07a61", "#e0b45a", "#9fb3c8", "#5b6b7f")
+"""The bill's parts in the total's bar: fully self-paid, over-limit, pre-self-paid, in scope."""
 COLORS = {
-    "total": "#5b6b7f",
-    "part": "#a3b1c2",
     "basic": "#1f6fb2",
     "critical_illness": "#3d8fd1",
     "medical_assistance": "#2e9e6e",
@@ -48,18 +48,17 @@ def draw(chart: Any) -> str:
 
 
 def waterfall(steps: Sequence[tuple[str, str, int]], total_fen: int, parts: Sequence[tuple[str, int]],
-              _: Gettext, width: int = 860) -> str:
+              total_label: str, _: Gettext, width: int = 1180) -> str:
     """The bill as a waterfall: the total (stacked by its parts), then each payer's share taken off
     what is left, down to zero. ``steps``: (key, label, fen) in paying order; ``parts``: (label, fen)."""
     rows: list[dict[str, Any]] = []
-    total_label = _("Total")
     order = [total_label]
     low = 0
-    for label, fen in parts:
+    for (label, fen), color in zip(parts, PART_COLORS, strict=True):
         if fen <= 0:
             continue
         rows.append({"step": total_label, "start": low / 100, "end": (low + fen) / 100, "part": label,
-                     "label": "", "color": COLORS["part"] if label != parts[-1][0] else COLORS["total"]})
+                     "label": "", "color": color})
         low += fen
     rows.append({"step": total_label, "start": 0, "end": total_fen / 100, "part": "", "label": yuan(total_fen),
                  "color": "none"})
@@ -71,7 +70,7 @@ def waterfall(steps: Sequence[tuple[str, str, int]], total_fen: int, parts: Sequ
         rows.append({"step": label, "start": (level - fen) / 100, "end": level / 100, "part": "",
                      "label": yuan(fen), "color": COLORS.get(key.split(":")[0], COLORS["charity"])})
         level -= fen
-    base = alt.Chart(alt.Data(values=rows))
+    base = alt.Chart(alt.InlineData(values=rows))
     x = alt.X("step:N", sort=order, title=None, axis=alt.Axis(labelAngle=0, labelLimit=120))
     bars = base.transform_filter("datum.color != 'none'").mark_bar(stroke="#ffffff", strokeWidth=0.5).encode(
         x=x, y=alt.Y("start:Q", title=_("Yuan"), axis=alt.Axis(format=",.0f")), y2="end:Q",
@@ -91,7 +90,7 @@ def cap_bars(rows: Sequence[tuple[str, int, int, int]], _: Gettext, width: int =
                      "value": before / 100})
         data.append({"layer": label, "part": _("This claim"), "order": 1, "fen": added, "value": added / 100})
         data.append({"layer": label, "part": _("Room left"), "order": 2, "fen": room, "value": room / 100})
-    chart = alt.Chart(alt.Data(values=data)).mark_bar().encode(
+    chart = alt.Chart(alt.InlineData(values=data)).mark_bar().encode(
         y=alt.Y("layer:N", title=None, sort=None, axis=alt.Axis(labelLimit=160)),
         x=alt.X("value:Q", stack="normalize", title=_("Share of the annual cap"), axis=alt.Axis(format="%")),
         color=alt.Color("part:N", title=None, sort=[_("Before this claim"), _("This claim"), _("Room left")],
@@ -108,13 +107,14 @@ def stacked_by(rows: Sequence[dict[str, Any]], x_field: str, x_title: str, _: Ge
     data = [{**r, "value": r["fen"] / 100, "label": yuan(r["fen"])} for r in rows]
     palette = [COLORS.get(k, "#888888") for k in ("basic", "critical_illness", "medical_assistance", "charity",
                                                   "backstop", "patient_pays", "hospital_bears")]
-    cat = alt.X(f"{x_field}:N", title=x_title, sort=None, axis=alt.Axis(labelAngle=0, labelLimit=140))
-    val = alt.Y("value:Q", title=_("Yuan"), axis=alt.Axis(format=",.0f"))
+    enc: dict[str, Any]
     if horizontal:
-        cat = alt.Y(f"{x_field}:N", title=None, sort=None, axis=alt.Axis(labelLimit=160))
-        val = alt.X("value:Q", title=_("Yuan"), axis=alt.Axis(format=",.0f"))
-    enc = {"x": cat, "y": val} if not horizontal else {"y": cat, "x": val}
-    chart = alt.Chart(alt.Data(values=data)).mark_bar().encode(
+        enc = {"y": alt.Y(f"{x_field}:N", title=None, sort=None, axis=alt.Axis(labelLimit=160)),
+               "x": alt.X("value:Q", title=_("Yuan"), axis=alt.Axis(format=",.0f"))}
+    else:
+        enc = {"x": alt.X(f"{x_field}:N", title=x_title, sort=None, axis=alt.Axis(labelAngle=0, labelLimit=140)),
+               "y": alt.Y("value:Q", title=_("Yuan"), axis=alt.Axis(format=",.0f"))}
+    chart = alt.Chart(alt.InlineData(values=data)).mark_bar().encode(
         color=alt.Color("layer:N", title=None, sort=list(layer_order),
                         scale=alt.Scale(domain=list(layer_order), range=palette[: len(layer_order)])),
         order=alt.Order("order:Q"),
@@ -132,7 +132,7 @@ def pool_bars(rows: Sequence[tuple[str, int, int | None]], _: Gettext, width: in
         data.append({"fund": name, "part": _("Used"), "order": 0, "value": used / 100, "label": yuan(used)})
         data.append({"fund": name, "part": _("Remaining"), "order": 1, "value": max(0, limit - used) / 100,
                      "label": yuan(max(0, limit - used)) if pool is not None else _("no limit")})
-    chart = alt.Chart(alt.Data(values=data)).mark_bar().encode(
+    chart = alt.Chart(alt.InlineData(values=data)).mark_bar().encode(
         y=alt.Y("fund:N", title=None, sort=None, axis=alt.Axis(labelLimit=180)),
         x=alt.X("value:Q", stack="zero", title=_("Yuan"), axis=alt.Axis(format=",.0f")),
         color=alt.Color("part:N", title=None, sort=[_("Used"), _("Remaining")],
@@ -146,7 +146,7 @@ def pool_bars(rows: Sequence[tuple[str, int, int | None]], _: Gettext, width: in
 def ranked_bars(rows: Sequence[tuple[str, int]], title: str, _: Gettext, width: int = 420) -> str:
     """One bar per name (hospitals by hospital_bears), largest first, with its amount."""
     data = [{"name": n, "value": f / 100, "label": yuan(f)} for n, f in rows]
-    base = alt.Chart(alt.Data(values=data))
+    base = alt.Chart(alt.InlineData(values=data))
     y = alt.Y("name:N", title=None, sort=None)
     bars = base.mark_bar(color=COLORS["hospital_bears"]).encode(
         y=y, x=alt.X("value:Q", title=title, axis=alt.Axis(format=",.0f")))

@@ -34,6 +34,10 @@ DEMO_HOSPITALS = 8
 DEMO_USER = "reviewer"
 
 
+def _settle_one(ctx: ServiceContext, principal: Principal, raw: bytes) -> Any:
+    return lambda session: settlements.settle(session, ctx, principal, raw)
+
+
 def setup(settings: Settings, tables: Any) -> tuple[str, str, int] | None:
     """Creates the demo reviewer and settles the demo claims: (username, password, settled); None when the
     database has them already (a second start of the same demo database)."""
@@ -67,14 +71,15 @@ def setup(settings: Settings, tables: Any) -> tuple[str, str, int] | None:
             principal = Principal(key_id="demo", role=Role.HOSPITAL, hospital_id=claim["hospital"]["id"])
             raw = orjson.dumps(claim)
             try:
-                out = run_transaction(db.write, lambda s, p=principal, r=raw: settlements.settle(s, ctx, p, r))
+                out = run_transaction(db.write, _settle_one(ctx, principal, raw))
             except ServiceError:
                 continue  # a synthetic claim no rule fits (no_standard …): not part of the demo
             settled.append({"claim": claim, "id": out.body["settlement_id"]})
         if settled:  # one claim reversed (a wrong bill) and settled again under a new claim id
             first = settled[0]
             admin = Principal(key_id="demo", role=Role.ADMIN)
-            run_transaction(db.write, lambda s: settlements.reverse(s, ctx, admin, first["id"], "账单录入错误，重新结算"))
+            reason = "账单录入错误，重新结算"
+            run_transaction(db.write, lambda s: settlements.reverse(s, ctx, admin, first["id"], reason))
             again = {**first["claim"], "claim_id": first["claim"]["claim_id"] + "-R"}
             principal = Principal(key_id="demo", role=Role.HOSPITAL, hospital_id=again["hospital"]["id"])
             run_transaction(db.write, lambda s: settlements.settle(s, ctx, principal, orjson.dumps(again)))

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
-from babel.core import negotiate_locale
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
@@ -25,7 +24,7 @@ DEFAULT = "zh_CN"
 LANGUAGE_NAMES = {"zh_CN": "中文", "en": "English"}
 
 
-def N_(message: str) -> str:  # noqa: N802 - the name gettext's tools look for
+def N_(message: str) -> str:
     """Marks a string for the catalog without translating it (translated where it is shown)."""
     return message
 
@@ -61,17 +60,15 @@ def negotiate(accept_language: str | None) -> str:
                 q = 0.0
         if tag:
             weighted.append((-q, i, tag.strip().replace("-", "_")))
-    preferred = [tag for q, _, tag in sorted(weighted) if q < 0]
-    found = negotiate_locale(preferred, list(LANGUAGES), sep="_", aliases={"zh": "zh_CN", "en": "en"})
-    if found is None:  # "zh-Hans", "en-US"… match on the language part
-        for tag in preferred:
-            base = tag.split("_")[0].lower()
-            if base == "zh":
-                return "zh_CN"
-            if base == "en":
-                return "en"
-        return DEFAULT
-    return found
+    for _q, _i, tag in sorted(weighted):
+        if _q >= 0:  # q=0: "not this one"
+            continue
+        base = tag.split("_")[0].lower()  # zh, zh-CN, zh-Hans-CN … → Chinese; en, en-US … → English
+        if base == "zh":
+            return "zh_CN"
+        if base == "en":
+            return "en"
+    return DEFAULT
 
 
 def yuan(fen: int | None) -> str:

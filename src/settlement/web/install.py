@@ -23,8 +23,8 @@ PUBLIC_PATHS = ("/healthz", "/readyz")
 
 
 def swagger_dir() -> Path:
-    """Swagger UI's files as the ``swagger-ui-bundle`` package ships them (no CDN)."""
-    from swagger_ui_bundle import swagger_ui_path
+    """Swagger UI 5 as the ``swagger-ui-bundle-v2`` package ships it (module ``swagger_ui_bundle``; no CDN)."""
+    from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
     return Path(swagger_ui_path)
 

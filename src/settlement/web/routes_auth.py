@@ -50,7 +50,7 @@ def _login_form(request: Request, next_url: str, message: str | None, status: in
 
 
 @router.get("/login")
-def login_form(request: Request, ctx: Ctx, next: str | None = None) -> Response:  # noqa: A002 - the query's name
+def login_form(request: Request, ctx: Ctx, next: str | None = None) -> Response:
     with ctx.db.read() as session:
         if session_user(session, request.cookies.get(SESSION_COOKIE)) is not None:
             return RedirectResponse(safe_next(next), status_code=303)
@@ -64,16 +64,17 @@ def login(
     username: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
     csrf_token: Annotated[str, Form()] = "",
-    next: Annotated[str, Form()] = "",  # noqa: A002 - the form field's name
+    next: Annotated[str, Form()] = "",
 ) -> Response:
     if not csrf_ok(request.cookies.get(LOGIN_CSRF_COOKIE) or "", csrf_token):
         raise CsrfRefused()
     _ = gettext_for(language_of(request, None))
     client = request.client.host if request.client else None
+    outcome = run_transaction(
+        ctx.db.write, lambda session: sign_in(session, username.strip(), password, client=client)
+    )
     try:
-        token, user = run_transaction(
-            ctx.db.write, lambda session: sign_in(session, username.strip(), password, client=client)
-        )
+        token, _user = outcome.accepted()
     except SignInRefused as refused:
         if refused.locked_until is not None:
             until = i18n.iso_date(refused.locked_until, ctx.tz)
@@ -86,7 +87,6 @@ def login(
         SESSION_COOKIE, token, httponly=True, samesite="strict", secure=is_https(request), path="/",
     )
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
-    del user
     return response
 
 

@@ -62,15 +62,15 @@ def dashboard_page(request: Request, ctx: Ctx, user: User) -> Response:
     level_rows = [by_level[k] for k in sorted(by_level)]
     layer_order = [_(LAYER_LABELS[p]) for p in dashboard.PAYER_COLUMNS]
     month_chart = charts.stacked_by(_long(months, "month", str, _), "month", _("Month of discharge"), _,
-                                    layer_order, width=820) if months else ""
+                                    layer_order, width=1180) if months else ""
     category_chart = charts.stacked_by(
-        _long(categories, "category", lambda c: _(CATEGORY_LABELS.get(c, c)), _), "category", "", _, layer_order,
-        width=420, height=200, horizontal=True) if categories else ""
+        _long(categories, "category", lambda c: _(CATEGORY_LABELS.get(c) or str(c)), _), "category", "", _, layer_order,
+        width=480, height=30 * len(categories), horizontal=True) if categories else ""
     level_chart = charts.stacked_by(
         _long(level_rows, "level", lambda v: _(LEVEL_LABELS.get(v, "?")), _), "level", "", _, layer_order,
-        width=420, height=120, horizontal=True) if level_rows else ""
-    pool_rows = [(p["name"], _yuan_to_fen(p["used"]), None if p["pool"] is None else _yuan_to_fen(p["pool"]))
-                 for p in pools]
+        width=480, height=36 * len(level_rows), horizontal=True) if level_rows else ""
+    pool_rows = [(str(p["name"]), _yuan_to_fen(str(p["used"])),
+                  None if p["pool"] is None else _yuan_to_fen(str(p["pool"]))) for p in pools]
     pool_chart = charts.pool_bars(pool_rows, _) if pool_rows else ""
     pools = [{"name": name, "used": used, "pool": pool, "remaining": None if pool is None else max(0, pool - used)}
              for name, used, pool in pool_rows]

@@ -41,14 +41,18 @@ def person_page(person_id: str, request: Request, ctx: Ctx, user: User) -> Respo
         person = get_person(session, pid)
         if person is None:
             raise not_found(f"no person {pid} in the registry")
-        year = int(filters["year"]) if filters.get("year", "").isdigit() else dt.datetime.now(ctx.tz).year
-        totals = read_person_year(session, pid, year)
         found = settlements.search(
             session, user.principal, hospital_id=None, person_id=pid, status=None, category=None,
             disease_group=None, pathway=None, discharged_from=None, discharged_to=None, cursor=None, limit=200,
         )
+        years = sorted({int(i["policy_year"]) for i in found["items"]})
+        if filters.get("year", "").isdigit():
+            year = int(filters["year"])
+        else:  # the latest year the person was settled in, else this year
+            year = years[-1] if years else dt.datetime.now(ctx.tz).year
+        totals = read_person_year(session, pid, year)
     periods: list[dict[str, Any]] = [
         {"category": p.category, "valid_from": p.valid_from, "valid_to": p.valid_to} for p in person.periods
     ]
-    return page(request, "person.html", user, person=person, periods=periods, year=year, totals=totals,
+    return page(request, "person.html", user, person=person, periods=periods, year=year, years=years, totals=totals,
                 rows=[_queue_row(i) for i in found["items"]])

@@ -116,11 +116,12 @@ def settlement_page(settlement_id: str, request: Request, ctx: Ctx, user: User) 
         steps.append((f"charity:{fund}", view.fund_names.get(fund, fund), amount))
     steps += [(k, _(LAYER_LABELS[k]), fen[k]) for k in ("backstop", "patient_pays", "hospital_bears")]
     parts = [(_(AMOUNT_LABELS[k]), fen[k]) for k in ("fully_self_paid", "over_limit", "pre_self_paid", "in_scope")]
-    waterfall = charts.waterfall(steps, fen["total"], parts, _)
+    waterfall = charts.waterfall(steps, fen["total"], parts, _(AMOUNT_LABELS["total"]), _)
     cap_rows = [(cap_label(c.label, view.fund_names, _), c.before_fen, c.after_fen - c.before_fen,
                  c.remaining_fen or 0) for c in view.caps if c.cap_fen is not None]
     caps_chart = charts.cap_bars(cap_rows, _) if cap_rows else ""
-    return page(request, "settlement.html", user, view=view, row=row, fen=fen, steps=steps,
+    legend = [(label, amount, color) for (label, amount), color in zip(parts, charts.PART_COLORS, strict=True)]
+    return page(request, "settlement.html", user, view=view, row=row, fen=fen, steps=steps, legend=legend,
                 waterfall=waterfall, caps_chart=caps_chart, cap_label=lambda c: cap_label(c, view.fund_names, _),
                 trace=[(step["layer"], translate_trace(step["text"], _)) for step in view.body["trace"]],
                 charity_by_fund=charity_by_fund)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from functools import cache
 
-from .i18n import Gettext, N_
+from .i18n import N_, Gettext
 
 PHRASES = (
     N_("person's annual cap remaining"),

@@ -66,6 +66,22 @@ class SignInRefused(Exception):
         self.locked_until = locked_until
 
 
+@dataclass(frozen=True)
+class SignInResult:
+    """A sign-in's outcome: the cookie token and the user, or why it was refused. Returned, not raised,
+    so the caller commits the attempt's record either way."""
+
+    token: str | None = None
+    user: SignedIn | None = None
+    refused: SignInRefused | None = None
+
+    def accepted(self) -> tuple[str, SignedIn]:
+        """(token, user), or the refusal raised."""
+        if self.refused is not None or self.token is None or self.user is None:
+            raise self.refused or SignInRefused()
+        return self.token, self.user
+
+
 def _check_user_fields(username: str, role: str, district: str | None, password: str) -> None:
     errors = []
     if not USERNAME.fullmatch(username):
@@ -125,12 +141,13 @@ def locked_until(session: Session, username: str, now: dt.datetime) -> dt.dateti
 def sign_in(
     session: Session, username: str, password: str, *, client: str | None = None,
     now: dt.datetime | None = None,
-) -> tuple[str, SignedIn]:
-    """Checks the password and opens a session: (cookie token, the signed-in user).
+) -> SignInResult:
+    """Checks the password and opens a session (the cookie token and the signed-in user).
 
-    Raises SignInRefused for an unknown user, a wrong password or a locked account
-    (a locked account's password is not even checked). The account row is read FOR
-    UPDATE, so one user's concurrent attempts are counted one at a time.
+    Refused for an unknown user, a wrong password or a locked account (a locked
+    account's password is not even checked); a failure is recorded, so commit the
+    session either way. The account row is read FOR UPDATE, so one user's
+    concurrent attempts are counted one at a time.
     """
     now = now or dt.datetime.now(dt.UTC)
     user = session.scalars(
@@ -138,15 +155,15 @@ def sign_in(
     ).one_or_none() if USERNAME.fullmatch(username) else None
     if user is None:
         _verify(_DUMMY_HASH, password)
-        raise SignInRefused()
+        return SignInResult(refused=SignInRefused())
     until = locked_until(session, username, now)
     if until is not None:
-        raise SignInRefused(until)
+        return SignInResult(refused=SignInRefused(until))
     ok = _verify(user.password_hash, password)
     session.add(LoginAttempt(username=username, at=now, succeeded=ok, client=(client or "")[:64] or None))
     session.flush()
     if not ok:
-        raise SignInRefused(locked_until(session, username, now))
+        return SignInResult(refused=SignInRefused(locked_until(session, username, now)))
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
     token = secrets.token_urlsafe(32)
@@ -156,7 +173,7 @@ def sign_in(
         expires_at=now + SESSION_LIFETIME, ended_at=None,
     ))
     session.flush()
-    return token, SignedIn(user.username, user.role, user.district, user.language, csrf)
+    return SignInResult(token, SignedIn(user.username, user.role, user.district, user.language, csrf))
 
 
 def _verify(stored: str, password: str) -> bool:

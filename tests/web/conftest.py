@@ -108,7 +108,7 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def context(browser: Any) -> Iterator[Any]:
     ctx = browser.new_context(viewport=VIEWPORT, locale="zh-CN", accept_downloads=True)
-    ctx.set_default_timeout(30_000)
+    ctx.set_default_timeout(60_000)  # a dashboard draws five charts; the machine is shared
     yield ctx
     ctx.close()
 

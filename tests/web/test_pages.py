@@ -93,7 +93,11 @@ def test_dashboard_and_person_pages(page: Any, server: Server) -> None:
     page.goto(f"{server.base}/review/persons")
     page.fill("input[name=q]", person)
     page.click("form.filters button[type=submit]")
+    page.wait_for_url(re.compile(f".*/review/persons\\?q={person}.*"))
+    assert page.locator("#persons tbody tr").count() == 1
+    page.click(f"#persons a[href='/review/persons/{person}']")
     page.wait_for_url(re.compile(f".*/review/persons/{person}"))
+    assert page.locator("#timeline svg").count() == 1 and page.locator("#position tbody tr").count() >= 3
     claims = page.locator("#person-settlements tbody tr td:nth-child(2)").all_inner_texts()
     assert items[0]["claim_id"] in claims
     screenshot(page, "person")

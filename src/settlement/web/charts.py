@@ -82,19 +82,22 @@ def waterfall(steps: Sequence[tuple[str, str, int]], total_fen: int, parts: Sequ
     return draw(_config(bars + labels, width, 300))
 
 
-def cap_bars(rows: Sequence[tuple[str, int, int, int]], _: Gettext, width: int = 420) -> str:
-    """Each capped accumulator: used before, this claim, and the room left (label, before, added, room)."""
+def cap_bars(rows: Sequence[tuple[str, int, int, int]], _: Gettext, width: int = 420,
+             labels: tuple[str, str, str] | None = None) -> str:
+    """Each capped accumulator as a share of its cap: used before, this claim, the room left
+    (rows of label, before, added, room; fen)."""
+    names = labels or (_("Before this claim"), _("This claim"), _("Room left"))
+    palette = ["#1f6fb2", "#d69a2e", "#dfe5ec"] if names[1] else ["#1f6fb2", "#dfe5ec"]
     data: list[dict[str, Any]] = []
     for label, before, added, room in rows:
-        data.append({"layer": label, "part": _("Before this claim"), "order": 0, "fen": before,
-                     "value": before / 100})
-        data.append({"layer": label, "part": _("This claim"), "order": 1, "fen": added, "value": added / 100})
-        data.append({"layer": label, "part": _("Room left"), "order": 2, "fen": room, "value": room / 100})
+        for order, (part, fen) in enumerate(zip(names, (before, added, room), strict=True)):
+            if part:
+                data.append({"layer": label, "part": part, "order": order, "fen": fen, "value": fen / 100})
     chart = alt.Chart(alt.InlineData(values=data)).mark_bar().encode(
         y=alt.Y("layer:N", title=None, sort=None, axis=alt.Axis(labelLimit=160)),
         x=alt.X("value:Q", stack="normalize", title=_("Share of the annual cap"), axis=alt.Axis(format="%")),
-        color=alt.Color("part:N", title=None, sort=[_("Before this claim"), _("This claim"), _("Room left")],
-                        scale=alt.Scale(range=["#1f6fb2", "#d69a2e", "#dfe5ec"])),
+        color=alt.Color("part:N", title=None, sort=[n for n in names if n],
+                        scale=alt.Scale(range=palette)),
         order=alt.Order("order:Q"),
         tooltip=["layer:N", "part:N", "value:Q"],
     )
@@ -152,3 +155,15 @@ def ranked_bars(rows: Sequence[tuple[str, int]], title: str, _: Gettext, width: 
         y=y, x=alt.X("value:Q", title=title, axis=alt.Axis(format=",.0f")))
     text = base.mark_text(align="left", dx=4, fontSize=11).encode(y=y, x="value:Q", text="label:N")
     return draw(_config(bars + text, width, max(40, 26 * len(rows))))
+
+
+def timeline(periods: Sequence[tuple[str, Any, Any]], today: Any, _: Gettext, width: int = 560) -> str:
+    """A person's category periods as bars along the dates (an open-ended one runs to today)."""
+    data = [{"category": c, "start": start.isoformat(), "end": (end or max(today, start)).isoformat(),
+             "label": f"{start.isoformat()} – {end.isoformat() if end else _('open')}"}
+            for c, start, end in periods]
+    base = alt.Chart(alt.InlineData(values=data))
+    bars = base.mark_bar(cornerRadius=3, height=18, color="#1f6fb2").encode(
+        x=alt.X("start:T", title=None, axis=alt.Axis(format="%Y-%m")), x2="end:T",
+        y=alt.Y("category:N", title=None, sort=None), tooltip=["category:N", "label:N"])
+    return draw(_config(bars, width, max(40, 30 * len({c for c, _s, _e in periods}))))

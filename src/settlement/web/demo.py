@@ -32,6 +32,7 @@ DEMO_PERSONS = 24
 DEMO_CLAIMS = 60
 DEMO_HOSPITALS = 8
 DEMO_USER = "reviewer"
+DEMO_NAMES = ("张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵敏", "黄强", "周丽", "吴刚", "徐燕", "孙涛")
 
 
 def _settle_one(ctx: ServiceContext, principal: Principal, raw: bytes) -> Any:
@@ -58,10 +59,13 @@ def setup(settings: Settings, tables: Any) -> tuple[str, str, int] | None:
         people = synth.population(DEMO_PERSONS, seed=7)
         start = dt.date(DEMO_YEAR, 1, 1)
 
+        registrar = Principal(key_id="demo", role=Role.ADMIN, user="demo")
+
         def register(session: Any) -> None:
-            for p in people:
-                data = PersonIn(scheme=p.scheme, categories=[CategoryPeriod(category=p.category, valid_from=start)])
-                put_person(session, p.person_id, data, None, ctx.now())
+            for i, p in enumerate(people):
+                data = PersonIn(scheme=p.scheme, name=DEMO_NAMES[i % len(DEMO_NAMES)], district=p.person_id[:6],
+                                categories=[CategoryPeriod(category=p.category, valid_from=start)])
+                put_person(session, registrar, p.person_id, data, ctx.now())
 
         run_transaction(db.write, register)
         settled: list[dict[str, Any]] = []

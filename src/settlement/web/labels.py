@@ -78,6 +78,26 @@ DECISION_LABELS = {
 }
 
 
+FLAG_LABELS = {
+    "readmission": N_("Split admission"),
+    "frequent_stays": N_("Frequent stays"),
+    "bed_days_exceed_stay": N_("Bed days exceed the stay"),
+    "duplicate_line": N_("Duplicate charge"),
+    "over_price_cap": N_("Charged over the price cap"),
+    "high_self_pay_share": N_("High self-pay share"),
+    "high_total": N_("High total"),
+    "fixed_standard_overrun": N_("Fixed standard overrun"),
+    "backstop_paid": N_("Backstop paid"),
+    "emergency_unidentified": N_("Emergency relief, unidentified patient"),
+    "emergency_unable_to_pay": N_("Emergency relief, unable to pay"),
+    "category_changed_after": N_("Category changed afterwards"),
+    "resettled_after_reversal": N_("Settled again after a reversal"),
+}
+"""The review rules (reviews.rules.RULES) by name, for the flag filter and the flags shown."""
+
+SORT_LABELS = {"settled_at": N_("Settled at"), "discharged": N_("Discharged"), "total": N_("Total medical cost")}
+
+
 def globals_for_templates() -> dict[str, object]:
     return {
         "ROLE_LABELS": ROLE_LABELS,
@@ -93,4 +113,5 @@ def globals_for_templates() -> dict[str, object]:
         "LEVEL_LABELS": LEVEL_LABELS,
         "REVIEW_LABELS": REVIEW_LABELS,
         "DECISION_LABELS": DECISION_LABELS,
+        "FLAG_LABELS": FLAG_LABELS,
     }

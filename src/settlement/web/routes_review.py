@@ -4,24 +4,35 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
+from settlement.money import format_fen
+from settlement.service.db import run_transaction
 from settlement.service.deps import Ctx
 from settlement.service.errors import ServiceError, invalid_request
+from settlement.service.reviews import service as reviews
+from settlement.service.settlements import query
 from settlement.service.settlements import service as settlements
 
 from . import charts, claimview
-from .labels import AMOUNT_LABELS, CATEGORY_LABELS, LAYER_LABELS, PAYERS
+from .labels import AMOUNT_LABELS, LAYER_LABELS, PAYERS
 from .render import gettext_for, language_of, page
-from .session import User, require_role
+from .session import User, check_csrf, require_role
 
 router = APIRouter(include_in_schema=False)
 
 STAFF = ("reviewer", "admin", "insurer")
-QUEUE_FILTERS = ("hospital_id", "person_id", "status", "category", "disease_group", "pathway", "from", "to",
-                 "cursor", "limit")
+REVIEWERS = ("reviewer", "admin")
+FILTER_PARAMS = ("hospital_id", "person_id", "claim_id", "status", "scheme", "category", "visit_type", "pathway",
+                 "disease_group", "from", "to", "settled_from", "settled_to", "district", "fund", "review_status",
+                 "flag", "total_min", "total_max", "layer", "layer_min", "layer_max")
+"""The queue's filters: the names of GET /v1/settlements' parameters (settlements.query), so a link works in both."""
+QUEUE_PARAMS = (*FILTER_PARAMS, "sort", "cursor", "limit")
+DATE_PARAMS = {"from": "discharged_from", "to": "discharged_to", "settled_from": "settled_from",
+               "settled_to": "settled_to"}
 
 
 def query_filters(request: Request, allowed: tuple[str, ...]) -> dict[str, str]:
@@ -42,40 +53,104 @@ def parse_date(filters: dict[str, str], name: str) -> dt.date | None:
         raise invalid_request(f"{name}: not a date (YYYY-MM-DD): {value!r}") from None
 
 
-def parse_choice(filters: dict[str, str], name: str, choices: Any) -> str | None:
-    value = filters.get(name)
-    if value is not None and value not in choices:
-        raise invalid_request(f"{name}: must be one of {', '.join(choices)}")
-    return value
+def settlement_filter(filters: dict[str, str]) -> query.SettlementFilter:
+    """The queue's filter from its URL parameters (the same checks as the JSON list's)."""
+    values: dict[str, Any] = {}
+    for name in FILTER_PARAMS:
+        if name not in filters:
+            continue
+        if name in DATE_PARAMS:
+            values[DATE_PARAMS[name]] = parse_date(filters, name)
+        else:
+            values[name] = filters[name]
+    return query.make_filter(**values)
 
 
 @router.get("/review/settlements")
 def queue(request: Request, ctx: Ctx, user: User) -> Response:
     require_role(user, *STAFF)
-    filters = query_filters(request, QUEUE_FILTERS)
+    filters = query_filters(request, QUEUE_PARAMS)
     limit = 50
     if "limit" in filters:
         if not filters["limit"].isdigit() or not 1 <= int(filters["limit"]) <= 500:
             raise invalid_request("limit: a whole number from 1 to 500")
         limit = int(filters["limit"])
+    flt = settlement_filter(filters)
+    principal = user.principal
     with ctx.db.read() as session:
-        found = settlements.search(
-            session, user.principal,
-            hospital_id=filters.get("hospital_id"),
-            person_id=filters.get("person_id"),
-            status=parse_choice(filters, "status", ("settled", "reversed")),
-            category=parse_choice(filters, "category", tuple(CATEGORY_LABELS)),
-            disease_group=filters.get("disease_group"),
-            pathway=parse_choice(filters, "pathway", ("standard", "single_disease")),
-            discharged_from=parse_date(filters, "from"),
-            discharged_to=parse_date(filters, "to"),
-            cursor=filters.get("cursor"),
-            limit=limit,
-        )
-    rows = [_queue_row(item) for item in found["items"]]
-    page_totals = {key: sum(r[key] for r in rows) for key in ("total", *PAYERS)}
-    return page(request, "queue.html", user, rows=rows, filters=filters, next_cursor=found["next_cursor"],
-                page_totals=page_totals)
+        rows, next_cursor = query.page(session, ctx, principal, flt, sort=filters.get("sort"),
+                                       cursor=filters.get("cursor"), limit=limit)
+        statuses, flags = query.review_facts(session, [r.seq for r in rows])
+        summary = query.summarize(session, ctx, principal, flt)
+    items = [{**_queue_row(settlements.summary_of(r)), "review_status": statuses[r.seq], "flags": flags[r.seq]}
+             for r in rows]
+    totals = summary["totals"]
+    return page(request, "queue.html", user, rows=items, filters=filters, next_cursor=next_cursor,
+                count=summary["count"], totals=totals, sort=filters.get("sort", ""), funds=_fund_choices(ctx),
+                can_review=user.role in REVIEWERS)
+
+
+def _fund_choices(ctx: Any) -> list[str]:
+    from settlement.service.funds.service import fund_ids
+
+    return fund_ids(ctx)
+
+
+@router.get("/review/settlements/export.{fmt}")
+def export(fmt: str, request: Request, ctx: Ctx, user: User) -> Response:
+    """The queue's filter as a file: .xlsx (Chinese headers, money as numbers, 合计 row) or CSV with a BOM."""
+    require_role(user, *STAFF)
+    if fmt not in ("xlsx", "csv"):
+        raise invalid_request("export: .xlsx or .csv")
+    filters = query_filters(request, (*FILTER_PARAMS, "sort"))
+    chunks, media_type, name = query.export_chunks(ctx, user.principal, settlement_filter(filters), fmt,
+                                                   sort=filters.get("sort"))
+    return StreamingResponse(chunks, media_type=media_type,
+                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.get("/review/settlements/bulk-approve")
+def bulk_approve_form(request: Request, ctx: Ctx, user: User) -> Response:
+    """The confirmation of a bulk approval: the filter's count and totals, as they are now."""
+    require_role(user, *REVIEWERS)
+    filters = query_filters(request, (*FILTER_PARAMS, "sort"))
+    with ctx.db.read() as session:
+        summary = query.summarize(session, ctx, user.principal, settlement_filter(filters))
+    return page(request, "bulk_approve.html", user, filters={k: v for k, v in filters.items() if k != "sort"},
+                count=summary["count"], totals=summary["totals"], total_text=format_fen(summary["totals"]["total"]))
+
+
+@router.post("/review/settlements/bulk-approve")
+async def bulk_approve(request: Request, ctx: Ctx, user: User) -> Response:
+    require_role(user, *REVIEWERS)
+    form = await request.form()
+    check_csrf(user, form)
+    values = {k: str(v).strip() for k, v in form.items() if isinstance(v, str)}
+    filters = {k: v for k, v in values.items() if k in FILTER_PARAMS and v}
+    flt = settlement_filter(filters)
+    count = values.get("count", "")
+    if not count.isdigit():
+        raise invalid_request("count: the number of settlements confirmed")
+    expected_total = query.yuan_to_fen("total", values.get("total")) or 0
+    note = values.get("note") or None
+    outcome = run_transaction(ctx.db.write, lambda session: reviews.bulk_approve(
+        session, ctx, user.principal, flt, expected_count=int(count), expected_total=expected_total, note=note))
+    del outcome
+    return RedirectResponse("/review/settlements?" + urlencode({**filters, "review_status": "approved"}),
+                            status_code=303)
+
+
+@router.post("/review/settlements/{settlement_id}/reviews")
+async def add_review(settlement_id: str, request: Request, ctx: Ctx, user: User) -> Response:
+    """The review panel's form: a decision (approve, query, recover) or a comment, with a note."""
+    require_role(user, *REVIEWERS)
+    form = await request.form()
+    check_csrf(user, form)
+    decision = str(form.get("decision") or "")
+    note = str(form.get("note") or "").strip() or None
+    run_transaction(ctx.db.write, lambda session: reviews.add_review(
+        session, ctx, user.principal, settlement_id, decision, note))
+    return RedirectResponse(f"/review/settlements/{settlement_id}#review", status_code=303)
 
 
 def _fen(value: str) -> int:
@@ -91,6 +166,7 @@ def _queue_row(item: dict[str, Any]) -> dict[str, Any]:
         "person_id": item["person_id"],
         "category": item["category"],
         "status": item["status"],
+        "policy_year": item["policy_year"],
         "settled_at": dt.datetime.fromisoformat(item["settled_at"].replace("Z", "+00:00")),
         "pathway": item["pathway"],
         "total": _fen(item["amounts"]["total"]),
@@ -105,7 +181,9 @@ def settlement_page(settlement_id: str, request: Request, ctx: Ctx, user: User) 
     require_role(user, *STAFF)
     _ = gettext_for(language_of(request, user))
     with ctx.db.read() as session:
+        reviews.settlement_for(session, user.principal, settlement_id)  # 404 outside a reviewer's district
         view = claimview.load(session, ctx, user.principal, settlement_id)
+        panel = reviews.review_panel(session, user.principal, settlement_id)
     row = view.row
     fen = {name: int(getattr(row, f"{name}_fen")) for name in (*AMOUNT_LABELS, *PAYERS)}
     charity_by_fund = {f: _fen(v) for f, v in view.body["charity_by_fund"].items()}
@@ -124,7 +202,10 @@ def settlement_page(settlement_id: str, request: Request, ctx: Ctx, user: User) 
     return page(request, "settlement.html", user, view=view, row=row, fen=fen, steps=steps, legend=legend,
                 waterfall=waterfall, caps_chart=caps_chart, cap_label=lambda c: cap_label(c, view.fund_names, _),
                 trace=[(step["layer"], translate_trace(step["text"], _)) for step in view.body["trace"]],
-                charity_by_fund=charity_by_fund)
+                charity_by_fund=charity_by_fund, panel=panel, can_review=user.role in REVIEWERS,
+                reviewed=[{**r, "at": dt.datetime.fromisoformat(r["at"].replace("Z", "+00:00"))}
+                          for r in panel["reviews"]])
+
 
 
 def cap_label(key: str, fund_names: dict[str, str], _: Any) -> str:

@@ -87,6 +87,11 @@ def setup(settings: Settings, tables: Any) -> tuple[str, str, int] | None:
             again = {**first["claim"], "claim_id": first["claim"]["claim_id"] + "-R"}
             principal = Principal(key_id="demo", role=Role.HOSPITAL, hospital_id=again["hospital"]["id"])
             run_transaction(db.write, lambda s: settlements.settle(s, ctx, principal, orjson.dumps(again)))
+        # the review flags of the demo claims now, not at the background refresher's next run
+        from settlement.service.reviews.flags import refresh
+        from settlement.service.reviews.rules import rules_at
+
+        refresh(db, rules_at(str(settings.review_rules) if settings.review_rules else None), margin=dt.timedelta(0))
         return DEMO_USER, password, len(settled) + (1 if settled else 0)
     finally:
         db.dispose()

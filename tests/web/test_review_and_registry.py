@@ -116,3 +116,31 @@ def test_a_district_reviewer_cannot_open_another_districts_person(context: Any, 
     p.goto(f"{server.base}/review/settlements")
     shown = set(p.locator("#queue tbody tr td:nth-child(4)").all_inner_texts())
     assert shown and all(pid[:4] == "2301" for pid in shown)
+
+
+def test_edit_a_person_with_validation(page: Any, server: Server) -> None:
+    with server.api("reviewer") as api:
+        person = api.get("/v1/persons", params={"limit": 1}).json()["items"][0]
+        before = api.get(f"/v1/persons/{person['person_id']}").json()
+    page.goto(f"{server.base}/review/persons/{person['person_id']}/edit")
+    rows = page.locator("#edit-periods tbody tr")
+    # a second period overlapping the first: refused, the form shown again, nothing saved
+    rows.nth(1).locator("select[name=category]").select_option("low_income")
+    rows.nth(1).locator("input[name=valid_from]").fill("2019-06-01")
+    page.click("form.edit button[type=submit]")
+    page.wait_for_selector("#edit-errors")
+    assert "overlap" in page.locator("#edit-errors").inner_text()
+    with server.api("reviewer") as api:
+        assert api.get(f"/v1/persons/{person['person_id']}").json()["categories"] == before["categories"]
+    # end the first period the day before: saved, with a history record
+    page.locator("#edit-periods tbody tr").nth(0).locator("input[name=valid_to]").fill("2019-05-31")
+    page.click("form.edit button[type=submit]")
+    page.wait_for_url(re.compile(f".*/review/persons/{person['person_id']}$"))
+    with server.api("reviewer") as api:
+        after = api.get(f"/v1/persons/{person['person_id']}").json()
+        history = api.get(f"/v1/persons/{person['person_id']}/history").json()["items"]
+    assert [(c["category"], c["valid_from"], c["valid_to"]) for c in after["categories"]] == [
+        (before["categories"][0]["category"], before["categories"][0]["valid_from"], "2019-05-31"),
+        ("low_income", "2019-06-01", None)]
+    assert history[-1]["actor"] == "reviewer" and history[-1]["changed"] == ["categories"]
+    assert page.locator("#periods tbody tr").count() == 2

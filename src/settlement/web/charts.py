@@ -7,7 +7,9 @@ rounded float.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import altair as alt
@@ -42,9 +44,25 @@ def _config(chart: Any, width: int, height: int) -> Any:
 
 
 def draw(chart: Any) -> str:
-    """The chart's SVG without the XML prolog, to inline in a page."""
-    text = svg(chart)
+    """The chart's SVG without the XML prolog, to inline in a page. Drawing costs 0.1-2 s of CPU, so the
+    last CACHED drawings are kept by their spec: a settlement's charts never change, and a dashboard
+    looked at twice draws nothing again."""
+    spec = json.dumps(chart if isinstance(chart, dict) else chart.to_dict(validate=False), sort_keys=True, default=str)
+    return _drawn(spec)
+
+
+CACHED = 512
+
+
+@lru_cache(maxsize=CACHED)
+def _drawn(spec: str) -> str:
+    text = svg(json.loads(spec))
     return text[text.index("<svg"):] if "<svg" in text else text
+
+
+def warm_up() -> None:
+    """Loads vl-convert's renderer (about 1 s of CPU, more on a busy machine) before the first page needs it."""
+    draw(_config(alt.Chart(alt.InlineData(values=[{"x": "a", "y": 1}])).mark_bar().encode(x="x:N", y="y:Q"), 10, 10))
 
 
 def waterfall(steps: Sequence[tuple[str, str, int]], total_fen: int, parts: Sequence[tuple[str, int]],

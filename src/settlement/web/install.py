@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +15,11 @@ from fastapi.staticfiles import StaticFiles
 
 from settlement.service.errors import ServiceError, problem_response
 
-from . import routes_auth, routes_dashboard, routes_persons, routes_review
+from . import charts, routes_auth, routes_dashboard, routes_persons, routes_review
 from .render import gettext_for, language_of, page
 from .session import CsrfRefused, LoginRequired, RoleRefused, login_url
 
+log = logging.getLogger("settlement.web")
 STATIC = Path(__file__).resolve().parent / "static"
 PUBLIC_PATHS = ("/healthz", "/readyz")
 """Endpoints that need no key (the OpenAPI says so)."""
@@ -56,6 +59,15 @@ def install(app: FastAPI) -> None:
 
     app.openapi = openapi  # type: ignore[method-assign]
     _install_error_pages(app)
+    # the chart renderer loaded in the background at start, not by the first clerk to open a settlement
+    threading.Thread(target=_warm_charts, name="charts-warm-up", daemon=True).start()
+
+
+def _warm_charts() -> None:
+    try:
+        charts.warm_up()
+    except Exception:  # a page will say what is wrong when it draws
+        log.exception("chart renderer warm-up failed")
 
 
 def with_bearer_scheme(schema: dict[str, Any]) -> dict[str, Any]:

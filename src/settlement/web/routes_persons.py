@@ -9,14 +9,16 @@ import datetime as dt
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
 
 from settlement.service.db import run_transaction
 from settlement.service.deps import Ctx
-from settlement.service.errors import invalid_request
+from settlement.service.errors import ServiceError, invalid_request
 from settlement.service.persons import service as persons
 from settlement.service.persons.importing import ImportRejected, import_check, import_commit
 from settlement.service.persons.position import year_position
+from settlement.service.persons.schemas import PersonIn
 from settlement.service.settlements import query
 from settlement.service.settlements import service as settlements
 
@@ -88,6 +90,59 @@ async def import_file(request: Request, ctx: Ctx, user: User) -> Response:
                 content=base64.b64encode(data).decode() if report.ok and not report.committed else "")
 
 
+EDIT_ROWS = 3
+"""Blank period rows the edit form offers beyond the person's own."""
+
+
+@router.get("/review/persons/{person_id}/edit")
+def edit_form(person_id: str, request: Request, ctx: Ctx, user: User) -> Response:
+    require_role(user, *REVIEWERS)
+    with ctx.db.read() as session:
+        person = persons.visible_person(session, user.principal, person_id)
+        values = {"scheme": person.scheme, "name": person.name or "", "district": person.district or "",
+                  "periods": [{"category": p.category, "valid_from": p.valid_from.isoformat(),
+                               "valid_to": p.valid_to.isoformat() if p.valid_to else ""} for p in person.periods]}
+    return _edit_page(request, user, person.person_id, values, [])
+
+
+def _edit_page(request: Request, user: Any, person_id: str, values: dict[str, Any], errors: list[str],
+               status: int = 200) -> Response:
+    periods = values["periods"] + [{"category": "", "valid_from": "", "valid_to": ""}] * EDIT_ROWS
+    return page(request, "person_edit.html", user, status=status, person_id=person_id, values=values,
+                periods=periods, errors=errors)
+
+
+@router.post("/review/persons/{person_id}/edit")
+async def edit(person_id: str, request: Request, ctx: Ctx, user: User) -> Response:
+    """Replaces the person's entry (persons.service.put_person: validated, with its history record)."""
+    require_role(user, *REVIEWERS)
+    form = await request.form()
+    check_csrf(user, form)
+    text = {k: str(v).strip() for k, v in form.multi_items() if isinstance(v, str)}
+    rows = zip(form.getlist("category"), form.getlist("valid_from"), form.getlist("valid_to"), strict=False)
+    periods = [{"category": str(c).strip(), "valid_from": str(f).strip(), "valid_to": str(t).strip()}
+               for c, f, t in rows if str(c).strip() or str(f).strip() or str(t).strip()]
+    values = {"scheme": text.get("scheme", ""), "name": text.get("name", ""), "district": text.get("district", ""),
+              "periods": periods}
+    try:
+        data = PersonIn.model_validate({
+            "scheme": values["scheme"], "name": values["name"] or None, "district": values["district"] or None,
+            "categories": [{"category": p["category"], "valid_from": p["valid_from"], "valid_to": p["valid_to"] or None}
+                           for p in periods],
+        })
+        run_transaction(ctx.db.write, lambda session: persons.put_person(session, user.principal, person_id, data,
+                                                                          ctx.now()))
+    except ValidationError as exc:
+        errors = [f"{'.'.join(str(x) for x in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+                  for e in exc.errors()]
+        return _edit_page(request, user, person_id, values, errors, status=422)
+    except ServiceError as exc:
+        if exc.status == 404:
+            raise
+        return _edit_page(request, user, person_id, values, [exc.detail], status=exc.status)
+    return RedirectResponse(f"/review/persons/{person_id}", status_code=303)
+
+
 @router.get("/review/persons/{person_id}")
 def person_page(person_id: str, request: Request, ctx: Ctx, user: User) -> Response:
     require_role(user, *STAFF)
@@ -119,7 +174,7 @@ def person_page(person_id: str, request: Request, ctx: Ctx, user: User) -> Respo
     return page(request, "person.html", user, person=person, periods=periods, year=year, years=years,
                 position=position, cap_rows=cap_rows, caps_chart=caps_chart, timeline=timeline, rows=items,
                 history=history, position_label=lambda r: _position_label(r, _),
-                sees_names=user.role in REVIEWERS)
+                sees_names=user.role in REVIEWERS, can_edit=user.role in REVIEWERS)
 
 
 def _position_label(row: Any, _: Any) -> str:

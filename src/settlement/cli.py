@@ -67,6 +67,16 @@ def _upgrade(settings: Any) -> None:
     upgrade(settings)
 
 
+def _web_demo(settings: Any) -> None:
+    from settlement.service.app import load_tables
+    from settlement.web.demo import setup as web_setup
+
+    made = web_setup(settings, load_tables(settings))
+    if made is not None:
+        user, password, settled = made
+        print(f"# demo: {settled} demo claims settled; sign in at /login as {user} with password: {password}")
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -88,6 +98,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"# demo: {len(DEMO_PERSONS)} persons of examples/claims.jsonl registered; keys (shown once):")
         for name, key in keys:
             print(f"export {name}={key}")
+        _web_demo(settings)
         sys.stdout.flush()
     if settings.sqlalchemy_url.startswith("sqlite") and args.workers > 1:
         print("note: SQLite serializes writes; use PostgreSQL for several workers", file=sys.stderr)
@@ -208,6 +219,12 @@ def _cmd_flags_status(args: argparse.Namespace) -> int:
     return status(settings)
 
 
+def _cmd_users(command: Any, args: argparse.Namespace) -> int:
+    settings = _settings()
+    _upgrade(settings)
+    return int(command(args, settings))
+
+
 def _add_service_commands(sub: Any) -> None:
     p = sub.add_parser(
         "serve",
@@ -261,6 +278,10 @@ def _add_service_commands(sub: Any) -> None:
     f.set_defaults(func=_cmd_flags_refresh)
     f = flags.add_parser("status", help="the refresher's watermark and how many settlements wait")
     f.set_defaults(func=_cmd_flags_status)
+
+    from settlement.service.accounts.commands import add_parser as add_users_parser
+
+    add_users_parser(sub, _cmd_users)
 
 
 def build_parser() -> argparse.ArgumentParser:

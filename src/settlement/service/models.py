@@ -1,5 +1,6 @@
 """Every table of the service, imported so that ``Base.metadata`` is complete (Alembic, tests)."""
 
+from .accounts.models import LoginAttempt, StaffUser, WebSession
 from .accumulators.models import PersonCharity, PersonYear
 from .auth.models import ApiKey
 from .db import Base
@@ -19,6 +20,7 @@ __all__ = [
     "FlagRefreshState",
     "FundPool",
     "LedgerEntry",
+    "LoginAttempt",
     "PeriodClose",
     "Person",
     "PersonCategory",
@@ -32,5 +34,7 @@ __all__ = [
     "Settlement",
     "SettlementEvent",
     "SettlementFlag",
+    "StaffUser",
+    "WebSession",
     "metadata",
 ]

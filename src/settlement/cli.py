@@ -192,6 +192,22 @@ def _cmd_persons_import(args: argparse.Namespace) -> int:
     return run_import(args.file, args.dry_run, _settings())
 
 
+def _cmd_flags_refresh(args: argparse.Namespace) -> int:
+    from settlement.service.reviews.cli import refresh
+
+    settings = _settings()
+    _upgrade(settings)
+    return refresh(settings, everything=args.all, batch=args.batch)
+
+
+def _cmd_flags_status(args: argparse.Namespace) -> int:
+    from settlement.service.reviews.cli import status
+
+    settings = _settings()
+    _upgrade(settings)
+    return status(settings)
+
+
 def _add_service_commands(sub: Any) -> None:
     p = sub.add_parser(
         "serve",
@@ -237,6 +253,15 @@ def _add_service_commands(sub: Any) -> None:
     i.add_argument("--dry-run", action="store_true", help="check every row and say what would change; write nothing")
     i.set_defaults(func=_cmd_persons_import)
 
+    p = sub.add_parser("flags", help="review flags (预警): the refresher that materializes them")
+    flags = p.add_subparsers(dest="flags_command", required=True)
+    f = flags.add_parser("refresh", help="evaluate the review rules on what changed since the last run")
+    f.add_argument("--all", action="store_true", help="forget earlier checks: evaluate every settlement again")
+    f.add_argument("--batch", type=int, default=2000, help="settlements per transaction")
+    f.set_defaults(func=_cmd_flags_refresh)
+    f = flags.add_parser("status", help="the refresher's watermark and how many settlements wait")
+    f.set_defaults(func=_cmd_flags_status)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="settlement", description=__doc__)
@@ -258,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=_cmd_validate)
 
     _add_service_commands(sub)
+    from settlement import insurers_cli  # reconcile, simulate, audit
+
+    insurers_cli.add_parsers(sub)
     return parser
 
 

@@ -52,6 +52,7 @@ TITLES = {
     "not_found": "Not found",
     "method_not_allowed": "Method not allowed",
     "payload_too_large": "The request body is too large",
+    "request_timeout": "The request body did not arrive in time",
     "unsupported_media_type": "Unsupported media type",
     "not_acceptable": "Not acceptable",
     "database_unavailable": "The database is unavailable; retry later",

@@ -61,10 +61,12 @@ def test_search_by_id_prefix_name_district_scheme_and_category(client, auth):
 
 def test_malformed_ids_are_404_not_500(client, auth):
     register_people(client, auth["admin"])
-    for path in ("a%00b", PEOPLE[0][0][:-1] + "%00", "x" * 300, PEOPLE[0][0] + "1", "%E2%80%AE" + PEOPLE[0][0]):
+    # a NUL or a bidi override may be refused up front (400, service.strict) or found nowhere (404)
+    for path, statuses in (("a%00b", {400, 404}), (PEOPLE[0][0][:-1] + "%00", {400, 404}), ("x" * 300, {404}),
+                           (PEOPLE[0][0] + "1", {404}), ("%E2%80%AE" + PEOPLE[0][0], {400, 404})):
         for suffix in ("", "/history", "/accumulators", "/position"):
             response = client.get(f"/v1/persons/{path}{suffix}", headers=auth["admin"])
-            assert response.status_code == 404, (path, suffix, response.text)
+            assert response.status_code in statuses, (path, suffix, response.text)
 
 
 def test_insurers_see_no_names_and_cannot_search_by_name(client, auth):

@@ -427,7 +427,7 @@ def parse(sheet: Sheet, report: ImportReport) -> Parsed:
             report.add(line, report.columns["valid_to"], "valid_to",
                        f"{report.columns['valid_to']} {period.valid_to} is before {period.valid_from}")
             continue
-        birth = check_person_id(pid, dt.date.max)
+        birth = dt.date(int(pid[6:10]), int(pid[10:12]), int(pid[12:14]))  # checked by cell_person_id
         if period.valid_from < birth:
             report.add(line, report.columns["valid_from"], "valid_from",
                        f"{report.columns['valid_from']} {period.valid_from} is before the person's birth on {birth}")

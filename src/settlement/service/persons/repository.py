@@ -35,13 +35,10 @@ def _insert_new(session: Session, rows: list[dict[str, Any]]) -> set[str]:
     insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = Person.__table__
     assert isinstance(table, Table)
-    stmt = (
-        insert_(table)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["person_id"])
-        .returning(table.c.person_id)
-    )
-    return set(session.scalars(stmt))
+    stmt = insert_(table).on_conflict_do_nothing(index_elements=["person_id"]).returning(table.c.person_id)
+    # the rows as parameters ("insertmanyvalues": compiled once, cached, sent in batches), not .values(rows),
+    # whose statement of thousands of bind parameters would be compiled anew for every call
+    return set(session.scalars(stmt, rows))
 
 
 def lock_person(

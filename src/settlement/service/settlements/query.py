@@ -477,8 +477,9 @@ def export_rows(
     flt = check_filter(ctx, principal, flt)
     order = Sort.parse(sort)
     s = Settlement
-    with ctx.db.read() as session:
-        agg = func.string_agg if session.get_bind().dialect.name == "postgresql" else func.group_concat
+    tz = ctx.tz
+    with ctx.db.engine.connect() as conn:
+        agg = func.string_agg if conn.dialect.name == "postgresql" else func.group_concat
         flags = (
             select(agg(SettlementFlag.rule, literal(",")))
             .where(SettlementFlag.settlement_seq == s.seq)
@@ -491,20 +492,28 @@ def export_rows(
             review.label("review_status"), flags.label("flags"),
             *(getattr(s, f"{name}_fen").label(name) for name in AMOUNTS),
         ).where(*conditions(ctx, principal, flt))
-        result = session.execute(ordered(query, order, None).execution_options(yield_per=chunk))
-        for row in result:
-            data = row._asdict()
+        # Core rows on a server-side cursor (PostgreSQL), read in chunks: no ORM identity map, no row objects kept
+        result = conn.execution_options(stream_results=True, yield_per=chunk).execute(ordered(query, order, None))
+        keys = list(result.keys())
+        names: dict[str, str] = {}
+        for raw in result:
+            data = dict(zip(keys, raw, strict=True))
             data["scheme"] = SCHEME_ZH.get(data["scheme"], data["scheme"])
             data["category"] = CATEGORY_ZH.get(data["category"], data["category"])
             data["visit_type"] = VISIT_ZH.get(data["visit_type"], data["visit_type"])
             data["status"] = STATUS_ZH.get(data["status"], data["status"])
             data["pathway"] = PATHWAY_ZH.get(data["pathway"], data["pathway"])
             data["review_status"] = REVIEW_ZH[data["review_status"] or "pending"]
-            rules = sorted((data["flags"] or "").split(",")) if data["flags"] else []
-            data["flags"] = "、".join(NAMES_ZH.get(r, r) for r in rules)
+            rules = data["flags"]
+            if rules:
+                if rules not in names:
+                    names[rules] = "、".join(NAMES_ZH.get(r, r) for r in sorted(rules.split(",")))
+                data["flags"] = names[rules]
             settled_at = data["settled_at"]
             if isinstance(settled_at, dt.datetime):
-                data["settled_at"] = settled_at.astimezone(ctx.tz)
+                if settled_at.tzinfo is None:  # SQLite keeps no zone: UTC
+                    settled_at = settled_at.replace(tzinfo=dt.UTC)
+                data["settled_at"] = settled_at.astimezone(tz)
             yield data
 
 

@@ -28,6 +28,7 @@ from .limits import BodyLimitMiddleware
 from .metrics import LatencyMiddleware
 from .persons.router import router as persons_router
 from .pgloop import LoopConnections
+from .reconciliations.router import router as reconciliations_router
 from .reviews.flags import start_refresher
 from .reviews.router import router as reviews_router
 from .reviews.rules import rules_at
@@ -119,11 +120,12 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
         persons_router,
         funds_router,
         statements_router,
+        reconciliations_router,
         schedules_router,
         reviews_router,
     ):
         app.include_router(router)
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes, timeout=settings.body_timeout_seconds)
     app.add_middleware(LatencyMiddleware)
     # the counter's hot routes answered ahead of the stack above (bounded and timed there the same way)
     app.counter = CounterRoutes(
@@ -137,6 +139,7 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
         app.behind_front_door,
         body_limit=settings.max_body_bytes,
         threads=settings.worker_threads,
+        body_timeout=settings.body_timeout_seconds,
     )
     return app
 

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
         default_factory=bundled_schedules, description="region folder of fee schedules"
     )
     max_body_bytes: int = 2 * 1024 * 1024
+    body_timeout_seconds: float = Field(
+        30.0,
+        description="a request body not whole this long after its headers: 408 and the connection closed"
+        " (slow clients); the headers' own bound is the reverse proxy's (deploy/nginx/settlement.conf)",
+    )
     timezone: str = Field(
         "Asia/Shanghai", description="the day of a statement is a day in this zone"
     )

@@ -4,9 +4,11 @@ from .accumulators.models import PersonCharity, PersonYear
 from .auth.models import ApiKey
 from .db import Base
 from .funds.models import FundPool
-from .persons.models import Person, PersonCategory
+from .persons.models import Person, PersonCategory, PersonHistory
+from .reconciliations.models import ReconciliationItem, ReconciliationRun
 from .reviews.models import FlagCheck, FlagRefreshState, Review, ReviewStatus, SettlementFlag
 from .settlements.models import LedgerEntry, Settlement, SettlementEvent
+from .statements.models import PeriodClose
 
 metadata = Base.metadata
 
@@ -17,10 +19,14 @@ __all__ = [
     "FlagRefreshState",
     "FundPool",
     "LedgerEntry",
+    "PeriodClose",
     "Person",
     "PersonCategory",
     "PersonCharity",
+    "PersonHistory",
     "PersonYear",
+    "ReconciliationItem",
+    "ReconciliationRun",
     "Review",
     "ReviewStatus",
     "Settlement",

@@ -517,25 +517,16 @@ def export_rows(
             yield data
 
 
-def export_chunks(
-    ctx: ServiceContext, principal: Principal, flt: SettlementFilter, fmt: str, *, sort: str | None = None
-) -> tuple[Iterator[bytes], str, str]:
-    """(the file's bytes as they are written, media type, file name) for ``csv`` or ``xlsx``.
-
-    The filter is checked before the first byte (a bad one is an error response, not a broken file).
-    """
-    from settlement.tabular import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE, csv_chunks, xlsx_chunks
-
+def export(
+    ctx: ServiceContext, principal: Principal, flt: SettlementFilter, *, sort: str | None = None
+) -> tuple[list[Column], Iterator[Mapping[str, Any]], str]:
+    """(columns, rows, file name without extension) of the filter's export, for service.exports.file_response
+    (or settlement.tabular directly). The filter and sort are checked now, before the first byte: a bad one
+    is an error response, not a broken file."""
     check_filter(ctx, principal, flt)
     Sort.parse(sort)
-    rows = export_rows(ctx, principal, flt, sort=sort)
     stamp = dt.datetime.now(ctx.tz).strftime("%Y%m%d-%H%M")
-    if fmt == "csv":
-        return csv_chunks(export_columns(), rows, totals=True), CSV_MEDIA_TYPE, f"settlements-{stamp}.csv"
-    if fmt == "xlsx":
-        return xlsx_chunks(export_columns(), rows, sheet="结算单", totals=True), XLSX_MEDIA_TYPE, \
-            f"settlements-{stamp}.xlsx"
-    raise unprocessable("format", f"one of csv, xlsx, json; got {fmt!r}")
+    return export_columns(), export_rows(ctx, principal, flt, sort=sort), f"settlements-{stamp}"
 
 
 __all__ = [
@@ -544,7 +535,7 @@ __all__ = [
     "Sort",
     "check_filter",
     "conditions",
-    "export_chunks",
+    "export",
     "export_columns",
     "export_rows",
     "page",

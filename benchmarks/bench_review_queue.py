@@ -159,6 +159,10 @@ AFTER = [
     "INSERT INTO settlement_flags (settlement_seq, rule, figures, threshold, at)"
     " SELECT seq, 'over_price_cap', json_build_object('over_limit', over_limit_fen), '{}'::json, now()"
     " FROM settlements WHERE over_limit_fen > 0",
+    # the seq marks the refresher takes once a minute (here: hourly, settled_at being exact)
+    "INSERT INTO settlement_seq_marks (at_hi, at_lo, seq)"
+    " SELECT h, h, max(m) OVER (ORDER BY h) FROM (SELECT date_trunc('hour', settled_at) + interval '1 hour' AS h,"
+    " max(seq) AS m FROM settlements GROUP BY 1) x",
     "INSERT INTO settlement_flags (settlement_seq, rule, figures, threshold, at)"
     " SELECT seq, 'readmission', '{}'::json, '{\"days\": 15}'::json, now() FROM settlements WHERE seq % 53 = 0",
 ]

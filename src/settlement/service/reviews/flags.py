@@ -39,7 +39,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from settlement.service.db import Database, insert_ignore, sqlstate
+from settlement.service.db import Database, insert_ignore, is_unavailable, sqlstate
 from settlement.service.persons.models import Person, PersonCategory
 from settlement.service.settlements.models import AMOUNTS, Settlement, SettlementEvent
 
@@ -381,8 +381,11 @@ class BackgroundRefresher:
                 stats = self._run()
                 if stats.checked or stats.added or stats.removed:
                     log.info("flags refreshed: %s", stats.as_dict())
-            except Exception:  # the database may be down: try again next time
-                log.exception("flags refresh failed")
+            except Exception as exc:  # the database may be down: try again next time
+                if is_unavailable(exc):
+                    log.warning("flags refresh: the database is unavailable; next try in %s s", self._interval)
+                else:
+                    log.exception("flags refresh failed")
 
 
 __all__ = ["BackgroundRefresher", "RefreshStats", "refresh", "reset", "status"]

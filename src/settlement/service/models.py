@@ -7,7 +7,7 @@ from .db import Base
 from .funds.models import FundPool
 from .persons.models import Person, PersonCategory, PersonHistory
 from .reconciliations.models import ReconciliationItem, ReconciliationRun
-from .reviews.models import FlagCheck, FlagRefreshState, Review, ReviewStatus, SettlementFlag
+from .reviews.models import FlagCheck, FlagRefreshState, Review, ReviewStatus, SeqMark, SettlementFlag
 from .settlements.models import LedgerEntry, Settlement, SettlementEvent
 from .statements.models import PeriodClose
 
@@ -31,6 +31,7 @@ __all__ = [
     "ReconciliationRun",
     "Review",
     "ReviewStatus",
+    "SeqMark",
     "Settlement",
     "SettlementEvent",
     "SettlementFlag",

@@ -114,6 +114,57 @@ def test_terminated_backends_are_never_handed_to_a_request(outage: Any) -> None:
     assert client.get("/readyz").status_code == 200
 
 
+def test_a_connection_lost_without_a_word_is_tried_once_more_on_another(
+    outage: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As if the network had cut them (nothing readable before the statement): each route's first
+    statement fails, is recognised as a lost connection and runs once more on a live one."""
+    from settlement.service import db, pgloop
+
+    _app, client, name, auth = outage
+    first = settle(client, auth, 0)
+    assert first.status_code == 201, first.text
+    for module in (db, pgloop):
+        monkeypatch.setattr(module, "closed_by_server", lambda conn: conn.closed)
+    terminate(name)
+    assert settle(client, auth, 1).status_code == 201
+    terminate(name)
+    assert client.post("/v1/settlements/preview", json=claim(9), headers=auth["hospital"]).status_code == 200
+    terminate(name)
+    sid = first.json()["settlement_id"]
+    assert client.post(f"/v1/settlements/{sid}/reversal", headers=auth["hospital"]).json()["status"] == "reversed"
+    assert [settle(client, auth, n).status_code for n in range(2, 8)] == [201] * 6
+
+
+def test_a_settle_whose_answer_was_lost_after_its_commit_is_replayed_not_written_twice(
+    outage: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """counter_settle committed, then the connection died before its answer: the second run (on
+    another connection) finds the claim under (hospital id, claim_id) and replays it."""
+    from settlement.service.settlements import pgcounter
+
+    app, client, _name, auth = outage
+    real = pgcounter.call_write
+    calls: list[int] = []
+
+    def commit_then_lose(conn: Any, params: Any) -> Any:
+        calls.append(1)
+        result = real(conn, params)
+        if len(calls) == 1:
+            conn.close()
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return result  # pragma: no cover - the second run replays: no second write
+
+    monkeypatch.setattr(pgcounter, "call_write", commit_then_lose)
+    response = settle(client, auth, 0)
+    assert response.status_code == 200 and response.headers["Idempotent-Replayed"] == "true", response.text
+    assert calls == [1]
+    assert settle(client, auth, 0).json()["settlement_id"] == response.json()["settlement_id"]
+    with psycopg.connect(app.state.ctx.settings.sqlalchemy_url.replace("+psycopg", "")) as conn:
+        assert conn.execute("SELECT count(*) FROM settlements").fetchone() == (1,)
+    assert_whole(app)
+
+
 def _route_requests(app: Any, auth: dict[str, dict[str, str]], sid: str) -> list[tuple[str, str, Any, dict[str, str]]]:
     """One request per operation of the API description (every route the service documents) that
     needs the database, its path parameters filled in."""

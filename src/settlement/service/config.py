@@ -83,6 +83,17 @@ class Settings(BaseSettings):
     )
     retry_after_seconds: int = Field(5, description="Retry-After sent with 503")
     list_limit_max: int = 500
+    review_rules: Path | None = Field(
+        None, description="the review flags' rules (YAML); default: review_rules.yaml shipped in the package"
+    )
+    flags_refresh_seconds: float = Field(
+        10.0, description="the service refreshes review flags this often in the background; 0: never"
+        " (then run `settlement flags refresh`)"
+    )
+    flags_refresh_margin_seconds: float = Field(
+        120.0, description="the longest a settle or reversal transaction may live; the flags refresher's"
+        " watermarks stay this far behind (service/reviews/flags.py)"
+    )
 
     @property
     def sqlalchemy_url(self) -> str:

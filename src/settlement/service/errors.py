@@ -46,6 +46,7 @@ TITLES = {
     "claim_conflict": "Another claim was settled under this hospital id and claim_id",
     "invalid_request": "The request is not valid",
     "invalid_import": "The import has errors; nothing was imported",
+    "invalid_period": "A category period starts before the person's birth",
     "unauthorized": "A valid API key is required",
     "forbidden": "This key's role may not call this endpoint",
     "not_found": "Not found",

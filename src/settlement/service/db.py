@@ -137,7 +137,7 @@ class Database:
             # each, only now) and the dead ones replaced before the request takes another
             conn.close()
             pool.putconn(conn)  # a closed connection is discarded and a new one opened at once
-            _check_idle(pool)
+            self._after_loss(pool)
             conn = self._checkout(pool)
         try:
             yield conn
@@ -157,9 +157,18 @@ class Database:
             log.warning("a counter connection was lost under a statement, once more on another: %s", exc.orig)
             pool = self._counter_pool
             if pool is not None:
-                _check_idle(pool)  # the others that died with it are replaced before the second try
+                self._after_loss(pool)
         with self.counter() as conn:
             return work(conn)
+
+    def _after_loss(self, pool: Any) -> None:
+        """After a connection was found dead: the others that died with it replaced (psycopg_pool's
+        check(): a round trip per idle connection, only now), and if no new connection can be opened
+        the database is known down at once (503 now, not after checkout_timeout)."""
+        _check_idle(pool)
+        if not self._reachable():
+            self._mark_down(pool)
+            raise OperationalError("connect", {}, Exception("the database is unavailable"))
 
     def _checkout(self, pool: Any) -> Any:
         import psycopg

@@ -214,8 +214,9 @@ class Database:
 
             pool = ConnectionPool(
                 self._counter_conninfo(),
-                # one connection to open (before the first request, see app.lifespan), the rest at
-                # once in the background; all of them count against max_connections
+                # one connection opened before the pool is used, three more then in the background,
+                # the rest as requests wait for one (app.lifespan opens all of them at the start);
+                # all of them count against max_connections
                 min_size=1,
                 max_size=self.counter_pool_size,
                 kwargs=self._counter_kwargs(),

@@ -171,13 +171,21 @@ class Database:
             raise OperationalError("connect", {}, Exception("the database is unavailable"))
 
     def _checkout(self, pool: Any) -> Any:
+        """A connection of ``pool``. After checkout_timeout without one, a fresh connection is tried:
+        refused, the database is down (503 now); opened, the pool is only growing or busy, and the
+        request waits on, up to BUSY_TIMEOUT in all."""
         import psycopg
 
         try:
             return pool.getconn(timeout=self.checkout_timeout)
         except psycopg.OperationalError as exc:  # PoolTimeout, or PoolClosed by another request
-            if self._counter_pool is pool and not self._reachable():
-                self._mark_down(pool)
+            if self._counter_pool is not pool or not self._reachable():
+                if self._counter_pool is pool:
+                    self._mark_down(pool)
+                raise OperationalError("connect", {}, exc) from exc
+        try:
+            return pool.getconn(timeout=BUSY_TIMEOUT - self.checkout_timeout)
+        except psycopg.OperationalError as exc:
             raise OperationalError("connect", {}, exc) from exc
 
     def _reachable(self) -> bool:
@@ -283,6 +291,9 @@ class Database:
 
 PROBE_EVERY = 0.25
 """Seconds between two attempts to reopen the counter's connections while the database is down."""
+BUSY_TIMEOUT = 10.0
+"""Seconds a request waits for a counter connection in all while the database answers (the pool
+growing under a burst, or fewer connections than threads)."""
 
 
 def _check_idle(pool: Any) -> None:

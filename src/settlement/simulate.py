@@ -113,11 +113,11 @@ class Side:
             for radix in reversed(radices):
                 code, part = divmod(code, radix)
                 parts.append(part)
-            name = tuple(_label(k, v) for k, v in zip(self.by, reversed(parts), strict=True))
-            if name in self.groups:
-                self.groups[name] += row
+            group = tuple(_label(k, v) for k, v in zip(self.by, reversed(parts), strict=True))
+            if group in self.groups:
+                self.groups[group] += row
             else:
-                self.groups[name] = row.copy()
+                self.groups[group] = row.copy()
 
 
 def _label(key: str, value: int) -> Any:

@@ -43,6 +43,7 @@ from .settlements.router import (
     settle_counter,
 )
 from .settlements.router import router as settlements_router
+from .simulations.router import router as simulations_router
 from .statements.router import router as statements_router
 
 log = logging.getLogger("settlement.service")
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
         funds_router,
         statements_router,
         reconciliations_router,
+        simulations_router,
         schedules_router,
         reviews_router,
     ):

@@ -252,11 +252,11 @@ def concat_pieces(pieces: list[Piece]) -> tuple[ClaimBatch, I64, U8, I64]:
         for name in optional
     }
     batch = ClaimBatch(
-        **{name: cat(columns[name]) for name in _CLAIM_COLUMNS},  # type: ignore[arg-type]
+        **{name: cat(columns[name]) for name in _CLAIM_COLUMNS},
         diagnosis_values=list(diagnoses),
         treatment_values=list(treatments),
         line_start=line_start,
-        **{name: cat(parts) for name, parts in lines.items()},  # type: ignore[arg-type]
+        **{name: cat(parts) for name, parts in lines.items()},
         **optional_values,  # type: ignore[arg-type]
     )
     id_off = np.zeros(line_start.shape[0], dtype=np.int64)
@@ -455,11 +455,7 @@ def render_json(part: Partition, tables: Tables, bounds: I64) -> list[TextPiece]
     return out
 
 
-def text_piece(pieces: list[TextPiece], g: int) -> TextPiece:
-    return pieces[g]
-
-
-def error_piece(first_block: int, blocks: list[BlockPieces]) -> TextPiece:
+def error_piece(first_block: int, blocks: list[BlockPieces], tables: Tables | None = None) -> TextPiece:
     """The parse errors of consecutive blocks as result lines with their keys."""
     keys: list[int] = []
     texts: list[bytes] = []

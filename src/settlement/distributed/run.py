@@ -124,10 +124,7 @@ def parquet_lines(path: str, row_group: int) -> list[bytes]:
 def read_job(block: int, job: Job, tables: Tables, parts: int) -> pt.BlockPieces:
     """A read task: one block of input read and checked (the batch reader), split by person."""
     kind, path, a, b = job
-    if kind == "jsonl":
-        chunk = prepare_range((path, a, b), tables)
-    else:
-        chunk = prepare_chunk(parquet_lines(path, a), tables)
+    chunk = prepare_range((path, a, b), tables) if kind == "jsonl" else prepare_chunk(parquet_lines(path, a), tables)
     return pt.split_chunk(block, chunk, parts)
 
 
@@ -142,7 +139,7 @@ class Progress:
         from distributed import wait
 
         if not self.on:
-            wait(futures)
+            wait(futures)  # type: ignore[no-untyped-call]
         else:
             total = len(futures)
             while True:
@@ -159,6 +156,19 @@ class Progress:
                 f.result()  # raises the task's exception here
 
 
+@dataclass(frozen=True)
+class Output:
+    """How results are written: per partition and output group (render), the parse errors of a group's
+    blocks (errors), both merged in input order (assemble). Module-level functions: workers import them."""
+
+    render: Callable[[pt.Partition, Tables, Any], list[Any]]
+    errors: Callable[[int, list[pt.BlockPieces], Tables], Any]
+    assemble: Callable[..., Any]
+
+
+JSON_LINES = Output(pt.render_json, pt.error_piece, pt.assemble)
+
+
 def _bounds(blocks: int, cuts: int) -> np.ndarray:
     """Keys where each of `cuts` ranges of consecutive blocks starts, and the end."""
     edges = np.unique(np.linspace(0, blocks, max(cuts, 1) + 1).round().astype(np.int64))
@@ -172,8 +182,13 @@ def settle_on_cluster(
     write: Callable[[bytes], Any],
     parts: int,
     progress: Progress | None = None,
+    output: Output | None = None,
 ) -> Summary:
-    """Settles the input of `jobs` on a Dask client's cluster; writes the §6 lines in input order."""
+    """Settles the input of `jobs` on a Dask client's cluster; writes the results in input order.
+
+    write() gets what `output` assembles per group of blocks: by default the §6 JSON lines as bytes.
+    """
+    output = output or JSON_LINES
     progress = progress or Progress(stream=open(os.devnull, "w"))  # noqa: SIM115
     summary = Summary(partitions=parts, blocks=len(jobs))
     if not jobs:
@@ -197,7 +212,8 @@ def settle_on_cluster(
     t0 = time.perf_counter()
     limits = pt.pool_limits(tables)
     limited = [c for c in range(limits.shape[1]) if bool((limits[:, c] < UNLIMITED).any())]
-    ranges = _bounds(len(jobs), parts)
+    workers = len(client.scheduler_info().get("workers", {})) or 1
+    ranges = _bounds(len(jobs), min(parts, workers))  # one prefix task per worker and round
 
     def pool_round(cols: list[int]) -> int:
         nonlocal partitions
@@ -223,7 +239,7 @@ def settle_on_cluster(
         partitions = [submit(pt.partition_of, x, pure=False) for x in pairs]
         stats = client.gather([submit(pt.stats_of, x, pure=False) for x in pairs])
         progress.wait(f"pools {cols}", partitions)
-        affected = sum(s.affected for s in stats)
+        affected = int(sum(s.affected for s in stats))
         summary.rounds.append((cols, affected, sum(s.settled for s in stats)))
         return affected
 
@@ -238,16 +254,17 @@ def settle_on_cluster(
 
     t0 = time.perf_counter()
     groups = _bounds(len(jobs), -(-len(jobs) // GROUP_BLOCKS))
-    rendered = [submit(pt.render_json, part, tables_f, groups, pure=False) for part in partitions]
+    rendered = [submit(output.render, part, tables_f, groups, pure=False) for part in partitions]
     n_groups = groups.shape[0] - 1
     first_block = [int(g >> 32) for g in groups.tolist()]
-    window = max(2, len(client.scheduler_info().get("workers", {})) * 2)
+    window = 2 * workers
     pending: list[Any] = []
 
     def assemble(g: int) -> Any:
-        pieces = [submit(pt.text_piece, r, g, pure=False) for r in rendered]
-        errors = submit(pt.error_piece, first_block[g], metas[first_block[g] : first_block[g + 1]], pure=False)
-        return submit(pt.assemble, errors, *pieces, pure=False)
+        pieces = [submit(_item, r, g, pure=False) for r in rendered]
+        errors = submit(output.errors, first_block[g], metas[first_block[g] : first_block[g + 1]], tables_f,
+                        pure=False)
+        return submit(output.assemble, errors, *pieces, pure=False)
 
     for g in range(n_groups):
         pending.append(assemble(g))
@@ -267,4 +284,4 @@ def _item(values: list[Any], i: int) -> Any:
 
 
 def _size(meta: pt.BlockPieces) -> int:
-    return meta.size
+    return int(meta.size)

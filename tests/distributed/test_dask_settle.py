@@ -266,7 +266,12 @@ def test_parquet_input(client: Any, tmp_path: Path) -> None:
     pq.write_table(pa.Table.from_pylist(full[120:]), folder / "part-1.parquet", row_group_size=70)
     got, summary = run_dask(client, folder, tables)
     assert summary.blocks == 3 + 3
-    assert got == sequential(write_stream(tmp_path / "in.jsonl", rows), tables)
+    expected = sequential(write_stream(tmp_path / "in.jsonl", rows), tables)
+    assert got == expected
+    # the form `settlement simulate` reads: one JSON claim a row in a string column 'claim'
+    texts = folder / "texts.parquet"
+    pq.write_table(pa.table({"claim": [orjson.dumps(r).decode() for r in rows]}), texts, row_group_size=100)
+    assert run_dask(client, texts, tables)[0] == expected
 
 
 def test_cli_on_an_existing_cluster(client: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -111,10 +111,18 @@ def _without_nulls(value: Any) -> Any:
 
 
 def parquet_lines(path: str, row_group: int) -> list[bytes]:
-    """One row group of claims as JSON lines: columns as SPEC §3's keys, nested; a null is a key left out."""
+    """One row group of claims as JSON lines.
+
+    A string column ``claim`` holds one JSON claim a row (as `settlement simulate` reads Parquet); else the
+    columns are SPEC §3's keys, nested (structs, a list of item structs), and a null is a key left out.
+    """
     import pyarrow.parquet as pq
 
-    table = pq.ParquetFile(path).read_row_group(row_group)
+    source = pq.ParquetFile(path)
+    if "claim" in source.schema_arrow.names:
+        texts = source.read_row_group(row_group, columns=["claim"]).column(0).to_pylist()
+        return [t.encode() for t in texts if t]
+    table = source.read_row_group(row_group)
     lines: list[bytes] = []
     for batch in table.to_batches(max_chunksize=10_000):
         lines.extend(orjson.dumps(_without_nulls(row), default=str) for row in batch.to_pylist())

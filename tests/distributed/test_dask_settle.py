@@ -311,3 +311,20 @@ def test_cli_refuses_bad_arguments(
     code = main(["settle", "--schedules", str(make_region(tmp_path, {})), *argv])
     assert code != 0
     assert message in capsys.readouterr().err
+
+
+def test_simulate_same_report(client: Any, tmp_path: Path) -> None:
+    """simulate on the cluster: the sequential simulation's report, pools running dry on both sides."""
+    from settlement.distributed.simulate import simulate_on_cluster
+    from settlement.simulate import blocks, simulate
+
+    base_region = make_region(tmp_path / "base", {("2018", "poverty_relief"): "3000.00"})
+    draft_region = make_region(tmp_path / "draft", {("2018", "poverty_relief"): "9000.00",
+                                                     ("2018", "children_major_illness"): "1000.00"})
+    baseline, draft = tables_of(base_region), tables_of(draft_region)
+    path = write_stream(tmp_path / "in.jsonl", claims(baseline, 500, 70, seed=22, child_share=0.3), bad_every=17)
+    by = ["category", "month"]
+    expected = simulate(blocks(path), baseline, draft, by)
+    got = simulate_on_cluster(client, input_jobs(str(path), block_bytes=150_000), baseline, draft, by, 3)
+    assert got == expected
+    assert expected["delta"]["charity"] != "0.00" and expected["errors"]["baseline"] > 0

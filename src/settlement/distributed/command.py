@@ -65,3 +65,15 @@ def settle_command(args: argparse.Namespace, tables: Tables) -> int:
             stdout.flush()
     print(summary.line(), file=sys.stderr)
     return 0
+
+
+def simulate_command(args: argparse.Namespace, baseline: Tables, draft: Tables, by: list[str]) -> dict[str, Any]:
+    """`simulate --engine dask`: the report of the sequential simulation (OSError, ValueError as it raises them)."""
+    from .simulate import simulate_on_cluster
+
+    if args.partitions is not None and args.partitions < 1:
+        raise ValueError("--partitions must be at least 1")
+    jobs = input_jobs(args.claims)
+    with cluster_client(args.scheduler) as client:
+        workers = len(client.scheduler_info().get("workers", {})) or 1
+        return simulate_on_cluster(client, jobs, baseline, draft, by, args.partitions or 2 * workers, Progress())

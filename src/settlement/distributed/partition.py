@@ -108,6 +108,8 @@ class Piece:
     person_keys: list[tuple[str, int]]
     ids: U8
     id_off: I64
+    discharged: I64
+    """Discharge date of each claim as y·10^4 + m·100 + d."""
 
 
 @dataclass
@@ -144,7 +146,8 @@ def split_chunk(block: int, chunk: PreparedChunk, parts: int) -> BlockPieces:
         sub.person_year = renumber[local].astype(np.int64)
         ids, id_off = take_ids(chunk.ids, chunk.id_off, idx)
         keys = [chunk.person_keys[r] for r in rows[keep].tolist()]
-        pieces.append(Piece(block, pos[idx], sub, keys, ids, id_off))
+        discharged = chunk.discharged[idx] if chunk.discharged is not None else np.zeros(idx.size, dtype=np.int64)
+        pieces.append(Piece(block, pos[idx], sub, keys, ids, id_off, discharged))
     return BlockPieces(pieces, chunk.errors, chunk.size)
 
 
@@ -194,6 +197,7 @@ class Partition:
     """Input-order key of each claim (key_of)."""
     ids: U8
     id_off: I64
+    discharged: I64
     limits: I64
     """[claim, pool column]: the pool the claim's version sets."""
     view: I64
@@ -210,7 +214,7 @@ def _remap(values: list[str], into: dict[str, int]) -> I64:
     return np.array([into.setdefault(v, len(into)) for v in values] + [-1], dtype=np.int64)
 
 
-def concat_pieces(pieces: list[Piece]) -> tuple[ClaimBatch, I64, U8, I64]:
+def concat_pieces(pieces: list[Piece]) -> tuple[ClaimBatch, I64, U8, I64, I64]:
     """The pieces' claims one after another as one batch (person-years and value lists merged)."""
     persons: dict[tuple[str, int], int] = {}
     diagnoses: dict[str, int] = {}
@@ -262,7 +266,7 @@ def concat_pieces(pieces: list[Piece]) -> tuple[ClaimBatch, I64, U8, I64]:
     id_off = np.zeros(line_start.shape[0], dtype=np.int64)
     np.cumsum(cat(id_len), out=id_off[1:])
     id_bytes = np.concatenate(ids) if ids else np.zeros(0, dtype=np.uint8)
-    return batch, cat(keys), id_bytes, id_off
+    return batch, cat(keys), id_bytes, id_off, cat([p.discharged for p in pieces])
 
 
 def unlimited_view(limits: I64) -> I64:
@@ -273,12 +277,12 @@ def unlimited_view(limits: I64) -> I64:
 def build_partition(index: int, pieces: list[Piece | None], tables: Tables) -> Partition:
     """Pass 1: the partition's claims concatenated and settled with every pool unlimited."""
     present = [p for p in pieces if p is not None]
-    batch, key, ids, id_off = concat_pieces(present)
+    batch, key, ids, id_off, discharged = concat_pieces(present)
     limits = pool_limits(tables)[batch.version]
     view = unlimited_view(limits)
     n = len(batch)
     result = _settle_rows(batch, view, np.arange(n, dtype=np.int64), tables)
-    return Partition(index, batch, key, ids, id_off, limits, view, result, n)
+    return Partition(index, batch, key, ids, id_off, discharged, limits, view, result, n)
 
 
 def _settle_rows(batch: ClaimBatch, view: I64, idx: I64, tables: Tables) -> BatchResult:

@@ -35,6 +35,7 @@ paid before it), so fixing them in order keeps the rounds few.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import time
@@ -87,7 +88,7 @@ def input_jobs(path: str, block_bytes: int = BLOCK_BYTES) -> list[Job]:
     elif root.is_file():
         files = [root]
     else:
-        raise FileNotFoundError(f"{path}: no such file or directory")
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
     jobs: list[Job] = []
     for file in files:
         name = str(file.resolve())
@@ -183,25 +184,26 @@ def _bounds(blocks: int, cuts: int) -> np.ndarray:
     return pt.key_of(edges, 0)
 
 
-def settle_on_cluster(
-    client: Any,
-    jobs: list[Job],
-    tables: Tables,
-    write: Callable[[bytes], Any],
-    parts: int,
-    progress: Progress | None = None,
-    output: Output | None = None,
-) -> Summary:
-    """Settles the input of `jobs` on a Dask client's cluster; writes the results in input order.
+@dataclass
+class Settled:
+    """A run's final partitions on the cluster (futures), the blocks' errors and sizes (futures), its numbers."""
 
-    write() gets what `output` assembles per group of blocks: by default the §6 JSON lines as bytes.
-    """
-    output = output or JSON_LINES
+    partitions: list[Any]
+    metas: list[Any]
+    tables: Any
+    """The Tables, scattered to every worker."""
+    workers: int
+    summary: Summary
+
+
+def settle_partitions(
+    client: Any, jobs: list[Job], tables: Tables, parts: int, progress: Progress | None = None
+) -> Settled:
+    """Reads `jobs` into person partitions and settles them until the pools are exact (steps 1-3)."""
     progress = progress or Progress(stream=open(os.devnull, "w"))  # noqa: SIM115
     summary = Summary(partitions=parts, blocks=len(jobs))
-    if not jobs:
-        return summary
     submit = client.submit
+    workers = len(client.scheduler_info().get("workers", {})) or 1
     t0 = time.perf_counter()
     tables_f = client.scatter(tables, broadcast=True, hash=False)
     client.run(pt.warm_up, tables)  # every worker at once, before the first block
@@ -220,7 +222,6 @@ def settle_on_cluster(
     t0 = time.perf_counter()
     limits = pt.pool_limits(tables)
     limited = [c for c in range(limits.shape[1]) if bool((limits[:, c] < UNLIMITED).any())]
-    workers = len(client.scheduler_info().get("workers", {})) or 1
     ranges = _bounds(len(jobs), min(parts, workers))  # one prefix task per worker and round
 
     def pool_round(cols: list[int]) -> int:
@@ -259,18 +260,40 @@ def settle_on_cluster(
         if rounds > 1000:
             raise RuntimeError("pool views did not settle after 1000 rounds")
     summary.seconds["pools"] = time.perf_counter() - t0
+    summary.lines = sum(client.gather([submit(_size, m, pure=False) for m in metas]))
+    summary.claims = sum(client.gather([submit(len, part, pure=False) for part in partitions]))
+    return Settled(partitions, metas, tables_f, workers, summary)
 
+
+def settle_on_cluster(
+    client: Any,
+    jobs: list[Job],
+    tables: Tables,
+    write: Callable[[bytes], Any],
+    parts: int,
+    progress: Progress | None = None,
+    output: Output | None = None,
+) -> Summary:
+    """Settles the input of `jobs` on a Dask client's cluster; writes the results in input order (step 4).
+
+    write() gets what `output` assembles per group of blocks: by default the §6 JSON lines as bytes.
+    """
+    output = output or JSON_LINES
+    if not jobs:
+        return Summary(partitions=parts)
+    run = settle_partitions(client, jobs, tables, parts, progress)
+    summary, metas, submit = run.summary, run.metas, client.submit
     t0 = time.perf_counter()
     groups = _bounds(len(jobs), -(-len(jobs) // GROUP_BLOCKS))
-    rendered = [submit(output.render, part, tables_f, groups, pure=False) for part in partitions]
+    rendered = [submit(output.render, part, run.tables, groups, pure=False) for part in run.partitions]
     n_groups = groups.shape[0] - 1
     first_block = [int(g >> 32) for g in groups.tolist()]
-    window = 2 * workers
+    window = 2 * run.workers
     pending: list[Any] = []
 
     def assemble(g: int) -> Any:
         pieces = [submit(_item, r, g, pure=False) for r in rendered]
-        errors = submit(output.errors, first_block[g], metas[first_block[g] : first_block[g + 1]], tables_f,
+        errors = submit(output.errors, first_block[g], metas[first_block[g] : first_block[g + 1]], run.tables,
                         pure=False)
         return submit(output.assemble, errors, *pieces, pure=False)
 
@@ -281,9 +304,6 @@ def settle_on_cluster(
     while pending:
         write(pending.pop(0).result())
     summary.seconds["write"] = time.perf_counter() - t0
-    sizes = client.gather([submit(_size, m, pure=False) for m in metas])
-    summary.lines = sum(sizes)
-    summary.claims = sum(client.gather([submit(len, part, pure=False) for part in partitions]))
     return summary
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_cli import generate  # noqa: E402
+from bench_cli import generate
 
 SETTLE = [sys.executable, "-m", "settlement.cli", "settle"]
 

@@ -33,6 +33,14 @@ MONEY = (
 )
 
 
+def money(tables: Tables) -> tuple[tuple[str, str], ...]:
+    """The money columns: SPEC §6's, and emergency relief after charity when the engine computes it."""
+    if getattr(tables, "er_pool", None) is None:
+        return MONEY
+    at = [k for k, _ in MONEY].index("charity") + 1
+    return (*MONEY[:at], ("emergency_relief", "疾病应急救助基金支付"), *MONEY[at:])
+
+
 def columns(tables: Tables) -> list[Column]:
     """The Parquet columns for a schedule set (one charity column per fund)."""
     return [
@@ -43,7 +51,7 @@ def columns(tables: Tables) -> list[Column]:
         Column("policy_year", "年度", "int"),
         Column("pathway", "结算方式"),
         Column("disease_group", "单病种"),
-        *(Column(key, header, "money") for key, header in MONEY),
+        *(Column(key, header, "money") for key, header in money(tables)),
         *(Column(f"charity_{fund}", f"慈善救助支付（{fund}）", "money") for fund in tables.schedules.fund_ids),
     ]
 
@@ -83,9 +91,9 @@ def render_arrow(part: pt.Partition, tables: Tables, bounds: Any) -> list[ArrowP
         "policy_year": batch.policy_year, "pathway": np.where(result.pathway_fixed, "single_disease", "standard"),
         "disease_group": group,
     }
-    for key, _ in MONEY:
+    for key, _ in money(tables):
         values[key] = getattr(result, key)
-    valid: dict[str, Any] = {k: ok for k in ("schedule", "policy_year", "pathway", *(m for m, _ in MONEY))}
+    valid: dict[str, Any] = {k: ok for k in ("schedule", "policy_year", "pathway", *(m for m, _ in money(tables)))}
     valid["disease_group"] = ok & (result.group >= 0)
     for col, fund in enumerate(tables.schedules.fund_ids):
         values[f"charity_{fund}"] = result.charity_by_fund[:, col]

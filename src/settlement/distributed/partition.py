@@ -165,7 +165,15 @@ def pool_limits(tables: Tables) -> I64:
     for v in range(n_v):
         for f in range(int(tables.fund_count[v])):
             limits[v, tables.fund_col[v, f]] = tables.fund_pool[v, f]
+    # a pool column after the charity funds (the emergency relief fund's, SPEC §5.5) when the engine keeps one
+    er_pool, er_present = getattr(tables, "er_pool", None), getattr(tables, "er_present", None)
+    if er_pool is not None and er_present is not None and limits.shape[1] > _charity_columns(tables):
+        limits[:, -1] = np.where(er_present, er_pool, UNLIMITED)
     return limits
+
+
+def _charity_columns(tables: Tables) -> int:
+    return int(Accumulators.zeros(0, 0, tables.n_funds).charity_paid.shape[1])
 
 
 def pool_draws(result: BatchResult, width: int) -> I64:
@@ -173,6 +181,9 @@ def pool_draws(result: BatchResult, width: int) -> I64:
     draws = np.zeros((len(result), width), dtype=np.int64)
     funds = min(width, result.charity_by_fund.shape[1])
     draws[:, :funds] = result.charity_by_fund[:, :funds]
+    emergency = getattr(result, "emergency_relief", None)
+    if emergency is not None and width > funds:
+        draws[:, -1] = emergency
     return draws
 
 
@@ -181,6 +192,7 @@ def pool_eligible(result: BatchResult, width: int) -> B8:
     eligible = np.zeros((len(result), width), dtype=np.bool_)
     funds = min(width, result.charity_eligible.shape[1])
     eligible[:, :funds] = result.charity_eligible[:, :funds]
+    eligible[:, funds:] = True  # a pool without a per-claim flag: every claim may read it (safe, if more work)
     return eligible
 
 

@@ -22,6 +22,17 @@ def _cmd_settle(args: argparse.Namespace) -> int:
             print(defect, file=sys.stderr)
         return 2
     tables = compile_tables(schedules)
+    dask_only = [f"--{k}" for k in ("scheduler", "partitions", "output") if getattr(args, k) is not None]
+    if args.engine == "dask":
+        if args.workers is not None:
+            print("settlement settle: --workers is for the local engine; Dask has --partitions", file=sys.stderr)
+            return 2
+        from settlement.distributed.command import settle_command
+
+        return settle_command(args, tables)
+    if dask_only:
+        print(f"settlement settle: {', '.join(dask_only)} need --engine dask", file=sys.stderr)
+        return 2
     out = sys.stdout.buffer
     if args.file and args.file != "-":
         try:
@@ -290,11 +301,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("settle", help="settle claims (JSON lines) in order from empty accumulators")
     p.add_argument("--schedules", required=True, help="a region folder, e.g. fee_schedules/heilongjiang")
-    p.add_argument("file", nargs="?", help="JSON lines file (default: stdin)")
+    p.add_argument("file", nargs="?", help="JSON lines file (default: stdin); dask: also Parquet, or a directory")
     p.add_argument(
         "--workers", type=int, default=None,
         help="processes reading claims ahead (default: one per core; settling itself stays in order)",
     )
+    p.add_argument(
+        "--engine", choices=["local", "dask"], default="local",
+        help="dask: by person partitions on a Dask cluster, the same output (docs/readme/dask.md)",
+    )
+    p.add_argument("--scheduler", help="dask: an existing cluster's scheduler address (default: a local cluster)")
+    p.add_argument("--partitions", type=int, help="dask: person partitions (default: 2 per worker)")
+    p.add_argument("--output", help="dask: write here instead of stdout; *.parquet: Parquet with typed columns")
     p.set_defaults(func=_cmd_settle)
 
     p = sub.add_parser("schedules", help="fee schedule tools")

@@ -7,12 +7,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from fastapi.responses import RedirectResponse, Response
 
 from settlement.money import format_fen
 from settlement.service.db import run_transaction
 from settlement.service.deps import Ctx
 from settlement.service.errors import ServiceError, invalid_request
+from settlement.service.exports import file_response
 from settlement.service.reviews import service as reviews
 from settlement.service.settlements import query
 from settlement.service.settlements import service as settlements
@@ -103,10 +104,8 @@ def export(fmt: str, request: Request, ctx: Ctx, user: User) -> Response:
     if fmt not in ("xlsx", "csv"):
         raise invalid_request("export: .xlsx or .csv")
     filters = query_filters(request, (*FILTER_PARAMS, "sort"))
-    chunks, media_type, name = query.export_chunks(ctx, user.principal, settlement_filter(filters), fmt,
-                                                   sort=filters.get("sort"))
-    return StreamingResponse(chunks, media_type=media_type,
-                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    columns, rows, name = query.export(ctx, user.principal, settlement_filter(filters), sort=filters.get("sort"))
+    return file_response("xlsx" if fmt == "xlsx" else "csv", columns, rows, name, sheet="结算单")
 
 
 @router.get("/review/settlements/bulk-approve")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from service_helpers import PG_ADMIN, requires_postgres
 
-from loadtests import faults
+from loadtests import faults, seed
 
 pytestmark = requires_postgres
 
@@ -18,10 +18,13 @@ pytestmark = requires_postgres
 def test_a_short_fault_run_loses_nothing(tmp_path: Path) -> None:
     url = f"{PG_ADMIN.rsplit('/', 1)[0]}/settlement_faults_{secrets.token_hex(4)}"
     out = tmp_path / "faults.json"
-    status = faults.main(
-        ["--database-url", url, "--claims", "400", "--threads", "8", "--kills", "1", "--outages", "1",
-         "--outage-seconds", "2", "--persons", "200", "--hot", "10", "--out", str(out)]
-    )
+    try:
+        status = faults.main(
+            ["--database-url", url, "--claims", "400", "--threads", "8", "--kills", "1", "--outages", "1",
+             "--outage-seconds", "2", "--persons", "200", "--hot", "10", "--out", str(out)]
+        )
+    finally:
+        seed.drop_database(url)  # faults.main drops it after its checks, not when the harness failed
     summary = json.loads(out.read_text())
     assert status == 0, summary["problems"]
     assert [e["event"] for e in summary["events"]] == ["SIGKILL", "outage"]

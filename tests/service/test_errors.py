@@ -80,7 +80,7 @@ def test_claim_error_codes(client, auth, registered, path):
     assert body["detail"] == "unknown item codes: NOPE99"
     ex12 = example("EX-12")
     register(client, auth["reviewer"], ex12["patient"]["person_id"], "resident", "extreme_poverty")
-    ex12["hospital"]["id"] = "H0002"
+    ex12["hospital"] = {"id": "H0002"}  # at its registered level
     body = problem(post(ex12), 422, "no_standard")
     assert body["detail"] == "no fixed standard for treatment 'laser' in group esophageal_cancer"
     # the registry's codes

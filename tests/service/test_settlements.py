@@ -97,7 +97,7 @@ def test_another_claim_under_the_same_claim_id_is_409(client, auth, app):
     # the same claim_id at another hospital is another claim
     register(client, auth["reviewer"], PERSON)
     at_other = copy.deepcopy(EX01)
-    at_other["hospital"]["id"] = "H0031"
+    at_other["hospital"] = {"id": "H0031"}  # at its registered level (3)
     assert client.post("/v1/settlements", json=at_other, headers=auth["H0031"]).status_code == 201
 
 
@@ -156,8 +156,7 @@ def test_reversal_negates_and_restores_accumulators_and_pools(client, auth, app)
 def test_reverse_then_settle_again_under_a_new_claim_id_gives_the_original_amounts(client, auth):
     register(client, auth["reviewer"], PERSON)
     ex02 = example("EX-02")
-    ex02["hospital"]["id"] = "H0002"
-    ex02["hospital"]["level"] = 3
+    ex02["hospital"] = {"id": "H0002"}  # at its registered level (2)
     # a first claim so that the accumulators are not empty
     assert client.post("/v1/settlements", json=ex02, headers=auth["hospital"]).status_code == 201
     original = client.post("/v1/settlements", json=EX01, headers=auth["hospital"]).json()
@@ -201,7 +200,7 @@ def test_list_filters_and_cursor_pagination(client, auth):
         claim = copy.deepcopy(EX01)
         claim["claim_id"] = f"L-{n}"
         ids.append(client.post("/v1/settlements", json=claim, headers=auth["hospital"]).json()["settlement_id"])
-    ex03["hospital"]["id"] = "H0031"
+    ex03["hospital"] = {"id": "H0031"}  # at its registered level
     other = client.post("/v1/settlements", json=ex03, headers=auth["H0031"]).json()
     client.post(f"/v1/settlements/{ids[1]}/reversal", headers=auth["hospital"])
 

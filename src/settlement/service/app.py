@@ -24,10 +24,13 @@ from .counter_routes import CounterRoutes, FrontRoute, SettlementApp
 from .db import make_database
 from .funds.router import router as funds_router
 from .health import router as health_router
+from .hospitals.router import router as hospitals_router
 from .limits import BodyLimitMiddleware
 from .metrics import LatencyMiddleware
 from .persons.router import router as persons_router
 from .pgloop import LoopConnections
+from .previews.recorder import PreviewLog
+from .previews.router import router as previews_router
 from .schedules.router import router as schedules_router
 from .settlements.counter import warm_up
 from .settlements.pgcounter import PREVIEW_READ
@@ -65,6 +68,7 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
     warm_up(tables)
     db = make_database(settings)
     ctx = ServiceContext(settings=settings, db=db, tables=tables, tz=ZoneInfo(settings.timezone))
+    ctx.previews = PreviewLog(db)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -93,6 +97,7 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
         app.state.loop_conns = None
         if loop_conns is not None:
             loop_conns.close()
+        ctx.previews.close()
         db.dispose()
 
     app = SettlementApp(
@@ -113,6 +118,8 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
         funds_router,
         statements_router,
         schedules_router,
+        hospitals_router,
+        previews_router,
     ):
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)

@@ -1,4 +1,4 @@
-"""`settlement serve --demo`: the worked examples' persons and one key per role."""
+"""`settlement serve --demo`: the worked examples' persons and hospitals, and one key per role."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from .auth.keys import Role
 from .auth.service import create_key
 from .config import Settings
 from .db import make_database, run_transaction
+from .hospitals.schemas import HospitalIn
+from .hospitals.service import put_hospital
 from .persons.schemas import CategoryPeriod, PersonIn
 from .persons.service import put_person
 
@@ -21,6 +23,11 @@ DEMO_PERSONS: dict[str, tuple[str, str]] = {
     "230402196301150331": ("resident", "subsistence_allowance"),
 }
 DEMO_HOSPITALS = ("H0002", "H0007", "H0031")
+DEMO_HOSPITAL_ENTRIES: dict[str, tuple[str, int, str]] = {  # name, level (as the examples state it), district
+    "H0002": ("示例二级医院", 2, "230102"),
+    "H0007": ("示例一级医院", 1, "230103"),
+    "H0031": ("示例三级医院", 3, "230102"),
+}
 DEMO_FROM = dt.date(2018, 1, 1)
 
 
@@ -40,6 +47,9 @@ def setup(settings: Settings) -> list[tuple[str, str]]:
                     categories=[CategoryPeriod(category=category, valid_from=DEMO_FROM)],
                 )
                 put_person(session, person_id, data, None, now)
+            for hospital_id, (name, level, district) in DEMO_HOSPITAL_ENTRIES.items():
+                entry = HospitalIn(name=name, level=level, district=district)
+                put_hospital(session, hospital_id, entry, "demo", now)
             keys = [
                 (
                     f"HOSPITAL_{h}_KEY",

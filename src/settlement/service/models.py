@@ -4,7 +4,9 @@ from .accumulators.models import PersonCharity, PersonYear
 from .auth.models import ApiKey
 from .db import Base
 from .funds.models import FundPool
+from .hospitals.models import Hospital, HospitalChange
 from .persons.models import Person, PersonCategory
+from .previews.models import PreviewRecord
 from .settlements.models import LedgerEntry, Settlement, SettlementEvent
 
 metadata = Base.metadata
@@ -13,11 +15,14 @@ __all__ = [
     "ApiKey",
     "Base",
     "FundPool",
+    "Hospital",
+    "HospitalChange",
     "LedgerEntry",
     "Person",
     "PersonCategory",
     "PersonCharity",
     "PersonYear",
+    "PreviewRecord",
     "Settlement",
     "SettlementEvent",
     "metadata",

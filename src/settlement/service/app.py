@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.types import Scope
 
 import settlement
@@ -43,6 +43,7 @@ from .settlements.router import (
 )
 from .settlements.router import router as settlements_router
 from .statements.router import router as statements_router
+from .strict import strict_request
 
 log = logging.getLogger("settlement.service")
 
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
         # FastAPI's own OpenTelemetry hooks: the service exports Prometheus metrics (/metrics) and
         # logs; with no OpenTelemetry provider set up they cost ~0.1 ms a request for nothing
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+        dependencies=[Depends(strict_request)],  # every route: service.strict
     )
     app.state.ctx = ctx
     errors.install(app, settings.retry_after_seconds)

@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from settlement.claims import ClaimError
 
@@ -50,6 +51,9 @@ TITLES = {
     "forbidden": "This key's role may not call this endpoint",
     "not_found": "Not found",
     "method_not_allowed": "Method not allowed",
+    "unknown_parameter": "The request names a parameter this route does not take",
+    "hospital_not_registered": "The claim's hospital is not in the hospital registry",
+    "hospital_level_mismatch": "The claim states another level than the hospital registry's",
     "payload_too_large": "The request body is too large",
     "unsupported_media_type": "Unsupported media type",
     "not_acceptable": "Not acceptable",
@@ -152,6 +156,17 @@ def unavailable_response(retry_after: int, instance: str | None, detail: str) ->
     )
 
 
+def allowed_methods(request: Request) -> str:
+    """The methods of every route whose path matches the request's (Starlette's 405 names one route's):
+    each method tried against the application's routes (``Route.matches``, their public interface)."""
+    methods = []
+    for method in ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            methods.append(method)
+    return ", ".join(methods)
+
+
 def install(app: FastAPI, retry_after: int) -> None:
     """Registers the handlers that turn every error into problem+json."""
 
@@ -195,13 +210,10 @@ def install(app: FastAPI, retry_after: int) -> None:
             413: "payload_too_large",
             415: "unsupported_media_type",
         }.get(exc.status_code, "invalid_request" if exc.status_code < 500 else "internal_error")
-        return problem_response(
-            exc.status_code,
-            code,
-            str(exc.detail),
-            instance=request.url.path,
-            headers=dict(exc.headers or {}),
-        )
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path, not only the first route's that matched it
+            headers["Allow"] = allowed_methods(request)
+        return problem_response(exc.status_code, code, str(exc.detail), instance=request.url.path, headers=headers)
 
     @app.exception_handler(RetriesExhausted)
     async def _busy(request: Request, exc: RetriesExhausted) -> JSONResponse:

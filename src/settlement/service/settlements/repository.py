@@ -50,6 +50,7 @@ def search(
     hospital_id: str | None,
     person_id: str | None,
     status: str | None,
+    claim_id: str | None = None,
     category: str | None,
     disease_group: str | None,
     pathway: str | None,
@@ -64,6 +65,7 @@ def search(
     for column, value in (
         (Settlement.hospital_id, hospital_id),
         (Settlement.person_id, person_id),
+        (Settlement.claim_id, claim_id),
         (Settlement.status, status),
         (Settlement.category, category),
         (Settlement.disease_group, disease_group),

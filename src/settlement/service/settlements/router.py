@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from settlement.claims import Claim
-from settlement.claims.models import Category
+from settlement.claims.models import Category, refused_character
 from settlement.service import metrics
 from settlement.service.auth.keys import Role
 from settlement.service.auth.service import Principal
@@ -216,7 +216,9 @@ def plain_reversal_body(raw: bytes, content_type: bytes | None) -> tuple[bool, s
     if not isinstance(data, dict) or not set(data) <= {"reason"}:
         return False, None
     reason = data.get("reason")
-    if reason is None or (isinstance(reason, str) and len(reason) <= REASON_MAX):
+    if reason is None or (
+        isinstance(reason, str) and len(reason) <= REASON_MAX and reason.strip() and refused_character(reason) is None
+    ):
         return True, reason
     return False, None
 
@@ -258,6 +260,7 @@ def list_settlements(
     ctx: Ctx,
     hospital_id: str | None = None,
     person_id: str | None = None,
+    claim_id: Annotated[str | None, Query(max_length=128, description="the hospital's claim id")] = None,
     status: Literal["settled", "reversed"] | None = None,
     category: Category | None = None,
     disease_group: str | None = None,
@@ -276,6 +279,7 @@ def list_settlements(
         principal,
         hospital_id=hospital_id,
         person_id=person_id,
+        claim_id=claim_id,
         status=status,
         category=category,
         disease_group=disease_group,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from settlement.claims.models import refused_character
 
 
 class Amounts(BaseModel):
@@ -66,5 +68,17 @@ class SettlementPage(BaseModel):
     )
 
 
+def _reason(value: str | None) -> str | None:
+    """A reason is refused (not trimmed) when blank or holding a control or bidirectional character."""
+    if value is None:
+        return None
+    why = refused_character(value) or (None if value.strip() else "must not be blank")
+    if why is not None:
+        raise ValueError(why)
+    return value
+
+
 class ReversalIn(BaseModel):
-    reason: str | None = Field(None, max_length=2000)
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str | None, AfterValidator(_reason)] = Field(None, max_length=2000)

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import chain
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -280,7 +281,9 @@ def prepare_claim(
     if version < 0:
         raise ClaimError(
             NO_SCHEDULE,
-            f"no fee schedule in {schedules.region_dir} is in force on the discharge date {record.discharged}",
+            # the region folder's name, not its path: the message reaches API clients (no server paths)
+            f"no fee schedule of {Path(schedules.region_dir).name} is in force on the discharge date"
+            f" {record.discharged}",
             record.claim_id,
         )
     rows = tables.catalog_rows[version]

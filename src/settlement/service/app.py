@@ -17,7 +17,7 @@ import settlement
 from settlement.engine import Tables, compile_tables
 from settlement.schedules import load_region
 
-from . import errors
+from . import errors, logmask
 from .config import Settings, region_dir
 from .context import ServiceContext
 from .counter_routes import CounterRoutes, FrontRoute, SettlementApp
@@ -65,6 +65,7 @@ def load_tables(settings: Settings) -> Tables:
 
 def create_app(settings: Settings | None = None, *, tables: Tables | None = None) -> SettlementApp:
     settings = settings or Settings()
+    logmask.install()  # resident ids masked in every log line (service.logmask)
     tables = tables if tables is not None else load_tables(settings)
     warm_up(tables)
     db = make_database(settings)

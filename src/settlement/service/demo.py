@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 
+from sqlalchemy import func, select
+
 from .auth.keys import Role
+from .auth.models import ApiKey
 from .auth.service import create_key
 from .config import Settings
 from .db import make_database, run_transaction
+from .hospitals.models import Hospital
 from .hospitals.schemas import HospitalIn
 from .hospitals.service import put_hospital
+from .persons.models import Person
 from .persons.schemas import CategoryPeriod, PersonIn
 from .persons.service import put_person
+from .settlements.models import Settlement
 
 # the persons of the worked examples (examples/claims.jsonl), as their claims state them
 DEMO_PERSONS: dict[str, tuple[str, str]] = {
@@ -31,8 +37,31 @@ DEMO_HOSPITAL_ENTRIES: dict[str, tuple[str, int, str]] = {  # name, level (as th
 DEMO_FROM = dt.date(2018, 1, 1)
 
 
+def existing_data(settings: Settings) -> str | None:
+    """What the database holds already (None: nothing), for ``serve --demo`` to say before it adds."""
+    db = make_database(settings)
+    try:
+        with db.read() as session:
+            counts = {
+                "persons": session.scalar(select(func.count()).select_from(Person)) or 0,
+                "hospitals": session.scalar(select(func.count()).select_from(Hospital)) or 0,
+                "settlements": session.scalar(select(func.count()).select_from(Settlement)) or 0,
+                "keys": session.scalar(select(func.count()).select_from(ApiKey)) or 0,
+            }
+    finally:
+        db.dispose()
+    if not any(counts.values()):
+        return None
+    held = ", ".join(f"{n:,} {name}" for name, n in counts.items())
+    return (
+        f"the database already holds {held}: --demo adds only the demo persons and hospitals not"
+        " registered yet and new keys; nothing registered, settled or issued is changed"
+    )
+
+
 def setup(settings: Settings) -> list[tuple[str, str]]:
-    """Registers the demo persons (valid from 2018-01-01) and creates keys; returns (name, key)."""
+    """Registers the demo persons (valid from 2018-01-01) and hospitals that are not registered yet
+    (an entry already there is left as it is) and creates keys; returns (name, key)."""
     db = make_database(settings)
     try:
 
@@ -41,13 +70,19 @@ def setup(settings: Settings) -> list[tuple[str, str]]:
 
             assert isinstance(session, Session)
             now = dt.datetime.now(dt.UTC)
+            registered = set(session.scalars(select(Person.person_id).where(Person.person_id.in_(DEMO_PERSONS))))
+            hospitals = set(session.scalars(select(Hospital.hospital_id)))
             for person_id, (scheme, category) in DEMO_PERSONS.items():
+                if person_id in registered:  # never reset someone already registered
+                    continue
                 data = PersonIn(
                     scheme=scheme,
                     categories=[CategoryPeriod(category=category, valid_from=DEMO_FROM)],
                 )
                 put_person(session, person_id, data, None, now)
             for hospital_id, (name, level, district) in DEMO_HOSPITAL_ENTRIES.items():
+                if hospital_id in hospitals:
+                    continue
                 entry = HospitalIn(name=name, level=level, district=district)
                 put_hospital(session, hospital_id, entry, "demo", now)
             keys = [

@@ -20,11 +20,13 @@ class Amounts(BaseModel):
 
 
 class Payments(BaseModel):
-    basic: str
-    critical_illness: str
-    medical_assistance: str
-    charity: str
-    backstop: str
+    """Null: a payer a fund-limited insurer key does not see (settlements.visibility)."""
+
+    basic: str | None
+    critical_illness: str | None
+    medical_assistance: str | None
+    charity: str | None
+    backstop: str | None
 
 
 class TraceStep(BaseModel):
@@ -50,8 +52,8 @@ class SettlementSummary(BaseModel):
     amounts: Amounts
     payments: Payments
     charity_by_fund: dict[str, str]
-    patient_pays: str
-    hospital_bears: str
+    patient_pays: str | None = Field(description="null for a fund-limited insurer key without the patient share")
+    hospital_bears: str | None = Field(description="null for a fund-limited insurer key without the hospital share")
 
 
 class SettlementOut(SettlementSummary):

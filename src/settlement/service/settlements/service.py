@@ -57,6 +57,7 @@ from . import counter, pgsettle, repository
 from .counter import Computation, CounterClaim, compute, prepare
 from .hashing import claim_hash
 from .models import LedgerEntry, Settlement, SettlementEvent
+from .visibility import funds_view
 
 
 @dataclass
@@ -445,7 +446,10 @@ def reverse(
 
 
 def get(session: Session, principal: Principal, settlement_id: str) -> dict[str, Any]:
-    return body_of(visible(repository.get(session, settlement_id), principal, settlement_id))
+    row = visible(repository.get(session, settlement_id), principal, settlement_id)
+    if principal.funds is not None and not repository.paid_by_funds(session, row.seq, principal.funds):
+        raise not_found(f"no settlement {settlement_id}")  # none of the key's funds paid it: as if missing
+    return funds_view(body_of(row), principal.funds)
 
 
 def encode_cursor(seq: int) -> str:
@@ -499,9 +503,10 @@ def search(
         discharged_to=discharged_to,
         after_seq=decode_cursor(cursor),
         limit=limit + 1,
+        paid_by=principal.funds,
     )
     page = rows[:limit]
     return {
-        "items": [summary_of(row) for row in page],
+        "items": [funds_view(summary_of(row), principal.funds) for row in page],
         "next_cursor": encode_cursor(page[-1].seq) if len(rows) > limit else None,
     }

@@ -17,7 +17,7 @@ import settlement
 from settlement.engine import Tables, compile_tables
 from settlement.schedules import load_region
 
-from . import errors, logmask
+from . import errors, logmask, openapi
 from .config import Settings, region_dir
 from .context import ServiceContext
 from .counter_routes import CounterRoutes, FrontRoute, SettlementApp
@@ -125,6 +125,7 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
         previews_router,
     ):
         app.include_router(router)
+    openapi.install(app)  # the document says what every route answers (service.openapi)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(LatencyMiddleware)
     # the counter's hot routes answered ahead of the stack above (bounded and timed there the same way)

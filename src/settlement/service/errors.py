@@ -9,6 +9,7 @@ code for claim errors and a service code for the rest.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,7 +17,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from settlement.claims import ClaimError
 
@@ -157,14 +157,23 @@ def unavailable_response(retry_after: int, instance: str | None, detail: str) ->
 
 
 def allowed_methods(request: Request) -> str:
-    """The methods of every route whose path matches the request's (Starlette's 405 names one route's):
-    each method tried against the application's routes (``Route.matches``, their public interface)."""
-    methods = []
-    for method in ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"):
-        scope = {**request.scope, "method": method}
-        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
-            methods.append(method)
-    return ", ".join(methods)
+    """The methods the OpenAPI document lists for the request's path (Starlette's 405 names one route's):
+    of the templates that match the path, the most literal one (``/v1/persons/import`` before
+    ``/v1/persons/{person_id}``), as routing and the document read it."""
+    app = request.app
+    templates = getattr(app.state, "allow_templates", None)
+    if templates is None:
+        templates = sorted(
+            (
+                (path.count("{"), re.compile("^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(path)) + "$"),
+                 ", ".join(sorted(m.upper() for m in operations)))
+                for path, operations in app.openapi().get("paths", {}).items()
+            ),
+            key=lambda t: t[0],
+        )
+        app.state.allow_templates = templates
+    path = request.url.path
+    return next((methods for _, regex, methods in templates if regex.match(path)), "")
 
 
 def install(app: FastAPI, retry_after: int) -> None:
@@ -195,8 +204,11 @@ def install(app: FastAPI, retry_after: int) -> None:
             for e in exc.errors()
         ]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        # 400: not what the OpenAPI document allows; 422: allowed by it, refused by a rule it cannot state
+        # (a model's own validator: overlapping periods, a blank identifier)
+        rule_only = all(e.get("type") == "value_error" for e in exc.errors())
         return problem_response(
-            400, "invalid_request", detail, instance=request.url.path, errors=errors
+            422 if rule_only else 400, "invalid_request", detail, instance=request.url.path, errors=errors
         )
 
     @app.exception_handler(StarletteHTTPException)

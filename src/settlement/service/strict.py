@@ -20,6 +20,8 @@ pattern on every string parameter, 400/415 on every route that can answer them).
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -64,6 +66,22 @@ def body_media_types(route: APIRoute) -> frozenset[str]:
         types.update(extra)
         cached = frozenset(types)
         route._strict_media_types = cached  # type: ignore[attr-defined]
+    return cached
+
+
+ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def date_names(route: APIRoute) -> frozenset[str]:
+    """The route's query parameters that are dates: only YYYY-MM-DD (pydantic would also read ``0``
+    as 1970-01-01), as the document's ``format: date`` says."""
+    cached = getattr(route, "_strict_date_names", None)
+    if cached is None:
+        cached = frozenset(
+            p.alias for d in _dependants(route.dependant) for p in d.query_params
+            if "datetime.date" in str(p.field_info.annotation) or p.field_info.annotation is dt.date
+        )
+        route._strict_date_names = cached  # type: ignore[attr-defined]
     return cached
 
 
@@ -125,6 +143,13 @@ def check_route(route: APIRoute, scope: Mapping[str, Any], path_params: Mapping[
     query = query_pairs(scope.get("query_string", b""))
     check_query_names(route, query)
     check_values(path_params, query)
+    dates = date_names(route)
+    for name, value in query:
+        if name in dates and not ISO_DATE.fullmatch(value):
+            raise ServiceError(
+                400, "invalid_request", f"query parameter {name!r} must be a date YYYY-MM-DD, got {value!r}",
+                errors=[{"field": name, "in": "query", "message": "must be a date YYYY-MM-DD"}],
+            )
     if scope.get("method") in ("POST", "PUT", "PATCH"):
         content_type = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"content-type"), None)
         check_media_type(route, content_type, has_body)

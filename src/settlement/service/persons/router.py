@@ -72,6 +72,7 @@ def put_person(
                     "schema": {
                         "type": "object",
                         "properties": {"file": {"type": "string", "format": "binary"}},
+                        "required": ["file"],
                     }
                 },
             },
@@ -92,7 +93,7 @@ async def import_persons(request: Request, principal: WriterKey, ctx: Ctx) -> Im
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise ServiceError(400, "invalid_request", "the CSV must be UTF-8") from None
+        raise ServiceError(422, "invalid_request", "the CSV must be UTF-8") from None  # any bytes fit the document
     persons, periods = await run_in_threadpool(
         run_transaction,
         ctx.db.write,

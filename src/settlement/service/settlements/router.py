@@ -14,7 +14,7 @@ from settlement.claims import Claim
 from settlement.claims.models import Category, refused_character
 from settlement.service import metrics
 from settlement.service.auth.keys import Role
-from settlement.service.auth.service import Principal
+from settlement.service.auth.service import Principal, bearer_key
 from settlement.service.db import run_transaction, violated_constraint
 from settlement.service.deps import Ctx, ReadSession, principal_of, require
 from settlement.service.errors import ServiceError
@@ -177,8 +177,14 @@ def _settle_transaction(raw: bytes, request: Request, ctx: Any, known: list[Prin
             return service.after_duplicate(session, known[0], raw)
 
 
+async def bearer_present(request: Request) -> None:
+    """401 before the body is judged (the key itself is checked with the reversal, in one hop)."""
+    bearer_key(request.headers.get("authorization"))
+
+
 @router.post(
     "/{settlement_id}/reversal",
+    dependencies=[Depends(bearer_present)],
     response_model=SettlementOut,
     summary="Reverse (结算撤销): status reversed, negating ledger entries, contributions out",
     responses={403: PROBLEM, 404: PROBLEM},

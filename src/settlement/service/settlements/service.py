@@ -48,7 +48,7 @@ from settlement.service.auth.keys import Role
 from settlement.service.auth.service import Principal
 from settlement.service.context import ServiceContext
 from settlement.service.db import pg_connection
-from settlement.service.errors import ServiceError, claim_problem, invalid_request, not_found
+from settlement.service.errors import ServiceError, claim_problem, not_found
 from settlement.service.funds.repository import add_pool_used, lock_pools, read_pools
 from settlement.service.hospitals.service import registered_claim
 from settlement.service.persons.service import identity_for_claim
@@ -466,7 +466,8 @@ def decode_cursor(cursor: str | None) -> int:
             raise ValueError(cursor)
         return int(value)
     except ValueError:
-        raise invalid_request("cursor is not one this service returned") from None
+        # 422: any text is a cursor by the document; only the service's own decode
+        raise ServiceError(422, "invalid_request", "cursor is not one this service returned") from None
 
 
 def search(

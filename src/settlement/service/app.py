@@ -31,6 +31,10 @@ from .persons.router import router as persons_router
 from .pgloop import LoopConnections
 from .previews.recorder import PreviewLog
 from .previews.router import router as previews_router
+from .reconciliations.router import router as reconciliations_router
+from .reviews.flags import start_refresher
+from .reviews.router import router as reviews_router
+from .reviews.rules import rules_at
 from .schedules.router import router as schedules_router
 from .settlements.counter import warm_up
 from .settlements.pgcounter import PREVIEW_READ
@@ -71,6 +75,7 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
     db = make_database(settings)
     ctx = ServiceContext(settings=settings, db=db, tables=tables, tz=ZoneInfo(settings.timezone))
     ctx.previews = PreviewLog(db)
+    rules_at(str(settings.review_rules) if settings.review_rules else None)  # a bad rules file: no start
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -88,6 +93,7 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
                 # connections are opened as previews come (pgloop.LoopConnections._top_up)
                 log.warning("counter connections not opened at start: %s", exc)
         app.state.loop_conns = loop_conns
+        refresher = start_refresher(ctx)  # review flags, in a thread of its own (reviews.flags)
         # What the worker built to start (schedules, tables, models, the numba kernels, the pools)
         # lives as long as it does. Left in the collector's oldest generation, every full
         # collection under load walked all of it: 25-80 ms pauses in the middle of requests, the
@@ -97,6 +103,8 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
         gc.freeze()
         yield
         app.state.loop_conns = None
+        if refresher is not None:
+            refresher.stop()
         if loop_conns is not None:
             loop_conns.close()
         ctx.previews.close()
@@ -120,13 +128,15 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
         persons_router,
         funds_router,
         statements_router,
+        reconciliations_router,
         schedules_router,
+        reviews_router,
         hospitals_router,
         previews_router,
     ):
         app.include_router(router)
     openapi.install(app)  # the document says what every route answers (service.openapi)
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes, timeout=settings.body_timeout_seconds)
     app.add_middleware(LatencyMiddleware)
     # the counter's hot routes answered ahead of the stack above (bounded and timed there the same way)
     app.counter = CounterRoutes(
@@ -140,6 +150,7 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
         app.behind_front_door,
         body_limit=settings.max_body_bytes,
         threads=settings.worker_threads,
+        body_timeout=settings.body_timeout_seconds,
     )
     return app
 

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from .auth.keys import Role
 from .auth.models import ApiKey
-from .auth.service import create_key
+from .auth.service import Principal, create_key
 from .config import Settings
 from .db import make_database, run_transaction
 from .hospitals.models import Hospital
@@ -35,6 +35,8 @@ DEMO_HOSPITAL_ENTRIES: dict[str, tuple[str, int, str]] = {  # name, level (as th
     "H0031": ("示例三级医院", 3, "230102"),
 }
 DEMO_FROM = dt.date(2018, 1, 1)
+DEMO_ACTOR = Principal(key_id="demo", role=Role.ADMIN)
+"""Who registers the demo persons, as their history records say."""
 
 
 def existing_data(settings: Settings) -> str | None:
@@ -79,7 +81,7 @@ def setup(settings: Settings) -> list[tuple[str, str]]:
                     scheme=scheme,
                     categories=[CategoryPeriod(category=category, valid_from=DEMO_FROM)],
                 )
-                put_person(session, person_id, data, None, now)
+                put_person(session, DEMO_ACTOR, person_id, data, now)
             for hospital_id, (name, level, district) in DEMO_HOSPITAL_ENTRIES.items():
                 if hospital_id in hospitals:
                     continue

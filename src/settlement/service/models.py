@@ -5,25 +5,37 @@ from .auth.models import ApiKey
 from .db import Base
 from .funds.models import FundPool
 from .hospitals.models import Hospital, HospitalChange
-from .persons.models import Person, PersonCategory
+from .persons.models import Person, PersonCategory, PersonHistory
 from .previews.models import PreviewRecord
+from .reconciliations.models import ReconciliationItem, ReconciliationRun
+from .reviews.models import FlagCheck, FlagRefreshState, Review, ReviewStatus, SettlementFlag
 from .settlements.models import LedgerEntry, Settlement, SettlementEvent
+from .statements.models import PeriodClose
 
 metadata = Base.metadata
 
 __all__ = [
     "ApiKey",
     "Base",
+    "FlagCheck",
+    "FlagRefreshState",
     "FundPool",
     "Hospital",
     "HospitalChange",
     "LedgerEntry",
+    "PeriodClose",
     "Person",
     "PersonCategory",
     "PersonCharity",
+    "PersonHistory",
     "PersonYear",
     "PreviewRecord",
+    "ReconciliationItem",
+    "ReconciliationRun",
+    "Review",
+    "ReviewStatus",
     "Settlement",
     "SettlementEvent",
+    "SettlementFlag",
     "metadata",
 ]

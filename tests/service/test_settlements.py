@@ -314,7 +314,7 @@ def test_insurer_key_limited_to_funds(client, auth, app):
     assert [r["fund"] for r in rows] == ["poverty_relief"]
     assert client.get("/v1/statements", params={**params, "fund": "basic"}, headers=headers).status_code == 403
     assert client.get("/v1/funds/poverty_relief/pools/2018", headers=headers).status_code == 200
-    assert client.get("/v1/funds/children_major_illness/pools/2018", headers=headers).status_code == 404
+    assert client.get("/v1/funds/children_major_illness/pools/2018", headers=headers).status_code == 403
 
 
 def test_pools_and_schedules(client, auth):

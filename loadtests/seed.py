@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from .common import build_persons, hospital_ids
+from .common import build_persons, hospital_ids, hospital_level
 
 VALID_FROM = dt.date(2018, 1, 1)
 
@@ -99,15 +99,22 @@ def seed_persons_api(base_url: str, admin_key: str, persons: list, chunk: int = 
 
 
 def create_keys(url: str, hospitals: list[str]) -> tuple[str, dict[str, str]]:
-    """One admin key and one key per hospital, made by the service's own create_key."""
+    """The hospitals registered (their levels: common.hospital_level), one admin key and one key per
+    hospital, made by the service's own put_hospital and create_key."""
     from settlement.service.auth.service import create_key
     from settlement.service.config import Settings
     from settlement.service.db import make_database, run_transaction
+    from settlement.service.hospitals.schemas import HospitalIn
+    from settlement.service.hospitals.service import put_hospital
 
     db = make_database(Settings(database_url=url))
     try:
 
         def work(session):  # type: ignore[no-untyped-def]
+            now = dt.datetime.now(dt.UTC)
+            for h in hospitals:  # the counter settles only registered hospitals, at their registered level
+                entry = HospitalIn(name=f"loadtest {h}", level=hospital_level(h), district="230102")
+                put_hospital(session, h, entry, "loadtest", now)
             admin = create_key(session, "admin", label="loadtest")
             return admin, {h: create_key(session, "hospital", hospital_id=h, label="loadtest") for h in hospitals}
 

@@ -36,6 +36,7 @@ import orjson
 from settlement.claims import (
     INVALID_CLAIM,
     ClaimError,
+    DuplicateKeyError,
     PreparedClaim,
     decode_json,
     prepare_claim,
@@ -69,6 +70,8 @@ def _prepare(line: bytes | str, tables: Tables, record: ClaimRecord | None = Non
         if record is None:
             try:
                 obj = decode_json(line)
+            except DuplicateKeyError as exc:
+                return ClaimError(INVALID_CLAIM, str(exc), None, ({"field": exc.path, "message": "duplicate key"},))
             except ValueError:
                 return ClaimError(INVALID_CLAIM, "the line is not valid JSON", None)
             return prepare_claim(validate_claim(obj), tables)
@@ -161,7 +164,7 @@ def prepare_lines(buf: bytes, starts: I64, ends: I64, tables: Tables) -> Prepare
         version[k], age[k], person[k], year[k] = p.version, p.age, _person_number(p.person_id), r.discharged.year
         discharged[k] = r.discharged.year * 10_000 + r.discharged.month * 100 + r.discharged.day
         scheme[k], category[k] = SCHEMES.index(p.scheme), CATEGORIES.index(p.category)
-        visit_type[k], level[k], sessions[k] = VISIT_TYPES.index(r.visit_type), r.level, r.sessions
+        visit_type[k], level[k], sessions[k] = VISIT_TYPES.index(r.visit_type), p.level, r.sessions
         diagnosis[k] = diag_ids.setdefault(r.diagnosis, len(diag_ids))
         treatment[k] = -1 if r.treatment is None else treat_ids.setdefault(r.treatment, len(treat_ids))
         item_first[k], item_count[k] = pool, len(p.items)

@@ -92,8 +92,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from settlement.schedules import ScheduleError
+    from settlement.service import logmask
     from settlement.service.app import load_tables
 
+    logmask.install()  # resident ids masked in every log line, uvicorn's own included
     settings = _settings()
     try:
         load_tables(settings)  # refuse to start on a bad schedule folder, naming the defects
@@ -103,8 +105,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return 2
     _upgrade(settings)
     if args.demo:
-        from settlement.service.demo import DEMO_PERSONS, setup
+        from settlement.service.demo import DEMO_PERSONS, existing_data, setup
 
+        held = existing_data(settings)
+        if held is not None:
+            print(f"# demo: {held}")
         keys = setup(settings)
         print(f"# demo: {len(DEMO_PERSONS)} persons of examples/claims.jsonl registered; keys (shown once):")
         for name, key in keys:

@@ -9,6 +9,7 @@ skip, saying why. SETTLEMENT_TEST_DB=sqlite forces SQLite.
 
 from __future__ import annotations
 
+import datetime as dt
 import warnings
 from collections.abc import Iterator
 
@@ -21,6 +22,8 @@ from settlement.service.app import create_app, load_tables
 from settlement.service.auth.service import create_key
 from settlement.service.config import Settings
 from settlement.service.db import make_engine
+from settlement.service.hospitals.schemas import HospitalIn
+from settlement.service.hospitals.service import put_hospital
 from settlement.service.migrate import upgrade
 from settlement.service.models import metadata
 
@@ -89,6 +92,8 @@ def client(app: FastAPI) -> TestClient:
 
 
 HOSPITALS = ("H0002", "H0007", "H0031", "H9999")
+HOSPITAL_LEVELS = {"H0002": 2, "H0007": 1, "H0031": 3, "H9999": 2}
+"""The registry's level of each (the worked examples' claims state these)."""
 
 
 @pytest.fixture
@@ -99,6 +104,8 @@ def keys(app: FastAPI) -> dict[str, str]:
         out = {role: create_key(session, role) for role in ("reviewer", "insurer", "admin")}
         for hospital in HOSPITALS:
             out[hospital] = create_key(session, "hospital", hospital_id=hospital)
+            data = HospitalIn(name=f"医院 {hospital}", level=HOSPITAL_LEVELS[hospital], district="230102")
+            put_hospital(session, hospital, data, "test", dt.datetime.now(dt.UTC))
         out["hospital"] = out["H0002"]
         session.commit()
     return out

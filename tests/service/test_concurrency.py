@@ -32,6 +32,8 @@ from settlement.service.auth.service import create_key
 from settlement.service.config import Settings
 from settlement.service.funds.models import FundPool
 from settlement.service.funds.repository import POOL_SHARDS
+from settlement.service.hospitals.schemas import HospitalIn
+from settlement.service.hospitals.service import put_hospital
 from settlement.service.migrate import upgrade
 from settlement.service.settlements.counter import compute, prepare
 from settlement.service.settlements.models import LedgerEntry, Settlement, SettlementEvent
@@ -42,6 +44,8 @@ THREADS = 16
 CLAIMS = 400
 PERSONS = 20
 HOSPITALS = ("H0101", "H0102", "H0103", "H0104")
+LEVELS = {"H0101": 1, "H0102": 2, "H0103": 3, "H0104": 3}
+"""Each hospital's registered level (the counter settles at it; a claim stating another is refused)."""
 POOL_FEN = {"poverty_relief": 800_000, "children_major_illness": 200_000}  # 8000.00 and 2000.00 yuan
 PERSON_CAP_FEN = 80_000  # 800.00 yuan per person and fund
 
@@ -88,7 +92,7 @@ def make_claim(rng: random.Random, n: int, person: tuple[str, str, str, bool], c
     kind = rng.random()
     claim: dict[str, Any] = {
         "claim_id": f"C-{n:04d}",
-        "hospital": {"id": rng.choice(HOSPITALS), "level": rng.choice((1, 2, 3))},
+        "hospital": {"id": (hospital := rng.choice(HOSPITALS)), "level": LEVELS[hospital]},
         "patient": {"person_id": pid},
         "visit": {"type": "inpatient", "admitted": admitted.isoformat(), "discharged": discharged.isoformat()},
         "diagnosis": {"primary": "J18.9"},
@@ -100,11 +104,11 @@ def make_claim(rng: random.Random, n: int, person: tuple[str, str, str, bool], c
     if child and kind < 0.6:
         claim["diagnosis"] = {"primary": "Q21.0"}
         claim["treatment"] = "vsd_repair"
-        claim["hospital"]["level"] = 3
+        claim["hospital"] = {"id": rng.choice(("H0103", "H0104")), "level": 3}
     elif kind < 0.15:
         claim["diagnosis"] = {"primary": "C16.0"}
         claim["treatment"] = "surgery"
-        claim["hospital"]["level"] = 3
+        claim["hospital"] = {"id": rng.choice(("H0103", "H0104")), "level": 3}
     elif kind < 0.25:
         claim["visit"]["type"] = "outpatient"
         claim["visit"]["discharged"] = claim["visit"]["admitted"]
@@ -197,6 +201,9 @@ def test_sixteen_threads_equal_a_sequential_replay(tight_app: Any, monkeypatch: 
     with db.write() as session:
         admin = create_key(session, "admin")
         keys = {h: create_key(session, "hospital", hospital_id=h) for h in HOSPITALS}
+        for h, level in LEVELS.items():
+            entry = HospitalIn(name=h, level=level, district="230102")
+            put_hospital(session, h, entry, "test", dt.datetime.now(dt.UTC))
         session.commit()
     setup = TestClient(app)
     for pid, scheme, category, _ in people:

@@ -15,6 +15,7 @@ from settlement.service.funds.models import FundPool
 from settlement.service.settlements import counter, pgcounter, pgsettle
 from settlement.service.settlements.models import LedgerEntry, Settlement, SettlementEvent
 
+JSON = {"Content-Type": "application/json"}
 EX01 = example("EX-01")
 PERSON = EX01["patient"]["person_id"]
 
@@ -58,8 +59,8 @@ def _claim(**changes: Any) -> dict[str, Any]:
 def test_claim_error_codes(client, auth, registered, path):
     post = lambda body: client.post(path, json=body, headers=auth["hospital"])  # noqa: E731
     # not JSON, not an object: 400
-    problem(client.post(path, content=b"{not json", headers=auth["hospital"]), 400, "invalid_claim")
-    problem(client.post(path, content=b"[1, 2]", headers=auth["hospital"]), 400, "invalid_claim")
+    problem(client.post(path, content=b"{not json", headers=JSON | auth["hospital"]), 400, "invalid_claim")
+    problem(client.post(path, content=b"[1, 2]", headers=JSON | auth["hospital"]), 400, "invalid_claim")
     # field errors: 422 with the list of them
     bad = _claim(items__0__quantity="-1", visit__admitted="2018-02-30", treatmnet="x")
     body = problem(post(bad), 422, "invalid_claim")
@@ -80,7 +81,7 @@ def test_claim_error_codes(client, auth, registered, path):
     assert body["detail"] == "unknown item codes: NOPE99"
     ex12 = example("EX-12")
     register(client, auth["reviewer"], ex12["patient"]["person_id"], "resident", "extreme_poverty")
-    ex12["hospital"]["id"] = "H0002"
+    ex12["hospital"] = {"id": "H0002"}  # at its registered level
     body = problem(post(ex12), 422, "no_standard")
     assert body["detail"] == "no fixed standard for treatment 'laser' in group esophageal_cancer"
     # the registry's codes
@@ -118,13 +119,13 @@ def test_payload_too_large_is_413(client, auth, registered):
     big["items"] = big["items"] * 20_000  # ~2.4 MB
     text = json.dumps(big).encode()
     assert len(text) > 2 * 1024 * 1024
-    problem(client.post("/v1/settlements", content=text, headers=auth["hospital"]), 413, "payload_too_large")
+    problem(client.post("/v1/settlements", content=text, headers=JSON | auth["hospital"]), 413, "payload_too_large")
 
     def chunks() -> Any:  # no Content-Length: counted as it streams
         for start in range(0, len(text), 65536):
             yield text[start : start + 65536]
 
-    problem(client.post("/v1/settlements", content=chunks(), headers=auth["hospital"]), 413, "payload_too_large")
+    problem(client.post("/v1/settlements", content=chunks(), headers=JSON | auth["hospital"]), 413, "payload_too_large")
 
 
 def test_not_found_and_method_not_allowed_are_problems(client, auth):

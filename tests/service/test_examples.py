@@ -26,7 +26,8 @@ def test_worked_examples_through_the_api_match_the_cli(client, auth):
     register_examples(client, auth["reviewer"])
     for line, want in zip(example_lines(), expected, strict=True):
         hospital = json.loads(line)["hospital"]["id"]
-        response = client.post("/v1/settlements", content=line, headers=auth[hospital])
+        headers = {"Content-Type": "application/json", **auth[hospital]}
+        response = client.post("/v1/settlements", content=line, headers=headers)
         if "error" in want:
             assert response.status_code == 422, (want, response.text)
             problem = response.json()

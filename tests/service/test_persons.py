@@ -39,16 +39,16 @@ def test_put_refuses_overlaps_bad_ids_and_bad_bodies(client, auth):
         {"category": "low_income", "valid_from": "2018-06-30", "valid_to": None},
     ]}
     response = client.put(f"/v1/persons/{PERSON}", json=overlapping, headers=auth["reviewer"])
-    assert response.status_code == 400 and response.json()["code"] == "invalid_request"
+    assert response.status_code == 422 and response.json()["code"] == "invalid_request"  # a rule, not the schema
     assert "overlap" in response.json()["detail"]
     open_then_later = {"scheme": "resident", "categories": [
         {"category": "registered_poor", "valid_from": "2018-01-01"},
         {"category": "low_income", "valid_from": "2019-01-01"},
     ]}
-    assert client.put(f"/v1/persons/{PERSON}", json=open_then_later, headers=auth["reviewer"]).status_code == 400
+    assert client.put(f"/v1/persons/{PERSON}", json=open_then_later, headers=auth["reviewer"]).status_code == 422
     backwards = {"scheme": "resident", "categories": [
         {"category": "none", "valid_from": "2018-01-01", "valid_to": "2017-01-01"}]}
-    assert client.put(f"/v1/persons/{PERSON}", json=backwards, headers=auth["reviewer"]).status_code == 400
+    assert client.put(f"/v1/persons/{PERSON}", json=backwards, headers=auth["reviewer"]).status_code == 422
     for bad in ({"scheme": "nobody", "categories": []}, {"scheme": "resident", "categories": [
             {"category": "rich", "valid_from": "2018-01-01"}]}, {"scheme": "resident"}):
         response = client.put(f"/v1/persons/{PERSON}", json=bad, headers=auth["reviewer"])

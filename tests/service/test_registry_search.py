@@ -56,7 +56,8 @@ def test_search_by_id_prefix_name_district_scheme_and_category(client, auth):
     for bad in ({"district": "23x"}, {"district": "230"}, {"category": "rich"}, {"limit": 0}, {"cursor": "zzz"},
                 {"q": ""}, {"on": "2019-13-01"}, {"q": "张\x00"}, {"q": "\u202e三"}, {"cursor": "cDoxMjM\x00"}):
         response = client.get("/v1/persons", params=bad, headers=rv)
-        assert response.status_code == 400, (bad, response.text)
+        # 400: not what the document allows; 422: allowed by it, refused by a rule (service.openapi)
+        assert response.status_code in (400, 422), (bad, response.text)
 
 
 def test_malformed_ids_are_404_not_500(client, auth):

@@ -189,7 +189,7 @@ def test_list_filters_sort_keyset_and_totals_over_the_whole_filter(client, auth,
         claim["claim_id"] = f"L-{n}"
         claim["items"][1]["quantity"] = 14 + n  # different totals
         ids.append(settle(client, auth, claim))
-    ex03["hospital"]["id"] = "H0031"
+    ex03["hospital"] = {"id": "H0031"}  # at its registered level
     other = settle(client, auth, ex03, "H0031")
     everything = [*ids, other]
 

@@ -38,7 +38,7 @@ def clock(app: Any, monkeypatch: pytest.MonkeyPatch) -> Clock:
 def settle(client: Any, auth: Any, claim_id: str, hospital: str = "H0002") -> dict[str, Any]:
     claim = copy.deepcopy(EX01)
     claim["claim_id"] = claim_id
-    claim["hospital"]["id"] = hospital
+    claim["hospital"] = {"id": hospital}  # at its registered level
     response = client.post("/v1/settlements", json=claim, headers=auth[hospital])
     assert response.status_code == 201, response.text
     return dict(response.json())

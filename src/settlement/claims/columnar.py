@@ -3,9 +3,10 @@
 Only for throughput (`settlement settle`, SPEC §8). A compiled scanner reads
 each line of a block of bytes and accepts it only when it is certainly a
 valid claim of one narrow, common shape — a JSON object with the keys of
-SPEC §3 and nothing else, no key twice, strings without escapes or control
-characters (claim id, hospital id, treatment and item codes in UTF-8, the
-rest in ASCII), numbers plain (no sign or exponent, at most 4 decimals by
+SPEC §3 and nothing else, no key twice, strings without escapes, control
+characters or the characters identifiers may not hold (claim id, hospital
+id, treatment and item codes in UTF-8, the rest in ASCII; the ids neither
+blank nor padded), numbers plain (no sign or exponent, at most 4 decimals by
 value), every value within its limits — and when the person id, the
 schedule and every catalog code check out too. What it accepts it writes
 into int64 columns, no Python object per item. Every other line — an error
@@ -150,11 +151,23 @@ def _text(buf: U8, p: int, e: int) -> tuple[int, int]:
             return -1, 0
         if p + n >= e or buf[p + 1] < lo or buf[p + 1] > hi:
             return -1, 0
+        b1 = buf[p + 1]
+        if (c == 0xC2 and b1 <= 0x9F) or (c == 0xD8 and b1 == 0x9C):  # C1 controls, U+061C
+            return -1, 0
+        if c == 0xE2 and (b1 == 0x80 or b1 == 0x81):  # U+2000-U+207F: the bidi marks, overrides, isolates
+            return -1, 0  # and separators the models refuse are there (the rest is as rare in a claim)
         for j in range(2, n + 1):
             if buf[p + j] < 0x80 or buf[p + j] > 0xBF:
                 return -1, 0
         p += n + 1
     return -1, 0
+
+
+@_jit
+def _padded(buf: U8, s: int, e: int) -> bool:
+    """An identifier [s, e) that may begin or end with white space (models.check_identifier refuses it):
+    a space, or a character that is not ASCII, at either end."""
+    return bool(buf[s] == 32 or buf[s] >= 128 or buf[e - 1] == 32 or buf[e - 1] >= 128)
 
 
 @_jit
@@ -376,6 +389,9 @@ def _scan_kernel(
                     if close < 0 or n < 1 or n > 128:
                         good = False
                         break
+                    if key == 0 and _padded(buf, p + 1, close):
+                        good = False
+                        break
                     row[0 if key == 0 else 12] = p + 1
                     row[1 if key == 0 else 13] = close
                     p = close + 1
@@ -551,7 +567,7 @@ def _scan_kernel(
                             good = False  # only the hospital id may be more than ASCII here
                             break
                         if w == W_HOSPITAL:  # id: 1–128 characters
-                            if n < 1 or n > 128:
+                            if n < 1 or n > 128 or _padded(buf, p + 1, close):
                                 good = False
                                 break
                         elif w == W_PATIENT:  # person_id: its checks come after the scan

@@ -30,6 +30,10 @@ Number = float | str
 # any such number within the limits has at most 11 significant digits, which
 # a float round-trips exactly; larger ones stay above the limits as floats.
 _FIVE_DECIMALS = re.compile(rb"\.[0-9]{5}")
+# An escape (it may hide a refused character or a colon, see _members_ok) or the UTF-8 of a character
+# models.REFUSED_CHARACTERS refuses (C1 controls, U+061C, U+200E/F, U+2028-202E, U+2066-2069): such lines
+# take the exact path, which gives the error.
+_NOT_PLAIN = re.compile(rb"\\|\xc2[\x80-\x9f]|\xd8\x9c|\xe2\x80[\x8e\x8f\xa8-\xae]|\xe2\x81[\xa6-\xa9]")
 
 
 # gc=False: these instances hold only strings, numbers and each other — never a
@@ -86,6 +90,7 @@ def _unsafe_lines(lines: list[bytes]) -> set[int]:
     """Indexes of the lines holding a number a float cannot carry exactly (one scan per chunk)."""
     joined = b"\n".join(lines)
     hits = [m.start() for m in _FIVE_DECIMALS.finditer(joined)]
+    hits += [m.start() for m in _NOT_PLAIN.finditer(joined)]
     for marker in (b"e-", b"E-"):
         at = joined.find(marker)
         while at >= 0:
@@ -138,6 +143,25 @@ def _scaled(
     return scaled.astype(np.int64), bad
 
 
+def _plain_ids(c: _Claim) -> bool:
+    """The identifiers are neither blank nor padded (models.check_identifier refuses both)."""
+    return all(v.strip() and v == v.strip() for v in (c.claim_id, c.hospital.id, c.patient.person_id))
+
+
+def _members_ok(line: bytes, c: _Claim) -> bool:
+    """No key twice (msgspec keeps the last): without escapes, the line's colons are its members plus
+    the colons inside its strings. The members are counted as if every optional key holding its default
+    were absent, so a line that writes a default out (``"sessions":1``) also takes the exact path."""
+    strings = [c.claim_id, c.hospital.id, c.patient.person_id, c.diagnosis.primary, c.visit.admitted,
+               c.visit.discharged, c.treatment or ""]
+    members = 13 + 3 * len(c.items)  # claim 6, hospital 2, patient 1, visit 3, diagnosis 1; 3 an item
+    members += (c.treatment is not None) + (c.sessions != 1) + (c.patient.scheme is not None)
+    members += c.patient.category is not None
+    colons = sum(v.count(":") for v in strings)
+    colons += sum(i.code.count(":") for i in c.items)
+    return line.count(b":") == members + colons
+
+
 def fast_records(lines: list[bytes]) -> list[ClaimRecord | None]:
     """A record for each line the fast path is sure of; None sends the line to validate_claim."""
     decoded: list[tuple[int, _Claim, dt.date, dt.date]] = []
@@ -151,7 +175,7 @@ def fast_records(lines: list[bytes]) -> list[ClaimRecord | None]:
             discharged = dt.date.fromisoformat(c.visit.discharged)
         except (msgspec.DecodeError, ValueError):
             continue
-        if admitted <= discharged and c.diagnosis.primary.strip():
+        if admitted <= discharged and c.diagnosis.primary.strip() and _plain_ids(c) and _members_ok(line, c):
             decoded.append((k, c, admitted, discharged))
     out: list[ClaimRecord | None] = [None] * len(lines)
     if not decoded:

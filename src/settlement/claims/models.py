@@ -13,7 +13,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from settlement.money import QTY_SCALE, decimal_places
 
@@ -107,10 +107,43 @@ def _json_level(value: Any) -> Any:
     return value
 
 
+REFUSED_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+"""Characters no identifier or code may hold: control characters (C0, DEL, C1), the line and paragraph
+separators, and the bidirectional marks, embeddings, overrides and isolates (they make a text display
+as another: ``"A\u202e1B"`` shows as ``A B1``)."""
+
+
+def refused_character(value: str) -> str | None:
+    """Why ``value`` may not be an identifier's or a code's text (a refused character), or None."""
+    found = REFUSED_CHARACTERS.search(value)
+    return None if found is None else f"holds the character U+{ord(found.group()):04X}, which is not allowed"
+
+
+def check_identifier(value: str) -> str:
+    """An identifier (claim id, hospital id, person id, key id …) as it is: refused, never trimmed, when it
+    is blank, has white space at either end, or holds a refused character (REFUSED_CHARACTERS)."""
+    why = refused_character(value)
+    if why is not None:
+        raise ValueError(why)
+    if not value.strip():
+        raise ValueError("must not be blank")
+    if value != value.strip():
+        raise ValueError("must not begin or end with white space")
+    return value
+
+
+def _code(value: str) -> str:
+    why = refused_character(value)
+    if why is not None:
+        raise ValueError(why)
+    return value
+
+
 ScaledQuantity = Annotated[int, BeforeValidator(_quantity)]
 ScaledPrice = Annotated[int, BeforeValidator(_unit_price)]
 IsoDate = Annotated[dt.date, BeforeValidator(_iso_date)]
-NonEmpty = Annotated[str, Field(min_length=1, max_length=128)]
+NonEmpty = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_code)]
+Identifier = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(check_identifier)]
 
 Scheme = Literal["resident", "employee"]
 Category = Literal[
@@ -129,12 +162,14 @@ class _Strict(BaseModel):
 
 
 class Hospital(_Strict):
-    id: NonEmpty
-    level: Annotated[Literal[1, 2, 3], BeforeValidator(_json_level)]
+    id: Identifier
+    level: Annotated[Literal[1, 2, 3], BeforeValidator(_json_level)] | None = None
+    """Required in a batch (prepare_claim); at the counter the hospital registry's level is used and a
+    claim may leave it out."""
 
 
 class Patient(_Strict):
-    person_id: Annotated[str, Field(min_length=1, max_length=64)]
+    person_id: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(check_identifier)]
     scheme: Scheme | None = None
     category: Category | None = None
 
@@ -152,7 +187,7 @@ class Visit(_Strict):
 
 
 class Diagnosis(_Strict):
-    primary: Annotated[str, Field(min_length=1, max_length=32, pattern=r"\S")]
+    primary: Annotated[str, Field(min_length=1, max_length=32, pattern=r"\S"), AfterValidator(_code)]
 
 
 class Item(_Strict):
@@ -162,7 +197,7 @@ class Item(_Strict):
 
 
 class Claim(_Strict):
-    claim_id: NonEmpty
+    claim_id: Identifier
     hospital: Hospital
     patient: Patient
     visit: Visit

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import chain
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,15 +52,27 @@ class ClaimError(Exception):
         return f"{self.code}: {self.message}"
 
 
+class DuplicateKeyError(ValueError):
+    """A JSON object names a key twice (JSON parsers keep one of them: which is not the writer's call)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"{path}: duplicate key")
+        self.path = path
+
+
 def decode_json(text: bytes | str) -> Any:
-    """JSON text → Python values, numbers exact (see _INEXACT_NUMBER)."""
+    """JSON text → Python values, numbers exact (see _INEXACT_NUMBER); DuplicateKeyError for a key named
+    twice in one object."""
     raw = text.encode() if isinstance(text, str) else text
     raw = raw.removeprefix(b"\xef\xbb\xbf")  # a file's byte-order mark, as the fast path reads it
     if not _INEXACT_NUMBER.search(raw):
         try:
-            return orjson.loads(raw)
+            obj = orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass  # the exact decoder below gives the error (or takes big integers)
+        else:
+            _refuse_duplicate_keys(raw, obj)
+            return obj
     try:
         # as json.loads(bytes) decodes, but strictly: an encoded lone surrogate is a ValueError
         obj = json.loads(raw.decode(json.detect_encoding(raw)), parse_float=Decimal)
@@ -67,7 +80,86 @@ def decode_json(text: bytes | str) -> Any:
         # arrays nested thousands deep: not a claim, and must not end the run
         raise ValueError("JSON nested too deeply") from None
     _refuse_lone_surrogates(obj)
+    _refuse_duplicate_keys(raw, obj)
     return obj
+
+
+def _refuse_duplicate_keys(raw: bytes, obj: Any) -> None:
+    """DuplicateKeyError when an object of the text names a key twice.
+
+    Every member of an object is written with one ``:`` outside strings, and a
+    ``:`` inside a string is written as it is unless escaped. So without a
+    backslash in the text, its colons are the parsed objects' members plus the
+    colons of the parsed strings, unless a duplicate was dropped (one parser
+    pass, then a walk of the values: no second parse on the counter's path).
+    """
+    if b"\\" in raw:
+        _exact_duplicates(raw)
+        return
+    members = 0
+    colons = 0
+    stack = [obj]
+    while stack:
+        value = stack.pop()
+        if value.__class__ is dict:
+            members += len(value)
+            for key, item in value.items():
+                if ":" in key:
+                    colons += key.count(":")
+                if item.__class__ is str:
+                    if ":" in item:
+                        colons += item.count(":")
+                elif item.__class__ is dict or item.__class__ is list:
+                    stack.append(item)
+        elif value.__class__ is list:
+            for item in value:
+                if item.__class__ is str:
+                    colons += item.count(":")
+                elif item.__class__ is dict or item.__class__ is list:
+                    stack.append(item)
+    if raw.count(b":") != members + colons:
+        _exact_duplicates(raw)
+
+
+def _exact_duplicates(raw: bytes) -> None:
+    """The slow, exact check (a hook per object): raises naming the first duplicate key's path."""
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in seen:
+                raise DuplicateKeyError(key)
+            seen[key] = value
+        return seen
+
+    try:
+        json.loads(raw.decode(json.detect_encoding(raw)), object_pairs_hook=hook)
+    except DuplicateKeyError as exc:
+        raise DuplicateKeyError(_duplicate_path(raw, exc.path)) from None
+
+
+def _duplicate_path(raw: bytes, key: str) -> str:
+    """Where the duplicate is, as field errors name it (``patient.person_id``, ``items[2].code``)."""
+
+    def find(value: Any, at: str) -> str | None:
+        if isinstance(value, list):
+            return next((p for i, v in enumerate(value) if (p := find(v, f"{at}[{i}]")) is not None), None)
+        if isinstance(value, _Pairs):
+            keys = [k for k, _ in value.pairs]
+            if keys.count(key) > 1:
+                return f"{at}.{key}" if at else key
+            return next((p for k, v in value.pairs if (p := find(v, f"{at}.{k}" if at else k)) is not None), None)
+        return None
+
+    tree = json.loads(raw.decode(json.detect_encoding(raw)), object_pairs_hook=_Pairs)
+    return find(tree, "") or key
+
+
+class _Pairs:
+    """An object's members as written (duplicates kept), for _duplicate_path."""
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        self.pairs = pairs
 
 
 def _refuse_lone_surrogates(obj: Any) -> None:
@@ -153,13 +245,27 @@ class PreparedClaim:
     """Global catalog rows of the claim's lines."""
     scheme: str
     category: str
+    level: int
+    """The hospital's level the claim is settled at (the claim's, or the counter's registry's)."""
 
 
 def prepare_claim(
-    claim: Claim | ClaimRecord, tables: Tables, scheme: str | None = None, category: str | None = None
+    claim: Claim | ClaimRecord,
+    tables: Tables,
+    scheme: str | None = None,
+    category: str | None = None,
+    level: int | None = None,
 ) -> PreparedClaim:
-    """Person id, schedule and catalog checks (SPEC §6 order). Scheme/category override the claim's."""
+    """Person id, schedule and catalog checks (SPEC §6 order). Scheme/category/level override the claim's
+    (the counter passes the registries' values)."""
     record = ClaimRecord.from_model(claim) if isinstance(claim, Claim) else claim
+    if level is not None:
+        record.level = level
+    if record.level is None:  # required in a batch (SPEC §3); the counter always passes the registry's
+        raise ClaimError(
+            INVALID_CLAIM, "hospital.level: missing", record.claim_id,
+            ({"field": "hospital.level", "message": "missing"},),
+        )
     scheme = scheme or record.scheme
     if scheme is None:  # an invalid_claim, so it comes before the person id (§6)
         raise ClaimError(
@@ -175,7 +281,9 @@ def prepare_claim(
     if version < 0:
         raise ClaimError(
             NO_SCHEDULE,
-            f"no fee schedule in {schedules.region_dir} is in force on the discharge date {record.discharged}",
+            # the region folder's name, not its path: the message reaches API clients (no server paths)
+            f"no fee schedule of {Path(schedules.region_dir).name} is in force on the discharge date"
+            f" {record.discharged}",
             record.claim_id,
         )
     rows = tables.catalog_rows[version]
@@ -191,6 +299,7 @@ def prepare_claim(
         items=items,
         scheme=scheme,
         category=category or record.category or "none",
+        level=record.level,
     )
 
 
@@ -227,7 +336,7 @@ class BatchBuilder:
                 scheme_ix[p.scheme],
                 cat_ix[p.category],
                 vt_ix[r.visit_type],
-                r.level,
+                p.level,
                 p.age,
                 r.sessions,
                 diag_ids.setdefault(r.diagnosis, len(diag_ids)),

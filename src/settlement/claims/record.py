@@ -20,7 +20,8 @@ from .models import Claim
 class ClaimRecord:
     claim_id: str
     hospital_id: str
-    level: int
+    level: int | None
+    """None only at the counter, until the hospital registry's level is bound (prepare_claim)."""
     person_id: str
     scheme: str | None
     category: str | None

@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.types import Scope
 
 import settlement
@@ -18,17 +18,20 @@ from settlement.engine import Tables, compile_tables
 from settlement.schedules import load_region
 from settlement.web.install import install as install_web
 
-from . import errors
+from . import errors, logmask, openapi
 from .config import Settings, region_dir
 from .context import ServiceContext
 from .counter_routes import CounterRoutes, FrontRoute, SettlementApp
 from .db import make_database
 from .funds.router import router as funds_router
 from .health import router as health_router
+from .hospitals.router import router as hospitals_router
 from .limits import BodyLimitMiddleware
 from .metrics import LatencyMiddleware
 from .persons.router import router as persons_router
 from .pgloop import LoopConnections
+from .previews.recorder import PreviewLog
+from .previews.router import router as previews_router
 from .reconciliations.router import router as reconciliations_router
 from .reviews.flags import start_refresher
 from .reviews.router import router as reviews_router
@@ -46,6 +49,7 @@ from .settlements.router import (
 from .settlements.router import router as settlements_router
 from .simulations.router import router as simulations_router
 from .statements.router import router as statements_router
+from .strict import strict_request
 
 log = logging.getLogger("settlement.service")
 
@@ -67,10 +71,12 @@ def load_tables(settings: Settings) -> Tables:
 
 def create_app(settings: Settings | None = None, *, tables: Tables | None = None) -> SettlementApp:
     settings = settings or Settings()
+    logmask.install()  # resident ids masked in every log line (service.logmask)
     tables = tables if tables is not None else load_tables(settings)
     warm_up(tables)
     db = make_database(settings)
     ctx = ServiceContext(settings=settings, db=db, tables=tables, tz=ZoneInfo(settings.timezone))
+    ctx.previews = PreviewLog(db)
     rules_at(str(settings.review_rules) if settings.review_rules else None)  # a bad rules file: no start
 
     @asynccontextmanager
@@ -103,6 +109,7 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
             refresher.stop()
         if loop_conns is not None:
             loop_conns.close()
+        ctx.previews.close()
         db.dispose()
 
     app = SettlementApp(
@@ -115,6 +122,7 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
         docs_url=None,  # /docs is the workspace's, with Swagger UI served locally (settlement.web)
         redoc_url=None,
+        dependencies=[Depends(strict_request)],  # every route: service.strict
     )
     app.state.ctx = ctx
     errors.install(app, settings.retry_after_seconds)
@@ -128,9 +136,12 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
         simulations_router,
         schedules_router,
         reviews_router,
+        hospitals_router,
+        previews_router,
     ):
         app.include_router(router)
     install_web(app)  # the staff pages, /static, /docs
+    openapi.install(app)  # the document says what every route answers (service.openapi)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes, timeout=settings.body_timeout_seconds)
     app.add_middleware(LatencyMiddleware)
     # the counter's hot routes answered ahead of the stack above (bounded and timed there the same way)

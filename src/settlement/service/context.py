@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from settlement.engine import Tables
@@ -18,6 +19,8 @@ class ServiceContext:
     db: Database
     tables: Tables
     tz: ZoneInfo
+    previews: Any = None
+    """previews.recorder.PreviewLog: where answered previews are recorded (None: not recorded)."""
 
     def now(self) -> dt.datetime:
         return dt.datetime.now(dt.UTC)

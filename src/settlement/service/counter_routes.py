@@ -14,6 +14,8 @@ CounterRoutes does itself, once, what the layers did for them:
 
 - the body bounds (413 on a declared or streamed body over ``max_body_bytes``,
   408 on one not whole after ``body_timeout_seconds``, as limits.BodyLimitMiddleware);
+- the strict checks every route has (service.strict: unknown query parameters,
+  refused path and query values, the body's Content-Type);
 - the latency histogram with the FastAPI route's template and the status (as
   metrics.LatencyMiddleware; ``scope["route"]`` is set to that route);
 - errors rendered by the application's own exception handlers
@@ -47,6 +49,7 @@ from starlette.types import Receive, Scope, Send
 
 from .limits import BodyTimeout, read_body, replay, send_timeout, send_too_large
 from .metrics import REQUEST_LATENCY
+from .strict import front_door_problem
 
 ASGI = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -130,6 +133,12 @@ class CounterRoutes:
             if isinstance(body, int):  # over the limit
                 status = 413
                 await send_too_large(scope, receive, send, self.body_limit)
+                return
+            problem = front_door_problem(api_route, scope, params, body)  # as strict.strict_request does
+            if problem is not None:
+                refused = await self._render(Request(scope, receive), problem)
+                status = refused.status_code
+                await refused(scope, receive, send)
                 return
             args = front.args(body, params, scope)
             if args is None:  # FastAPI answers (and times) it, from the same body

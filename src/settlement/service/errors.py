@@ -9,6 +9,7 @@ code for claim errors and a service code for the rest.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -51,6 +52,9 @@ TITLES = {
     "forbidden": "This key's role may not call this endpoint",
     "not_found": "Not found",
     "method_not_allowed": "Method not allowed",
+    "unknown_parameter": "The request names a parameter this route does not take",
+    "hospital_not_registered": "The claim's hospital is not in the hospital registry",
+    "hospital_level_mismatch": "The claim states another level than the hospital registry's",
     "payload_too_large": "The request body is too large",
     "request_timeout": "The request body did not arrive in time",
     "unsupported_media_type": "Unsupported media type",
@@ -154,6 +158,26 @@ def unavailable_response(retry_after: int, instance: str | None, detail: str) ->
     )
 
 
+def allowed_methods(request: Request) -> str:
+    """The methods the OpenAPI document lists for the request's path (Starlette's 405 names one route's):
+    of the templates that match the path, the most literal one (``/v1/persons/import`` before
+    ``/v1/persons/{person_id}``), as routing and the document read it."""
+    app = request.app
+    templates = getattr(app.state, "allow_templates", None)
+    if templates is None:
+        templates = sorted(
+            (
+                (path.count("{"), re.compile("^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(path)) + "$"),
+                 ", ".join(sorted(m.upper() for m in operations)))
+                for path, operations in app.openapi().get("paths", {}).items()
+            ),
+            key=lambda t: t[0],
+        )
+        app.state.allow_templates = templates
+    path = request.url.path
+    return next((methods for _, regex, methods in templates if regex.match(path)), "")
+
+
 def install(app: FastAPI, retry_after: int) -> None:
     """Registers the handlers that turn every error into problem+json."""
 
@@ -182,8 +206,11 @@ def install(app: FastAPI, retry_after: int) -> None:
             for e in exc.errors()
         ]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        # 400: not what the OpenAPI document allows; 422: allowed by it, refused by a rule it cannot state
+        # (a model's own validator: overlapping periods, a blank identifier)
+        rule_only = all(e.get("type") == "value_error" for e in exc.errors())
         return problem_response(
-            400, "invalid_request", detail, instance=request.url.path, errors=errors
+            422 if rule_only else 400, "invalid_request", detail, instance=request.url.path, errors=errors
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -197,13 +224,10 @@ def install(app: FastAPI, retry_after: int) -> None:
             413: "payload_too_large",
             415: "unsupported_media_type",
         }.get(exc.status_code, "invalid_request" if exc.status_code < 500 else "internal_error")
-        return problem_response(
-            exc.status_code,
-            code,
-            str(exc.detail),
-            instance=request.url.path,
-            headers=dict(exc.headers or {}),
-        )
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path, not only the first route's that matched it
+            headers["Allow"] = allowed_methods(request)
+        return problem_response(exc.status_code, code, str(exc.detail), instance=request.url.path, headers=headers)
 
     @app.exception_handler(RetriesExhausted)
     async def _busy(request: Request, exc: RetriesExhausted) -> JSONResponse:

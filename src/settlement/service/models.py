@@ -5,7 +5,9 @@ from .accumulators.models import PersonCharity, PersonYear
 from .auth.models import ApiKey
 from .db import Base
 from .funds.models import FundPool
+from .hospitals.models import Hospital, HospitalChange
 from .persons.models import Person, PersonCategory, PersonHistory
+from .previews.models import PreviewRecord
 from .reconciliations.models import ReconciliationItem, ReconciliationRun
 from .reviews.models import FlagCheck, FlagRefreshState, Review, ReviewStatus, SeqMark, SettlementFlag
 from .settlements.models import LedgerEntry, Settlement, SettlementEvent
@@ -19,6 +21,8 @@ __all__ = [
     "FlagCheck",
     "FlagRefreshState",
     "FundPool",
+    "Hospital",
+    "HospitalChange",
     "LedgerEntry",
     "LoginAttempt",
     "PeriodClose",
@@ -27,6 +31,7 @@ __all__ = [
     "PersonCharity",
     "PersonHistory",
     "PersonYear",
+    "PreviewRecord",
     "ReconciliationItem",
     "ReconciliationRun",
     "Review",

@@ -32,7 +32,7 @@ class PoolOut(BaseModel):
     "/{fund_id}/pools/{year}",
     response_model=PoolOut,
     summary="A charity fund's annual pool: pool, used, remaining (null pool: unlimited)",
-    responses={404: {"content": {"application/problem+json": {}}}},
+    responses={403: {"content": {"application/problem+json": {}}}, 404: {"content": {"application/problem+json": {}}}},
 )
 def get_pool(
     fund_id: str,

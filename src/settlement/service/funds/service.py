@@ -40,13 +40,14 @@ def pool_status(
 ) -> dict[str, Any]:
     """Pool, used and remaining. The pool is that of the version in force at the end of the
     year (the one later claims of the year settle under); null means unlimited."""
+    visible_fund(ctx, principal, fund_id)  # 404 naming the funds for an unknown one, 403 for another key's
     schedules = ctx.tables.schedules
     index = schedules.index_for(dt.date(year, 12, 31))
     if index < 0:
         raise not_found(f"no fee schedule is in force in {year}")
     version = schedules.versions[index]
     fund = next((f for f in version.charity_funds if f.id == fund_id), None)
-    if fund is None or not principal.sees_fund(fund_id):
+    if fund is None:
         raise not_found(f"no charity fund {fund_id} in schedule {version.id}")
     used = read_pools(session, year, [fund_id])[fund_id]
     pool = fund.annual_pool_fen

@@ -53,6 +53,7 @@ from settlement.service.context import ServiceContext
 from settlement.service.db import RetriesExhausted, as_dbapi_error, is_retryable, pg_direct, pg_execute
 from settlement.service.errors import ServiceError, claim_problem, not_found, unauthorized
 from settlement.service.funds.repository import POOL_SHARDS
+from settlement.service.hospitals.service import bind_level
 from settlement.service.persons.service import check_identity
 from settlement.service.pgloop import LoopConnections
 
@@ -61,7 +62,16 @@ from .counter import Computation, CounterClaim, compute, prepare
 from .hashing import claim_hash
 from .models import AMOUNTS
 from .pgsettle import json_text
-from .service import Outcome, body_of, check_hospital, computed_body, decode_claim, replay_or_conflict
+from .service import (
+    Outcome,
+    body_of,
+    check_hospital,
+    computed_body,
+    counter_today,
+    decode_claim,
+    record_preview,
+    replay_or_conflict,
+)
 
 ATTEMPTS = 3
 """Optimistic tries before the locked way; a retry needs another settlement of the same person
@@ -80,7 +90,8 @@ def _read_statement(settling: bool) -> tuple[str, tuple[str, ...]]:
     """The one read's text (``$n`` placeholders) and its parameters' names, in order.
 
     A preview does not look for an earlier settlement, so its statement has no
-    settlements join at all. A settle's join can use the unique (hospital_id,
+    settlements join at all. Both read the claim's hospital's registered level (hospitals): the level
+    the engine uses at the counter. A settle's join can use the unique (hospital_id,
     claim_id) index only (migration 0003): before it, a plan chosen on a young
     table's statistics walked ``ix_settlements_hospital_id_seq`` through every
     settlement of the hospital (docs/PERFORMANCE.md §3, steps 20 and 21).
@@ -94,8 +105,10 @@ def _read_statement(settling: bool) -> tuple[str, tuple[str, ...]]:
         "     WHERE c.person_id = :pid AND c.policy_year = :year::int)"
         ", (SELECT json_object_agg(f.fund_id, f.used) FROM (SELECT fund_id, sum(used) AS used FROM fund_pools"
         "     WHERE policy_year = :year::int AND fund_id = ANY(:funds::text[]) GROUP BY fund_id) f)"
+        ", h.level"
         " FROM (VALUES (1)) AS one(x)"
         " LEFT JOIN api_keys k ON k.key_id = :key_id"
+        " LEFT JOIN hospitals h ON h.hospital_id = :hospital"
         + (" LEFT JOIN settlements s ON s.hospital_id = :hospital AND s.claim_id = :claim" if settling else "")
         + " LEFT JOIN LATERAL (SELECT p.scheme, c.category FROM persons p LEFT JOIN person_categories c"
         "   ON c.person_id = p.person_id AND c.valid_from <= :day::date"
@@ -144,9 +157,11 @@ def hospital_principal(key: str, row: tuple[Any, ...] | None) -> Principal:
 class SettledBefore(Exception):
     """The claim was settled before: it is replayed (or a 409), nothing else is checked."""
 
-    def __init__(self, principal: Principal) -> None:
+    def __init__(self, principal: Principal, claim: Claim) -> None:
         super().__init__("settled before")
         self.principal = principal
+        self.claim = claim
+        """At its hospital's registered level: what claim_hash hashes."""
 
 
 @dataclass
@@ -173,7 +188,7 @@ def read(
         raise unauthorized("the API key is malformed")
     if claim is None:
         hospital_principal(key, pg_execute(conn, KEY_SQL, (key_id,)).fetchone())
-        decode_claim(raw)  # raises the claim's own error
+        decode_claim(raw, counter_today(ctx))  # raises the claim's own error
         raise AssertionError("decode_claim accepted a body it refused before")
     sql, params = read_statement(ctx, key_id, claim, settling=settling)
     return snapshot(ctx, key, claim, pg_direct(conn, sql, params)[0])
@@ -199,8 +214,9 @@ def snapshot(ctx: ServiceContext, key: str, claim: Claim, found: list[bytes | No
     row = _read_row(found)
     principal = hospital_principal(key, row[0:5] if row[0] is not None else None)
     check_hospital(claim, principal)
+    claim = bind_level(claim, row[10 + len(TOTALS)])  # 422 unless registered (and at the level stated)
     if row[5] is not None:  # replayed or 409 by the caller, before any other check (as service.settle)
-        raise SettledBefore(principal)
+        raise SettledBefore(principal, claim)
     try:
         check_person_id(claim.patient.person_id, claim.visit.admitted)
     except PersonIdError as exc:
@@ -225,7 +241,8 @@ def _read_row(v: list[bytes | None]) -> tuple[Any, ...]:
     head = tuple(None if x is None else x.decode() for x in v[0:8])
     totals = tuple(None if x is None else int(x) for x in v[8 : 8 + n])
     charity, pools = (None if x is None else orjson.loads(x) for x in v[8 + n : 10 + n])
-    return (*head, *totals, charity, pools)
+    level = v[10 + n]  # the hospital's registered level (None: not registered)
+    return (*head, *totals, charity, pools, None if level is None else int(level))
 
 
 def write(conn: Any, ctx: ServiceContext, snap: Snapshot, comp: Computation, raw: bytes, digest: str) -> Outcome:
@@ -301,12 +318,12 @@ def call_write(conn: Any, params: tuple[Any, ...]) -> tuple[int, int]:
     return int(settlement_seq), int(event_seq)
 
 
-def _key_and_claim(header: str | None, raw: bytes) -> tuple[str, Claim | None]:
+def _key_and_claim(ctx: ServiceContext, header: str | None, raw: bytes) -> tuple[str, Claim | None]:
     """The caller's key (401 without one) and the claim, None if it does not validate: its error
     comes after the key's (read)."""
     key = bearer_key(header)
     try:
-        return key, decode_claim(raw)
+        return key, decode_claim(raw, counter_today(ctx))
     except ServiceError:
         return key, None
 
@@ -323,24 +340,25 @@ def settle(ctx: ServiceContext, header: str | None, raw: bytes, known: list[Prin
     (hospital id, claim_id) (unique constraint) and replays it; if not, the claim is
     read, computed and written anew on the totals then committed.
     """
-    key, claim = _key_and_claim(header, raw)
-    digest = claim_hash(claim) if claim is not None else ""
-    return ctx.db.on_counter(lambda conn: _settle_on(conn, ctx, key, raw, claim, digest, known))
+    key, claim = _key_and_claim(ctx, header, raw)
+    return ctx.db.on_counter(lambda conn: _settle_on(conn, ctx, key, raw, claim, known))
 
 
 def _settle_on(
-    conn: Any, ctx: ServiceContext, key: str, raw: bytes, claim: Claim | None, digest: str, known: list[Principal]
+    conn: Any, ctx: ServiceContext, key: str, raw: bytes, claim: Claim | None, known: list[Principal]
 ) -> Outcome:
+    digest = ""
     for attempt in range(ATTEMPTS):
         try:
             snap = read(conn, ctx, key, raw, claim)
         except SettledBefore as before:
             known.append(before.principal)
-            assert claim is not None  # read raises the claim's error otherwise
-            return replay(conn, claim, digest)
+            return replay(conn, before.claim, claim_hash(before.claim))
         if not known:
             known.append(snap.principal)
         comp = compute(snap.cc, snap.before, snap.pools)
+        # of the claim at its registered level (service.settle hashes the same)
+        digest = digest or claim_hash(snap.cc.claim)
         try:
             return write(conn, ctx, snap, comp, raw, digest)
         except Moved:
@@ -369,9 +387,9 @@ def _stored(found: tuple[Any, ...]) -> Any:
 
 def preview(ctx: ServiceContext, header: str | None, raw: bytes) -> dict[str, Any]:
     """The result on the totals committed now: one read, the engine, nothing written."""
-    key, claim = _key_and_claim(header, raw)
+    key, claim = _key_and_claim(ctx, header, raw)
     snap = ctx.db.on_counter(lambda conn: read(conn, ctx, key, raw, claim, settling=False))  # a read: repeatable
-    return preview_body(snap)
+    return preview_body(ctx, snap)
 
 
 async def preview_on_loop(
@@ -383,7 +401,7 @@ async def preview_on_loop(
     malformed key (their errors come from :func:`read`, in its order), or no
     loop connection free right now.
     """
-    key, claim = _key_and_claim(header, raw)
+    key, claim = _key_and_claim(ctx, header, raw)
     key_id = key_id_of(key)
     if claim is None or key_id is None:
         return None
@@ -391,12 +409,13 @@ async def preview_on_loop(
     found = await loop_conns.execute(sql, params)
     if found is None:
         return None
-    return preview_body(snapshot(ctx, key, claim, found[0]))
+    return preview_body(ctx, snapshot(ctx, key, claim, found[0]))
 
 
-def preview_body(snap: Snapshot) -> dict[str, Any]:
+def preview_body(ctx: ServiceContext, snap: Snapshot) -> dict[str, Any]:
     cc = snap.cc
     comp = compute(cc, snap.before, snap.pools)
+    record_preview(ctx, snap.principal, cc)
     return computed_body(
         cc, comp, status="preview", settlement_id=None, settled_at=None,
         accumulators_after=comp.accumulators_json(cc.person_id, cc.policy_year),

@@ -187,6 +187,7 @@ def conditions(
 ) -> list[ColumnElement[bool]]:
     """The WHERE of a (checked) filter, as conditions on ``settlements``; visibility included."""
     from settlement.service.reviews.models import ReviewStatus, SettlementFlag
+    from settlement.service.settlements import visibility
 
     s = Settlement
     # status IS NOT NULL (true of every row) lets a hospital's listing use its partial index (0003)
@@ -236,6 +237,8 @@ def conditions(
         )
     if flt.flag is not None:
         where.append(exists().where(SettlementFlag.settlement_seq == s.seq, SettlementFlag.rule == flt.flag))
+    if principal.funds is not None:  # a fund-limited insurer key: the settlements its funds paid (visibility)
+        where.append(visibility.paid_by(principal.funds))
     for district in (flt.district, principal.district):
         if district is not None:
             where.append(_in_district(district))
@@ -418,12 +421,13 @@ def search(
 ) -> dict[str, Any]:
     """The JSON list: ``{"items", "next_cursor", "count", "totals"}`` (totals in yuan, over the whole filter)."""
     from settlement.service.settlements.service import summary_of
+    from settlement.service.settlements.visibility import funds_view
 
     rows, next_cursor = page(session, ctx, principal, flt, sort=sort, cursor=cursor, limit=limit)
     statuses, flags = review_facts(session, [r.seq for r in rows])
     items = []
     for row in rows:
-        body = summary_of(row)
+        body = funds_view(summary_of(row), principal.funds)
         body["review_status"] = statuses[row.seq]
         body["flags"] = flags[row.seq]
         items.append(body)

@@ -11,10 +11,10 @@ from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from settlement.claims import Claim
-from settlement.claims.models import Category
+from settlement.claims.models import Category, refused_character
 from settlement.service import metrics
 from settlement.service.auth.keys import Role
-from settlement.service.auth.service import Principal
+from settlement.service.auth.service import Principal, bearer_key
 from settlement.service.db import run_transaction, violated_constraint
 from settlement.service.deps import Ctx, ReadSession, principal_of, require
 from settlement.service.errors import ServiceError
@@ -178,8 +178,14 @@ def _settle_transaction(raw: bytes, request: Request, ctx: Any, known: list[Prin
             return service.after_duplicate(session, known[0], raw)
 
 
+async def bearer_present(request: Request) -> None:
+    """401 before the body is judged (the key itself is checked with the reversal, in one hop)."""
+    bearer_key(request.headers.get("authorization"))
+
+
 @router.post(
     "/{settlement_id}/reversal",
+    dependencies=[Depends(bearer_present)],
     response_model=SettlementOut,
     summary="Reverse (结算撤销): status reversed, negating ledger entries, contributions out",
     responses={403: PROBLEM, 404: PROBLEM},
@@ -217,7 +223,9 @@ def plain_reversal_body(raw: bytes, content_type: bytes | None) -> tuple[bool, s
     if not isinstance(data, dict) or not set(data) <= {"reason"}:
         return False, None
     reason = data.get("reason")
-    if reason is None or (isinstance(reason, str) and len(reason) <= REASON_MAX):
+    if reason is None or (
+        isinstance(reason, str) and len(reason) <= REASON_MAX and reason.strip() and refused_character(reason) is None
+    ):
         return True, reason
     return False, None
 
@@ -269,6 +277,7 @@ def list_settlements(
     ctx: Ctx,
     hospital_id: str | None = None,
     person_id: str | None = None,
+    claim_id: Annotated[str | None, Query(max_length=128, description="the hospital's claim id")] = None,
     status: Literal["settled", "reversed"] | None = None,
     category: Category | None = None,
     disease_group: str | None = None,
@@ -303,7 +312,7 @@ def list_settlements(
     ] = None,
 ) -> Any:
     flt = query.make_filter(
-        hospital_id=hospital_id, person_id=person_id, status=status, category=category,
+        hospital_id=hospital_id, person_id=person_id, claim_id=claim_id, status=status, category=category,
         disease_group=disease_group, pathway=pathway, discharged_from=discharged_from,
         discharged_to=discharged_to, scheme=scheme, visit_type=visit_type, settled_from=settled_from,
         settled_to=settled_to, district=district, fund=fund, review_status=review_status, flag=flag,

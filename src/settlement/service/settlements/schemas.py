@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from settlement.claims.models import refused_character
 
 
 class Amounts(BaseModel):
@@ -18,11 +20,13 @@ class Amounts(BaseModel):
 
 
 class Payments(BaseModel):
-    basic: str
-    critical_illness: str
-    medical_assistance: str
-    charity: str
-    backstop: str
+    """Null: a payer a fund-limited insurer key does not see (settlements.visibility)."""
+
+    basic: str | None
+    critical_illness: str | None
+    medical_assistance: str | None
+    charity: str | None
+    backstop: str | None
 
 
 class TraceStep(BaseModel):
@@ -48,8 +52,8 @@ class SettlementSummary(BaseModel):
     amounts: Amounts
     payments: Payments
     charity_by_fund: dict[str, str]
-    patient_pays: str
-    hospital_bears: str
+    patient_pays: str | None = Field(description="null for a fund-limited insurer key without the patient share")
+    hospital_bears: str | None = Field(description="null for a fund-limited insurer key without the hospital share")
 
 
 class SettlementOut(SettlementSummary):
@@ -66,8 +70,20 @@ class SettlementPage(BaseModel):
     )
 
 
+def _reason(value: str | None) -> str | None:
+    """A reason is refused (not trimmed) when blank or holding a control or bidirectional character."""
+    if value is None:
+        return None
+    why = refused_character(value) or (None if value.strip() else "must not be blank")
+    if why is not None:
+        raise ValueError(why)
+    return value
+
+
 class ReversalIn(BaseModel):
-    reason: str | None = Field(None, max_length=2000)
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str | None, AfterValidator(_reason)] = Field(None, max_length=2000)
 
 
 # -- review (issue 12): the resource with its review status and flags, the queue's page --------

@@ -35,7 +35,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from settlement.claims import Claim, ClaimError, decode_json, validate_claim
+from settlement.claims import Claim, ClaimError, DuplicateKeyError, decode_json, validate_claim
 from settlement.claims.person_id import PersonIdError, check_person_id, normalize_person_id
 from settlement.engine.state import PersonYearTotals
 from settlement.service import metrics
@@ -48,14 +48,16 @@ from settlement.service.auth.keys import Role
 from settlement.service.auth.service import Principal
 from settlement.service.context import ServiceContext
 from settlement.service.db import pg_connection
-from settlement.service.errors import ServiceError, claim_problem, invalid_request, not_found
+from settlement.service.errors import ServiceError, claim_problem, not_found
 from settlement.service.funds.repository import add_pool_used, lock_pools, read_pools
+from settlement.service.hospitals.service import registered_claim
 from settlement.service.persons.service import identity_for_claim
 
 from . import counter, pgsettle, repository
 from .counter import Computation, CounterClaim, compute, prepare
 from .hashing import claim_hash
 from .models import LedgerEntry, Settlement, SettlementEvent
+from .visibility import funds_view
 
 
 @dataclass
@@ -75,28 +77,45 @@ def _iso(value: dt.datetime | None) -> str | None:
 # -- reading a claim -------------------------------------------------------------
 
 
-def parse_claim(raw: bytes, principal: Principal) -> Claim:
+def parse_claim(raw: bytes, principal: Principal, today: dt.date | None = None) -> Claim:
     """The body as a validated claim of the key's hospital.
 
     400/422 invalid_claim; 403 hospital_mismatch when the claim is another hospital's.
     """
-    claim = decode_claim(raw)
+    claim = decode_claim(raw, today)
     check_hospital(claim, principal)
     return claim
 
 
-def decode_claim(raw: bytes) -> Claim:
-    """The body as a validated claim; 400/422 invalid_claim."""
+def counter_today(ctx: ServiceContext) -> dt.date:
+    """Today in the service's time zone (Asia/Shanghai): no claim discharged later is settled."""
+    return ctx.now().astimezone(ctx.tz).date()
+
+
+def decode_claim(raw: bytes, today: dt.date | None = None) -> Claim:
+    """The body as a validated claim; 400/422 invalid_claim (a key named twice, a discharge after
+    ``today`` included)."""
     try:
         obj = decode_json(raw)
+    except DuplicateKeyError as exc:
+        raise ServiceError(
+            422, "invalid_claim", str(exc), errors=[{"field": exc.path, "message": "duplicate key"}]
+        ) from None
     except ValueError:
         raise ServiceError(400, "invalid_claim", "the body is not valid JSON") from None
     if not isinstance(obj, dict):
         raise ServiceError(400, "invalid_claim", "the body must be a JSON object (one claim)")
     try:
-        return validate_claim(obj)
+        claim = validate_claim(obj)
     except ClaimError as exc:
         raise claim_problem(exc) from None
+    if today is not None and claim.visit.discharged > today:
+        message = f"is after today ({today.isoformat()}): a claim is settled after the discharge"
+        raise ServiceError(
+            422, "invalid_claim", f"visit.discharged: {message}",
+            errors=[{"field": "visit.discharged", "message": message}], claim_id=claim.claim_id,
+        )
+    return claim
 
 
 def check_hospital(claim: Claim, principal: Principal) -> None:
@@ -182,16 +201,24 @@ def body_of(row: Settlement) -> dict[str, Any]:
 def preview(
     session: Session, ctx: ServiceContext, principal: Principal, raw: bytes
 ) -> dict[str, Any]:
-    """The result on the totals committed now; takes no lock and writes nothing."""
-    claim = parse_claim(raw, principal)
+    """The result on the totals committed now; takes no lock and writes nothing (but who asked: see
+    record_preview)."""
+    claim = registered_claim(session, parse_claim(raw, principal, counter_today(ctx)))
     cc = counter_claim(session, ctx, claim)
     before = read_person_year(session, cc.person_id, cc.policy_year)
     pools = read_pools(session, cc.policy_year, cc.fund_ids)
     comp = compute(cc, before, pools)
+    record_preview(ctx, principal, cc)
     return computed_body(
         cc, comp, status="preview", settlement_id=None, settled_at=None,
         accumulators_after=comp.accumulators_json(cc.person_id, cc.policy_year),
     )
+
+
+def record_preview(ctx: ServiceContext, principal: Principal, cc: CounterClaim) -> None:
+    """An answered preview is recorded (who, which person, when): previews.recorder, in batches."""
+    if ctx.previews is not None:
+        ctx.previews.record(ctx.now(), principal.actor, cc.claim.hospital.id, cc.person_id, cc.claim.claim_id)
 
 
 def computed_body(
@@ -242,9 +269,9 @@ def settle(session: Session, ctx: ServiceContext, principal: Principal, raw: byt
     On PostgreSQL (where the route comes here only when settlements.pgcounter could
     not settle the claim) in plain SQL, with pool shards (settlements.pgsettle).
     """
-    claim = parse_claim(raw, principal)
+    claim = registered_claim(session, parse_claim(raw, principal, counter_today(ctx)))
     hospital_id = claim.hospital.id
-    digest = claim_hash(claim)
+    digest = claim_hash(claim)  # of the claim at the registry's level: stating it or not is the same claim
     pg = pg_connection(session)
     if pg is not None and not pgsettle.exists(pg, hospital_id, claim.claim_id):
         cc = counter_claim(session, ctx, claim)
@@ -345,7 +372,7 @@ def _write_ledger(
 
 def after_duplicate(session: Session, principal: Principal, raw: bytes) -> Outcome:
     """After the unique constraint stopped a concurrent double settle: replay the stored, or 409."""
-    claim = parse_claim(raw, principal)
+    claim = registered_claim(session, parse_claim(raw, principal))
     row = repository.find_by_claim(session, claim.hospital.id, claim.claim_id)
     if row is None:  # pragma: no cover - the constraint fired, so the row is committed
         raise RuntimeError("duplicate claim vanished")
@@ -419,7 +446,10 @@ def reverse(
 
 
 def get(session: Session, principal: Principal, settlement_id: str) -> dict[str, Any]:
-    return body_of(visible(repository.get(session, settlement_id), principal, settlement_id))
+    row = visible(repository.get(session, settlement_id), principal, settlement_id)
+    if principal.funds is not None and not repository.paid_by_funds(session, row.seq, principal.funds):
+        raise not_found(f"no settlement {settlement_id}")  # none of the key's funds paid it: as if missing
+    return funds_view(body_of(row), principal.funds)
 
 
 def encode_cursor(seq: int) -> str:
@@ -436,7 +466,8 @@ def decode_cursor(cursor: str | None) -> int:
             raise ValueError(cursor)
         return int(value)
     except ValueError:
-        raise invalid_request("cursor is not one this service returned") from None
+        # 422: any text is a cursor by the document; only the service's own decode
+        raise ServiceError(422, "invalid_request", "cursor is not one this service returned") from None
 
 
 def search(
@@ -447,6 +478,7 @@ def search(
     person_id: str | None,
     status: str | None,
     category: str | None,
+    claim_id: str | None = None,
     disease_group: str | None,
     pathway: str | None,
     discharged_from: dt.date | None,
@@ -463,6 +495,7 @@ def search(
         session,
         hospital_id=hospital_id,
         person_id=normalize_person_id(person_id) if person_id else None,
+        claim_id=claim_id,
         status=status,
         category=category,
         disease_group=disease_group,
@@ -471,9 +504,10 @@ def search(
         discharged_to=discharged_to,
         after_seq=decode_cursor(cursor),
         limit=limit + 1,
+        paid_by=principal.funds,
     )
     page = rows[:limit]
     return {
-        "items": [summary_of(row) for row in page],
+        "items": [funds_view(summary_of(row), principal.funds) for row in page],
         "next_cursor": encode_cursor(page[-1].seq) if len(rows) > limit else None,
     }

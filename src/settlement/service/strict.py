@@ -1,0 +1,179 @@
+"""Strict requests: what every route refuses before its own work, derived from its declaration.
+
+One check for every route (a dependency of the whole application, and the
+counter's front door: service.counter_routes), so a route added anywhere is
+covered without a list kept by hand:
+
+- a query parameter the route does not declare (its dependant tree's query
+  parameters, by alias) → ``400 unknown_parameter`` naming them all;
+- a path or query value that is blank or holds a control character or a
+  bidirectional mark, override or isolate (claims.models.REFUSED_CHARACTERS)
+  → ``400 invalid_request`` naming the parameter: refused, never trimmed (a
+  NUL never reaches the database);
+- a body whose Content-Type is not one the route declares (its body model's
+  ``application/json``, or its ``openapi_extra`` request body's media types)
+  → ``415 unsupported_media_type``.
+
+The OpenAPI document states the same (service.openapi: minLength and a
+pattern on every string parameter, 400/415 on every route that can answer them).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import Request
+from fastapi.routing import APIRoute
+
+from settlement.claims.models import refused_character
+
+from .errors import ServiceError
+
+VALUE_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028-\\u202e\\u2066-\\u2069]*" \
+    "[^\\s\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028-\\u202e\\u2066-\\u2069]" \
+    "[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028-\\u202e\\u2066-\\u2069]*$"
+"""What a path or query value may be, as the OpenAPI document states it: not blank, no refused character."""
+
+
+def _dependants(dependant: Any) -> Iterator[Any]:
+    yield dependant
+    for sub in dependant.dependencies:
+        yield from _dependants(sub)
+
+
+def query_names(route: APIRoute) -> frozenset[str]:
+    """The query parameters a route declares (its own and its dependencies'), by the name a client sends."""
+    cached = getattr(route, "_strict_query_names", None)
+    if cached is None:
+        cached = frozenset(p.alias for d in _dependants(route.dependant) for p in d.query_params)
+        route._strict_query_names = cached  # type: ignore[attr-defined]  # computed once per route
+    return cached
+
+
+def body_media_types(route: APIRoute) -> frozenset[str]:
+    """The media types a route's body may be sent as: JSON for a body model, else what its
+    ``openapi_extra`` request body lists (none: the route reads no body)."""
+    cached = getattr(route, "_strict_media_types", None)
+    if cached is None:
+        types: set[str] = set()
+        if any(d.body_params for d in _dependants(route.dependant)):
+            types.add("application/json")
+        extra = (route.openapi_extra or {}).get("requestBody", {}).get("content", {})
+        types.update(extra)
+        cached = frozenset(types)
+        route._strict_media_types = cached  # type: ignore[attr-defined]
+    return cached
+
+
+ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def date_names(route: APIRoute) -> frozenset[str]:
+    """The route's query parameters that are dates: only YYYY-MM-DD (pydantic would also read ``0``
+    as 1970-01-01), as the document's ``format: date`` says."""
+    cached = getattr(route, "_strict_date_names", None)
+    if cached is None:
+        cached = frozenset(
+            p.alias for d in _dependants(route.dependant) for p in d.query_params
+            if "datetime.date" in str(p.field_info.annotation) or p.field_info.annotation is dt.date
+        )
+        route._strict_date_names = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def value_problem(name: str, value: str, where: str) -> ServiceError | None:
+    why = refused_character(value) or (None if value.strip() else "must not be blank")
+    if why is None:
+        return None
+    return ServiceError(
+        400, "invalid_request", f"{where} parameter {name!r} {why}",
+        errors=[{"field": name, "in": where, "message": why}],
+    )
+
+
+def check_values(path_params: Mapping[str, Any], query: Iterable[tuple[str, str]]) -> None:
+    for name, value in path_params.items():
+        if isinstance(value, str):
+            problem = value_problem(name, value, "path")
+            if problem is not None:
+                raise problem
+    for name, value in query:
+        problem = value_problem(name, value, "query")
+        if problem is not None:
+            raise problem
+
+
+def check_query_names(route: APIRoute, query: Iterable[tuple[str, str]]) -> None:
+    allowed = query_names(route)
+    unknown = sorted({name for name, _ in query if name not in allowed})
+    if unknown:
+        names = ", ".join(unknown)
+        known = ", ".join(sorted(allowed)) or "none"
+        raise ServiceError(
+            400, "unknown_parameter", f"unknown query parameters: {names} (this route takes: {known})",
+            errors=[{"field": name, "in": "query", "message": "unknown parameter"} for name in unknown],
+        )
+
+
+def check_media_type(route: APIRoute, content_type: str | None, has_body: bool) -> None:
+    if not has_body:
+        return
+    allowed = body_media_types(route)
+    if not allowed:
+        return
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media not in allowed:
+        raise ServiceError(
+            415, "unsupported_media_type",
+            f"send the body as {' or '.join(sorted(allowed))}, not {media or 'without a Content-Type'}",
+        )
+
+
+def query_pairs(query_string: bytes) -> list[tuple[str, str]]:
+    """The query as (name, value) pairs, blank values kept (a blank value is refused, not ignored)."""
+    return parse_qsl(query_string.decode("latin-1"), keep_blank_values=True, encoding="utf-8", errors="replace")
+
+
+def check_route(route: APIRoute, scope: Mapping[str, Any], path_params: Mapping[str, Any], has_body: bool) -> None:
+    """Every check of this module for one request to ``route``."""
+    query = query_pairs(scope.get("query_string", b""))
+    check_query_names(route, query)
+    check_values(path_params, query)
+    dates = date_names(route)
+    for name, value in query:
+        if name in dates and not ISO_DATE.fullmatch(value):
+            raise ServiceError(
+                400, "invalid_request", f"query parameter {name!r} must be a date YYYY-MM-DD, got {value!r}",
+                errors=[{"field": name, "in": "query", "message": "must be a date YYYY-MM-DD"}],
+            )
+    if scope.get("method") in ("POST", "PUT", "PATCH"):
+        content_type = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"content-type"), None)
+        check_media_type(route, content_type, has_body)
+
+
+async def strict_request(request: Request) -> None:
+    """The application-wide dependency: check_route for the route FastAPI matched.
+
+    The API's routes only: the staff pages (settlement.web, not in the OpenAPI document) take
+    forms whose empty fields arrive as blank values, and check their fields themselves."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or not route.include_in_schema:
+        return
+    headers = request.headers
+    has_body = headers.get("content-length", "0").strip() not in ("", "0") or "transfer-encoding" in headers
+    check_route(route, request.scope, request.path_params, has_body)
+
+
+def front_door_problem(route: APIRoute, scope: Mapping[str, Any], path_params: Mapping[str, Any], body: bytes) -> (
+    ServiceError | None
+):
+    """check_route at the counter's front door (service.counter_routes), which FastAPI's dependencies do not see."""
+    try:
+        check_route(route, scope, path_params, bool(body))
+    except ServiceError as exc:
+        return exc
+    return None

@@ -15,6 +15,7 @@ import secrets
 from typing import Any
 
 import orjson
+from sqlalchemy import select
 
 from settlement.service.accounts.service import create_user
 from settlement.service.auth.keys import Role
@@ -22,7 +23,11 @@ from settlement.service.auth.service import Principal
 from settlement.service.config import Settings
 from settlement.service.context import ServiceContext
 from settlement.service.db import make_database, run_transaction
+from settlement.service.demo import DEMO_HOSPITAL_ENTRIES
 from settlement.service.errors import ServiceError
+from settlement.service.hospitals.models import Hospital
+from settlement.service.hospitals.schemas import HospitalIn
+from settlement.service.hospitals.service import put_hospital
 from settlement.service.persons.schemas import CategoryPeriod, PersonIn
 from settlement.service.persons.service import put_person
 from settlement.service.settlements import service as settlements
@@ -33,6 +38,13 @@ DEMO_CLAIMS = 60
 DEMO_HOSPITALS = 8
 DEMO_USER = "reviewer"
 DEMO_NAMES = ("张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵敏", "黄强", "周丽", "吴刚", "徐燕", "孙涛")
+
+
+def demo_level(hospital_id: str) -> int:
+    """The demo hospitals' registered levels: the examples' own where they are one of them, else 1, 2, 3 in turn."""
+    if hospital_id in DEMO_HOSPITAL_ENTRIES:
+        return DEMO_HOSPITAL_ENTRIES[hospital_id][1]
+    return int(hospital_id[1:]) % 3 + 1
 
 
 def _settle_one(ctx: ServiceContext, principal: Principal, raw: bytes) -> Any:
@@ -62,6 +74,12 @@ def setup(settings: Settings, tables: Any) -> tuple[str, str, int] | None:
         registrar = Principal(key_id="demo", role=Role.ADMIN, user="demo")
 
         def register(session: Any) -> None:
+            known = set(session.scalars(select(Hospital.hospital_id)))
+            for h in range(1, DEMO_HOSPITALS + 1):  # the counter settles registered hospitals only
+                hospital_id = f"H{h:04d}"
+                if hospital_id not in known:
+                    entry = HospitalIn(name=f"示例医院 {hospital_id}", level=demo_level(hospital_id), district="230102")
+                    put_hospital(session, hospital_id, entry, "demo", ctx.now())
             for i, p in enumerate(people):
                 data = PersonIn(scheme=p.scheme, name=DEMO_NAMES[i % len(DEMO_NAMES)], district=p.person_id[:6],
                                 categories=[CategoryPeriod(category=p.category, valid_from=start)])
@@ -72,6 +90,7 @@ def setup(settings: Settings, tables: Any) -> tuple[str, str, int] | None:
         for claim in synth.claim_dicts(DEMO_CLAIMS, people, tables, seed=11, year=DEMO_YEAR,
                                        hospitals=DEMO_HOSPITALS, with_identity=False):
             claim["claim_id"] = "DEMO-" + claim["claim_id"].rsplit("-", 1)[-1][-4:]
+            claim["hospital"]["level"] = demo_level(claim["hospital"]["id"])  # the level the registry holds
             principal = Principal(key_id="demo", role=Role.HOSPITAL, hospital_id=claim["hospital"]["id"])
             raw = orjson.dumps(claim)
             try:

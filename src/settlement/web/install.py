@@ -5,11 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -21,8 +19,6 @@ from .session import CsrfRefused, LoginRequired, RoleRefused, login_url
 
 log = logging.getLogger("settlement.web")
 STATIC = Path(__file__).resolve().parent / "static"
-PUBLIC_PATHS = ("/healthz", "/readyz")
-"""Endpoints that need no key (the OpenAPI says so)."""
 
 
 def swagger_dir() -> Path:
@@ -33,7 +29,7 @@ def swagger_dir() -> Path:
 
 
 def install(app: FastAPI) -> None:
-    """Adds the pages, /static, /docs (local Swagger UI) and the API-key scheme of the OpenAPI."""
+    """Adds the pages, /static and /docs (local Swagger UI; the API-key scheme is declared by service.openapi)."""
     for module in (routes_auth, routes_review, routes_persons, routes_dashboard):
         app.include_router(module.router)
     app.mount("/static/swagger-ui", StaticFiles(directory=swagger_dir()), name="swagger-ui")
@@ -50,14 +46,6 @@ def install(app: FastAPI) -> None:
             swagger_ui_parameters={"persistAuthorization": True},
         )
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            app.openapi_schema = with_bearer_scheme(
-                get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            )
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
     _install_error_pages(app)
     # the chart renderer loaded in the background at start, not by the first clerk to open a settlement
     threading.Thread(target=_warm_charts, name="charts-warm-up", daemon=True).start()
@@ -68,21 +56,6 @@ def _warm_charts() -> None:
         charts.warm_up()
     except Exception:  # a page will say what is wrong when it draws
         log.exception("chart renderer warm-up failed")
-
-
-def with_bearer_scheme(schema: dict[str, Any]) -> dict[str, Any]:
-    """Declares the API key (``Authorization: Bearer <key>``) so the docs page's Authorize sends it."""
-    schema.setdefault("components", {}).setdefault("securitySchemes", {})["apiKey"] = {
-        "type": "http",
-        "scheme": "bearer",
-        "bearerFormat": "stl_<key id>_<secret>",
-        "description": "an API key from `settlement keys create`",
-    }
-    schema["security"] = [{"apiKey": []}]
-    for path in PUBLIC_PATHS:
-        for operation in schema.get("paths", {}).get(path, {}).values():
-            operation["security"] = []
-    return schema
 
 
 def _install_error_pages(app: FastAPI) -> None:

@@ -424,7 +424,8 @@ def test_settle_refuses_a_bad_folder(
 
 ER18 = (
     "  hospital_levels: [2, 3]  # 二级以上医疗机构\n  rate: 0.80               # share of the eligible remainder\n"
-    "  case_cap: 20000.00         # per claim; null: no cap\n  annual_pool: 1000000.00   # the fund-year's pool; null: no limit"
+    "  case_cap: 20000.00         # per claim; null: no cap\n"
+    "  annual_pool: 1000000.00   # the fund-year's pool; null: no limit"
 )
 UNIDENTIFIED = dict(
     CLAIM, patient={"unidentified": True, "temporary_id": "T-1"},
@@ -454,7 +455,7 @@ def test_every_emergency_relief_key_is_required(region: Path, key: str) -> None:
     [
         ("rate: 0.80 ", "rate: 1.20 ", "emergency_relief.rate"),
         ("case_cap: 20000.00 ", "case_cap: 20000.001 ", "emergency_relief.case_cap"),
-        ("hospital_levels: [2, 3]  # 二级以上", "hospital_levels: [2, 4]  # 二级以上", "emergency_relief.hospital_levels.1"),
+        ("levels: [2, 3]  # 二级以上", "levels: [2, 4]  # 二级以上", "emergency_relief.hospital_levels.1"),
         ("annual_pool: 1000000.00", "annual_pool: -1", "emergency_relief.annual_pool"),
     ],
 )

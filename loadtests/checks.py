@@ -67,14 +67,15 @@ WHERE p.paid <> coalesce(c.paid, 0)
 """
 
 
-def annual_pools() -> dict[tuple[str, int], int | None]:
-    """(fund, policy year) → the annual pool in fen of the version in force that year (None: no limit)."""
+def annual_pools(region: Any = None) -> dict[tuple[str, int], int | None]:
+    """(fund, policy year) → the annual pool in fen of the version in force that year (None: no limit),
+    in the region folder the service ran with (default: the bundled one)."""
     import datetime as dt
 
     from settlement.schedules import load_region
     from settlement.service.config import bundled_schedules
 
-    schedules = load_region(bundled_schedules())
+    schedules = load_region(region or bundled_schedules())
     pools: dict[tuple[str, int], int | None] = {}
     for year in range(2015, 2031):
         index = schedules.index_for(dt.date(year, 12, 31))
@@ -88,9 +89,9 @@ def annual_pools() -> dict[tuple[str, int], int | None]:
     return pools
 
 
-def run_checks(database_url: str, run_prefix: str, settle_sent: int) -> dict[str, Any]:
+def run_checks(database_url: str, run_prefix: str, settle_sent: int, schedules: Any = None) -> dict[str, Any]:
     problems: list[str] = []
-    limits = annual_pools()
+    limits = annual_pools(schedules)
     with psycopg.connect(libpq_url(database_url)) as conn:
         dup = conn.execute(
             "SELECT count(*) FROM (SELECT 1 FROM settlements GROUP BY hospital_id, claim_id HAVING count(*) > 1) d"
@@ -135,3 +136,101 @@ def run_checks(database_url: str, run_prefix: str, settle_sent: int) -> dict[str
         "pools": pools,
         "problems": problems,
     }
+
+
+HALF_WRITTEN = """
+SELECT s.hospital_id, s.claim_id, s.status FROM settlements s
+WHERE NOT EXISTS (SELECT 1 FROM settlement_events e WHERE e.settlement_seq = s.seq AND e.kind = 'settled')
+   OR (s.status = 'reversed') <> EXISTS (
+        SELECT 1 FROM settlement_events e WHERE e.settlement_seq = s.seq AND e.kind = 'reversed')
+   OR s.total_fen <> (SELECT coalesce(sum(amount_fen), 0) FROM ledger_entries l
+                      WHERE l.settlement_seq = s.seq AND l.kind = 'settled')
+   OR (CASE WHEN s.status = 'reversed' THEN -s.total_fen ELSE 0 END) <> (
+        SELECT coalesce(sum(amount_fen), 0) FROM ledger_entries l
+        WHERE l.settlement_seq = s.seq AND l.kind = 'reversed')
+"""
+
+
+def half_written(database_url: str) -> list[str]:
+    """Settlements written in part: without their 'settled' event, a status without its event, or a
+    ledger that does not add up to the total (settled) or its negation (reversed)."""
+    with psycopg.connect(libpq_url(database_url)) as conn:
+        return [f"{h}/{c} ({status})" for h, c, status in conn.execute(HALF_WRITTEN)]
+
+
+def sequential_replay(database_url: str, tables: Any) -> dict[str, Any]:
+    """Every settlement and reversal replayed one by one in commit order (the events' seq) through
+    the same engine: each stored result must be the engine's on the totals and pools left by the
+    ones before it, and the person-year, charity and pool rows at the end the replay's.
+
+    The same replay as tests/service/test_concurrency.py's, on any database.
+    """
+    import json
+    from collections import defaultdict
+
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from settlement.claims import validate_claim
+    from settlement.engine.state import PersonYearTotals
+    from settlement.service.accumulators.models import PersonCharity, PersonYear
+    from settlement.service.config import Settings
+    from settlement.service.db import make_engine
+    from settlement.service.funds.models import FundPool
+    from settlement.service.settlements.counter import compute, prepare
+    from settlement.service.settlements.models import Settlement, SettlementEvent
+
+    problems: list[str] = []
+    engine = make_engine(Settings(database_url=database_url), pooled=False)
+    try:
+        with Session(engine) as session:
+            by_seq = {row.seq: row for row in session.scalars(select(Settlement))}
+            events = session.execute(
+                select(SettlementEvent.settlement_seq, SettlementEvent.kind).order_by(SettlementEvent.seq)
+            ).all()
+            db_person = {
+                (r.person_id, r.policy_year): (
+                    r.basic_paid_inpatient, r.basic_paid_outpatient, r.basic_paid_chronic_outpatient,
+                    r.critical_base, r.critical_paid, r.assistance_base, r.assistance_paid,
+                )
+                for r in session.scalars(select(PersonYear))
+            }
+            db_charity = {
+                (r.person_id, r.policy_year, r.fund_id): r.paid for r in session.scalars(select(PersonCharity))
+            }
+            db_pools: dict[tuple[str, int], int] = defaultdict(int)
+            for r in session.scalars(select(FundPool)):
+                db_pools[(r.fund_id, r.policy_year)] += r.used
+    finally:
+        engine.dispose()
+
+    totals: dict[tuple[str, int], PersonYearTotals] = defaultdict(PersonYearTotals)
+    pools: dict[int, dict[str, int]] = defaultdict(dict)
+    for seq, kind in events:
+        row = by_seq[seq]
+        year_key = (row.person_id, row.policy_year)
+        if kind == "settled":
+            cc = prepare(validate_claim(json.loads(row.request_body)), tables, row.scheme, row.category)
+            comp = compute(cc, totals[year_key], dict(pools[row.policy_year]))
+            stored = {name: getattr(row, f"{name}_fen") for name in comp.fen}
+            if comp.fen != stored or comp.contribution_json() != row.contribution:
+                problems.append(f"{row.hospital_id}/{row.claim_id}: stored {stored}, replay {comp.fen}")
+            totals[year_key] = comp.after
+            pools[row.policy_year].update(comp.pools_after)
+        else:
+            totals[year_key] = totals[year_key].minus(PersonYearTotals(**row.contribution["person_year"]))
+            for fund, amount in row.contribution["pool_used"].items():
+                pools[row.policy_year][fund] -= amount
+    for key, t in totals.items():
+        want = (t.basic_paid["inpatient"], t.basic_paid["outpatient"], t.basic_paid["chronic_outpatient"],
+                t.critical_base, t.critical_paid, t.assistance_base, t.assistance_paid)
+        if db_person.get(key, (0,) * 7) != want:
+            problems.append(f"person-year {key}: stored {db_person.get(key)}, replay {want}")
+        for fund, paid in t.charity_paid.items():
+            if db_charity.get((*key, fund), 0) != paid:
+                problems.append(f"charity {key} {fund}: stored {db_charity.get((*key, fund), 0)}, replay {paid}")
+    for year, used in pools.items():
+        for fund, amount in used.items():
+            if db_pools.get((fund, year), 0) != amount:
+                problems.append(f"pool {fund}/{year}: stored {db_pools.get((fund, year), 0)}, replay {amount}")
+    return {"events": len(events), "settlements": len(by_seq), "problems": problems}

@@ -44,7 +44,7 @@ from settlement.claims import (
 from settlement.claims.columnar import NONE_CATEGORY, gather_spans, intern_spans, scan_lines, split_lines
 from settlement.claims.fast import fast_records
 from settlement.claims.record import ClaimRecord
-from settlement.engine import Accumulators, ClaimBatch, Tables, compile_tables, settle
+from settlement.engine import Accumulators, BatchResult, ClaimBatch, Tables, compile_tables, settle
 from settlement.engine.batch import UNIDENTIFIED, claim_flags
 from settlement.jsonout import write_results
 from settlement.results import engine_error, error_result
@@ -92,6 +92,8 @@ class PreparedChunk:
     person_keys: list[tuple[str, int]]
     """Per local person-year row: (the normalised person id, policy year)."""
     years: list[int]
+    discharged: I64 | None = None
+    """Per claim of the batch: the discharge date as y·10^4 + m·100 + d (for grouping by month)."""
 
     def claim_id(self, i: int) -> str:
         text: str = orjson.loads(self.ids[self.id_off[i] : self.id_off[i + 1]].tobytes())
@@ -138,7 +140,8 @@ def prepare_lines(buf: bytes, starts: I64, ends: I64, tables: Tables) -> Prepare
     # per line (only the lines of the batch are read): the scanner's columns, then the per-line claims'
     claim = scanned.claim
     version, age, person = scanned.version, scanned.age, scanned.person
-    year = claim[:, 9] // 10_000
+    discharged = claim[:, 9].copy()
+    year = discharged // 10_000
     scheme, visit_type, level, sessions = claim[:, 5], claim[:, 7], claim[:, 2], claim[:, 14]
     category = np.where(claim[:, 6] < 0, NONE_CATEGORY, claim[:, 6])
     item_first, item_count = claim[:, 15].copy(), claim[:, 16]
@@ -159,6 +162,7 @@ def prepare_lines(buf: bytes, starts: I64, ends: I64, tables: Tables) -> Prepare
         r = p.record
         flags[k] = claim_flags(r.emergency, r.unable_to_pay, r.unidentified)
         version[k], age[k], year[k] = p.version, p.age, r.discharged.year
+        discharged[k] = r.discharged.year * 10_000 + r.discharged.month * 100 + r.discharged.day
         if r.unidentified:  # no person, no person-year row (below)
             person[k], scheme[k], category[k] = -1, 0, 0
         else:
@@ -227,6 +231,7 @@ def prepare_lines(buf: bytes, starts: I64, ends: I64, tables: Tables) -> Prepare
         batch=batch,
         person_keys=_person_keys(buf, order[first], claim[:, 3], year, {k: p.person_id for k, p in prepared}),
         years=years_u.tolist(),
+        discharged=discharged[order],
     )
 
 
@@ -276,6 +281,26 @@ class StreamSettler:
     def settle_prepared(self, chunk: PreparedChunk) -> list[bytes]:
         return self.settle_prepared_text(chunk).split(b"\n")[:-1]
 
+    def settle_chunk(self, chunk: PreparedChunk) -> BatchResult | None:
+        """The chunk's batch settled after every earlier chunk, as result columns (None: no claim to settle).
+
+        The batch's local person-year and year rows become this run's rows."""
+        batch = chunk.batch
+        if batch is None:
+            return None
+        rows = self.person_rows
+        person_map = np.array([rows.setdefault(key, len(rows)) for key in chunk.person_keys], dtype=np.int64)
+        year_map = np.array([self.year_rows.setdefault(y, len(self.year_rows)) for y in chunk.years], dtype=np.int64)
+        if batch.flags is None:
+            batch.person_year = person_map[batch.person_year]
+        else:  # unidentified patients keep -1: no person-year row
+            batch.person_year = np.where(batch.person_year >= 0, np.append(person_map, -1)[batch.person_year], -1)
+        batch.year_index = year_map[batch.year_index]
+        self.accumulators = self.accumulators.grow(len(self.person_rows), len(self.year_rows))
+        result = settle(batch, self.tables, self.accumulators)
+        self.accumulators = result.accumulators
+        return result
+
     def settle_prepared_text(self, chunk: PreparedChunk) -> bytes:
         """The chunk's result lines, each ended by a newline, settled after every earlier chunk."""
         plan = np.zeros(chunk.size, dtype=np.int64)
@@ -289,18 +314,8 @@ class StreamSettler:
         settled[error_at] = False
         at = np.flatnonzero(settled)
         plan[at] = np.arange(at.shape[0], dtype=np.int64)
-        # local person-year and year rows → this run's rows
-        rows = self.person_rows
-        person_map = np.array([rows.setdefault(key, len(rows)) for key in chunk.person_keys], dtype=np.int64)
-        year_map = np.array([self.year_rows.setdefault(y, len(self.year_rows)) for y in chunk.years], dtype=np.int64)
-        if batch.flags is None:
-            batch.person_year = person_map[batch.person_year]
-        else:  # unidentified patients keep -1: no person-year row
-            batch.person_year = np.where(batch.person_year >= 0, np.append(person_map, -1)[batch.person_year], -1)
-        batch.year_index = year_map[batch.year_index]
-        self.accumulators = self.accumulators.grow(len(self.person_rows), len(self.year_rows))
-        result = settle(batch, self.tables, self.accumulators)
-        self.accumulators = result.accumulators
+        result = self.settle_chunk(chunk)
+        assert result is not None
         for i in np.flatnonzero(result.error).tolist():  # the engine's own errors (no_standard)
             error = engine_error(result, batch, i, self.tables, chunk.claim_id(i))
             assert error is not None

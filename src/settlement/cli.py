@@ -187,29 +187,25 @@ def _cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def _cmd_persons_import(args: argparse.Namespace) -> int:
-    import datetime as dt
+    from settlement.service.persons.cli import run_import
 
-    from settlement.service.db import make_database, run_transaction
-    from settlement.service.errors import ServiceError
-    from settlement.service.persons.service import import_csv
+    return run_import(args.file, args.dry_run, _settings())
 
-    text = Path(args.file).read_text(encoding="utf-8")
+
+def _cmd_flags_refresh(args: argparse.Namespace) -> int:
+    from settlement.service.reviews.cli import refresh
+
     settings = _settings()
     _upgrade(settings)
-    db = make_database(settings)
-    try:
-        persons, periods = run_transaction(
-            db.write, lambda session: import_csv(session, text, None, dt.datetime.now(dt.UTC))
-        )
-    except ServiceError as exc:
-        for error in exc.errors or []:
-            print(f"{args.file}:{error['line']}: {error['field']}: {error['message']}", file=sys.stderr)
-        print(exc.detail, file=sys.stderr)
-        return 1
-    finally:
-        db.dispose()
-    print(f"imported {persons} persons, {periods} category periods")
-    return 0
+    return refresh(settings, everything=args.all, batch=args.batch)
+
+
+def _cmd_flags_status(args: argparse.Namespace) -> int:
+    from settlement.service.reviews.cli import status
+
+    settings = _settings()
+    _upgrade(settings)
+    return status(settings)
 
 
 def _add_service_commands(sub: Any) -> None:
@@ -248,9 +244,23 @@ def _add_service_commands(sub: Any) -> None:
 
     p = sub.add_parser("persons", help="person registry tools")
     persons = p.add_subparsers(dest="persons_command", required=True)
-    i = persons.add_parser("import", help="import CSV person_id,scheme,category,valid_from,valid_to (all or nothing)")
-    i.add_argument("file")
+    i = persons.add_parser(
+        "import",
+        help="import a CSV (UTF-8 or GBK) or .xlsx registry file (all or nothing; docs/readme/registry.md)",
+    )
+    i.add_argument("file", help="CSV or .xlsx; columns person_id/公民身份号码, scheme/参保类型, category/救助对象类别, "
+                   "valid_from/开始日期, valid_to/结束日期, name/姓名, district/行政区划代码")
+    i.add_argument("--dry-run", action="store_true", help="check every row and say what would change; write nothing")
     i.set_defaults(func=_cmd_persons_import)
+
+    p = sub.add_parser("flags", help="review flags (预警): the refresher that materializes them")
+    flags = p.add_subparsers(dest="flags_command", required=True)
+    f = flags.add_parser("refresh", help="evaluate the review rules on what changed since the last run")
+    f.add_argument("--all", action="store_true", help="forget earlier checks: evaluate every settlement again")
+    f.add_argument("--batch", type=int, default=2000, help="settlements per transaction")
+    f.set_defaults(func=_cmd_flags_refresh)
+    f = flags.add_parser("status", help="the refresher's watermark and how many settlements wait")
+    f.set_defaults(func=_cmd_flags_status)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -273,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=_cmd_validate)
 
     _add_service_commands(sub)
+    from settlement import insurers_cli  # reconcile, simulate, audit
+
+    insurers_cli.add_parsers(sub)
     return parser
 
 

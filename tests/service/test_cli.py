@@ -70,7 +70,7 @@ def test_persons_import_and_db_upgrade(tmp_path: Path, monkeypatch: Any, capsys:
         "person_id,scheme,category,valid_from,valid_to\n23010219560312041x,resident,registered_poor,2018-01-01,\n"
     )
     status, out, _ = cli(["persons", "import", str(good)], monkeypatch, capsys, db)
-    assert status == 0 and "imported 1 persons" in out
+    assert status == 0 and "imported 1 rows, 1 persons (1 new" in out
     bad = tmp_path / "bad.csv"
     bad.write_text("person_id,scheme,category,valid_from,valid_to\n123,resident,registered_poor,2018-01-01,\n")
     status, _, err = cli(["persons", "import", str(bad)], monkeypatch, capsys, db)

@@ -75,14 +75,16 @@ def test_csv_import(client, auth):
     )
     response = _import(client, auth["reviewer"], "\ufeff" + text)
     assert response.status_code == 200, response.text
-    assert response.json() == {"persons": 2, "periods": 3}
+    assert {k: response.json()[k] for k in ("persons", "periods", "new", "committed")} == {
+        "persons": 2, "periods": 3, "new": 2, "committed": True}
     got = client.get(f"/v1/persons/{PERSON}", headers=auth["reviewer"]).json()
     assert [(p["category"], p["valid_to"]) for p in got["categories"]] == [
         ("registered_poor", "2018-12-31"), ("low_income", None)]
     # multipart upload works too; a file replaces the entries of the persons it lists
     files = {"file": ("persons.csv", CSV_HEADER + f"{OTHER},employee,none,2017-01-01,\n", "text/csv")}
     response = client.post("/v1/persons/import", files=files, headers=auth["admin"])
-    assert response.status_code == 200 and response.json() == {"persons": 1, "periods": 1}
+    assert response.status_code == 200 and response.json()["persons"] == 1 and response.json()["periods"] == 1
+    assert response.json()["filename"] == "persons.csv" and response.json()["changed"] == 1
     assert client.get(f"/v1/persons/{OTHER}", headers=auth["reviewer"]).json()["scheme"] == "employee"
     assert client.get(f"/v1/persons/{PERSON}", headers=auth["reviewer"]).json()["scheme"] == "resident"
 

@@ -27,7 +27,7 @@ ENDPOINTS: list[tuple[str, str, str | None, set[str]]] = [
     ("GET", f"/v1/persons/{PERSON}", None, {"reviewer", "admin", "insurer"}),
     ("GET", f"/v1/persons/{PERSON}/accumulators?year=2018", None, {"reviewer", "admin", "insurer"}),
     ("GET", "/v1/funds/poverty_relief/pools/2018", None, {"reviewer", "insurer", "admin"}),
-    ("GET", "/v1/statements?date=2018-01-19", None, {"insurer", "admin"}),
+    ("GET", "/v1/statements?fund=basic&from=2018-01-19&to=2018-01-19", None, {"insurer", "admin"}),
     ("GET", "/v1/schedules", None, set(ROLES)),
     ("GET", "/v1/schedules/heilongjiang-2018", None, set(ROLES)),
     ("GET", "/metrics", None, set(ROLES)),

@@ -59,10 +59,12 @@ def test_settle_returns_201_with_result_trace_and_accumulators(client, auth, app
     assert after["charity_paid"]["poverty_relief"] == "537.45"
     assert after["pool_used"] == {"poverty_relief": "537.45"}
     assert _count(app, Settlement) == 1
-    # the same stored result, with its trace, on GET — byte for byte (key order too)
+    # the same stored result, with its trace, on GET — in the same key order — plus its review status and flags
     got = client.get(f"/v1/settlements/{body['settlement_id']}", headers=auth["reviewer"])
     assert got.status_code == 200
-    assert got.json() == body and got.content == response.content
+    stored = got.json()
+    assert stored.pop("review_status") == "pending" and stored.pop("flags") == []
+    assert list(stored.items()) == list(body.items())
 
 
 def test_same_claim_again_replays_the_first_result(client, auth, app):
@@ -275,26 +277,25 @@ def test_statement_per_hospital_and_fund_json_and_csv(client, auth, app):
     second = client.post("/v1/settlements", json=claim, headers=auth["hospital"]).json()
     client.post(f"/v1/settlements/{settled['settlement_id']}/reversal", headers=auth["hospital"])
     day = app.state.ctx.business_date(app.state.ctx.now()).isoformat()
-    response = client.get("/v1/statements", params={"date": day}, headers=auth["insurer"])
+    params = {"fund": "basic", "from": day, "to": day, "by": "day"}
+    response = client.get("/v1/statements", params=params, headers=auth["insurer"])
     assert response.status_code == 200, response.text
-    rows = {row["fund"]: row for row in response.json()["rows"]}
-    assert set(rows) == {"basic", "medical_assistance", "poverty_relief", "backstop", "patient"}
-    basic = int(settled["payments"]["basic"].replace(".", "")) + int(second["payments"]["basic"].replace(".", ""))
-    assert rows["basic"]["settled"] == f"{basic // 100}.{basic % 100:02d}"
-    assert rows["basic"]["reversed"] == settled["payments"]["basic"]
-    assert rows["basic"]["net"] == second["payments"]["basic"]
-    assert rows["basic"]["settled_count"] == 2 and rows["basic"]["reversed_count"] == 1
-    assert rows["poverty_relief"]["layer"] == "charity"
-    one = client.get("/v1/statements", params={"date": day, "fund": "poverty_relief"}, headers=auth["admin"]).json()
+    [row] = response.json()["rows"]
+    assert row == {
+        "period": day, "hospital_id": "H0002", "fund": "basic", "adjusts": None,
+        "settlements": 2, "reversals": 1, "amount": second["payments"]["basic"],
+    }
+    assert response.json()["totals"] == {"settlements": 2, "reversals": 1, "amount": second["payments"]["basic"]}
+    one = client.get("/v1/statements", params={**params, "fund": "poverty_relief"}, headers=auth["admin"]).json()
     assert [r["fund"] for r in one["rows"]] == ["poverty_relief"]
-    csv = client.get(
-        "/v1/statements", params={"date": day, "fund": "basic"}, headers={**auth["insurer"], "Accept": "text/csv"}
-    )
+    csv = client.get("/v1/statements", params=params, headers={**auth["insurer"], "Accept": "text/csv"})
     assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
-    lines = csv.text.strip().splitlines()
-    assert lines[0] == "date,hospital_id,layer,fund,settled,reversed,net,settled_count,reversed_count"
-    assert lines[1].startswith(f"{day},H0002,basic,basic,")
-    empty = client.get("/v1/statements", params={"date": "2001-01-01"}, headers=auth["insurer"]).json()
+    lines = csv.content.decode("utf-8-sig").strip().splitlines()
+    assert lines[0] == "期间,医疗机构编码,基金,调整所属期间,结算笔数,撤销笔数,金额"
+    assert lines[1] == f"{day},H0002,basic,,2,1,{second['payments']['basic']}"
+    empty = client.get(
+        "/v1/statements", params={**params, "from": "2001-01-01", "to": "2001-01-31"}, headers=auth["insurer"]
+    ).json()
     assert empty["rows"] == []
 
 
@@ -308,8 +309,10 @@ def test_insurer_key_limited_to_funds(client, auth, app):
     register(client, auth["reviewer"], PERSON)
     client.post("/v1/settlements", json=EX01, headers=auth["hospital"])
     day = app.state.ctx.business_date(app.state.ctx.now()).isoformat()
-    rows = client.get("/v1/statements", params={"date": day}, headers=headers).json()["rows"]
+    params = {"from": day, "to": day}
+    rows = client.get("/v1/statements", params={**params, "fund": "poverty_relief"}, headers=headers).json()["rows"]
     assert [r["fund"] for r in rows] == ["poverty_relief"]
+    assert client.get("/v1/statements", params={**params, "fund": "basic"}, headers=headers).status_code == 403
     assert client.get("/v1/funds/poverty_relief/pools/2018", headers=headers).status_code == 200
     assert client.get("/v1/funds/children_major_illness/pools/2018", headers=headers).status_code == 404
 

@@ -28,6 +28,10 @@ from .limits import BodyLimitMiddleware
 from .metrics import LatencyMiddleware
 from .persons.router import router as persons_router
 from .pgloop import LoopConnections
+from .reconciliations.router import router as reconciliations_router
+from .reviews.flags import start_refresher
+from .reviews.router import router as reviews_router
+from .reviews.rules import rules_at
 from .schedules.router import router as schedules_router
 from .settlements.counter import warm_up
 from .settlements.pgcounter import PREVIEW_READ
@@ -65,6 +69,7 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
     warm_up(tables)
     db = make_database(settings)
     ctx = ServiceContext(settings=settings, db=db, tables=tables, tz=ZoneInfo(settings.timezone))
+    rules_at(str(settings.review_rules) if settings.review_rules else None)  # a bad rules file: no start
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -82,6 +87,7 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
                 # connections are opened as previews come (pgloop.LoopConnections._top_up)
                 log.warning("counter connections not opened at start: %s", exc)
         app.state.loop_conns = loop_conns
+        refresher = start_refresher(ctx)  # review flags, in a thread of its own (reviews.flags)
         # What the worker built to start (schedules, tables, models, the numba kernels, the pools)
         # lives as long as it does. Left in the collector's oldest generation, every full
         # collection under load walked all of it: 25-80 ms pauses in the middle of requests, the
@@ -91,6 +97,8 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
         gc.freeze()
         yield
         app.state.loop_conns = None
+        if refresher is not None:
+            refresher.stop()
         if loop_conns is not None:
             loop_conns.close()
         db.dispose()
@@ -112,10 +120,12 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
         persons_router,
         funds_router,
         statements_router,
+        reconciliations_router,
         schedules_router,
+        reviews_router,
     ):
         app.include_router(router)
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes, timeout=settings.body_timeout_seconds)
     app.add_middleware(LatencyMiddleware)
     # the counter's hot routes answered ahead of the stack above (bounded and timed there the same way)
     app.counter = CounterRoutes(
@@ -129,6 +139,7 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
         app.behind_front_door,
         body_limit=settings.max_body_bytes,
         threads=settings.worker_threads,
+        body_timeout=settings.body_timeout_seconds,
     )
     return app
 

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
         default_factory=bundled_schedules, description="region folder of fee schedules"
     )
     max_body_bytes: int = 2 * 1024 * 1024
+    body_timeout_seconds: float = Field(
+        30.0,
+        description="a request body not whole this long after its headers: 408 and the connection closed"
+        " (slow clients); the headers' own bound is the reverse proxy's (deploy/nginx/settlement.conf)",
+    )
     timezone: str = Field(
         "Asia/Shanghai", description="the day of a statement is a day in this zone"
     )
@@ -78,6 +83,17 @@ class Settings(BaseSettings):
     )
     retry_after_seconds: int = Field(5, description="Retry-After sent with 503")
     list_limit_max: int = 500
+    review_rules: Path | None = Field(
+        None, description="the review flags' rules (YAML); default: review_rules.yaml shipped in the package"
+    )
+    flags_refresh_seconds: float = Field(
+        10.0, description="the service refreshes review flags this often in the background; 0: never"
+        " (then run `settlement flags refresh`)"
+    )
+    flags_refresh_margin_seconds: float = Field(
+        120.0, description="the longest a settle or reversal transaction may live; the flags refresher's"
+        " watermarks stay this far behind (service/reviews/flags.py)"
+    )
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -12,8 +12,8 @@ CPU under load (py-spy, docs/PERFORMANCE.md §3 step 15). :class:`SettlementApp`
 therefore sends those paths to :class:`CounterRoutes` before any of that, and
 CounterRoutes does itself, once, what the layers did for them:
 
-- the body bound (413 on a declared or streamed body over ``max_body_bytes``,
-  as limits.BodyLimitMiddleware);
+- the body bounds (413 on a declared or streamed body over ``max_body_bytes``,
+  408 on one not whole after ``body_timeout_seconds``, as limits.BodyLimitMiddleware);
 - the latency histogram with the FastAPI route's template and the status (as
   metrics.LatencyMiddleware; ``scope["route"]`` is set to that route);
 - errors rendered by the application's own exception handlers
@@ -45,7 +45,7 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from .limits import read_body, replay, send_too_large
+from .limits import BodyTimeout, read_body, replay, send_timeout, send_too_large
 from .metrics import REQUEST_LATENCY
 
 ASGI = Callable[[Scope, Receive, Send], Awaitable[None]]
@@ -78,10 +78,12 @@ class CounterRoutes:
         *,
         body_limit: int,
         threads: int,
+        body_timeout: float | None = None,
     ) -> None:
         self.fastapi_app = fastapi_app
         self.fallback = fallback
         self.body_limit = body_limit
+        self.body_timeout = body_timeout
         api_routes = {
             route.path: route
             for route in router.routes
@@ -117,7 +119,12 @@ class CounterRoutes:
         front, api_route, params = found
         status = 500
         try:
-            body = await read_body(scope, receive, self.body_limit)
+            try:
+                body = await read_body(scope, receive, self.body_limit, self.body_timeout)
+            except BodyTimeout:
+                status = 408
+                await send_timeout(scope, receive, send, self.body_timeout or 0)
+                return
             if body is None:  # the client went away
                 return
             if isinstance(body, int):  # over the limit

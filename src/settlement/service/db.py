@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+import select
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -100,8 +101,12 @@ class Database:
 
     counter_pool_size: int = 16
     connect_options: str = ""
+    checkout_timeout: float = 0.5
+    """Seconds a request waits for a counter connection: an outage is a 503 within a second."""
     _counter_pool: Any = field(default=None, repr=False)
     _counter_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _down_at: float | None = field(default=None, repr=False)
+    """time.monotonic() of the last failed connection attempt while the database is down, else None."""
 
     @property
     def dialect(self) -> str:
@@ -115,41 +120,121 @@ class Database:
         one write function), so no session, no BEGIN/COMMIT round trips and no lock
         held between statements. Kept in psycopg's own pool apart from the ORM's,
         opened on first use; its errors become SQLAlchemy's through pg_execute.
+
+        Outages (docs/RELIABILITY.md): a connection the server closed while it sat in
+        the pool is never handed out (:func:`closed_by_server`: a poll of its socket,
+        no round trip); a request waits at most :attr:`checkout_timeout` for a
+        connection; when none can be opened the pool is closed and the database is
+        known down: requests answer 503 at once, one of them at most every
+        :data:`PROBE_EVERY` seconds opening a new pool, the first settle after the
+        database is back included.
         """
-        pool = self._counter_pool
-        if pool is None:
-            with self._counter_lock:
-                if self._counter_pool is None:
-                    from psycopg_pool import ConnectionPool
-
-                    pool = ConnectionPool(
-                        self._counter_conninfo(),
-                        # a few at start (opened before the first request, see app.lifespan), the rest
-                        # as requests wait for one; all of them count against max_connections
-                        min_size=min(4, self.counter_pool_size),
-                        max_size=self.counter_pool_size,
-                        kwargs=self._counter_kwargs(),
-                        timeout=10,
-                        open=False,
-                        configure=_configure_counter_connection,
-                    )
-                    try:
-                        pool.open(wait=True, timeout=3)  # a database that is down: 503 now, not later
-                    except Exception as exc:
-                        pool.close()
-                        raise OperationalError("connect", {}, exc) from exc
-                    self._counter_pool = pool
-                pool = self._counter_pool
-        from psycopg_pool import PoolTimeout
-
-        try:
-            conn = pool.getconn()
-        except PoolTimeout as exc:
-            raise OperationalError("connect", {}, exc) from exc
+        pool = self._counter_pool or self._open_counter_pool()
+        conn = self._checkout(pool)
+        if closed_by_server(conn):
+            # the server ended it while it was idle (pg_terminate_backend, a restart): the others
+            # in the pool were most likely ended with it, so every idle one is tested (a round trip
+            # each, only now) and the dead ones replaced before the request takes another
+            conn.close()
+            pool.putconn(conn)  # a closed connection is discarded and a new one opened at once
+            _check_idle(pool)
+            conn = self._checkout(pool)
         try:
             yield conn
         finally:
-            pool.putconn(conn)
+            pool.putconn(conn)  # a broken one too: the pool discards it and opens another
+
+    def on_counter(self, work: Callable[[Any], T]) -> T:
+        """``work(conn)`` on a counter connection; run once more, on another connection, if the
+        connection was lost under it (``connection_invalidated``). ``work`` must be safe to repeat:
+        the caller says why (settlements.pgcounter)."""
+        try:
+            with self.counter() as conn:
+                return work(conn)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            log.warning("a counter connection was lost under a statement, once more on another: %s", exc.orig)
+            pool = self._counter_pool
+            if pool is not None:
+                _check_idle(pool)  # the others that died with it are replaced before the second try
+        with self.counter() as conn:
+            return work(conn)
+
+    def _checkout(self, pool: Any) -> Any:
+        import psycopg
+
+        try:
+            return pool.getconn(timeout=self.checkout_timeout)
+        except psycopg.OperationalError as exc:  # PoolTimeout, or PoolClosed by another request
+            if self._counter_pool is pool and not self._reachable():
+                self._mark_down(pool)
+            raise OperationalError("connect", {}, exc) from exc
+
+    def _reachable(self) -> bool:
+        """A fresh connection opens (the pool may have waited for its own, backing off)."""
+        try:
+            self.connect_counter(connect_timeout=2).close()
+        except Exception:
+            return False
+        return True
+
+    def _mark_down(self, pool: Any) -> None:
+        with self._counter_lock:
+            self._down_at = time.monotonic()
+            if self._counter_pool is pool:
+                self._counter_pool = None
+        log.warning("the database is unavailable: counter connections closed, reopened when it answers")
+        pool.close(timeout=0)  # its own reconnection attempts stop; connections out are closed on return
+
+    def _open_counter_pool(self) -> Any:
+        """The counter pool, opened now: on the first request, or after an outage (at most one
+        request at a time, every PROBE_EVERY seconds; the others answer 503 meanwhile)."""
+        down_at = self._down_at
+        if down_at is not None and time.monotonic() - down_at < PROBE_EVERY:
+            raise OperationalError("connect", {}, Exception("the database was unavailable a moment ago"))
+        if not self._counter_lock.acquire(blocking=down_at is None):
+            raise OperationalError("connect", {}, Exception("the database is unavailable; a reconnection is under way"))
+        try:
+            if self._counter_pool is not None:
+                return self._counter_pool
+            if down_at is not None and not self._reachable():  # refused: known at once, no pool to wait for
+                self._down_at = time.monotonic()
+                raise OperationalError("connect", {}, Exception("the database is unavailable"))
+            from psycopg_pool import ConnectionPool
+
+            pool = ConnectionPool(
+                self._counter_conninfo(),
+                # one connection to open (before the first request, see app.lifespan), the rest at
+                # once in the background; all of them count against max_connections
+                min_size=1,
+                max_size=self.counter_pool_size,
+                kwargs=self._counter_kwargs(),
+                timeout=self.checkout_timeout,
+                open=False,
+                configure=_configure_counter_connection,
+            )
+            try:
+                pool.open(wait=True, timeout=1.0)  # a database that is down: 503 now, not later
+            except Exception as exc:
+                pool.close(timeout=0)
+                self._down_at = time.monotonic()
+                raise OperationalError("connect", {}, exc) from exc
+            pool.resize(min_size=min(4, self.counter_pool_size), max_size=self.counter_pool_size)
+            if self._down_at is not None:
+                log.warning("the database answers again: counter connections reopened")
+            self._down_at = None
+            self._counter_pool = pool
+            return pool
+        finally:
+            self._counter_lock.release()
+
+    def ping(self) -> None:
+        """Readiness: the ORM's connections and the counter's own (PostgreSQL) answer a statement."""
+        ping(self.engine)
+        if self.dialect == "postgresql":
+            with self.counter() as conn:
+                pg_execute(conn, "SELECT 1")
 
     def _counter_conninfo(self) -> str:
         return str(self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False))
@@ -162,11 +247,11 @@ class Database:
             "application_name": "settlement-counter",
         }
 
-    def connect_counter(self) -> Any:
+    def connect_counter(self, **overrides: Any) -> Any:
         """One more connection like the counter pool's (autocommit, the same options), outside it."""
         import psycopg
 
-        conn = psycopg.connect(self._counter_conninfo(), **self._counter_kwargs())
+        conn = psycopg.connect(self._counter_conninfo(), **{**self._counter_kwargs(), **overrides})
         _configure_counter_connection(conn)
         return conn
 
@@ -184,6 +269,35 @@ class Database:
                 self._counter_pool.close()
                 self._counter_pool = None
         self.engine.dispose()
+
+
+PROBE_EVERY = 0.25
+"""Seconds between two attempts to reopen the counter's connections while the database is down."""
+
+
+def _check_idle(pool: Any) -> None:
+    """psycopg_pool's check(): every idle connection tried (a round trip each), the dead replaced."""
+    try:
+        pool.check()
+    except Exception as exc:  # closed meanwhile by another request's _mark_down: nothing to check
+        log.info("counter pool not checked: %s", exc)
+"""Seconds between two attempts to reopen the counter's connections while the database is down."""
+
+
+def closed_by_server(conn: Any) -> bool:
+    """An idle psycopg connection the server has ended: closed, or its socket readable.
+
+    Nothing is sent to a connection that waits in a pool unless the server is ending
+    it (pg_terminate_backend's FATAL 57P01, a shutdown, idle_session_timeout, then
+    EOF), so a readable socket means gone: one poll(2), no round trip. A connection
+    lost without a word (a network cut) is caught by its first statement instead
+    (:func:`connection_lost`, :meth:`Database.on_counter`).
+    """
+    if conn.closed:
+        return True
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _sqlite_events(engine: Engine, busy_timeout_ms: int) -> None:
@@ -291,8 +405,29 @@ def is_retryable(exc: BaseException) -> bool:
 def is_unavailable(exc: BaseException) -> bool:
     """The database cannot be reached or did not answer in time: a 503, not a 500."""
     return isinstance(exc, OperationalError | InterfaceError) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
+        isinstance(exc, DBAPIError) and (exc.connection_invalidated or connection_lost(exc.orig))
     )
+
+
+# SQLSTATEs that end a connection: class 08 (connection_exception), admin_shutdown,
+# crash_shutdown, cannot_connect_now (psycopg.errors' documented classes, by code)
+_LOST_SQLSTATES = ("08000", "57P01", "57P02", "57P03")
+
+
+def connection_lost(exc: BaseException | None, conn: Any = None) -> bool:
+    """The error ended the connection, so the statement may be sent again on another: the
+    connection is closed now, or the error is a connection-level one — libpq's own ("server
+    closed the connection unexpectedly", no SQLSTATE) or one of :data:`_LOST_SQLSTATES`."""
+    import psycopg
+    from psycopg import errors
+
+    if conn is not None and conn.closed:
+        return True
+    if not isinstance(exc, psycopg.Error):
+        return False
+    if isinstance(exc, tuple(errors.lookup(code) for code in _LOST_SQLSTATES)):
+        return True
+    return isinstance(exc, psycopg.OperationalError) and not exc.sqlstate
 
 
 def violated_constraint(exc: IntegrityError) -> str | None:
@@ -383,12 +518,14 @@ def pg_connection(session: Session) -> Any | None:
     return driver
 
 
-def as_dbapi_error(sql: str, params: Any, exc: Exception) -> Exception:
+def as_dbapi_error(sql: str, params: Any, exc: Exception, conn: Any = None) -> Exception:
     """A psycopg error as SQLAlchemy's, so the routes' handlers (409 replay, retry, 503) see it as
-    they see the ORM's."""
+    they see the ORM's; ``connection_invalidated`` when it ended ``conn`` (:func:`connection_lost`)."""
     import psycopg
 
-    return DBAPIError.instance(sql, params, exc, psycopg.Error)
+    return DBAPIError.instance(
+        sql, params, exc, psycopg.Error, connection_invalidated=connection_lost(exc, conn)
+    )
 
 
 def pg_execute(pg: Any, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Any:
@@ -399,7 +536,7 @@ def pg_execute(pg: Any, sql: str, params: Sequence[Any] | dict[str, Any] | None 
     try:
         cursor.execute(sql, params)
     except psycopg.Error as exc:
-        raise as_dbapi_error(sql, params, exc) from exc
+        raise as_dbapi_error(sql, params, exc, pg) from exc
     return cursor
 
 
@@ -412,7 +549,7 @@ def pg_direct(pg: Any, sql: str, params: Sequence[Any]) -> list[list[bytes | Non
     try:
         return pgdirect.execute(pg, sql, params)
     except psycopg.Error as exc:
-        raise as_dbapi_error(sql, params, exc) from exc
+        raise as_dbapi_error(sql, params, exc, pg) from exc
 
 
 def pg_executemany(pg: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -422,7 +559,7 @@ def pg_executemany(pg: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
     try:
         cursor.executemany(sql, rows)
     except psycopg.Error as exc:
-        raise as_dbapi_error(sql, rows, exc) from exc
+        raise as_dbapi_error(sql, rows, exc, pg) from exc
 
 
 def ping(engine: Engine) -> None:

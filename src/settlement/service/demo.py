@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from .auth.keys import Role
-from .auth.service import create_key
+from .auth.service import Principal, create_key
 from .config import Settings
 from .db import make_database, run_transaction
 from .persons.schemas import CategoryPeriod, PersonIn
@@ -22,6 +22,8 @@ DEMO_PERSONS: dict[str, tuple[str, str]] = {
 }
 DEMO_HOSPITALS = ("H0002", "H0007", "H0031")
 DEMO_FROM = dt.date(2018, 1, 1)
+DEMO_ACTOR = Principal(key_id="demo", role=Role.ADMIN)
+"""Who registers the demo persons, as their history records say."""
 
 
 def setup(settings: Settings) -> list[tuple[str, str]]:
@@ -39,7 +41,7 @@ def setup(settings: Settings) -> list[tuple[str, str]]:
                     scheme=scheme,
                     categories=[CategoryPeriod(category=category, valid_from=DEMO_FROM)],
                 )
-                put_person(session, person_id, data, None, now)
+                put_person(session, DEMO_ACTOR, person_id, data, now)
             keys = [
                 (
                     f"HOSPITAL_{h}_KEY",

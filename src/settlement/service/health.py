@@ -8,7 +8,6 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from .db import ping
 from .deps import AnyKey, Ctx
 from .errors import unavailable_response
 from .metrics import render
@@ -21,10 +20,12 @@ async def healthz() -> dict[str, Any]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: the database is reachable", responses={503: {}})
+@router.get(
+    "/readyz", summary="Readiness: the database answers, on the counter's own connections too", responses={503: {}}
+)
 async def readyz(ctx: Ctx) -> Any:
     try:
-        await run_in_threadpool(ping, ctx.db.engine)
+        await run_in_threadpool(ctx.db.ping)
     except Exception:
         return unavailable_response(
             ctx.settings.retry_after_seconds, "/readyz", "the database is unreachable"

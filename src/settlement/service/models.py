@@ -4,21 +4,33 @@ from .accumulators.models import PersonCharity, PersonYear
 from .auth.models import ApiKey
 from .db import Base
 from .funds.models import FundPool
-from .persons.models import Person, PersonCategory
+from .persons.models import Person, PersonCategory, PersonHistory
+from .reconciliations.models import ReconciliationItem, ReconciliationRun
+from .reviews.models import FlagCheck, FlagRefreshState, Review, ReviewStatus, SettlementFlag
 from .settlements.models import LedgerEntry, Settlement, SettlementEvent
+from .statements.models import PeriodClose
 
 metadata = Base.metadata
 
 __all__ = [
     "ApiKey",
     "Base",
+    "FlagCheck",
+    "FlagRefreshState",
     "FundPool",
     "LedgerEntry",
+    "PeriodClose",
     "Person",
     "PersonCategory",
     "PersonCharity",
+    "PersonHistory",
     "PersonYear",
+    "ReconciliationItem",
+    "ReconciliationRun",
+    "Review",
+    "ReviewStatus",
     "Settlement",
     "SettlementEvent",
+    "SettlementFlag",
     "metadata",
 ]

@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import pgdirect
-from .db import as_dbapi_error
+from .db import as_dbapi_error, closed_by_server
 
 log = logging.getLogger("settlement.service")
 
@@ -97,9 +97,13 @@ class LoopConnections:
         import psycopg
 
         self._top_up()
-        if not self._free:
-            return None
-        conn = self._free.popleft()
+        while True:
+            if not self._free:
+                return None
+            conn = self._free.popleft()
+            if not closed_by_server(conn):  # ended while idle (db.closed_by_server): never sent to
+                break
+            self._replace(conn)
         try:
             result = await _send(conn, pgdirect.prepare(conn, sql), [pgdirect.text(v) for v in params])
         except psycopg.OperationalError:
@@ -109,7 +113,10 @@ class LoopConnections:
             self._replace(conn)
             raise
         if self._closed or not _idle(conn):
+            lost = conn.closed  # lost under the statement (its error is libpq's): the thread way reads
             self._replace(conn)
+            if lost:
+                return None
         else:
             self._free.append(conn)
         try:

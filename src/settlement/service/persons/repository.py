@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, delete, insert, or_, select, text, update
+from sqlalchemy import Table, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
-from settlement.service.db import insert_ignore, pg_connection, pg_execute
+from settlement.service.db import pg_connection, pg_execute
+from settlement.service.errors import forbidden, not_found
 
-from .models import Person, PersonCategory
+from .models import Person, PersonCategory, PersonHistory
 
 
 def get_person(session: Session, person_id: str) -> Person | None:
@@ -18,22 +23,44 @@ def get_person(session: Session, person_id: str) -> Person | None:
     ).one_or_none()
 
 
+def _insert_new(session: Session, rows: list[dict[str, Any]]) -> set[str]:
+    """INSERT … ON CONFLICT DO NOTHING of person rows; the ids this statement created.
+
+    RETURNING says which rows were new even when a concurrent writer created
+    the same person first (its insert makes ours wait, then do nothing).
+    """
+    if not rows:
+        return set()
+    dialect = session.get_bind().dialect.name
+    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = Person.__table__
+    assert isinstance(table, Table)
+    stmt = (
+        insert_(table)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["person_id"])
+        .returning(table.c.person_id)
+    )
+    return set(session.scalars(stmt))
+
+
 def lock_person(
     session: Session, person_id: str, scheme: str, now: dt.datetime
 ) -> tuple[Person, bool]:
-    """The person's row, created if absent, locked FOR NO KEY UPDATE.
+    """The person's row, created if absent, locked FOR NO KEY UPDATE; (person, created).
 
-    The lock serializes writers of one person's periods (so the no-overlap
-    check holds) without blocking settlements, whose foreign keys take only
-    KEY SHARE locks.
+    The lock serializes writers of one person's entry (so the no-overlap check
+    holds and a history record's ``before`` is the entry it replaced) without
+    blocking settlements, whose foreign keys take only KEY SHARE locks.
     """
     exists = session.scalar(select(Person.person_id).where(Person.person_id == person_id))
+    created = False
     if exists is None:
-        insert_ignore(
-            session,
-            Person.__table__,  # type: ignore[arg-type]
-            [{"person_id": person_id, "scheme": scheme, "created_at": now, "updated_at": now}],
-            ["person_id"],
+        created = bool(
+            _insert_new(
+                session,
+                [{"person_id": person_id, "scheme": scheme, "created_at": now, "updated_at": now}],
+            )
         )
     person = session.scalars(
         select(Person)
@@ -42,100 +69,157 @@ def lock_person(
         .options(selectinload(Person.periods))
         .execution_options(populate_existing=True)
     ).one()
-    return person, exists is None
+    return person, created
+
+
+Period = tuple[str, dt.date, dt.date | None]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A person's whole registry entry as an import states it.
+
+    ``name``/``district`` of KEEP leave the stored value (the file has no such column).
+    """
+
+    scheme: str
+    periods: list[Period]
+    name: str | object | None = None
+    district: str | object | None = None
+
+
+KEEP = object()
+
+
+def snapshot(scheme: str, name: str | None, district: str | None, periods: list[Period]) -> dict[str, Any]:
+    """A history snapshot: the entry as JSON (dates ISO, periods by valid_from)."""
+    return {
+        "scheme": scheme,
+        "name": name,
+        "district": district,
+        "categories": [
+            {"category": c, "valid_from": f.isoformat(), "valid_to": None if t is None else t.isoformat()}
+            for c, f, t in sorted(periods, key=lambda p: p[1])
+        ],
+    }
+
+
+def person_snapshot(person: Person) -> dict[str, Any]:
+    return snapshot(
+        person.scheme, person.name, person.district,
+        [(p.category, p.valid_from, p.valid_to) for p in person.periods],
+    )
+
+
+def stored_snapshots(session: Session, ids: list[str], lock: bool) -> dict[str, dict[str, Any]]:
+    """The current entries of these persons (absent ones are left out), by id.
+
+    With lock, the rows are locked FOR NO KEY UPDATE in person_id order first
+    (lock_person's lock; the fixed order keeps two imports from deadlocking).
+    """
+    query = (
+        select(Person.person_id, Person.scheme, Person.name, Person.district)
+        .where(Person.person_id.in_(ids))
+        .order_by(Person.person_id)
+    )
+    if lock:
+        query = query.with_for_update(key_share=True)
+    persons = {row[0]: row for row in session.execute(query)}
+    periods: dict[str, list[Period]] = {pid: [] for pid in persons}
+    for pid, category, valid_from, valid_to in session.execute(
+        select(
+            PersonCategory.person_id, PersonCategory.category, PersonCategory.valid_from,
+            PersonCategory.valid_to,
+        ).where(PersonCategory.person_id.in_(list(persons)))
+    ):
+        periods[pid].append((category, valid_from, valid_to))
+    return {pid: snapshot(row[1], row[2], row[3], periods[pid]) for pid, row in persons.items()}
+
+
+def add_history(
+    session: Session, rows: list[tuple[str, dict[str, Any] | None, dict[str, Any]]],
+    actor: str, source: str, now: dt.datetime,
+) -> None:
+    """Appends history records (person_id, before, after), in the caller's transaction."""
+    if rows:
+        session.execute(
+            insert(PersonHistory),
+            [
+                {"person_id": pid, "changed_at": now, "actor": actor, "source": source,
+                 "before": before, "after": after}
+                for pid, before, after in rows
+            ],
+        )
 
 
 def replace_many(
-    session: Session, entries: dict[str, tuple[str, list[tuple[str, dt.date, dt.date | None]]]],
-    key_id: str | None, now: dt.datetime, chunk: int = 1000,
-) -> None:
-    """Replaces the scheme and periods of many persons with set-based statements (CSV import).
+    session: Session, entries: dict[str, Entry], key_id: str | None, actor: str, now: dt.datetime,
+    chunk: int = 5000, allowed: Callable[[str | None], bool] | None = None,
+) -> tuple[int, int]:
+    """Replaces the entries of many persons with set-based statements (import); (changed, new).
 
-    Person rows are created if absent and locked FOR NO KEY UPDATE in person_id
-    order, chunk by chunk, as lock_person does for one: the same lock protects
-    the no-overlap rule, and a fixed order keeps two imports from deadlocking.
+    Per chunk, in person_id order: absent persons are created (their history
+    ``before`` is null), every row is locked FOR NO KEY UPDATE as lock_person
+    locks one (the same lock protects the no-overlap rule and the history's
+    ``before``), the stored entries are read under that lock, and only the
+    persons whose entry changes are written, each with a history record.
+    ``allowed`` (a district scope) is checked on the locked rows: 404 for a
+    stored person outside it, 403 for an entry that would leave it.
     """
     table = Person.__table__
     assert isinstance(table, Table)
     ids = sorted(entries)
-    if session.get_bind().dialect.name == "postgresql":
-        _replace_many_postgres(session, entries, ids, key_id, now)
-        return
+    changed = new = 0
     for start in range(0, len(ids), chunk):
         part = ids[start : start + chunk]
-        insert_ignore(
+        created = _insert_new(
             session,
-            table,
-            [{"person_id": p, "scheme": entries[p][0], "created_at": now, "updated_at": now} for p in part],
-            ["person_id"],
+            [{"person_id": p, "scheme": entries[p].scheme, "created_at": now, "updated_at": now} for p in part],
         )
-        session.execute(
-            select(Person.person_id).where(Person.person_id.in_(part)).order_by(Person.person_id)
-            .with_for_update(key_share=True)
-        ).all()
+        stored = stored_snapshots(session, part, lock=True)
+        writes: list[tuple[str, dict[str, Any] | None, dict[str, Any]]] = []
+        for pid in part:
+            entry = entries[pid]
+            before = None if pid in created else stored[pid]
+            old = stored[pid]
+            name = old["name"] if entry.name is KEEP else entry.name
+            district = old["district"] if entry.district is KEEP else entry.district
+            if allowed is not None and before is not None and not allowed(old["district"]):
+                raise not_found(f"person {pid} is not in the registry")
+            if allowed is not None and not allowed(district):  # type: ignore[arg-type]
+                raise forbidden(f"person {pid}: district {district or '(none)'} is outside the key's district")
+            after = snapshot(entry.scheme, name, district, entry.periods)  # type: ignore[arg-type]
+            if before != after:
+                writes.append((pid, before, after))
+        if not writes:
+            continue
+        written = [w[0] for w in writes]
         session.execute(
             update(table)
             .where(table.c.person_id == bindparam("pid"))
-            .values(scheme=bindparam("scheme"), updated_at=bindparam("now"), updated_by=bindparam("key")),
-            [{"pid": p, "scheme": entries[p][0], "now": now, "key": key_id} for p in part],
+            .values(
+                scheme=bindparam("scheme"), name=bindparam("name"), district=bindparam("district"),
+                updated_at=bindparam("now"), updated_by=bindparam("key"),
+            ),
+            [
+                {"pid": pid, "scheme": after["scheme"], "name": after["name"], "district": after["district"],
+                 "now": now, "key": key_id}
+                for pid, _, after in writes
+            ],
         )
-        session.execute(delete(PersonCategory).where(PersonCategory.person_id.in_(part)))
+        session.execute(delete(PersonCategory).where(PersonCategory.person_id.in_(written)))
         periods = [
             {"person_id": p, "category": c, "valid_from": f, "valid_to": t}
-            for p in part
-            for c, f, t in sorted(entries[p][1], key=lambda period: period[1])
+            for p in written
+            for c, f, t in sorted(entries[p].periods, key=lambda period: period[1])
         ]
         if periods:
             session.execute(insert(PersonCategory), periods)
+        add_history(session, writes, actor, "import", now)
+        changed += len(writes)
+        new += sum(1 for w in writes if w[1] is None)
     session.expire_all()
-
-
-_UPSERT_PERSONS = text(
-    """
-    INSERT INTO persons (person_id, scheme, created_at, updated_at, updated_by)
-    SELECT u.person_id, u.scheme, :now, :now, :key
-    FROM unnest(CAST(:ids AS varchar[]), CAST(:schemes AS varchar[])) AS u(person_id, scheme)
-    ORDER BY u.person_id
-    ON CONFLICT (person_id) DO UPDATE
-    SET scheme = EXCLUDED.scheme, updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by
-    """
-)
-_DELETE_PERIODS = text("DELETE FROM person_categories WHERE person_id = ANY(CAST(:ids AS varchar[]))")
-_INSERT_PERIODS = text(
-    """
-    INSERT INTO person_categories (person_id, category, valid_from, valid_to)
-    SELECT * FROM unnest(CAST(:ids AS varchar[]), CAST(:categories AS varchar[]),
-                         CAST(:froms AS date[]), CAST(:tos AS date[]))
-    """
-)
-
-
-def _replace_many_postgres(
-    session: Session, entries: dict[str, tuple[str, list[tuple[str, dt.date, dt.date | None]]]],
-    ids: list[str], key_id: str | None, now: dt.datetime, chunk: int = 10_000,
-) -> None:
-    """The PostgreSQL form of replace_many: three array statements per chunk.
-
-    The upsert takes each person row's lock (FOR NO KEY UPDATE: no key column
-    changes) in person_id order, the same lock lock_person takes.
-    """
-    for start in range(0, len(ids), chunk):
-        part = ids[start : start + chunk]
-        session.execute(
-            _UPSERT_PERSONS, {"ids": part, "schemes": [entries[p][0] for p in part], "now": now, "key": key_id}
-        )
-        session.execute(_DELETE_PERIODS, {"ids": part})
-        periods = [(p, c, f, t) for p in part for c, f, t in entries[p][1]]
-        session.execute(
-            _INSERT_PERIODS,
-            {
-                "ids": [p[0] for p in periods],
-                "categories": [p[1] for p in periods],
-                "froms": [p[2] for p in periods],
-                "tos": [p[3] for p in periods],
-            },
-        )
-    session.expire_all()
+    return changed, new
 
 
 IDENTITY_SQL = (

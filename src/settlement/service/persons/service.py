@@ -1,27 +1,36 @@
-"""Registry rules: valid ids, non-overlapping periods, all-or-nothing CSV import,
-and the identity a claim is settled with."""
+"""Registry rules: valid ids, non-overlapping periods, periods not before birth, the history
+of every change, district scope, search, a person's year against the caps, and the identity a
+claim is settled with. Imports (dry run, commit) are in ``importing``, re-exported here."""
 
 from __future__ import annotations
 
-import csv
+import base64
 import datetime as dt
-import io
-from collections import defaultdict
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from pydantic import ValidationError
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from settlement.claims import Claim
 from settlement.claims.person_id import PersonIdError, check_person_id, normalize_person_id
-from settlement.service.errors import ServiceError
+from settlement.service.auth.keys import Role
+from settlement.service.auth.service import Principal
+from settlement.service.errors import ServiceError, forbidden, invalid_request, not_found
 
-from .models import Person, PersonCategory
-from .repository import identity_on, lock_person, replace_many
-from .schemas import CategoryPeriod, PersonIn, overlaps
+from .importing import ImportRejected as ImportRejected  # imports: re-exported, callers use service
+from .importing import ImportReport as ImportReport
+from .importing import import_check as import_check
+from .importing import import_commit as import_commit
+from .models import Person, PersonCategory, PersonHistory
+from .position import YearPosition as YearPosition
+from .position import year_position as year_position
+from .repository import add_history, get_person, identity_on, lock_person, person_snapshot, snapshot
+from .schemas import CategoryPeriod, HistoryEntry, HistoryOut, PersonIn, PersonOut
 
-CSV_HEADER = ["person_id", "scheme", "category", "valid_from", "valid_to"]
-
+CHINA = ZoneInfo("Asia/Shanghai")
+NAME_ROLES = (Role.REVIEWER, Role.ADMIN)
+"""Who sees names: insurers and hospitals never do."""
 
 def checked_person_id(value: str) -> str:
     """A registry key: a valid resident id, normalized; else 422 invalid_person_id."""
@@ -32,137 +41,125 @@ def checked_person_id(value: str) -> str:
     return normalize_person_id(value)
 
 
-def _replace(
-    session: Session, person_id: str, data: PersonIn, key_id: str | None, now: dt.datetime
-) -> tuple[Person, bool]:
-    person, created = lock_person(session, person_id, data.scheme, now)
-    person.scheme = data.scheme
-    person.updated_at = now
-    person.updated_by = key_id
-    person.periods = [
-        PersonCategory(category=p.category, valid_from=p.valid_from, valid_to=p.valid_to)
-        for p in sorted(data.categories, key=lambda p: p.valid_from)
+def birth_problems(person_id: str, periods: list[CategoryPeriod]) -> list[tuple[int, str]]:
+    """(index, message) of the periods that start before the birth date the id carries."""
+    birth = check_person_id(person_id, dt.date.max)
+    return [
+        (i, f"the period starts on {p.valid_from}, before the person's birth on {birth}")
+        for i, p in enumerate(periods)
+        if p.valid_from < birth
     ]
+
+
+def in_scope(principal: Principal, district: str | None) -> bool:
+    return principal.sees_district(district)
+
+
+def put_person(
+    session: Session, principal: Principal, person_id: str, data: PersonIn, now: dt.datetime
+) -> tuple[Person, bool]:
+    """Replaces the person's entry wholesale (absent name/district: cleared); (person, created).
+
+    The change and its history record (who, when, before, after) are written in
+    the caller's transaction, under the person row's lock (lock_person): two
+    concurrent PUTs record a chain of befores and afters, never the same before.
+    A district-scoped reviewer gets 404 for a person outside the district and
+    403 for moving one out of it. No record when nothing changes.
+    """
+    pid = checked_person_id(person_id)
+    clashes = birth_problems(pid, data.categories)
+    if clashes:
+        raise ServiceError(
+            422,
+            "invalid_period",
+            clashes[0][1],
+            errors=[
+                {"field": f"categories.{i}.valid_from", "in": "body", "message": m} for i, m in clashes
+            ],
+        )
+    if not principal.sees_district(data.district):
+        raise forbidden(
+            f"a key scoped to district {principal.district} registers persons in it only; "
+            f"district {data.district or '(none)'} is outside"
+        )
+    person, created = lock_person(session, pid, data.scheme, now)
+    if not created and not principal.sees_district(person.district):
+        raise not_found(f"person {pid} is not in the registry")
+    before = None if created else person_snapshot(person)
+    person.scheme = data.scheme
+    person.name = data.name
+    person.district = data.district
+    periods = sorted(data.categories, key=lambda p: p.valid_from)
+    after = snapshot(
+        data.scheme, data.name, data.district, [(p.category, p.valid_from, p.valid_to) for p in periods]
+    )
+    if before != after:
+        person.updated_at = now
+        person.updated_by = principal.key_id
+        person.periods = [
+            PersonCategory(category=p.category, valid_from=p.valid_from, valid_to=p.valid_to)
+            for p in periods
+        ]
+        session.flush()
+        add_history(session, [(pid, before, after)], principal.actor, "put", now)
     session.flush()
     return person, created
 
 
-def put_person(
-    session: Session, person_id: str, data: PersonIn, key_id: str | None, now: dt.datetime
-) -> tuple[Person, bool]:
-    """Replaces the person's scheme and periods wholesale; (person, created)."""
-    return _replace(session, checked_person_id(person_id), data, key_id, now)
+def visible_person(session: Session, principal: Principal, person_id: str) -> Person:
+    """The person with periods; 404 when unknown, malformed, or outside the caller's district."""
+    pid = normalize_person_id(person_id)
+    person = get_person(session, pid) if len(pid) <= 18 else None
+    if person is None or not principal.sees_district(person.district):
+        raise not_found(f"person {person_id} is not in the registry")
+    return person
 
 
-def _parse_csv(text: str) -> tuple[dict[str, PersonIn], list[dict[str, Any]], int]:
-    errors: list[dict[str, Any]] = []
-    rows_by_person: dict[str, list[tuple[int, str, CategoryPeriod]]] = defaultdict(list)
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
-    header = next(reader, None)
-    if header is None or [h.strip() for h in header] != CSV_HEADER:
-        errors.append(
-            {
-                "line": 1,
-                "field": "(header)",
-                "message": f"the header must be {','.join(CSV_HEADER)}",
-            }
-        )
-        return {}, errors, 0
-    count = 0
-    for line_no, row in enumerate(reader, start=2):
-        if not row or all(not cell.strip() for cell in row):
-            continue
-        if len(row) != len(CSV_HEADER):
-            errors.append(
-                {"line": line_no, "field": "(row)", "message": f"expected 5 fields, got {len(row)}"}
-            )
-            continue
-        pid, scheme, category, valid_from, valid_to = (cell.strip() for cell in row)
-        try:
-            pid = checked_person_id(pid)
-        except ServiceError as exc:
-            errors.append({"line": line_no, "field": "person_id", "message": exc.detail})
-            continue
-        if scheme not in ("resident", "employee"):
-            errors.append(
-                {"line": line_no, "field": "scheme", "message": f"unknown scheme {scheme!r}"}
-            )
-            continue
-        try:
-            period = CategoryPeriod.model_validate(
-                {"category": category, "valid_from": valid_from, "valid_to": valid_to or None}
-            )
-        except ValidationError as exc:
-            for e in exc.errors():
-                field = ".".join(str(p) for p in e["loc"]) or "(row)"
-                errors.append(
-                    {
-                        "line": line_no,
-                        "field": field,
-                        "message": e["msg"].removeprefix("Value error, "),
-                    }
-                )
-            continue
-        rows_by_person[pid].append((line_no, scheme, period))
-        count += 1
-    persons: dict[str, PersonIn] = {}
-    for pid, rows in rows_by_person.items():
-        schemes = {scheme for _, scheme, _ in rows}
-        if len(schemes) > 1:
-            errors.append(
-                {
-                    "line": rows[-1][0],
-                    "field": "scheme",
-                    "message": f"person {pid} has rows with different schemes: "
-                    + ", ".join(sorted(schemes)),
-                }
-            )
-            continue
-        periods = [p for _, _, p in rows]
-        clashes = overlaps(periods)
-        if clashes:
-            a, b = clashes[0]
-            errors.append(
-                {
-                    "line": rows[b][0],
-                    "field": "valid_from",
-                    "message": f"person {pid}: the period overlaps the one on line {rows[a][0]}",
-                }
-            )
-            continue
-        persons[pid] = PersonIn(scheme=rows[0][1], categories=periods)
-    return persons, errors, count
-
-
-def import_csv(
-    session: Session, text: str, key_id: str | None, now: dt.datetime
-) -> tuple[int, int]:
-    """Imports every person of the file (each replaces that person's entry), or nothing.
-
-    Returns (persons, periods); a file with any error raises 422 invalid_import listing them.
-    """
-    persons, errors, count = _parse_csv(text)
-    if errors:
-        errors.sort(key=lambda e: e["line"])
-        raise ServiceError(
-            422,
-            "invalid_import",
-            f"{len(errors)} error(s); nothing was imported",
-            errors=errors[:1000],
-        )
-    if not persons:
-        raise ServiceError(422, "invalid_import", "the file holds no rows")
-    replace_many(
-        session,
-        {
-            pid: (data.scheme, [(p.category, p.valid_from, p.valid_to) for p in data.categories])
-            for pid, data in persons.items()
-        },
-        key_id,
-        now,
+def person_out(person: Person, principal: Principal) -> PersonOut:
+    """The resource; the name only for reviewer and admin keys."""
+    return PersonOut(
+        person_id=person.person_id,
+        scheme=person.scheme,
+        name=person.name if principal.role in NAME_ROLES else None,
+        district=person.district,
+        categories=[
+            CategoryPeriod(category=p.category, valid_from=p.valid_from, valid_to=p.valid_to)
+            for p in person.periods
+        ],
+        created_at=person.created_at,
+        updated_at=person.updated_at,
     )
-    session.flush()
-    return len(persons), count
+
+
+SNAPSHOT_FIELDS = ("scheme", "name", "district", "categories")
+
+
+def history(session: Session, principal: Principal, person_id: str) -> HistoryOut:
+    """Every change to the person's entry, oldest first (reviewer/admin; district-scoped)."""
+    person = visible_person(session, principal, person_id)
+    rows = session.scalars(
+        select(PersonHistory)
+        .where(PersonHistory.person_id == person.person_id)
+        .order_by(PersonHistory.id)
+    )
+    return HistoryOut(
+        person_id=person.person_id,
+        items=[
+            HistoryEntry(
+                id=row.id,
+                changed_at=row.changed_at,
+                actor=row.actor,
+                source=row.source,
+                changed=[
+                    f for f in SNAPSHOT_FIELDS
+                    if row.before is None or row.before.get(f) != row.after.get(f)
+                ],
+                before=row.before,
+                after=row.after,
+            )
+            for row in rows
+        ],
+    )
 
 
 def identity_for_claim(session: Session, claim: Claim) -> tuple[str, str]:
@@ -208,3 +205,117 @@ def check_identity(claim: Claim, person_id: str, found: tuple[str, str | None] |
             claim_id=claim.claim_id,
         )
     return scheme, category
+
+
+CLI_ACTOR = Principal(key_id="cli", role=Role.ADMIN)
+"""Who changes the registry from the command line (``settlement persons import``), as history says."""
+
+
+# -- search ----------------------------------------------------------------------------------------
+
+
+def encode_cursor(person_id: str) -> str:
+    return base64.urlsafe_b64encode(f"p:{person_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    if not cursor:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, _, value = text.partition(":")
+        if kind != "p" or not value or len(value) > 18 or not value.isascii() or not value.isalnum():
+            raise ValueError(cursor)
+        return value
+    except ValueError:
+        raise invalid_request("cursor is not one this service returned") from None
+
+
+def _digit_range(column: Any, prefix: str, width: int) -> Any:
+    """column starts with prefix (digits; an id may end in X), as a range an index can serve.
+
+    A range of digit strings sorts the same under every collation, where LIKE 'p%'
+    needs the C collation to use a b-tree index on PostgreSQL.
+    """
+    if len(prefix) >= width:
+        return column == prefix
+    return and_(column >= prefix, column <= prefix + "9" * (width - len(prefix) - 1) + "9X"[width == 18])
+
+
+def _like_escaped(text_: str) -> str:
+    return text_.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def search(
+    session: Session,
+    principal: Principal,
+    *,
+    q: str | None = None,
+    district: str | None = None,
+    category: str | None = None,
+    scheme: str | None = None,
+    on: dt.date | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> dict[str, Any]:
+    """A page of persons by person_id: {"items": [...], "next_cursor"}; district-scoped.
+
+    ``q`` matches an id prefix (a trailing x counts as X) or, for reviewer and
+    admin keys only, a substring of the name. ``district`` is a 2/4/6-digit
+    prefix, ANDed with the caller's own scope. ``category`` is the category in
+    force on ``on`` (default: today in the service's time zone). Each item:
+    person_id, scheme, name (null for insurers), district, category (on ``on``),
+    updated_at.
+    """
+    day = on or dt.datetime.now(CHINA).date()
+    current = (
+        select(PersonCategory.category)
+        .where(
+            PersonCategory.person_id == Person.person_id,
+            PersonCategory.valid_from <= day,
+            or_(PersonCategory.valid_to.is_(None), PersonCategory.valid_to >= day),
+        )
+        .limit(1)
+        .scalar_subquery()
+    )
+    query = select(Person.person_id, Person.scheme, Person.name, Person.district, current, Person.updated_at)
+    sees_names = principal.role in NAME_ROLES
+    if q is not None:
+        q = q.strip()
+        if not q:
+            raise invalid_request("q is blank")
+        conditions = []
+        ident = normalize_person_id(q)
+        if len(ident) <= 18 and ident.isascii() and ident.isalnum() and ident[:17].isdigit():
+            conditions.append(_digit_range(Person.person_id, ident, 18))
+        if sees_names:
+            conditions.append(Person.name.like(f"%{_like_escaped(q)}%", escape="\\"))
+        if not conditions:
+            return {"items": [], "next_cursor": None}
+        query = query.where(or_(*conditions))
+    for prefix in (principal.district, district):
+        if prefix is not None:
+            query = query.where(_digit_range(Person.district, prefix, 6))
+    if scheme is not None:
+        query = query.where(Person.scheme == scheme)
+    if category is not None:
+        query = query.where(current == category)
+    after = decode_cursor(cursor)
+    if after is not None:
+        query = query.where(Person.person_id > after)
+    rows = session.execute(query.order_by(Person.person_id).limit(limit + 1)).all()
+    page = rows[:limit]
+    return {
+        "items": [
+            {
+                "person_id": pid,
+                "scheme": sch,
+                "name": name if sees_names else None,
+                "district": dist,
+                "category": cat,
+                "updated_at": updated,
+            }
+            for pid, sch, name, dist, cat, updated in page
+        ],
+        "next_cursor": encode_cursor(page[-1][0]) if len(rows) > limit else None,
+    }

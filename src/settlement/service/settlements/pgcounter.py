@@ -283,7 +283,7 @@ def write(conn: Any, ctx: ServiceContext, snap: Snapshot, comp: Computation, raw
             raise Moved(exc.sqlstate) from None
         if exc.sqlstate == NEEDS_LOCK:  # no pool shard had room for the draw: nothing was written
             raise UseLockedPath from None
-        raise as_dbapi_error(WRITE, params, exc) from exc
+        raise as_dbapi_error(WRITE, params, exc, conn) from exc
     if any(comp.pool_delta[f] for f in spent):
         metrics.POOL_PATHS.labels("last").inc()
     elif spent:
@@ -318,29 +318,41 @@ def settle(ctx: ServiceContext, header: str | None, raw: bytes, known: list[Prin
     """Settles on the counter connection, or replays the claim settled before (409 if another claim).
 
     Raises UseLockedPath when the locked way must settle it.
+
+    Run once more on another connection if the connection is lost under it
+    (Database.on_counter), and that is safe: the write is one statement, its own
+    transaction, so it either committed whole or left nothing. If it committed and
+    only its answer was lost, the second run's read finds the settlement under
+    (hospital id, claim_id) (unique constraint) and replays it; if not, the claim is
+    read, computed and written anew on the totals then committed.
     """
     key, claim = _key_and_claim(header, raw)
     digest = claim_hash(claim) if claim is not None else ""
-    with ctx.db.counter() as conn:
-        for attempt in range(ATTEMPTS):
-            try:
-                snap = read(conn, ctx, key, raw, claim)
-            except SettledBefore as before:
-                known.append(before.principal)
-                assert claim is not None  # read raises the claim's error otherwise
-                return replay(conn, claim, digest)
-            if not known:
-                known.append(snap.principal)
-            if snap.cc.emergency_relief or snap.cc.unidentified:
-                # the emergency relief pool is drawn the locked way only (pgsettle): counter_settle (0002)
-                # writes neither that pool nor an unidentified patient; such claims are few
-                raise UseLockedPath
-            comp = compute(snap.cc, snap.before, snap.pools)
-            try:
-                return write(conn, ctx, snap, comp, raw, digest)
-            except Moved:
-                if attempt + 1 < ATTEMPTS:
-                    metrics.TRANSACTION_RETRIES.inc()
+    return ctx.db.on_counter(lambda conn: _settle_on(conn, ctx, key, raw, claim, digest, known))
+
+
+def _settle_on(
+    conn: Any, ctx: ServiceContext, key: str, raw: bytes, claim: Claim | None, digest: str, known: list[Principal]
+) -> Outcome:
+    for attempt in range(ATTEMPTS):
+        try:
+            snap = read(conn, ctx, key, raw, claim)
+        except SettledBefore as before:
+            known.append(before.principal)
+            assert claim is not None  # read raises the claim's error otherwise
+            return replay(conn, claim, digest)
+        if not known:
+            known.append(snap.principal)
+        if snap.cc.emergency_relief or snap.cc.unidentified:
+            # the emergency relief pool is drawn the locked way only (pgsettle): counter_settle (0002)
+            # writes neither that pool nor an unidentified patient; such claims are few
+            raise UseLockedPath
+        comp = compute(snap.cc, snap.before, snap.pools)
+        try:
+            return write(conn, ctx, snap, comp, raw, digest)
+        except Moved:
+            if attempt + 1 < ATTEMPTS:
+                metrics.TRANSACTION_RETRIES.inc()
     raise UseLockedPath
 
 
@@ -365,8 +377,7 @@ def _stored(found: tuple[Any, ...]) -> Any:
 def preview(ctx: ServiceContext, header: str | None, raw: bytes) -> dict[str, Any]:
     """The result on the totals committed now: one read, the engine, nothing written."""
     key, claim = _key_and_claim(header, raw)
-    with ctx.db.counter() as conn:
-        snap = read(conn, ctx, key, raw, claim, settling=False)
+    snap = ctx.db.on_counter(lambda conn: read(conn, ctx, key, raw, claim, settling=False))  # a read: repeatable
     return preview_body(snap)
 
 
@@ -414,22 +425,30 @@ def reverse(ctx: ServiceContext, header: str | None, settlement_id: str, reason:
     key_id = key_id_of(key)
     if key_id is None:
         raise unauthorized("the API key is malformed")
-    with ctx.db.counter() as conn:
-        principal = check_role(principal_from_row(key, pg_execute(conn, KEY_SQL, (key_id,)).fetchone()), REVERSERS)
-        hospital = principal.hospital_id if principal.role == Role.HOSPITAL else None
-        for attempt in range(ctx.settings.transaction_retries + 1):
-            now = ctx.now()
-            params = (settlement_id, hospital, now, principal.key_id, reason, ctx.business_date(now))
-            try:
-                outcome, seq = pg_execute(conn, REVERSE, params).fetchone()
-                break
-            except Exception as exc:  # as db.run_transaction: retried, then 503 busy
-                if not is_retryable(exc):
-                    raise
-                if attempt == ctx.settings.transaction_retries:
-                    raise RetriesExhausted(str(exc)) from exc
-                metrics.TRANSACTION_RETRIES.inc()
-        if outcome == "not_found":  # another hospital's settlement is a 404, like a missing one
-            raise not_found(f"no settlement {settlement_id}")
-        found = pg_execute(conn, STORED, (seq,)).fetchone()
+    return ctx.db.on_counter(lambda conn: _reverse_on(conn, ctx, key, key_id, settlement_id, reason))
+
+
+def _reverse_on(
+    conn: Any, ctx: ServiceContext, key: str, key_id: str, settlement_id: str, reason: str | None
+) -> Outcome:
+    """The reversal on one connection. Safe to run again after a lost connection: counter_reverse
+    either committed (the second run finds the settlement reversed: the same body, created=False)
+    or left nothing."""
+    principal = check_role(principal_from_row(key, pg_execute(conn, KEY_SQL, (key_id,)).fetchone()), REVERSERS)
+    hospital = principal.hospital_id if principal.role == Role.HOSPITAL else None
+    for attempt in range(ctx.settings.transaction_retries + 1):
+        now = ctx.now()
+        params = (settlement_id, hospital, now, principal.key_id, reason, ctx.business_date(now))
+        try:
+            outcome, seq = pg_execute(conn, REVERSE, params).fetchone()
+            break
+        except Exception as exc:  # as db.run_transaction: retried, then 503 busy
+            if not is_retryable(exc):
+                raise
+            if attempt == ctx.settings.transaction_retries:
+                raise RetriesExhausted(str(exc)) from exc
+            metrics.TRANSACTION_RETRIES.inc()
+    if outcome == "not_found":  # another hospital's settlement is a 404, like a missing one
+        raise not_found(f"no settlement {settlement_id}")
+    found = pg_execute(conn, STORED, (seq,)).fetchone()
     return Outcome(body_of(_stored(found)), created=outcome == "reversed")

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
@@ -19,8 +20,8 @@ from settlement.service.db import run_transaction, violated_constraint
 from settlement.service.deps import Ctx, ReadSession, principal_of, require
 from settlement.service.errors import ServiceError
 
-from . import pgcounter, service
-from .schemas import ReversalIn, SettlementOut, SettlementPage
+from . import pgcounter, query, service
+from .schemas import ReversalIn, ReviewedPage, ReviewedSettlementOut, SettlementOut
 
 router = APIRouter(prefix="/v1/settlements", tags=["settlements"])
 
@@ -239,18 +240,27 @@ def _reverse(ctx: Any, request: Request, settlement_id: str, reason: str | None)
 
 @router.get(
     "/{settlement_id}",
-    response_model=SettlementOut,
-    summary="A stored settlement with its trace",
+    response_model=ReviewedSettlementOut,
+    summary="A stored settlement with its trace, review status and flags",
     responses={404: PROBLEM},
 )
 def get_settlement(
     settlement_id: str, principal: ReaderKey, session: ReadSession
 ) -> dict[str, Any]:
-    return service.get(session, principal, settlement_id)
+    from settlement.service.reviews.service import with_review
+
+    return with_review(session, principal, service.get(session, principal, settlement_id))
 
 
 @router.get(
-    "", response_model=SettlementPage, summary="Settlements, filtered, oldest first, by cursor"
+    "",
+    response_model=ReviewedPage,
+    summary="Settlements, filtered and sorted, by cursor; the count and totals of the whole filter;"
+    " format=csv|xlsx streams them all as a file",
+    responses={
+        200: {"content": {"text/csv": {}, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {}}},
+        404: PROBLEM,
+    },
 )
 def list_settlements(
     principal: ReaderKey,
@@ -270,18 +280,38 @@ def list_settlements(
     ] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-) -> dict[str, Any]:
-    return service.search(
-        session,
-        principal,
-        hospital_id=hospital_id,
-        person_id=person_id,
-        status=status,
-        category=category,
-        disease_group=disease_group,
-        pathway=pathway,
-        discharged_from=discharged_from,
-        discharged_to=discharged_to,
-        cursor=cursor,
-        limit=min(limit, ctx.settings.list_limit_max),
+    # the review queue's (issue 12); the query is built in settlements.query
+    scheme: Literal["resident", "employee"] | None = None,
+    visit_type: Literal["inpatient", "outpatient", "chronic_outpatient"] | None = None,
+    settled_from: Annotated[dt.date | None, Query(description="settled on or after (service time zone)")] = None,
+    settled_to: Annotated[dt.date | None, Query(description="settled on or before (service time zone)")] = None,
+    district: Annotated[str | None, Query(description="行政区划代码 prefix of the person's registry district")] = None,
+    fund: Annotated[str | None, Query(description="a fund or layer that paid (e.g. backstop, a charity fund)")] = None,
+    review_status: Literal["pending", "approved", "queried", "recovery"] | None = None,
+    flag: Annotated[str | None, Query(description="a review rule that fired (GET /v1/review-rules)")] = None,
+    total_min: Annotated[str | None, Query(description="total at least (yuan)")] = None,
+    total_max: Annotated[str | None, Query(description="total at most (yuan)")] = None,
+    layer: Annotated[str | None, Query(description="the amount layer_min/layer_max bound, e.g. backstop")] = None,
+    layer_min: Annotated[str | None, Query(description="yuan")] = None,
+    layer_max: Annotated[str | None, Query(description="yuan")] = None,
+    sort: Annotated[str | None, Query(description="seq (default), settled_at, discharged, admitted, total, backstop,"
+                                      " hospital_bears, patient_pays; -name for descending")] = None,
+    totals: Annotated[bool, Query(description="false: skip the count and totals")] = True,
+    format: Literal["json", "csv", "xlsx"] = "json",
+) -> Any:
+    flt = query.make_filter(
+        hospital_id=hospital_id, person_id=person_id, status=status, category=category,
+        disease_group=disease_group, pathway=pathway, discharged_from=discharged_from,
+        discharged_to=discharged_to, scheme=scheme, visit_type=visit_type, settled_from=settled_from,
+        settled_to=settled_to, district=district, fund=fund, review_status=review_status, flag=flag,
+        total_min=total_min, total_max=total_max, layer=layer, layer_min=layer_min, layer_max=layer_max,
+    )
+    if format != "json":
+        chunks, media_type, name = query.export_chunks(ctx, principal, flt, format, sort=sort)
+        return StreamingResponse(
+            chunks, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{name}"'}
+        )
+    return query.search(
+        session, ctx, principal, flt, sort=sort, cursor=cursor,
+        limit=min(limit, ctx.settings.list_limit_max), totals=totals,
     )

@@ -72,3 +72,35 @@ class SettlementPage(BaseModel):
 
 class ReversalIn(BaseModel):
     reason: str | None = Field(None, max_length=2000)
+
+
+# -- review (issue 12): the resource with its review status and flags, the queue's page --------
+
+
+class FlagOut(BaseModel):
+    rule: str = Field(description="the rule's name (REVIEW_RULES.md), e.g. backstop_paid")
+    name: str = Field(description="its Chinese name, e.g. 兜底支付")
+    figures: dict[str, Any] = Field(description="the figures that made it fire")
+    threshold: dict[str, Any] = Field(description="the rule's thresholds in force when it was evaluated")
+
+
+ReviewStatusName = Literal["pending", "approved", "queried", "recovery"]
+
+
+class ReviewedSummary(SettlementSummary):
+    review_status: ReviewStatusName
+    flags: list[FlagOut]
+
+
+class ReviewedSettlementOut(SettlementOut):
+    review_status: ReviewStatusName
+    flags: list[FlagOut]
+
+
+class ReviewedPage(BaseModel):
+    items: list[ReviewedSummary]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last")
+    count: int | None = Field(None, description="settlements of the whole filter (not just the page)")
+    totals: dict[str, str] | None = Field(
+        None, description="each amount summed over the whole filter, yuan (null with totals=false)"
+    )

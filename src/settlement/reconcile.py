@@ -1,0 +1,403 @@
+"""Reconciliation (对账): our amounts per claim against a payer's file, line by line.
+
+The one matching code, used by ``POST /v1/reconciliations`` (ours from the
+ledger, keyed by hospital id and claim id) and by ``settlement reconcile``
+(ours from a ``settlement settle`` output, keyed by claim id: results carry no
+hospital id). Definitions, alike online and offline:
+
+- a line of theirs whose key was already seen in their file is a
+  ``duplicate_theirs`` (the first one is matched normally);
+- ``matched``: same key, same amount to the fen; ``amount_mismatch``: same key,
+  another amount; ``only_ours`` / ``only_theirs``: the key on one side only;
+- ``reversed_ours``: our settlements with a reversal booked in the period
+  (shown for information; each is also matched like any other key). A
+  settlement settled and reversed in the period nets to zero: it is owed by
+  nobody, so its absence from their file is no ``only_ours``;
+- ``ours_total``: the sum of ours; ``theirs_total``: of every line of theirs,
+  duplicates included; ``difference`` = theirs_total − ours_total.
+
+Their file: CSV (UTF-8 with or without a BOM, or GBK/GB18030) or ``.xlsx``,
+header ``hospital_id,claim_id,amount`` and an optional ``settlement_id`` (any
+order); ``amount`` in yuan with at most two decimals. A bad file raises
+:class:`InputDefects` with every defect and its line (the header is line 1).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+
+from settlement.money import format_fen
+from settlement.tabular import Column
+
+KINDS = ("matched", "amount_mismatch", "only_ours", "only_theirs", "duplicate_theirs", "reversed_ours")
+DIFFERENCES = ("amount_mismatch", "only_ours", "only_theirs", "duplicate_theirs")
+KIND_LABELS = {
+    "matched": "一致",
+    "amount_mismatch": "金额不符",
+    "only_ours": "我方有对方无",
+    "only_theirs": "对方有我方无",
+    "duplicate_theirs": "重复",
+    "reversed_ours": "我方已撤销",
+}
+AMOUNT = re.compile(r"-?\d{1,15}(\.\d{1,2})?")
+MAX_FIELD = 128
+
+ITEM_COLUMNS = [
+    Column("kind_label", "对账结果"),
+    Column("kind", "结果代码"),
+    Column("hospital_id", "医疗机构编码"),
+    Column("claim_id", "结算单号"),
+    Column("settlement_id", "结算ID", width=38),
+    Column("ours", "我方金额", "money"),
+    Column("theirs", "对方金额", "money"),
+    Column("difference", "差额", "money"),
+    Column("line", "对方文件行号", "int"),
+]
+
+
+class InputDefects(Exception):
+    """A file that cannot be used: every defect, each with its line (None: the file as a whole)."""
+
+    def __init__(self, name: str, found: list[tuple[int | None, str]]) -> None:
+        self.name = name
+        self.found = found
+        super().__init__("\n".join(self.defects))
+
+    @property
+    def defects(self) -> list[str]:
+        """'file:line: message' (or 'file: message'), as a command line prints them."""
+        return [f"{self.name}:{line}: {m}" if line is not None else f"{self.name}: {m}" for line, m in self.found]
+
+
+@dataclass(frozen=True)
+class Ours:
+    hospital_id: str | None
+    claim_id: str
+    amount: int
+    """Net fen for the fund in the period."""
+    settlement_id: str | None = None
+    reversed: bool = False
+    """A reversal of it is booked in the period."""
+
+
+@dataclass(frozen=True)
+class Theirs:
+    line: int
+    hospital_id: str | None
+    claim_id: str
+    amount: int
+    settlement_id: str | None = None
+
+
+@dataclass
+class Item:
+    kind: str
+    hospital_id: str | None
+    claim_id: str
+    settlement_id: str | None
+    ours: int | None
+    theirs: int | None
+    line: int | None
+
+    def row(self) -> dict[str, Any]:
+        difference = (self.theirs or 0) - (self.ours or 0)
+        return {
+            "kind": self.kind,
+            "kind_label": KIND_LABELS[self.kind],
+            "hospital_id": self.hospital_id,
+            "claim_id": self.claim_id,
+            "settlement_id": self.settlement_id,
+            "ours": self.ours,
+            "theirs": self.theirs,
+            "difference": difference,
+            "line": self.line,
+        }
+
+
+@dataclass
+class Report:
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    ours_total: int = 0
+    theirs_total: int = 0
+    items: list[Item] = field(default_factory=list)
+
+    @property
+    def difference(self) -> int:
+        return self.theirs_total - self.ours_total
+
+    @property
+    def clean(self) -> bool:
+        """Everything matches: no difference of any kind, totals equal."""
+        return all(self.counts[k] == 0 for k in DIFFERENCES) and self.difference == 0
+
+    def summary(self) -> dict[str, Any]:
+        """Counts as integers, money as yuan strings."""
+        return {
+            **{k: self.counts[k] for k in KINDS},
+            "ours_total": format_fen(self.ours_total),
+            "theirs_total": format_fen(self.theirs_total),
+            "difference": format_fen(self.difference),
+        }
+
+
+def match(ours: Iterable[Ours], theirs: Iterable[Theirs], *, by_hospital: bool) -> Report:
+    """The report of their lines against ours; keys (hospital id, claim id) or claim id alone."""
+
+    def key(hospital_id: str | None, claim_id: str) -> tuple[str | None, str]:
+        return (hospital_id if by_hospital else None, claim_id)
+
+    report = Report()
+    mine: dict[tuple[str | None, str], Ours] = {}
+    for o in ours:
+        k = key(o.hospital_id, o.claim_id)
+        if k in mine:  # offline: a claim id twice in the results; its amounts add up
+            prev = mine[k]
+            o = Ours(o.hospital_id, o.claim_id, prev.amount + o.amount, prev.settlement_id, prev.reversed or o.reversed)
+        mine[k] = o
+    report.ours_total = sum(o.amount for o in mine.values())
+
+    def add(kind: str, o: Ours | None, t: Theirs | None) -> None:
+        report.counts[kind] += 1
+        src = o if o is not None else t
+        assert src is not None
+        report.items.append(
+            Item(
+                kind,
+                (t.hospital_id if t is not None else None) or (o.hospital_id if o is not None else None),
+                src.claim_id,
+                (o.settlement_id if o is not None else None) or (t.settlement_id if t is not None else None),
+                o.amount if o is not None else None,
+                t.amount if t is not None else None,
+                t.line if t is not None else None,
+            )
+        )
+
+    seen: set[tuple[str | None, str]] = set()
+    for t in theirs:
+        report.theirs_total += t.amount
+        k = key(t.hospital_id, t.claim_id)
+        if k in seen:
+            add("duplicate_theirs", mine.get(k), t)
+            continue
+        seen.add(k)
+        o = mine.get(k)
+        if o is None:
+            add("only_theirs", None, t)
+        elif o.amount == t.amount:
+            add("matched", o, t)
+        else:
+            add("amount_mismatch", o, t)
+    for k, o in mine.items():
+        if k not in seen and o.amount != 0:
+            add("only_ours", o, None)
+    for o in mine.values():
+        if o.reversed:
+            add("reversed_ours", o, None)
+    return report
+
+
+# -- their file ---------------------------------------------------------------
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _cjk(text: str) -> int:
+    return sum(
+        1 for ch in text if "\u4e00" <= ch <= "\u9fff" or "\u3000" <= ch <= "\u303f" or "\uff00" <= ch <= "\uffef"
+    )
+
+
+def _decode(data: bytes, name: str) -> str:
+    """UTF-8 (with or without a BOM) or GB18030 (a superset of GBK). Chinese in GBK can also be valid
+    UTF-8 (住院 in GBK reads as 'סԺ'), so without a BOM, when both decode, the reading with more Chinese
+    characters wins (UTF-8 on a tie)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        try:
+            return data[3:].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputDefects(
+                name, [(None, f"starts with a UTF-8 BOM but is not UTF-8 (byte {exc.start + 3})")]
+            ) from None
+    utf8: str | None
+    try:
+        utf8 = data.decode("utf-8")
+    except UnicodeDecodeError:
+        utf8 = None
+    try:
+        gbk: str | None = data.decode("gb18030")
+    except UnicodeDecodeError:
+        gbk = None
+    if utf8 is not None and (gbk is None or _cjk(utf8) >= _cjk(gbk)):
+        return utf8
+    if gbk is not None:
+        return gbk
+    raise InputDefects(name, [(None, "neither UTF-8 nor GBK/GB18030")])
+
+
+def _xlsx_rows(data: bytes, name: str) -> Iterator[tuple[int, list[str]]]:
+    import openpyxl
+
+    try:
+        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many kinds for a file that is not a workbook
+        raise InputDefects(name, [(None, f"not a readable .xlsx workbook ({type(exc).__name__})")]) from None
+    sheet = book.worksheets[0]
+    for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
+        yield number, [_cell(v) for v in values]
+    book.close()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        text = repr(value)
+        return text[:-2] if text.endswith(".0") else text
+    return str(value)
+
+
+def _csv_rows(text: str) -> Iterator[tuple[int, list[str]]]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    for cells in reader:
+        yield reader.line_num, cells
+
+
+def parse_amount(text: str) -> int:
+    """Yuan with at most two decimals (a sign allowed) → fen; ValueError otherwise."""
+    text = text.strip()
+    if not AMOUNT.fullmatch(text):
+        raise ValueError(f"not an amount in yuan with at most two decimals: {text!r}")
+    try:
+        return int(Decimal(text) * 100)
+    except InvalidOperation:
+        raise ValueError(f"not an amount: {text!r}") from None
+
+
+def read_theirs(data: bytes, name: str, *, need_hospital: bool) -> list[Theirs]:
+    """Their lines, or InputDefects listing every defect with its line."""
+    is_xlsx = data[:2] == b"PK" or name.lower().endswith(".xlsx")
+    rows = _xlsx_rows(data, name) if is_xlsx else _csv_rows(_decode(data, name))
+    defects: list[tuple[int | None, str]] = []
+    out: list[Theirs] = []
+    header: list[str] | None = None
+    required = ("hospital_id", "claim_id", "amount") if need_hospital else ("claim_id", "amount")
+    allowed = {"hospital_id", "claim_id", "amount", "settlement_id"}
+    for number, cells in rows:
+        if not any(c.strip() for c in cells):
+            continue
+        if header is None:
+            header = [c.strip().lower() for c in cells]
+            while header and header[-1] == "":
+                header.pop()
+            for column in header:
+                if column not in allowed:
+                    defects.append((number, f"unknown column {column!r} (allowed: {', '.join(sorted(allowed))})"))
+            for column in required:
+                if column not in header:
+                    defects.append((number, f"missing column {column!r}"))
+            if len(set(header)) != len(header):
+                defects.append((number, "a column is named twice"))
+            if defects:
+                raise InputDefects(name, defects)
+            continue
+        values = [c.strip() for c in cells]
+        while len(values) > len(header) and values[-1] == "":
+            values.pop()
+        if len(values) != len(header):
+            defects.append((number, f"{len(values)} fields, the header has {len(header)}"))
+            continue
+        row = dict(zip(header, values, strict=True))
+        bad = False
+        for column in ("hospital_id", "claim_id", "settlement_id"):
+            value = row.get(column)
+            if value is None:
+                continue
+            if column in required and not value:
+                defects.append((number, f"{column}: empty"))
+                bad = True
+            elif len(value) > MAX_FIELD:
+                defects.append((number, f"{column}: longer than {MAX_FIELD} characters"))
+                bad = True
+        try:
+            amount = parse_amount(row["amount"])
+        except ValueError as exc:
+            defects.append((number, f"amount: {exc}"))
+            bad = True
+        if not bad:
+            out.append(
+                Theirs(
+                    number, row.get("hospital_id") or None, row["claim_id"], amount, row.get("settlement_id") or None
+                )
+            )
+    if header is None:
+        defects.append((None, f"empty file (expected a header {','.join(required)})"))
+    if defects:
+        raise InputDefects(name, defects)
+    return out
+
+
+# -- offline: ours from a `settlement settle` output --------------------------
+
+
+def ours_from_results(lines: Iterable[bytes], fund: str, name: str) -> list[Ours]:
+    """Every result line whose amount for `fund` (a layer of ``payments`` or a charity fund id) is not zero;
+    error lines skipped. InputDefects for a line that is not a result, or a fund no line knows."""
+    out: list[Ours] = []
+    defects: list[tuple[int | None, str]] = []
+    known: set[str] = set()
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = orjson.loads(raw)
+            if not isinstance(obj, dict):
+                raise ValueError("not an object")
+            if "error" in obj:
+                continue
+            payments, by_fund = obj["payments"], obj.get("charity_by_fund") or {}
+            known.update(payments, by_fund)
+            value = payments.get(fund, by_fund.get(fund))
+            if value is None:
+                continue
+            amount = parse_amount(value)
+            claim_id = obj["claim_id"]
+            if not isinstance(claim_id, str):
+                raise ValueError("claim_id is not a string")
+        except (ValueError, KeyError, TypeError) as exc:
+            defects.append((number, f"not a settle result line ({exc})"))
+            continue
+        if amount:
+            out.append(Ours(None, claim_id, amount))
+    if not defects and fund not in known and known:
+        defects.append((None, f"no result pays fund {fund!r}; the results know: {', '.join(sorted(known))}"))
+    if defects:
+        raise InputDefects(name, defects)
+    return out
+
+
+__all__ = [
+    "DIFFERENCES",
+    "ITEM_COLUMNS",
+    "KINDS",
+    "InputDefects",
+    "Item",
+    "Ours",
+    "Report",
+    "Theirs",
+    "match",
+    "ours_from_results",
+    "parse_amount",
+    "read_theirs",
+    "sha256",
+]

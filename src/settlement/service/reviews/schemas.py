@@ -1,0 +1,89 @@
+"""Review requests and responses."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from settlement.claims.models import Category, VisitType
+
+from .rules import RULES
+
+Decision = Literal["approve", "query", "recover", "comment"]
+
+
+class ReviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision: Decision
+    note: str | None = Field(None, max_length=2000, description="审核意见; required for query and recover")
+
+
+class ReviewOut(BaseModel):
+    id: int
+    settlement_id: str
+    decision: Decision
+    note: str | None
+    actor: str = Field(description="who: the staff username, else the API key id")
+    at: dt.datetime
+    batch_id: str | None = Field(description="the bulk approval that wrote it, else null")
+
+
+class FilterIn(BaseModel):
+    """The settlements list's filter (the same names as its query parameters), for bulk approval."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    hospital_id: str | None = None
+    person_id: str | None = None
+    claim_id: str | None = None
+    status: Literal["settled", "reversed"] | None = None
+    scheme: Literal["resident", "employee"] | None = None
+    category: Category | None = None
+    visit_type: VisitType | None = None
+    pathway: Literal["standard", "single_disease"] | None = None
+    disease_group: str | None = None
+    discharged_from: dt.date | None = Field(None, alias="from")
+    discharged_to: dt.date | None = Field(None, alias="to")
+    settled_from: dt.date | None = None
+    settled_to: dt.date | None = None
+    district: str | None = None
+    fund: str | None = None
+    review_status: Literal["pending", "approved", "queried", "recovery"] | None = None
+    flag: Literal[RULES] | None = None  # type: ignore[valid-type]
+    total_min: str | None = Field(None, description="yuan")
+    total_max: str | None = Field(None, description="yuan")
+    layer: str | None = None
+    layer_min: str | None = Field(None, description="yuan")
+    layer_max: str | None = Field(None, description="yuan")
+
+
+class BulkApprovalIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    filter: FilterIn
+    count: int = Field(ge=0, description="the number of settlements the caller was shown for this filter")
+    total: str = Field(description="their total (医疗费总额) the caller was shown, yuan")
+    note: str | None = Field(None, max_length=2000)
+
+
+class BulkApprovalOut(BaseModel):
+    batch_id: str
+    approved: int
+    total: str
+    actor: str
+    at: dt.datetime
+
+
+class RuleOut(BaseModel):
+    rule: str
+    name: str
+    kind: Literal["claim", "person"]
+    enabled: bool
+    threshold: dict[str, Any]
+
+
+class RulesOut(BaseModel):
+    source: str = Field(description="the rules file in force")
+    digest: str
+    rules: list[RuleOut]
+    refresher: dict[str, Any] = Field(description="the flags refresher's watermark and backlog")

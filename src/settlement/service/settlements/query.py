@@ -1,0 +1,546 @@
+"""The settlements list of the review queue: filters, sort with keyset pagination, totals, export.
+
+One filter (:class:`SettlementFilter`) serves the JSON list, the page of the review
+queue, the totals over the whole filter, the export and the bulk approval, so they
+always agree on which settlements a filter means. Visibility is applied here too:
+a hospital key sees its own hospital's settlements only, a district-scoped reviewer
+those of persons registered in the district (``persons.district`` starts with it).
+
+Indexes behind the common filters (migration 0006, docs/PERFORMANCE.md): the flags'
+(rule, settlement_seq), the review status projection's (status, settlement_seq), a
+BRIN on settled_at, and the existing ones on (hospital_id, seq), (person_id, …), discharged.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, fields, replace
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, exists, false, func, literal, select, tuple_
+from sqlalchemy.orm import Session
+
+from settlement.claims.person_id import normalize_person_id
+from settlement.money import FEN_PER_YUAN, format_fen
+from settlement.service.auth.keys import Role
+from settlement.service.auth.service import Principal
+from settlement.service.context import ServiceContext
+from settlement.service.errors import ServiceError
+from settlement.service.persons.models import Person
+from settlement.tabular import Column
+
+from .models import AMOUNTS, LedgerEntry, Settlement
+
+SORTS: dict[str, Any] = {
+    "seq": Settlement.seq,
+    "settled_at": Settlement.settled_at,
+    "discharged": Settlement.discharged,
+    "admitted": Settlement.admitted,
+    "total": Settlement.total_fen,
+    "backstop": Settlement.backstop_fen,
+    "hospital_bears": Settlement.hospital_bears_fen,
+    "patient_pays": Settlement.patient_pays_fen,
+}
+"""Sortable columns (``sort=total`` ascending, ``sort=-total`` descending); ties by seq."""
+
+LAYER_FUND_COLUMNS = {"patient": "patient_pays", "hospital": "hospital_bears"}
+"""funds.service.fund_ids' names for the two shares that are nobody's fund."""
+
+
+def unprocessable(parameter: str, message: str) -> ServiceError:
+    return ServiceError(
+        400, "invalid_request", f"{parameter}: {message}",
+        errors=[{"field": parameter, "in": "query", "message": message}],
+    )
+
+
+def yuan_to_fen(parameter: str, text: str | None) -> int | None:
+    """A yuan amount parameter (``1234.5``, ``1234.56``) as fen; 422 naming the parameter otherwise."""
+    if text is None or text == "":
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise unprocessable(parameter, f"not an amount in yuan: {text!r}") from None
+    if not value.is_finite() or value < 0 or value.as_tuple().exponent < -2:  # type: ignore[operator]
+        raise unprocessable(parameter, f"not an amount in yuan with at most two decimals: {text!r}")
+    return int(value * FEN_PER_YUAN)
+
+
+@dataclass(frozen=True)
+class SettlementFilter:
+    """Every filter of the list; None: no condition. All conditions are ANDed.
+
+    Money bounds are fen (inclusive). ``settled_from``/``settled_to`` are days in the
+    service's time zone; ``fund`` is a fund id of funds.service.fund_ids (a layer that paid,
+    or a charity fund); ``layer`` with ``layer_min``/``layer_max`` bounds one amount column.
+    """
+
+    hospital_id: str | None = None
+    person_id: str | None = None
+    claim_id: str | None = None
+    status: str | None = None
+    scheme: str | None = None
+    category: str | None = None
+    visit_type: str | None = None
+    pathway: str | None = None
+    disease_group: str | None = None
+    discharged_from: dt.date | None = None
+    discharged_to: dt.date | None = None
+    settled_from: dt.date | None = None
+    settled_to: dt.date | None = None
+    district: str | None = None
+    fund: str | None = None
+    review_status: str | None = None
+    flag: str | None = None
+    total_min: int | None = None
+    total_max: int | None = None
+    layer: str | None = None
+    layer_min: int | None = None
+    layer_max: int | None = None
+
+    def query_params(self) -> dict[str, str]:
+        """The filter as the list's query parameters (a shareable link; money back in yuan)."""
+        out: dict[str, str] = {}
+        names = {"discharged_from": "from", "discharged_to": "to"}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            if f.name in ("total_min", "total_max", "layer_min", "layer_max"):
+                out[f.name] = format_fen(value)
+            else:
+                out[names.get(f.name, f.name)] = value.isoformat() if isinstance(value, dt.date) else str(value)
+        return out
+
+
+MONEY_FIELDS = ("total_min", "total_max", "layer_min", "layer_max")
+
+
+def make_filter(**values: Any) -> SettlementFilter:
+    """A filter from parameter values (field names; money bounds as yuan strings, 422 naming a bad one)."""
+    data = {k: v for k, v in values.items() if v is not None and v != ""}
+    for name in MONEY_FIELDS:
+        if name in data:
+            data[name] = yuan_to_fen(name, str(data[name]))
+    return SettlementFilter(**data)
+
+
+def check_filter(ctx: ServiceContext, principal: Principal, flt: SettlementFilter) -> SettlementFilter:
+    """The filter validated (422/404 naming the parameter) and narrowed to what the caller may see."""
+    from settlement.service.funds.service import visible_fund
+    from settlement.service.reviews.models import REVIEW_STATUSES
+    from settlement.service.reviews.rules import RULES
+
+    if flt.review_status is not None and flt.review_status not in REVIEW_STATUSES:
+        raise unprocessable("review_status", f"one of {', '.join(REVIEW_STATUSES)}; got {flt.review_status!r}")
+    if flt.flag is not None and flt.flag not in RULES:
+        raise unprocessable("flag", f"one of {', '.join(RULES)}; got {flt.flag!r}")
+    if flt.layer is not None and flt.layer not in AMOUNTS:
+        raise unprocessable("layer", f"one of {', '.join(AMOUNTS)}; got {flt.layer!r}")
+    if (flt.layer_min is not None or flt.layer_max is not None) and flt.layer is None:
+        raise unprocessable("layer", "layer_min and layer_max need layer (the amount they bound)")
+    if flt.district is not None and not (flt.district.isdigit() and 2 <= len(flt.district) <= 6):
+        raise unprocessable("district", f"a 行政区划代码 prefix of 2-6 digits; got {flt.district!r}")
+    if flt.fund is not None:
+        visible_fund(ctx, principal, flt.fund)
+    if flt.person_id:
+        flt = replace(flt, person_id=normalize_person_id(flt.person_id))
+    if principal.role == Role.HOSPITAL:
+        if flt.hospital_id is not None and flt.hospital_id != principal.hospital_id:
+            flt = replace(flt, hospital_id="")  # another hospital's: an empty list (no hospital id is empty)
+        else:
+            flt = replace(flt, hospital_id=principal.hospital_id)
+    return flt
+
+
+def _day_start(ctx: ServiceContext, day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), tzinfo=ctx.tz).astimezone(dt.UTC)
+
+
+def conditions(ctx: ServiceContext, principal: Principal, flt: SettlementFilter) -> list[ColumnElement[bool]]:
+    """The WHERE of a (checked) filter, as conditions on ``settlements``; visibility included."""
+    from settlement.service.reviews.models import ReviewStatus, SettlementFlag
+
+    s = Settlement
+    # status IS NOT NULL (true of every row) lets a hospital's listing use its partial index (0003)
+    where: list[ColumnElement[bool]] = [s.status.is_not(None)]
+    for column, value in (
+        (s.hospital_id, flt.hospital_id),
+        (s.person_id, flt.person_id),
+        (s.claim_id, flt.claim_id),
+        (s.status, flt.status),
+        (s.scheme, flt.scheme),
+        (s.category, flt.category),
+        (s.visit_type, flt.visit_type),
+        (s.pathway, flt.pathway),
+        (s.disease_group, flt.disease_group),
+    ):
+        if value is not None:
+            where.append(column == value)
+    if flt.discharged_from is not None:
+        where.append(s.discharged >= flt.discharged_from)
+    if flt.discharged_to is not None:
+        where.append(s.discharged <= flt.discharged_to)
+    if flt.settled_from is not None:
+        where.append(s.settled_at >= _day_start(ctx, flt.settled_from))
+    if flt.settled_to is not None:
+        where.append(s.settled_at < _day_start(ctx, flt.settled_to + dt.timedelta(days=1)))
+    if flt.total_min is not None:
+        where.append(s.total_fen >= flt.total_min)
+    if flt.total_max is not None:
+        where.append(s.total_fen <= flt.total_max)
+    if flt.layer is not None:
+        column = getattr(s, f"{flt.layer}_fen")
+        if flt.layer_min is not None:
+            where.append(column >= flt.layer_min)
+        if flt.layer_max is not None:
+            where.append(column <= flt.layer_max)
+    if flt.fund is not None:
+        where.append(_fund_paid(flt.fund))
+    if flt.review_status == "pending":
+        where.append(~exists().where(ReviewStatus.settlement_seq == s.seq))
+    elif flt.review_status is not None:
+        where.append(
+            exists().where(ReviewStatus.settlement_seq == s.seq, ReviewStatus.status == flt.review_status)
+        )
+    if flt.flag is not None:
+        where.append(exists().where(SettlementFlag.settlement_seq == s.seq, SettlementFlag.rule == flt.flag))
+    for district in (flt.district, principal.district):
+        if district is not None:
+            where.append(_in_district(district))
+    return where
+
+
+def _in_district(prefix: str) -> ColumnElement[bool]:
+    district = Person.__table__.c.get("district")
+    if district is None:  # the registry has no districts (before migration 0005): no person is in one
+        return false()
+    return exists().where(Person.person_id == Settlement.person_id, district.startswith(prefix, autoescape=True))
+
+
+def _fund_paid(fund: str) -> ColumnElement[bool]:
+    """The fund (a layer, a charity fund, or the patient's or hospital's share) paid part of the bill."""
+    name = LAYER_FUND_COLUMNS.get(fund, fund)
+    column = getattr(Settlement, f"{name}_fen", None) if name in AMOUNTS else None
+    if column is not None:
+        return column > 0  # type: ignore[no-any-return]
+    le = LedgerEntry
+    return exists().where(le.settlement_seq == Settlement.seq, le.kind == "settled", le.fund == fund)
+
+
+# -- sort and cursor ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sort:
+    key: str
+    descending: bool
+
+    @classmethod
+    def parse(cls, text: str | None) -> Sort:
+        if not text:
+            return cls("seq", False)
+        descending = text.startswith("-")
+        key = text.lstrip("-+")
+        if key not in SORTS:
+            raise unprocessable("sort", f"one of {', '.join(SORTS)} (a leading - sorts descending); got {text!r}")
+        return cls(key, descending)
+
+    @property
+    def text(self) -> str:
+        return ("-" if self.descending else "") + self.key
+
+
+def _encode(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.date) else value
+
+
+def encode_cursor(sort: Sort, value: Any, seq: int) -> str:
+    if sort.key == "seq" and not sort.descending:  # the list's cursor before sorts existed
+        text = f"s:{seq}"
+    else:
+        text = "k:" + json.dumps([sort.text, _encode(value), seq], separators=(",", ":"))
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, sort: Sort) -> tuple[Any, int] | None:
+    """(the last row's sort value, its seq), or None for the first page; 422 for a foreign cursor."""
+    if not cursor:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, _, rest = text.partition(":")
+        if kind == "s" and sort.key == "seq" and not sort.descending:
+            return int(rest), int(rest)
+        if kind != "k":
+            raise ValueError(cursor)
+        sort_text, value, seq = json.loads(rest)
+        if sort_text != sort.text:
+            raise ValueError(cursor)
+        column = SORTS[sort.key]
+        python_type = column.type.python_type
+        if python_type is dt.datetime:
+            value = dt.datetime.fromisoformat(value)
+        elif python_type is dt.date:
+            value = dt.date.fromisoformat(value)
+        else:
+            value = int(value)
+        return value, int(seq)
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError):
+        raise unprocessable("cursor", "not one this service returned for this sort") from None
+
+
+def ordered(query: Select[Any], sort: Sort, after: tuple[Any, int] | None) -> Select[Any]:
+    column = SORTS[sort.key]
+    if sort.key == "seq":
+        if after is not None:
+            query = query.where(Settlement.seq < after[1] if sort.descending else Settlement.seq > after[1])
+        return query.order_by(Settlement.seq.desc() if sort.descending else Settlement.seq)
+    if after is not None:
+        key = tuple_(column, Settlement.seq)
+        bound = tuple_(literal(after[0], column.type), literal(after[1]))
+        query = query.where(key < bound if sort.descending else key > bound)
+    if sort.descending:
+        return query.order_by(column.desc(), Settlement.seq.desc())
+    return query.order_by(column, Settlement.seq)
+
+
+# -- the service functions ---------------------------------------------------------
+
+
+def page(
+    session: Session,
+    ctx: ServiceContext,
+    principal: Principal,
+    flt: SettlementFilter,
+    *,
+    sort: str | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> tuple[list[Settlement], str | None]:
+    """One page of the filter's settlements (ORM rows) and the next page's cursor (None on the last)."""
+    flt = check_filter(ctx, principal, flt)
+    order = Sort.parse(sort)
+    query = ordered(select(Settlement).where(*conditions(ctx, principal, flt)), order, decode_cursor(cursor, order))
+    rows = list(session.scalars(query.limit(limit + 1)))
+    items = rows[:limit]
+    if len(rows) <= limit or not items:
+        return items, None
+    last = items[-1]
+    return items, encode_cursor(order, getattr(last, SORTS[order.key].key), last.seq)
+
+
+def summarize(
+    session: Session, ctx: ServiceContext, principal: Principal, flt: SettlementFilter
+) -> dict[str, Any]:
+    """Count and the sum of every amount (fen) over the whole filter: ``{"count": n, "totals": {name: fen}}``."""
+    flt = check_filter(ctx, principal, flt)
+    sums = [func.coalesce(func.sum(getattr(Settlement, f"{name}_fen")), 0) for name in AMOUNTS]
+    row = session.execute(select(func.count(), *sums).where(*conditions(ctx, principal, flt))).one()
+    return {"count": int(row[0]), "totals": {name: int(row[i + 1]) for i, name in enumerate(AMOUNTS)}}
+
+
+def matching_seqs(
+    session: Session, ctx: ServiceContext, principal: Principal, flt: SettlementFilter
+) -> list[tuple[int, int]]:
+    """(seq, total_fen) of every settlement of the filter, in seq order (bulk approval)."""
+    flt = check_filter(ctx, principal, flt)
+    query = select(Settlement.seq, Settlement.total_fen).where(*conditions(ctx, principal, flt))
+    return [(int(a), int(b)) for a, b in session.execute(query.order_by(Settlement.seq))]
+
+
+def review_facts(session: Session, seqs: list[int]) -> tuple[dict[int, str], dict[int, list[dict[str, Any]]]]:
+    """Review status and flags of these settlements: ({seq: status}, {seq: [flag, …]})."""
+    from settlement.service.reviews.models import ReviewStatus, SettlementFlag
+    from settlement.service.reviews.rules import NAMES_ZH
+
+    statuses: dict[int, str] = dict.fromkeys(seqs, "pending")
+    flags: dict[int, list[dict[str, Any]]] = {seq: [] for seq in seqs}
+    if not seqs:
+        return statuses, flags
+    for seq, status in session.execute(
+        select(ReviewStatus.settlement_seq, ReviewStatus.status).where(ReviewStatus.settlement_seq.in_(seqs))
+    ):
+        statuses[seq] = status
+    for f in session.scalars(
+        select(SettlementFlag).where(SettlementFlag.settlement_seq.in_(seqs)).order_by(SettlementFlag.rule)
+    ):
+        flags[f.settlement_seq].append(
+            {"rule": f.rule, "name": NAMES_ZH.get(f.rule, f.rule), "figures": f.figures, "threshold": f.threshold}
+        )
+    return statuses, flags
+
+
+def search(
+    session: Session,
+    ctx: ServiceContext,
+    principal: Principal,
+    flt: SettlementFilter,
+    *,
+    sort: str | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+    totals: bool = True,
+) -> dict[str, Any]:
+    """The JSON list: ``{"items", "next_cursor", "count", "totals"}`` (totals in yuan, over the whole filter)."""
+    from settlement.service.settlements.service import summary_of
+
+    rows, next_cursor = page(session, ctx, principal, flt, sort=sort, cursor=cursor, limit=limit)
+    statuses, flags = review_facts(session, [r.seq for r in rows])
+    items = []
+    for row in rows:
+        body = summary_of(row)
+        body["review_status"] = statuses[row.seq]
+        body["flags"] = flags[row.seq]
+        items.append(body)
+    out: dict[str, Any] = {"items": items, "next_cursor": next_cursor}
+    if totals:
+        summary = summarize(session, ctx, principal, flt)
+        out["count"] = summary["count"]
+        out["totals"] = {name: format_fen(v) for name, v in summary["totals"].items()}
+    return out
+
+
+# -- export ------------------------------------------------------------------------
+
+SCHEME_ZH = {"resident": "城乡居民基本医疗保险", "employee": "城镇职工基本医疗保险"}
+CATEGORY_ZH = {
+    "none": "普通参保人员",
+    "extreme_poverty": "特困供养人员",
+    "subsistence_allowance": "最低生活保障对象",
+    "registered_poor": "建档立卡贫困人口",
+    "low_income": "低收入家庭成员",
+    "illness_impoverished": "因病致贫家庭成员",
+}
+VISIT_ZH = {"inpatient": "住院", "outpatient": "普通门诊", "chronic_outpatient": "门诊慢特病"}
+PATHWAY_ZH = {"standard": "按项目结算", "single_disease": "单病种定额付费"}
+STATUS_ZH = {"settled": "已结算", "reversed": "已撤销"}
+REVIEW_ZH = {"pending": "待审核", "approved": "审核通过", "queried": "存疑", "recovery": "追回"}
+AMOUNT_ZH = {
+    "total": "医疗费总额",
+    "fully_self_paid": "全自费金额",
+    "over_limit": "超限价自付金额",
+    "pre_self_paid": "先行自付金额",
+    "in_scope": "符合政策范围金额",
+    "deductible": "起付标准（本次）",
+    "basic": "基本医疗保险统筹基金支付",
+    "critical_illness": "大病保险支付",
+    "medical_assistance": "医疗救助基金支付",
+    "charity": "慈善救助支付",
+    "emergency_relief": "疾病应急救助基金支付",
+    "backstop": "政府兜底保障",
+    "patient_pays": "个人负担",
+    "hospital_bears": "医疗机构承担",
+}
+
+
+def export_columns() -> list[Column]:
+    """The export's columns: GLOSSARY.md's Chinese headers, money in yuan (numbers in .xlsx)."""
+    return [
+        Column("settlement_id", "结算单号", width=38),
+        Column("claim_id", "医院单据号", width=18),
+        Column("hospital_id", "医疗机构编码"),
+        Column("person_id", "公民身份号码", width=21),
+        Column("scheme", "险种", width=22),
+        Column("category", "救助对象类别", width=18),
+        Column("visit_type", "就诊类型"),
+        Column("admitted", "入院日期", "date", width=12),
+        Column("discharged", "出院日期", "date", width=12),
+        Column("settled_at", "结算时间", "datetime", width=20),
+        Column("status", "结算状态"),
+        Column("pathway", "结算方式", width=16),
+        Column("disease_group", "病种"),
+        Column("review_status", "审核状态"),
+        Column("flags", "预警", width=30),
+        *(Column(name, AMOUNT_ZH.get(name, name), "money", width=16) for name in AMOUNTS),
+    ]
+
+
+def export_rows(
+    ctx: ServiceContext,
+    principal: Principal,
+    flt: SettlementFilter,
+    *,
+    sort: str | None = None,
+    chunk: int = 2000,
+) -> Iterator[Mapping[str, Any]]:
+    """Every settlement of the filter as an export row, streamed (a server-side cursor on PostgreSQL):
+    the rows are never all in memory. Opens its own session (a streamed response outlives the request's)."""
+    from settlement.service.reviews.models import ReviewStatus, SettlementFlag
+    from settlement.service.reviews.rules import NAMES_ZH
+
+    flt = check_filter(ctx, principal, flt)
+    order = Sort.parse(sort)
+    s = Settlement
+    with ctx.db.read() as session:
+        agg = func.string_agg if session.get_bind().dialect.name == "postgresql" else func.group_concat
+        flags = (
+            select(agg(SettlementFlag.rule, literal(",")))
+            .where(SettlementFlag.settlement_seq == s.seq)
+            .scalar_subquery()
+        )
+        review = select(ReviewStatus.status).where(ReviewStatus.settlement_seq == s.seq).scalar_subquery()
+        query: Any = select(
+            s.seq, s.settlement_id, s.claim_id, s.hospital_id, s.person_id, s.scheme, s.category, s.visit_type,
+            s.admitted, s.discharged, s.settled_at, s.status, s.pathway, s.disease_group,
+            review.label("review_status"), flags.label("flags"),
+            *(getattr(s, f"{name}_fen").label(name) for name in AMOUNTS),
+        ).where(*conditions(ctx, principal, flt))
+        result = session.execute(ordered(query, order, None).execution_options(yield_per=chunk))
+        for row in result:
+            data = row._asdict()
+            data["scheme"] = SCHEME_ZH.get(data["scheme"], data["scheme"])
+            data["category"] = CATEGORY_ZH.get(data["category"], data["category"])
+            data["visit_type"] = VISIT_ZH.get(data["visit_type"], data["visit_type"])
+            data["status"] = STATUS_ZH.get(data["status"], data["status"])
+            data["pathway"] = PATHWAY_ZH.get(data["pathway"], data["pathway"])
+            data["review_status"] = REVIEW_ZH[data["review_status"] or "pending"]
+            rules = sorted((data["flags"] or "").split(",")) if data["flags"] else []
+            data["flags"] = "、".join(NAMES_ZH.get(r, r) for r in rules)
+            settled_at = data["settled_at"]
+            if isinstance(settled_at, dt.datetime):
+                data["settled_at"] = settled_at.astimezone(ctx.tz)
+            yield data
+
+
+def export_chunks(
+    ctx: ServiceContext, principal: Principal, flt: SettlementFilter, fmt: str, *, sort: str | None = None
+) -> tuple[Iterator[bytes], str, str]:
+    """(the file's bytes as they are written, media type, file name) for ``csv`` or ``xlsx``.
+
+    The filter is checked before the first byte (a bad one is an error response, not a broken file).
+    """
+    from settlement.tabular import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE, csv_chunks, xlsx_chunks
+
+    check_filter(ctx, principal, flt)
+    Sort.parse(sort)
+    rows = export_rows(ctx, principal, flt, sort=sort)
+    stamp = dt.datetime.now(ctx.tz).strftime("%Y%m%d-%H%M")
+    if fmt == "csv":
+        return csv_chunks(export_columns(), rows, totals=True), CSV_MEDIA_TYPE, f"settlements-{stamp}.csv"
+    if fmt == "xlsx":
+        return xlsx_chunks(export_columns(), rows, sheet="结算单", totals=True), XLSX_MEDIA_TYPE, \
+            f"settlements-{stamp}.xlsx"
+    raise unprocessable("format", f"one of csv, xlsx, json; got {fmt!r}")
+
+
+__all__ = [
+    "SORTS",
+    "SettlementFilter",
+    "Sort",
+    "check_filter",
+    "conditions",
+    "export_chunks",
+    "export_columns",
+    "export_rows",
+    "page",
+    "review_facts",
+    "search",
+    "summarize",
+    "yuan_to_fen",
+]

@@ -484,9 +484,8 @@ def test_null_case_cap_and_pool_are_unlimited(region: Path) -> None:
 
 
 def test_without_the_section_the_fund_pays_nothing(region: Path) -> None:
-    edit(region / Y18, "\nemergency_relief:", "\nignored_by_this_test:")
-    text = (region / Y18).read_text("utf-8")
-    (region / Y18).write_text(text[: text.index("ignored_by_this_test:")], "utf-8")
+    section = "emergency_relief:          # 疾病应急救助: emergency care for patients unidentified or unable to pay\n"
+    edit(region / Y18, section + ER18, "")
     assert load_region(region).versions[0].emergency_relief is None
     result = StreamSettler(compile_tables(load_region(region))).settle_lines([json.dumps(UNIDENTIFIED)])[0]
     assert result["payments"]["emergency_relief"] == "0.00"

@@ -65,7 +65,7 @@ def test_unidentified_patient_settles_without_a_registry_entry(client, auth, app
     assert _pool(client, auth)["used"] == "7019.64"
 
     read = client.get(f"/v1/settlements/{body['settlement_id']}", headers=auth["reviewer"])
-    assert read.status_code == 200 and read.json() == body
+    assert read.status_code == 200 and {k: v for k, v in read.json().items() if k in body} == body
 
     # a reversal gives the pool back and negates the ledger
     reversed_ = client.post(f"/v1/settlements/{body['settlement_id']}/reversal", json={}, headers=auth["H0031"])

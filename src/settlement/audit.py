@@ -27,6 +27,7 @@ import orjson
 
 from settlement.batchrun import prepare_chunk
 from settlement.engine import Accumulators, Tables, settle
+from settlement.engine.state import EMERGENCY_RELIEF
 from settlement.engine.batch import PERSON_COLUMNS
 from settlement.money import format_fen
 from settlement.schedules.types import VISIT_TYPES
@@ -99,8 +100,9 @@ class Replay:
         for e in events:
             claim = orjson.loads(e.body)
             claim.setdefault("patient", {})
-            claim["patient"]["scheme"] = e.scheme
-            claim["patient"]["category"] = e.category
+            if e.scheme is not None:  # an unidentified patient has none (emergency relief)
+                claim["patient"]["scheme"] = e.scheme
+                claim["patient"]["category"] = e.category
             lines.append(orjson.dumps(claim))
         chunk = prepare_chunk(lines, self.tables)
         self.settled += len(events)
@@ -117,24 +119,27 @@ class Replay:
         rows = self.person_rows
         person_map = np.array([rows.setdefault(key, len(rows)) for key in chunk.person_keys], dtype=np.int64)
         year_map = np.array([self.year_rows.setdefault(y, len(self.year_rows)) for y in chunk.years], dtype=np.int64)
-        batch.person_year = person_map[batch.person_year]
+        # an unidentified patient keeps -1: no person-year row
+        batch.person_year = np.where(batch.person_year >= 0, np.append(person_map, -1)[batch.person_year], -1)
         batch.year_index = year_map[batch.year_index]
         self.acc = self.acc.grow(len(rows), len(self.year_rows))
         assert self.acc.person is not None
         last = len(in_batch) - 1
         keep = in_batch[last].reversed_later if in_batch else False
+        person_row = int(batch.person_year[last]) if in_batch else -1
         if keep:
-            before = self.acc.person[batch.person_year[last]].copy()
+            before = self.acc.person[person_row].copy() if person_row >= 0 else None
         result = settle(batch, self.tables, self.acc)
         self.acc = result.accumulators
         assert self.acc.person is not None
         if keep:
-            row, year = int(batch.person_year[last]), int(batch.year_index[last])
+            year = int(batch.year_index[last])
             self.contributions[in_batch[last].settlement_seq] = (
-                row,
-                self.acc.person[row] - before,
+                person_row,
+                self.acc.person[person_row] - before if before is not None else None,
                 year,
-                result.charity_by_fund[last].copy(),
+                # the pools' columns: the charity funds', then the emergency relief fund's
+                np.append(result.charity_by_fund[last], result.emergency_relief[last]),
             )
         self._compare(in_batch, batch, result)
 
@@ -173,7 +178,8 @@ class Replay:
             return
         row, person_delta, year, pool_delta = found
         assert self.acc.person is not None
-        self.acc.person[row] -= person_delta
+        if person_delta is not None:
+            self.acc.person[row] -= person_delta
         self.acc.pool_used[year] -= pool_delta
 
 
@@ -235,7 +241,10 @@ def compare_totals(
     keys = {(f, y) for f in funds for y in years} | set(stored_pools)
     for fund, year in sorted(keys):
         r = years.get(year)
-        replayed = int(state.acc.pool_used[r, funds.index(fund)]) if r is not None and fund in funds else 0
+        if fund == EMERGENCY_RELIEF:
+            replayed = int(state.acc.pool_used[r, -1]) if r is not None else 0
+        else:
+            replayed = int(state.acc.pool_used[r, funds.index(fund)]) if r is not None and fund in funds else 0
         stored = stored_pools.get((fund, year), 0)
         if replayed != stored:
             state.differ(f"pool {fund} {year}: used stored {format_fen(stored)}, replayed {format_fen(replayed)}")

@@ -27,8 +27,8 @@ import orjson
 
 from settlement.batchrun import prepare_chunk
 from settlement.engine import Accumulators, Tables, settle
-from settlement.engine.state import EMERGENCY_RELIEF
 from settlement.engine.batch import PERSON_COLUMNS
+from settlement.engine.state import EMERGENCY_RELIEF
 from settlement.money import format_fen
 from settlement.schedules.types import VISIT_TYPES
 
@@ -82,7 +82,7 @@ class Replay:
     person_rows: dict[tuple[str, int], int] = field(default_factory=dict)
     year_rows: dict[int, int] = field(default_factory=dict)
     acc: Accumulators = field(init=False)
-    contributions: dict[int, tuple[int, I64, int, I64]] = field(default_factory=dict)
+    contributions: dict[int, tuple[int, I64 | None, int, I64]] = field(default_factory=dict)
     differences: list[str] = field(default_factory=list)
     settled: int = 0
     reversals: int = 0
@@ -241,13 +241,13 @@ def compare_totals(
     keys = {(f, y) for f in funds for y in years} | set(stored_pools)
     for fund, year in sorted(keys):
         r = years.get(year)
-        if fund == EMERGENCY_RELIEF:
-            replayed = int(state.acc.pool_used[r, -1]) if r is not None else 0
-        else:
-            replayed = int(state.acc.pool_used[r, funds.index(fund)]) if r is not None and fund in funds else 0
-        stored = stored_pools.get((fund, year), 0)
-        if replayed != stored:
-            state.differ(f"pool {fund} {year}: used stored {format_fen(stored)}, replayed {format_fen(replayed)}")
+        column = -1 if fund == EMERGENCY_RELIEF else funds.index(fund) if fund in funds else None
+        replayed_used = int(state.acc.pool_used[r, column]) if r is not None and column is not None else 0
+        stored_used = stored_pools.get((fund, year), 0)
+        if replayed_used != stored_used:
+            state.differ(
+                f"pool {fund} {year}: used stored {format_fen(stored_used)}, replayed {format_fen(replayed_used)}"
+            )
 
 
 # -- the database side ---------------------------------------------------------

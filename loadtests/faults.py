@@ -176,6 +176,7 @@ class Ledger:
     statuses: Counter[str] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
     successes: list[float] = field(default_factory=list)  # monotonic times of 2xx answers
+    slowest_503: float = 0.0  # seconds: the longest a 503 took to come
     done: int = 0
 
 
@@ -189,6 +190,7 @@ def call(conn_box: list[Any], port: int, method: str, path: str, body: Any, key:
         try:
             if conn_box[0] is None:
                 conn_box[0] = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            sent = time.monotonic()
             conn_box[0].request(method, path, body=payload, headers=headers)
             response = conn_box[0].getresponse()
             data = response.read()
@@ -200,8 +202,11 @@ def call(conn_box: list[Any], port: int, method: str, path: str, body: Any, key:
                 ledger.statuses["connection lost"] += 1
             time.sleep(RETRY_SLEEP)
             continue
+        took = time.monotonic() - sent
         with ledger.lock:
             ledger.statuses[str(response.status)] += 1
+            if response.status == 503:
+                ledger.slowest_503 = max(ledger.slowest_503, took)
         if response.status == 503:
             time.sleep(RETRY_SLEEP)
             continue
@@ -397,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "claims": len(ops), "threads": args.threads, "workers": args.workers, "seconds": round(elapsed, 1),
         "acknowledged_settlements": len(ledger.settled), "acknowledged_reversals": len(ledger.reversed),
-        "answers": dict(sorted(ledger.statuses.items())), "events": events,
+        "answers": dict(sorted(ledger.statuses.items())), "slowest_503_s": round(ledger.slowest_503, 3),
+        "events": events,
         "lost_acknowledged": len(lost) + len(reversals_lost), "settled_twice": totals["double_settlements"],
         "half_written": len(halves), "replayed_events": replay["events"],
         "pools": [p for p in totals["pools"] if p["policy_year"] == 2018],

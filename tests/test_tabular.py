@@ -51,3 +51,16 @@ def test_xlsx_chunks_is_the_same_workbook() -> None:
     assert data[:2] == b"PK"
     rows = list(openpyxl.load_workbook(io.BytesIO(data)).active.iter_rows(values_only=True))
     assert len(rows) == 5
+
+
+def test_xlsx_escapes_text_and_streams_in_chunks() -> None:
+    columns = [Column("t", "文本"), Column("at", "结算时间", "datetime"), Column("m", "金额", "money")]
+    rows = [{"t": f"<a & b> {i}\x01", "at": dt.datetime(2025, 3, 1, 8, 30, 15), "m": -i} for i in range(20_000)]
+    chunks = list(xlsx_chunks(columns, iter(rows), sheet="a/b:c"))
+    assert len(chunks) > 2  # handed on while being written, not at the end only
+    book = openpyxl.load_workbook(io.BytesIO(b"".join(chunks)), read_only=True)
+    values = list(book.active.iter_rows(values_only=True))
+    assert book.sheetnames == ["a_b_c"]
+    assert values[1] == ("<a & b> 0", dt.datetime(2025, 3, 1, 8, 30, 15), 0)
+    assert values[20_000][0] == "<a & b> 19999" and values[20_000][2] == -199.99
+    assert values[-1][0] == "合计（20000）" and values[-1][2] == -sum(range(20_000)) / 100

@@ -30,7 +30,7 @@ from settlement.engine import Accumulators, Tables, settle
 from settlement.engine.batch import PERSON_COLUMNS
 from settlement.engine.state import EMERGENCY_RELIEF
 from settlement.money import format_fen
-from settlement.schedules.types import VISIT_TYPES
+from settlement.schedules.types import CATEGORIES, SCHEMES, VISIT_TYPES
 
 I64 = npt.NDArray[np.int64]
 AMOUNTS = (
@@ -52,6 +52,20 @@ AMOUNTS = (
 BATCH = 20_000
 
 
+def claim_line(body: str, scheme: str | None, category: str | None) -> bytes:
+    """A stored request body as a claim line with the scheme and category the settlement used (the
+    registry's: a body that states them states the same, else the service had refused it). An
+    unidentified patient has neither (scheme None): the body is taken as it is."""
+    raw = body.encode()
+    if scheme is None or (b'"scheme"' in raw and b'"category"' in raw):
+        return raw
+    claim = orjson.loads(raw)
+    claim.setdefault("patient", {})
+    claim["patient"]["scheme"] = scheme
+    claim["patient"]["category"] = category
+    return orjson.dumps(claim)
+
+
 @dataclass
 class Event:
     seq: int
@@ -61,8 +75,8 @@ class Event:
     hospital_id: str
     claim_id: str
     body: str
-    scheme: str
-    category: str
+    scheme: str | None
+    category: str | None
     schedule_version: str
     pathway: str
     amounts: tuple[int, ...]
@@ -96,15 +110,7 @@ class Replay:
 
     def settle_events(self, events: list[Event]) -> None:
         """Settled events, in order; only the last may be one reversed later (its contribution is kept)."""
-        lines = []
-        for e in events:
-            claim = orjson.loads(e.body)
-            claim.setdefault("patient", {})
-            if e.scheme is not None:  # an unidentified patient has none (emergency relief)
-                claim["patient"]["scheme"] = e.scheme
-                claim["patient"]["category"] = e.category
-            lines.append(orjson.dumps(claim))
-        chunk = prepare_chunk(lines, self.tables)
+        chunk = prepare_chunk([claim_line(e.body, e.scheme, e.category) for e in events], self.tables)
         self.settled += len(events)
         failed = {k for k, _ in chunk.errors}
         for k, text in chunk.errors:
@@ -116,6 +122,9 @@ class Replay:
         if batch is None:
             return
         in_batch = [e for k, e in enumerate(events) if k not in failed]
+        # whatever the body states, the scheme and category the settlement used
+        batch.scheme = np.array([SCHEMES.index(e.scheme) for e in in_batch], dtype=np.int64)
+        batch.category = np.array([CATEGORIES.index(e.category) for e in in_batch], dtype=np.int64)
         rows = self.person_rows
         person_map = np.array([rows.setdefault(key, len(rows)) for key in chunk.person_keys], dtype=np.int64)
         year_map = np.array([self.year_rows.setdefault(y, len(self.year_rows)) for y in chunk.years], dtype=np.int64)
@@ -261,22 +270,33 @@ EVENTS_SQL = (
 
 
 def read_events(conn: Any, tz: ZoneInfo, until: dt.date | None) -> Iterator[list[Event]]:
-    """The stored events in commit order, in lists of BATCH, up to the events of day `until` (inclusive)."""
+    """The stored events in commit order, in lists of BATCH, up to the events of day `until` (inclusive).
+
+    On PostgreSQL through a server-side psycopg cursor (plain tuples: SQLAlchemy's rows cost as much as the
+    engine here), elsewhere through SQLAlchemy's streamed result."""
     from sqlalchemy import text
 
-    result = conn.execution_options(stream_results=True, yield_per=BATCH).execute(text(EVENTS_SQL))
-    for part in result.partitions(BATCH):
-        out = []
+    if conn.dialect.name == "postgresql":
+        raw = conn.connection.dbapi_connection
+        cursor = raw.cursor(name="settlement_audit")
+        cursor.execute(EVENTS_SQL)
+        parts: Iterator[list[Any]] = iter(lambda: cursor.fetchmany(BATCH), [])
+    else:
+        result = conn.execution_options(stream_results=True, yield_per=BATCH).execute(text(EVENTS_SQL))
+        parts = (list(p) for p in result.partitions(BATCH))
+    for part in parts:
+        out: list[Event] = []
         for row in part:
-            if until is not None and _day(row[2], tz) > until:
+            day = _day(row[2], tz)
+            if until is not None and day > until:
                 if out:
                     yield out
                 return
             out.append(
                 Event(
-                    int(row[0]),
+                    row[0],
                     row[1],
-                    int(row[3]),
+                    row[3],
                     row[4],
                     row[5],
                     row[6],
@@ -285,21 +305,22 @@ def read_events(conn: Any, tz: ZoneInfo, until: dt.date | None) -> Iterator[list
                     row[9],
                     row[10],
                     row[11],
-                    tuple(int(v) for v in row[15:]),
+                    row[15:],
                     row[12] == "reversed",
-                    (row[13], int(row[14])),
-                    _day(row[2], tz),
+                    (row[13], row[14]),
+                    day,
                 )
             )
         yield out
 
 
 def _day(at: Any, tz: ZoneInfo) -> dt.date:
+    if isinstance(at, dt.datetime) and at.tzinfo is not None:
+        return at.astimezone(tz).date()
     if isinstance(at, str):
         at = dt.datetime.fromisoformat(at)
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=dt.UTC)
-    return at.astimezone(tz).date()
+    stamp: dt.datetime = at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
+    return stamp.astimezone(tz).date()
 
 
 def read_totals(conn: Any, funds: list[str]) -> tuple[dict[tuple[str, int], list[int]], dict[tuple[str, int], int]]:
@@ -340,4 +361,4 @@ def audit(engine: Any, tables: Tables, tz: ZoneInfo, start: dt.date | None, end:
     return state
 
 
-__all__ = ["Event", "Replay", "audit", "compare_totals", "read_events", "read_totals", "replay"]
+__all__ = ["Event", "Replay", "audit", "claim_line", "compare_totals", "read_events", "read_totals", "replay"]

@@ -22,6 +22,17 @@ def _cmd_settle(args: argparse.Namespace) -> int:
             print(defect, file=sys.stderr)
         return 2
     tables = compile_tables(schedules)
+    dask_only = [f"--{k}" for k in ("scheduler", "partitions", "output") if getattr(args, k) is not None]
+    if args.engine == "dask":
+        if args.workers is not None:
+            print("settlement settle: --workers is for the local engine; Dask has --partitions", file=sys.stderr)
+            return 2
+        from settlement.distributed.command import settle_command
+
+        return settle_command(args, tables)
+    if dask_only:
+        print(f"settlement settle: {', '.join(dask_only)} need --engine dask", file=sys.stderr)
+        return 2
     out = sys.stdout.buffer
     if args.file and args.file != "-":
         try:
@@ -67,6 +78,16 @@ def _upgrade(settings: Any) -> None:
     upgrade(settings)
 
 
+def _web_demo(settings: Any) -> None:
+    from settlement.service.app import load_tables
+    from settlement.web.demo import setup as web_setup
+
+    made = web_setup(settings, load_tables(settings))
+    if made is not None:
+        user, password, settled = made
+        print(f"# demo: {settled} demo claims settled; sign in at /login as {user} with password: {password}")
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -88,6 +109,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"# demo: {len(DEMO_PERSONS)} persons of examples/claims.jsonl registered; keys (shown once):")
         for name, key in keys:
             print(f"export {name}={key}")
+        _web_demo(settings)
         sys.stdout.flush()
     if settings.sqlalchemy_url.startswith("sqlite") and args.workers > 1:
         print("note: SQLite serializes writes; use PostgreSQL for several workers", file=sys.stderr)
@@ -208,6 +230,12 @@ def _cmd_flags_status(args: argparse.Namespace) -> int:
     return status(settings)
 
 
+def _cmd_users(command: Any, args: argparse.Namespace) -> int:
+    settings = _settings()
+    _upgrade(settings)
+    return int(command(args, settings))
+
+
 def _add_service_commands(sub: Any) -> None:
     p = sub.add_parser(
         "serve",
@@ -262,6 +290,10 @@ def _add_service_commands(sub: Any) -> None:
     f = flags.add_parser("status", help="the refresher's watermark and how many settlements wait")
     f.set_defaults(func=_cmd_flags_status)
 
+    from settlement.service.accounts.commands import add_parser as add_users_parser
+
+    add_users_parser(sub, _cmd_users)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="settlement", description=__doc__)
@@ -269,11 +301,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("settle", help="settle claims (JSON lines) in order from empty accumulators")
     p.add_argument("--schedules", required=True, help="a region folder, e.g. fee_schedules/heilongjiang")
-    p.add_argument("file", nargs="?", help="JSON lines file (default: stdin)")
+    p.add_argument("file", nargs="?", help="JSON lines file (default: stdin); dask: also Parquet, or a directory")
     p.add_argument(
         "--workers", type=int, default=None,
         help="processes reading claims ahead (default: one per core; settling itself stays in order)",
     )
+    p.add_argument(
+        "--engine", choices=["local", "dask"], default="local",
+        help="dask: by person partitions on a Dask cluster, the same output (docs/readme/dask.md)",
+    )
+    p.add_argument("--scheduler", help="dask: an existing cluster's scheduler address (default: a local cluster)")
+    p.add_argument("--partitions", type=int, help="dask: person partitions (default: 2 per worker)")
+    p.add_argument("--output", help="dask: write here instead of stdout; *.parquet: Parquet with typed columns")
     p.set_defaults(func=_cmd_settle)
 
     p = sub.add_parser("schedules", help="fee schedule tools")

@@ -88,7 +88,12 @@ def simulate(args: argparse.Namespace) -> int:
     if baseline is None or draft is None:
         return 2
     try:
-        report = run(blocks(args.claims), baseline, draft, by)  # type: ignore[arg-type]
+        if args.engine == "dask":
+            from settlement.distributed.command import simulate_command
+
+            report = simulate_command(args, baseline, draft, by)  # type: ignore[arg-type]
+        else:
+            report = run(blocks(args.claims), baseline, draft, by)  # type: ignore[arg-type]
     except OSError as exc:
         print(f"settlement simulate: cannot read {args.claims}: {exc.strerror}", file=sys.stderr)
         return 2
@@ -173,6 +178,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--by", help="group by a comma list of category,level,month,visit_type,pathway")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument("--html", help="write a self-contained HTML report with charts here")
+    p.add_argument("--engine", choices=["local", "dask"], default="local", help="dask: on a Dask cluster")
+    p.add_argument("--scheduler", help="dask: an existing cluster's scheduler address (default: a local cluster)")
+    p.add_argument("--partitions", type=int, help="dask: person partitions (default: 2 per worker)")
     p.set_defaults(func=simulate)
 
     p = sub.add_parser(

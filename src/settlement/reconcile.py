@@ -189,13 +189,13 @@ def match(ours: Iterable[Ours], theirs: Iterable[Theirs], *, by_hospital: bool) 
             add("duplicate_theirs", mine.get(k), t)
             continue
         seen.add(k)
-        o = mine.get(k)
-        if o is None:
+        found = mine.get(k)
+        if found is None:
             add("only_theirs", None, t)
-        elif o.amount == t.amount:
-            add("matched", o, t)
+        elif found.amount == t.amount:
+            add("matched", found, t)
         else:
-            add("amount_mismatch", o, t)
+            add("amount_mismatch", found, t)
     for k, o in mine.items():
         if k not in seen and o.amount != 0:
             add("only_ours", o, None)

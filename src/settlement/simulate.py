@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from settlement.batchrun import PreparedChunk, StreamSettler, prepare_block, prepare_chunk
-from settlement.engine import BatchResult, Tables
+from settlement.engine import BatchResult, ClaimBatch, Tables
 from settlement.layers import SHARES
 from settlement.money import format_fen
 from settlement.schedules.types import CATEGORIES, VISIT_TYPES
@@ -71,6 +71,10 @@ class Side:
         result = self.settler.settle_chunk(chunk)
         if result is None or chunk.batch is None:
             return
+        self.add_settled(chunk.batch, result, chunk.discharged)
+
+    def add_settled(self, batch: ClaimBatch, result: BatchResult, discharged: I64 | None) -> None:
+        """Adds claims settled elsewhere (in order, e.g. by settlement.distributed) to the sums."""
         ok = result.error == 0
         self.errors += int((~ok).sum())
         n = int(ok.sum())
@@ -84,12 +88,12 @@ class Side:
         values = values[ok]
         self.sums += values.sum(axis=0)
         if self.by:
-            self._group(chunk, result, ok, values)
+            self._group(batch, discharged, result, ok, values)
 
-    def _group(self, chunk: PreparedChunk, result: BatchResult, ok: npt.NDArray[np.bool_], values: I64) -> None:
-        batch = chunk.batch
-        assert batch is not None
-        month = chunk.discharged // 100 if chunk.discharged is not None else np.zeros(len(batch), np.int64)
+    def _group(
+        self, batch: ClaimBatch, discharged: I64 | None, result: BatchResult, ok: npt.NDArray[np.bool_], values: I64
+    ) -> None:
+        month = discharged // 100 if discharged is not None else np.zeros(len(batch), np.int64)
         columns = {
             "category": (batch.category, len(CATEGORIES)),
             "level": (batch.level, 4),
@@ -113,11 +117,11 @@ class Side:
             for radix in reversed(radices):
                 code, part = divmod(code, radix)
                 parts.append(part)
-            name = tuple(_label(k, v) for k, v in zip(self.by, reversed(parts), strict=True))
-            if name in self.groups:
-                self.groups[name] += row
+            group = tuple(_label(k, v) for k, v in zip(self.by, reversed(parts), strict=True))
+            if group in self.groups:
+                self.groups[group] += row
             else:
-                self.groups[name] = row.copy()
+                self.groups[group] = row.copy()
 
 
 def _label(key: str, value: int) -> Any:

@@ -80,7 +80,7 @@ def _totals_chart(report: dict[str, Any]) -> str:
         for side, side_label in (("baseline", "基准"), ("draft", "测算"))
     ]
     chart = (
-        alt.Chart(alt.Data(values=rows))
+        alt.Chart(alt.Data(values=rows))  # type: ignore[no-untyped-call]
         .mark_bar()
         .encode(
             x=alt.X("layer:N", title=None, sort=[LABELS[x] for x in SHARES]),
@@ -108,7 +108,7 @@ def _group_chart(report: dict[str, Any], by: list[str]) -> str | None:
     if not rows:
         return None
     chart = (
-        alt.Chart(alt.Data(values=rows))
+        alt.Chart(alt.Data(values=rows))  # type: ignore[no-untyped-call]
         .mark_bar()
         .encode(
             y=alt.Y("group:N", title=None),

@@ -4,8 +4,8 @@ The one writer of tabular exports, for every list the service or the command
 line hands to a clerk or an accountant. Rows are mappings with money as int
 fen; a :class:`Column` says the Chinese header and how a value is written.
 Both writers stream: rows are consumed one at a time, so 100,000 rows never
-sit in memory (the `.xlsx` goes through xlsxwriter's constant-memory mode
-into a temporary file that spills to disk past a few MB). Parquet is for
+sit in memory (the `.xlsx` is SpreadsheetML written row by row into a zip
+that is handed on as it grows). Parquet is for
 analysts' tools (DuckDB, pandas, Spark): row groups of PARQUET_ROWS rows,
 money as ``decimal128(18, 2)`` yuan (exact; the fen are the unscaled integer),
 dates as ``date32``, datetimes as UTC ``timestamp[us]``, headers as column
@@ -17,7 +17,9 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 import tempfile
+import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -81,21 +83,27 @@ class Totals:
 def csv_chunks(
     columns: Sequence[Column], rows: Iterable[Mapping[str, Any]], *, totals: bool = False
 ) -> Iterator[bytes]:
-    """CSV in UTF-8 with a BOM, a header of the columns' headers; with ``totals`` a last row 合计."""
+    """CSV in UTF-8 with a BOM, a header of the columns' headers; with ``totals`` a last row 合计.
+
+    Handed on in pieces of about CHUNK bytes, not a row at a time: a streamed response takes a
+    thread-pool hop per piece (100,000 one-row pieces took longer than writing them).
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow([c.header for c in columns])
     yield BOM + buffer.getvalue().encode()
+    buffer.seek(0)
+    buffer.truncate()
     sums = Totals(columns)
     for row in sums.watch(rows):
-        buffer.seek(0)
-        buffer.truncate()
         writer.writerow([_text(row.get(c.key), c.kind) for c in columns])
-        yield buffer.getvalue().encode()
+        if buffer.tell() >= CHUNK:
+            yield buffer.getvalue().encode()
+            buffer.seek(0)
+            buffer.truncate()
     if totals:
-        buffer.seek(0)
-        buffer.truncate()
         writer.writerow(_total_cells(columns, sums, as_text=True))
+    if buffer.tell():
         yield buffer.getvalue().encode()
 
 
@@ -112,6 +120,199 @@ def _total_cells(columns: Sequence[Column], sums: Totals, *, as_text: bool) -> l
     return cells
 
 
+# -- .xlsx: SpreadsheetML written directly into a streamed zip --------------------------------------
+#
+# xlsxwriter (constant_memory) cost ~20 µs a cell on the shared host: 100,000 rows of the review
+# queue's 28 columns took ~50 s, five times the target (docs/PERFORMANCE.md, review queue). A sheet
+# of plain rows needs none of what it offers beyond the XML below, which is written here with one
+# string template per column: the same workbook (inline strings, the styles below) at ~1 µs a cell.
+
+_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_EPOCH = dt.datetime(1899, 12, 30)
+_EPOCH_DAY = _EPOCH.date()
+_STYLE_HEAD, _STYLE_MONEY, _STYLE_DAY, _STYLE_STAMP, _STYLE_TOTAL_MONEY, _STYLE_TOTAL = 1, 2, 3, 4, 5, 6
+_BATCH = 256
+"""Rows per write into the zip (and per chunk handed on by xlsx_chunks)."""
+
+_CONTENT_TYPES = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+    '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+    '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+    '<Default Extension="xml" ContentType="application/xml"/>'
+    '<Override PartName="/xl/workbook.xml"'
+    ' ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
+    '<Override PartName="/xl/worksheets/sheet1.xml"'
+    ' ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
+    '<Override PartName="/xl/styles.xml"'
+    ' ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/>'
+    "</Types>"
+)
+_RELS = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+    '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+    '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument"'
+    ' Target="xl/workbook.xml"/></Relationships>'
+)
+_WORKBOOK_RELS = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+    '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+    '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet"'
+    ' Target="worksheets/sheet1.xml"/>'
+    '<Relationship Id="rId2" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/styles"'
+    ' Target="styles.xml"/></Relationships>'
+)
+# cellXfs: 0 plain, 1 header (bold, fill, border), 2 money, 3 date, 4 date-time, 5 total money, 6 total text
+_STYLES = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+    '<styleSheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+    '<numFmts count="3"><numFmt numFmtId="164" formatCode="#,##0.00"/>'
+    '<numFmt numFmtId="165" formatCode="yyyy-mm-dd"/><numFmt numFmtId="166" formatCode="yyyy-mm-dd hh:mm:ss"/>'
+    "</numFmts>"
+    '<fonts count="2"><font><sz val="11"/><name val="Calibri"/><family val="2"/></font>'
+    '<font><b/><sz val="11"/><name val="Calibri"/><family val="2"/></font></fonts>'
+    '<fills count="3"><fill><patternFill patternType="none"/></fill><fill><patternFill patternType="gray125"/></fill>'
+    '<fill><patternFill patternType="solid"><fgColor rgb="FFE8EEF7"/><bgColor indexed="64"/></patternFill></fill>'
+    "</fills>"
+    '<borders count="3"><border><left/><right/><top/><bottom/><diagonal/></border>'
+    '<border><left style="thin"><color auto="1"/></left><right style="thin"><color auto="1"/></right>'
+    '<top style="thin"><color auto="1"/></top><bottom style="thin"><color auto="1"/></bottom><diagonal/></border>'
+    '<border><left/><right/><top style="thin"><color auto="1"/></top><bottom/><diagonal/></border></borders>'
+    '<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/></cellStyleXfs>'
+    '<cellXfs count="7"><xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>'
+    '<xf numFmtId="0" fontId="1" fillId="2" borderId="1" xfId="0" applyFont="1" applyFill="1" applyBorder="1"/>'
+    '<xf numFmtId="164" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
+    '<xf numFmtId="165" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
+    '<xf numFmtId="166" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
+    '<xf numFmtId="164" fontId="1" fillId="0" borderId="2" xfId="0" applyNumberFormat="1" applyFont="1"'
+    ' applyBorder="1"/>'
+    '<xf numFmtId="0" fontId="1" fillId="0" borderId="2" xfId="0" applyFont="1" applyBorder="1"/></cellXfs>'
+    '<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles>'
+    "</styleSheet>"
+)
+
+
+def _escape(text: str) -> str:
+    if _ILLEGAL.search(text):
+        text = _ILLEGAL.sub("", text)
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _letters(index: int) -> str:
+    name = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        name = chr(65 + rest) + name
+    return name
+
+
+def _text_cell(ref: str, text: str, style: int = 0) -> str:
+    s = f' s="{style}"' if style else ""
+    return f'<c r="{ref}"{s} t="inlineStr"><is><t xml:space="preserve">{_escape(text)}</t></is></c>'
+
+
+def _cell(ref: str, value: Any, kind: Kind) -> str:
+    """One cell of a data row ('' for an empty one)."""
+    if value is None:
+        return ""
+    if kind == "money":
+        fen = int(value)
+        return f'<c r="{ref}" s="{_STYLE_MONEY}"><v>{fen // 100 if fen % 100 == 0 else fen / 100}</v></c>'
+    if kind == "int" and not isinstance(value, bool):
+        return f'<c r="{ref}"><v>{int(value)}</v></c>'
+    if kind == "datetime" and isinstance(value, dt.datetime):
+        serial = (value.replace(tzinfo=None) - _EPOCH).total_seconds() / 86400
+        return f'<c r="{ref}" s="{_STYLE_STAMP}"><v>{serial!r}</v></c>'
+    if kind == "date" and isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return f'<c r="{ref}" s="{_STYLE_DAY}"><v>{(value - _EPOCH_DAY).days}</v></c>'
+    return _text_cell(ref, _text(value, kind))
+
+
+def _sheet_name(sheet: str) -> str:
+    name = re.sub(r"[\[\]:*?/\\]", "_", sheet)[:31] or "Sheet1"
+    return name.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+class _Sink:
+    """A write-only, unseekable file: zipfile then writes data descriptors, and what it wrote is taken in chunks."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data = b"".join(self.parts)
+        self.parts.clear()
+        return data
+
+
+def _xlsx_steps(
+    target: Any,
+    columns: Sequence[Column],
+    rows: Iterable[Mapping[str, Any]],
+    sheet: str,
+    totals: bool,
+    sums: Totals,
+) -> Iterator[None]:
+    """Writes the workbook into ``target``, yielding after each batch of rows (xlsx_chunks hands them on)."""
+    letters = [_letters(i) for i in range(len(columns))]
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as book:
+        book.writestr("[Content_Types].xml", _CONTENT_TYPES)
+        book.writestr("_rels/.rels", _RELS)
+        book.writestr(
+            "xl/workbook.xml",
+            '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+            '<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
+            ' xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
+            f'<sheets><sheet name="{_sheet_name(sheet)}" sheetId="1" r:id="rId1"/></sheets></workbook>',
+        )
+        book.writestr("xl/_rels/workbook.xml.rels", _WORKBOOK_RELS)
+        book.writestr("xl/styles.xml", _STYLES)
+        with book.open("xl/worksheets/sheet1.xml", "w", force_zip64=True) as out:
+            widths = "".join(
+                f'<col min="{i}" max="{i}" width="{c.width or max(10.0, 2.2 * len(c.header) + 2)}" customWidth="1"/>'
+                for i, c in enumerate(columns, start=1)
+            )
+            head = "".join(_text_cell(f"{letters[i]}1", c.header, _STYLE_HEAD) for i, c in enumerate(columns))
+            out.write(
+                (
+                    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+                    '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+                    '<sheetViews><sheetView workbookViewId="0"><pane ySplit="1" topLeftCell="A2"'
+                    ' activePane="bottomLeft" state="frozen"/><selection pane="bottomLeft"/></sheetView></sheetViews>'
+                    f'<sheetFormatPr defaultRowHeight="15"/><cols>{widths}</cols><sheetData><row r="1">{head}</row>'
+                ).encode()
+            )
+            spec = [(c.key, c.kind, letters[i]) for i, c in enumerate(columns)]
+            batch: list[str] = []
+            r = 1
+            for r, row in enumerate(sums.watch(rows), start=2):
+                cells = "".join(_cell(f"{letter}{r}", row.get(key), kind) for key, kind, letter in spec)
+                batch.append(f'<row r="{r}">{cells}</row>')
+                if len(batch) >= _BATCH:
+                    out.write("".join(batch).encode())
+                    batch.clear()
+                    yield
+            if totals:
+                last: list[str] = []
+                for i, cell in enumerate(_total_cells(columns, sums, as_text=False)):
+                    ref = f"{letters[i]}{r + 1}"
+                    if columns[i].kind == "money":
+                        last.append(f'<c r="{ref}" s="{_STYLE_TOTAL_MONEY}"><v>{cell!r}</v></c>')
+                    elif cell != "":
+                        last.append(_text_cell(ref, str(cell), _STYLE_TOTAL))
+                batch.append(f'<row r="{r + 1}">{"".join(last)}</row>')
+            batch.append("</sheetData></worksheet>")
+            out.write("".join(batch).encode())
+    yield
+
+
 def write_xlsx(
     target: BinaryIO,
     columns: Sequence[Column],
@@ -124,46 +325,9 @@ def write_xlsx(
 
     Returns the totals (count and money sums in fen) of the rows written.
     """
-    import xlsxwriter  # an export's cost, not every command's start
-
-    book = xlsxwriter.Workbook(target, {"constant_memory": True, "in_memory": False})
-    try:
-        ws = book.add_worksheet(sheet[:31])
-        head = book.add_format({"bold": True, "bg_color": "#E8EEF7", "border": 1})
-        money = book.add_format({"num_format": "#,##0.00"})
-        day = book.add_format({"num_format": "yyyy-mm-dd"})
-        stamp = book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
-        bold_money = book.add_format({"num_format": "#,##0.00", "bold": True, "top": 1})
-        bold = book.add_format({"bold": True, "top": 1})
-        for i, c in enumerate(columns):
-            ws.set_column(i, i, c.width or max(10.0, 2.2 * len(c.header) + 2))
-            ws.write_string(0, i, c.header, head)
-        ws.freeze_panes(1, 0)
-        sums = Totals(columns)
-        r = 0
-        for r, row in enumerate(sums.watch(rows), start=1):
-            for i, c in enumerate(columns):
-                value = row.get(c.key)
-                if value is None:
-                    continue
-                if c.kind == "money":
-                    ws.write_number(r, i, int(value) / 100, money)
-                elif c.kind == "int":
-                    ws.write_number(r, i, int(value))
-                elif c.kind == "date" and isinstance(value, dt.date):
-                    ws.write_datetime(r, i, dt.datetime.combine(value, dt.time()), day)
-                elif c.kind == "datetime" and isinstance(value, dt.datetime):
-                    ws.write_datetime(r, i, value.replace(tzinfo=None), stamp)
-                else:
-                    ws.write_string(r, i, _text(value, c.kind))
-        if totals:
-            for i, cell in enumerate(_total_cells(columns, sums, as_text=False)):
-                if columns[i].kind == "money":
-                    ws.write_number(r + 1, i, cell, bold_money)
-                else:
-                    ws.write(r + 1, i, cell, bold)
-    finally:
-        book.close()
+    sums = Totals(columns)
+    for _ in _xlsx_steps(target, columns, rows, sheet, totals, sums):
+        pass
     return sums
 
 
@@ -174,12 +338,15 @@ def xlsx_chunks(
     sheet: str = "Sheet1",
     totals: bool = True,
 ) -> Iterator[bytes]:
-    """The `.xlsx` of :func:`write_xlsx`, then read back in chunks (a zip is only complete at its end)."""
-    with tempfile.SpooledTemporaryFile(max_size=4 * 1024 * 1024) as spool:
-        write_xlsx(spool, columns, rows, sheet=sheet, totals=totals)  # type: ignore[arg-type]
-        spool.seek(0)
-        while chunk := spool.read(CHUNK):
-            yield chunk
+    """The `.xlsx` of :func:`write_xlsx`, handed on as it is written (the zip streams: no temporary file)."""
+    sink = _Sink()
+    pending = 0
+    for _ in _xlsx_steps(sink, columns, rows, sheet, totals, Totals(columns)):
+        pending = sum(len(p) for p in sink.parts)
+        if pending >= CHUNK:
+            yield sink.take()
+    if sink.parts:
+        yield sink.take()
 
 
 def _arrow_type(kind: Kind) -> Any:
@@ -241,12 +408,40 @@ def parquet_chunks(columns: Sequence[Column], rows: Iterable[Mapping[str, Any]])
             yield chunk
 
 
+def arrow_table(columns: Sequence[Column], values: Mapping[str, Any], valid: Mapping[str, Any] | None = None) -> Any:
+    """A pyarrow Table from whole columns (for millions of rows): money as int64 fen arrays → decimal128(18, 2).
+
+    values[key]: a numpy array or a list; valid[key] (optional): a bool array, False where the value is null.
+    The fen are the decimal's unscaled integer, so the yuan are exact without one Python object a value.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    valid = valid or {}
+    arrays = []
+    for c in columns:
+        value, mask = values[c.key], valid.get(c.key)
+        if c.kind == "money":
+            fen = np.ascontiguousarray(value, dtype=np.int64)
+            words = np.empty((fen.shape[0], 2), dtype=np.int64)  # 128-bit little-endian two's complement
+            words[:, 0] = fen
+            words[:, 1] = fen >> 63
+            bitmap = None if mask is None else pa.py_buffer(np.packbits(np.asarray(mask, dtype=np.bool_),
+                                                                         bitorder="little"))
+            arrays.append(pa.Array.from_buffers(_arrow_type("money"), fen.shape[0], [bitmap, pa.py_buffer(words)]))
+        else:
+            null = None if mask is None else ~np.asarray(mask, dtype=np.bool_)
+            arrays.append(pa.array(value, type=_arrow_type(c.kind), mask=null))
+    return pa.Table.from_arrays(arrays, schema=pa.schema([pa.field(c.key, _arrow_type(c.kind)) for c in columns]))
+
+
 __all__ = [
     "CSV_MEDIA_TYPE",
     "PARQUET_MEDIA_TYPE",
     "XLSX_MEDIA_TYPE",
     "Column",
     "Totals",
+    "arrow_table",
     "csv_chunks",
     "parquet_chunks",
     "write_parquet",

@@ -235,3 +235,39 @@ def test_bulk_approvals_and_decisions_at_once(client, auth, app):
         for row in session.scalars(select(ReviewStatus)):
             assert row.review_id == latest[row.settlement_seq]
             assert row.status == {"approve": "approved", "query": "queried"}[decisions[row.review_id]]
+
+
+def test_seq_marks_turn_a_settled_range_into_a_seq_range(client, auth, app):
+    from settlement.service.auth.keys import Role
+    from settlement.service.auth.service import Principal
+    from settlement.service.reviews.models import SeqMark
+    from settlement.service.settlements import query
+
+    settle_ex01(client, auth, 3)
+    ctx = app.state.ctx
+    refresh(ctx.db, rules_at(None), margin=MARGIN)
+    with ctx.db.read() as session:
+        (mark,) = session.scalars(select(SeqMark))
+        assert mark.seq == 3 and mark.at_lo <= mark.at_hi
+    refresh(ctx.db, rules_at(None), margin=MARGIN)  # within the minute: no second mark
+    today = dt.datetime.now(ctx.tz).date()
+    midnight = dt.datetime.combine(today, dt.time(), tzinfo=ctx.tz)
+    with ctx.db.write() as session:
+        session.add_all([
+            SeqMark(at_lo=midnight - dt.timedelta(days=1), at_hi=midnight - dt.timedelta(days=1), seq=0),
+            SeqMark(at_lo=midnight + dt.timedelta(days=2), at_hi=midnight + dt.timedelta(days=2), seq=7),
+        ])
+        session.commit()
+    reviewer = Principal(key_id="k", role=Role.REVIEWER)
+    with ctx.db.read() as session:
+        day = query.SettlementFilter(settled_from=today, settled_to=today)
+        assert query.seq_bounds(session, ctx, day) == (0, 7)
+        assert query.summarize(session, ctx, reviewer, day)["count"] == 3
+        later = query.SettlementFilter(settled_from=today + dt.timedelta(days=1))
+        assert query.seq_bounds(session, ctx, later) == (3, None)  # the refresher's mark, before tomorrow
+        assert query.summarize(session, ctx, reviewer, later)["count"] == 0
+        earlier = query.SettlementFilter(settled_to=today - dt.timedelta(days=1))
+        margin = dt.timedelta(seconds=ctx.settings.flags_refresh_margin_seconds)
+        first_after = 3 if mark.at_lo >= midnight + margin else 7  # the earliest mark a margin after midnight
+        assert query.seq_bounds(session, ctx, earlier) == (None, first_after)
+        assert query.summarize(session, ctx, reviewer, earlier)["count"] == 0

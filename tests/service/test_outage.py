@@ -82,6 +82,10 @@ def outage(tmp_path: Path, service_tables: Tables) -> Iterator[tuple[Any, TestCl
                 session.commit()
             auth = {role: {"Authorization": f"Bearer {key}"} for role, key in keys.items()}
             register_examples(client, auth["reviewer"])
+            if "/v1/hospitals/{hospital_id}" in app.openapi()["paths"]:  # the counter settles registered ones
+                body = {"name": "医院 H0002", "level": 2, "district": "230102"}
+                response = client.put("/v1/hospitals/H0002", json=body, headers=auth["admin"])
+                assert response.status_code in (200, 201), response.text
             yield app, client, name, auth
     finally:
         unblock(name)
@@ -114,10 +118,64 @@ def test_terminated_backends_are_never_handed_to_a_request(outage: Any) -> None:
     assert client.get("/readyz").status_code == 200
 
 
+def test_a_connection_lost_without_a_word_is_tried_once_more_on_another(
+    outage: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As if the network had cut them (nothing readable before the statement): each route's first
+    statement fails, is recognised as a lost connection and runs once more on a live one."""
+    from settlement.service import db, pgloop
+
+    _app, client, name, auth = outage
+    first = settle(client, auth, 0)
+    assert first.status_code == 201, first.text
+    for module in (db, pgloop):
+        monkeypatch.setattr(module, "closed_by_server", lambda conn: conn.closed)
+    terminate(name)
+    assert settle(client, auth, 1).status_code == 201
+    terminate(name)
+    assert client.post("/v1/settlements/preview", json=claim(9), headers=auth["hospital"]).status_code == 200
+    terminate(name)
+    sid = first.json()["settlement_id"]
+    assert client.post(f"/v1/settlements/{sid}/reversal", headers=auth["hospital"]).json()["status"] == "reversed"
+    assert [settle(client, auth, n).status_code for n in range(2, 8)] == [201] * 6
+
+
+def test_a_settle_whose_answer_was_lost_after_its_commit_is_replayed_not_written_twice(
+    outage: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """counter_settle committed, then the connection died before its answer: the second run (on
+    another connection) finds the claim under (hospital id, claim_id) and replays it."""
+    from settlement.service.settlements import pgcounter
+
+    app, client, _name, auth = outage
+    real = pgcounter.call_write
+    calls: list[int] = []
+
+    def commit_then_lose(conn: Any, params: Any) -> Any:
+        calls.append(1)
+        result = real(conn, params)
+        if len(calls) == 1:
+            conn.close()
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return result  # pragma: no cover - the second run replays: no second write
+
+    monkeypatch.setattr(pgcounter, "call_write", commit_then_lose)
+    response = settle(client, auth, 0)
+    assert response.status_code == 200 and response.headers["Idempotent-Replayed"] == "true", response.text
+    assert calls == [1]
+    assert settle(client, auth, 0).json()["settlement_id"] == response.json()["settlement_id"]
+    with psycopg.connect(app.state.ctx.settings.sqlalchemy_url.replace("+psycopg", "")) as conn:
+        assert conn.execute("SELECT count(*) FROM settlements").fetchone() == (1,)
+    assert_whole(app)
+
+
 def _route_requests(app: Any, auth: dict[str, dict[str, str]], sid: str) -> list[tuple[str, str, Any, dict[str, str]]]:
-    """One request per operation of the API description (every route the service documents) that
-    needs the database, its path parameters filled in."""
-    values = {"settlement_id": sid, "person_id": claim(0)["patient"]["person_id"], "fund_id": "poverty_relief"}
+    """One request per operation of the API description (every route the service documents), its
+    path parameters filled in, a body where the route takes one."""
+    patient = claim(0)["patient"]
+    person = {"scheme": patient["scheme"], "categories": [
+        {"category": patient.get("category", "none"), "valid_from": "2000-01-01", "valid_to": None}]}
+    values = {"settlement_id": sid, "person_id": patient["person_id"], "fund_id": "poverty_relief"}
     out = []
     for template, operations in app.openapi()["paths"].items():
         if template in NO_DATABASE:
@@ -126,9 +184,17 @@ def _route_requests(app: Any, auth: dict[str, dict[str, str]], sid: str) -> list
         for method in sorted(operations):
             method = method.upper()
             headers = auth["hospital"] if path.startswith("/v1/settlements") and method == "POST" else auth["admin"]
-            body = claim(50) if method in ("POST", "PUT") else None
+            body: Any = None
+            if method == "POST" and path in ("/v1/settlements", "/v1/settlements/preview"):
+                body = claim(50)
+            elif method == "PUT" and template == "/v1/persons/{person_id}":
+                body = person
             out.append((method, path, body, headers))
     return out
+
+
+# answers to a request refused for its own shape, before the database is asked
+REFUSED_BEFORE_THE_DATABASE = {400, 405, 415}
 
 
 def test_an_outage_is_503_within_a_second_everywhere_and_the_first_settle_after_it_succeeds(outage: Any) -> None:
@@ -136,7 +202,16 @@ def test_an_outage_is_503_within_a_second_everywhere_and_the_first_settle_after_
     settled = [settle(client, auth, n) for n in range(5)]
     assert [r.status_code for r in settled] == [201] * 5
     sid = settled[0].json()["settlement_id"]
-    requests = _route_requests(app, auth, sid)
+    # the requests that need the database: with it up, they are not refused for their own shape
+    requests = [
+        (method, path, body, headers)
+        for method, path, body, headers in _route_requests(app, auth, sid)
+        if client.request(method, path, json=body, headers=headers).status_code not in REFUSED_BEFORE_THE_DATABASE
+    ]
+    swept = {(method, path) for method, path, _, _ in requests}
+    assert {("POST", "/v1/settlements"), ("POST", "/v1/settlements/preview"), ("GET", "/v1/settlements"),
+            ("POST", f"/v1/settlements/{sid}/reversal"), ("GET", f"/v1/persons/{claim(0)['patient']['person_id']}"),
+            ("PUT", f"/v1/persons/{claim(0)['patient']['person_id']}")} <= swept, swept
     assert len(requests) >= 10
 
     block(name)
@@ -186,7 +261,7 @@ def test_an_outage_is_503_within_a_second_everywhere_and_the_first_settle_after_
     after = [settle(client, auth, n).status_code for n in range(6, 16)]
     after.append(client.post("/v1/settlements/preview", json=claim(99), headers=auth["hospital"]).status_code)
     after.append(client.post(f"/v1/settlements/{sid}/reversal", headers=auth["hospital"]).status_code)
-    assert after == [201] * 10 + [200, 200]
+    assert after == [201] * 10 + [200, 200]  # the reversal: reversed in the sweep before the outage, answered again
     assert_whole(app)
 
 

@@ -54,9 +54,19 @@ def test_search_by_id_prefix_name_district_scheme_and_category(client, auth):
     first = client.get("/v1/persons", params={"q": "张三"}, headers=rv).json()["items"][0]
     assert first["name"] == "张三" and first["district"] == "230102" and first["category"] == "subsistence_allowance"
     for bad in ({"district": "23x"}, {"district": "230"}, {"category": "rich"}, {"limit": 0}, {"cursor": "zzz"},
-                {"q": ""}, {"on": "2019-13-01"}):
+                {"q": ""}, {"on": "2019-13-01"}, {"q": "张\x00"}, {"q": "\u202e三"}, {"cursor": "cDoxMjM\x00"}):
         response = client.get("/v1/persons", params=bad, headers=rv)
         assert response.status_code == 400, (bad, response.text)
+
+
+def test_malformed_ids_are_404_not_500(client, auth):
+    register_people(client, auth["admin"])
+    # a NUL or a bidi override may be refused up front (400, service.strict) or found nowhere (404)
+    for path, statuses in (("a%00b", {400, 404}), (PEOPLE[0][0][:-1] + "%00", {400, 404}), ("x" * 300, {404}),
+                           (PEOPLE[0][0] + "1", {404}), ("%E2%80%AE" + PEOPLE[0][0], {400, 404})):
+        for suffix in ("", "/history", "/accumulators", "/position"):
+            response = client.get(f"/v1/persons/{path}{suffix}", headers=auth["admin"])
+            assert response.status_code in statuses, (path, suffix, response.text)
 
 
 def test_insurers_see_no_names_and_cannot_search_by_name(client, auth):

@@ -10,8 +10,10 @@ import io
 from typing import Any
 
 import openpyxl
+import pytest
 from service_helpers import example, register
 
+from settlement.service.errors import ServiceError
 from settlement.service.reviews.flags import refresh
 from settlement.service.reviews.rules import rules_at
 
@@ -279,3 +281,74 @@ def test_review_rules_are_readable_by_reviewers_and_admins(client, auth):
     assert {r["rule"]: r["threshold"] for r in body["rules"]}["readmission"] == {"days": 15}
     assert client.get("/v1/review-rules", headers=auth["reviewer"]).status_code == 200
     assert client.get("/v1/review-rules", headers=auth["hospital"]).status_code == 403
+
+
+def test_a_district_scoped_reviewer_sees_only_the_districts_settlements(client, auth, app):
+    from contextlib import contextmanager
+
+    from service_helpers import person_id
+
+    from settlement.service.auth.keys import Role
+    from settlement.service.auth.service import Principal
+    from settlement.service.deps import current_principal
+
+    inside, outside = person_id(11), person_id(12)
+    for pid, district in ((inside, "230102"), (outside, "230203")):
+        body = {"scheme": "resident", "district": district,
+                "categories": [{"category": "registered_poor", "valid_from": "2018-01-01", "valid_to": None}]}
+        assert client.put(f"/v1/persons/{pid}", json=body, headers=auth["admin"]).status_code in (200, 201)
+    ids = {}
+    for pid in (inside, outside):
+        claim = copy.deepcopy(EX01)
+        claim["claim_id"] = f"D-{pid[-4:]}"
+        claim["patient"] = {"person_id": pid}
+        ids[pid] = settle(client, auth, claim)["settlement_id"]
+
+    def listed(headers: dict[str, str] | None = None, **params: Any) -> list[str]:
+        response = client.get("/v1/settlements", params=params, headers=headers or {})
+        assert response.status_code == 200, response.text
+        return [i["settlement_id"] for i in response.json()["items"]]
+
+    assert listed(auth["reviewer"], district="2301") == [ids[inside]]
+    assert listed(auth["reviewer"], district="230203") == [ids[outside]]
+    assert client.get("/v1/settlements", params={"district": "23x"}, headers=auth["reviewer"]).status_code == 400
+
+    @contextmanager
+    def scoped(district: str) -> Any:
+        app.dependency_overrides[current_principal] = lambda: Principal(
+            key_id="scopedkey001", role=Role.REVIEWER, district=district, user="clerk")
+        try:
+            yield
+        finally:
+            app.dependency_overrides.pop(current_principal, None)
+
+    with scoped("2301"):
+        assert listed() == [ids[inside]]
+        assert listed(district="230203") == []  # its own scope and the filter, both
+        assert client.get(f"/v1/settlements/{ids[inside]}").status_code == 200
+        for path in (f"/v1/settlements/{ids[outside]}", f"/v1/settlements/{ids[outside]}/reviews"):
+            assert client.get(path).status_code == 404, path
+        refused = client.post(f"/v1/settlements/{ids[outside]}/reviews", json={"decision": "approve"})
+        assert refused.status_code == 404
+        done = client.post(f"/v1/settlements/{ids[inside]}/reviews", json={"decision": "approve"})
+        assert done.status_code == 201 and done.json()["actor"] == "clerk"
+        rows = list(csv.reader(io.StringIO(
+            client.get("/v1/settlements", params={"format": "csv"}).content.decode("utf-8-sig"))))
+        assert [r[0] for r in rows[1:-1]] == [ids[inside]]
+        summary = client.get("/v1/settlements").json()
+        body = {"filter": {}, "count": summary["count"], "total": summary["totals"]["total"]}
+        assert summary["count"] == 1
+        assert client.post("/v1/settlements/approvals", json=body).json()["approved"] == 1
+    # the service functions the pages call apply the same scope
+    from settlement.service.reviews import service as reviews
+    from settlement.service.settlements import query
+
+    clerk = Principal(key_id="scopedkey001", role=Role.REVIEWER, district="2301", user="clerk")
+    with app.state.ctx.db.read() as session:
+        rows_, _cursor = query.page(session, app.state.ctx, clerk, query.SettlementFilter())
+        assert [r.settlement_id for r in rows_] == [ids[inside]]
+        with pytest.raises(ServiceError) as refused_panel:
+            reviews.review_panel(session, clerk, ids[outside])
+        assert refused_panel.value.status == 404
+        panel = reviews.review_panel(session, clerk, ids[inside])
+        assert panel["review_status"] == "approved" and [r["actor"] for r in panel["reviews"]] == ["clerk", "clerk"]

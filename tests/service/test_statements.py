@@ -250,3 +250,56 @@ def test_close_roles(client, auth, clock, app):
     assert own.status_code == 201 and own.json()["settlements"] == 0
     assert client.post("/v1/statements/basic/2026-13/close", headers=auth["admin"]).status_code == 400
     assert client.post("/v1/statements/basic/2026-10/close", headers=auth["hospital"]).status_code == 403
+
+
+def test_closing_while_settling_loses_and_doubles_nothing(client, auth, app, monkeypatch):
+    """Settlements stamped on 31 October commit while October closes: each entry is in October (committed
+    before the close's watermark) or an adjustment of November, once; October's lines still hash the same."""
+    import threading
+
+    from settlement.service.auth.keys import Role
+    from settlement.service.auth.service import Principal
+    from settlement.service.statements.service import Closes, _lines, close_period, line_digest
+
+    register(client, auth["reviewer"], PERSON)
+    clock = {"now": at("2026-10-31", "23:59")}
+    monkeypatch.setattr(app.state.ctx, "now", lambda: clock["now"])
+    for i in range(3):
+        settle(client, auth, f"before-{i}")
+    errors: list[str] = []
+
+    def settler(n: int) -> None:
+        for i in range(8):
+            try:
+                settle(client, auth, f"race-{n}-{i}")
+            except AssertionError as exc:  # pragma: no cover - reported below
+                errors.append(str(exc))
+
+    def closer() -> None:  # the service function itself, on a clock of its own (2 November)
+        ctx = copy.copy(app.state.ctx)
+        ctx.now = lambda: at("2026-11-02")
+        with ctx.db.write() as session:
+            close_period(session, ctx, Principal("test", Role.ADMIN), "basic", "2026-10")
+
+    threads = [threading.Thread(target=settler, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    closing = threading.Thread(target=closer)
+    closing.start()
+    for t in [*threads, closing]:
+        t.join()
+    assert errors == []
+    clock["now"] = at("2026-11-10")
+    closed = client.get("/v1/statements/basic/closes", headers=auth["insurer"]).json()[0]
+    span = {"from": "2026-10-01", "to": "2026-11-30"}
+    rows = get(client, auth, "/v1/statements", fund="basic", **span)["rows"]
+    october = [r for r in rows if r["period"] == "2026-10"]
+    late = [r for r in rows if r["period"] == "2026-11"]
+    assert all(r["adjusts"] == "2026-10" for r in late)
+    assert sum(r["settlements"] for r in october) == closed["settlements"]
+    assert sum(r["settlements"] for r in october + late) == 3 + 3 * 8
+    with app.state.ctx.db.read() as session:
+        entries = session.query(LedgerEntry).filter_by(fund="basic").count()
+        closes = Closes.read(session, "basic")
+        digest, n = line_digest(_lines(session, closes, dt.date(2026, 10, 1), dt.date(2026, 10, 31)))
+    assert entries == 3 + 3 * 8 and (digest, n) == (closed["lines_sha256"], closed["lines"])

@@ -16,6 +16,7 @@ from starlette.types import Scope
 import settlement
 from settlement.engine import Tables, compile_tables
 from settlement.schedules import load_region
+from settlement.web.install import install as install_web
 
 from . import errors
 from .config import Settings, region_dir
@@ -43,6 +44,7 @@ from .settlements.router import (
     settle_counter,
 )
 from .settlements.router import router as settlements_router
+from .simulations.router import router as simulations_router
 from .statements.router import router as statements_router
 
 log = logging.getLogger("settlement.service")
@@ -111,6 +113,8 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
         # FastAPI's own OpenTelemetry hooks: the service exports Prometheus metrics (/metrics) and
         # logs; with no OpenTelemetry provider set up they cost ~0.1 ms a request for nothing
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+        docs_url=None,  # /docs is the workspace's, with Swagger UI served locally (settlement.web)
+        redoc_url=None,
     )
     app.state.ctx = ctx
     errors.install(app, settings.retry_after_seconds)
@@ -121,10 +125,12 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
         funds_router,
         statements_router,
         reconciliations_router,
+        simulations_router,
         schedules_router,
         reviews_router,
     ):
         app.include_router(router)
+    install_web(app)  # the staff pages, /static, /docs
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes, timeout=settings.body_timeout_seconds)
     app.add_middleware(LatencyMiddleware)
     # the counter's hot routes answered ahead of the stack above (bounded and timed there the same way)

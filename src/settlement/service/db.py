@@ -125,9 +125,9 @@ class Database:
         the pool is never handed out (:func:`closed_by_server`: a poll of its socket,
         no round trip); a request waits at most :attr:`checkout_timeout` for a
         connection; when none can be opened the pool is closed and the database is
-        known down: requests answer 503 at once, one of them at most every
-        :data:`PROBE_EVERY` seconds opening a new pool, the first settle after the
-        database is back included.
+        known down: requests answer 503 at once, one at a time trying a fresh
+        connection and, if it opens, a new pool: the first settle after the database
+        is back succeeds.
         """
         pool = self._counter_pool or self._open_counter_pool()
         conn = self._checkout(pool)
@@ -137,7 +137,7 @@ class Database:
             # each, only now) and the dead ones replaced before the request takes another
             conn.close()
             pool.putconn(conn)  # a closed connection is discarded and a new one opened at once
-            _check_idle(pool)
+            self._after_loss(pool)
             conn = self._checkout(pool)
         try:
             yield conn
@@ -157,18 +157,35 @@ class Database:
             log.warning("a counter connection was lost under a statement, once more on another: %s", exc.orig)
             pool = self._counter_pool
             if pool is not None:
-                _check_idle(pool)  # the others that died with it are replaced before the second try
+                self._after_loss(pool)
         with self.counter() as conn:
             return work(conn)
 
+    def _after_loss(self, pool: Any) -> None:
+        """After a connection was found dead: the others that died with it replaced (psycopg_pool's
+        check(): a round trip per idle connection, only now), and if no new connection can be opened
+        the database is known down at once (503 now, not after checkout_timeout)."""
+        _check_idle(pool)
+        if not self._reachable():
+            self._mark_down(pool)
+            raise OperationalError("connect", {}, Exception("the database is unavailable"))
+
     def _checkout(self, pool: Any) -> Any:
+        """A connection of ``pool``. After checkout_timeout without one, a fresh connection is tried:
+        refused, the database is down (503 now); opened, the pool is only growing or busy, and the
+        request waits on, up to BUSY_TIMEOUT in all."""
         import psycopg
 
         try:
             return pool.getconn(timeout=self.checkout_timeout)
         except psycopg.OperationalError as exc:  # PoolTimeout, or PoolClosed by another request
-            if self._counter_pool is pool and not self._reachable():
-                self._mark_down(pool)
+            if self._counter_pool is not pool or not self._reachable():
+                if self._counter_pool is pool:
+                    self._mark_down(pool)
+                raise OperationalError("connect", {}, exc) from exc
+        try:
+            return pool.getconn(timeout=BUSY_TIMEOUT - self.checkout_timeout)
+        except psycopg.OperationalError as exc:
             raise OperationalError("connect", {}, exc) from exc
 
     def _reachable(self) -> bool:
@@ -188,11 +205,9 @@ class Database:
         pool.close(timeout=0)  # its own reconnection attempts stop; connections out are closed on return
 
     def _open_counter_pool(self) -> Any:
-        """The counter pool, opened now: on the first request, or after an outage (at most one
-        request at a time, every PROBE_EVERY seconds; the others answer 503 meanwhile)."""
+        """The counter pool, opened now: on the first request, or after an outage (one request at a
+        time tries a fresh connection, the others answer 503 meanwhile; a refused one costs ~1 ms)."""
         down_at = self._down_at
-        if down_at is not None and time.monotonic() - down_at < PROBE_EVERY:
-            raise OperationalError("connect", {}, Exception("the database was unavailable a moment ago"))
         if not self._counter_lock.acquire(blocking=down_at is None):
             raise OperationalError("connect", {}, Exception("the database is unavailable; a reconnection is under way"))
         try:
@@ -205,8 +220,9 @@ class Database:
 
             pool = ConnectionPool(
                 self._counter_conninfo(),
-                # one connection to open (before the first request, see app.lifespan), the rest at
-                # once in the background; all of them count against max_connections
+                # one connection opened before the pool is used, three more then in the background,
+                # the rest as requests wait for one (app.lifespan opens all of them at the start);
+                # all of them count against max_connections
                 min_size=1,
                 max_size=self.counter_pool_size,
                 kwargs=self._counter_kwargs(),
@@ -271,8 +287,9 @@ class Database:
         self.engine.dispose()
 
 
-PROBE_EVERY = 0.25
-"""Seconds between two attempts to reopen the counter's connections while the database is down."""
+BUSY_TIMEOUT = 10.0
+"""Seconds a request waits for a counter connection in all while the database answers (the pool
+growing under a burst, or fewer connections than threads)."""
 
 
 def _check_idle(pool: Any) -> None:

@@ -42,7 +42,7 @@ def pick_format(request: Request, fmt: str | None) -> Format:
             raise invalid_request(
                 f"unknown format {fmt!r}", [{"field": "format", "message": f"one of {', '.join(FORMATS)}"}]
             )
-        return fmt  # type: ignore[return-value]
+        return fmt
     for part in request.headers.get("accept", "").split(","):
         media = part.split(";")[0].strip().lower()
         if media in MEDIA:

@@ -1,12 +1,13 @@
 """Every table of the service, imported so that ``Base.metadata`` is complete (Alembic, tests)."""
 
+from .accounts.models import LoginAttempt, StaffUser, WebSession
 from .accumulators.models import PersonCharity, PersonYear
 from .auth.models import ApiKey
 from .db import Base
 from .funds.models import FundPool
 from .persons.models import Person, PersonCategory, PersonHistory
 from .reconciliations.models import ReconciliationItem, ReconciliationRun
-from .reviews.models import FlagCheck, FlagRefreshState, Review, ReviewStatus, SettlementFlag
+from .reviews.models import FlagCheck, FlagRefreshState, Review, ReviewStatus, SeqMark, SettlementFlag
 from .settlements.models import LedgerEntry, Settlement, SettlementEvent
 from .statements.models import PeriodClose
 
@@ -19,6 +20,7 @@ __all__ = [
     "FlagRefreshState",
     "FundPool",
     "LedgerEntry",
+    "LoginAttempt",
     "PeriodClose",
     "Person",
     "PersonCategory",
@@ -29,8 +31,11 @@ __all__ = [
     "ReconciliationRun",
     "Review",
     "ReviewStatus",
+    "SeqMark",
     "Settlement",
     "SettlementEvent",
     "SettlementFlag",
+    "StaffUser",
+    "WebSession",
     "metadata",
 ]

@@ -1,5 +1,5 @@
 """Settlement reviews and flags: review records, the review status projection, materialized flags,
-the flags refresher's checks and state, and a BRIN index on settlements.settled_at.
+the flags refresher's checks, state and seq marks, and a BRIN index on settlements.settled_at.
 
 Revision ID: 0006
 Revises: 0005
@@ -108,6 +108,14 @@ def upgrade() -> None:
         sa.Column("updated_at", TIMESTAMP, nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_flag_refresh_state")),
     )
+    op.create_table(
+        "settlement_seq_marks",
+        sa.Column("at_hi", TIMESTAMP, nullable=False),
+        sa.Column("at_lo", TIMESTAMP, nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("at_hi", name=op.f("pk_settlement_seq_marks")),
+    )
+    op.create_index("ix_settlement_seq_marks_at_lo", "settlement_seq_marks", ["at_lo"], unique=False)
     op.create_index(
         "ix_settlements_settled_at_brin", "settlements", ["settled_at"], unique=False, postgresql_using="brin"
     )
@@ -115,6 +123,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_settlements_settled_at_brin", table_name="settlements", postgresql_using="brin")
+    op.drop_index("ix_settlement_seq_marks_at_lo", table_name="settlement_seq_marks")
+    op.drop_table("settlement_seq_marks")
     op.drop_table("flag_refresh_state")
     op.drop_table("settlement_flag_checks")
     op.drop_index("ix_settlement_flags_rule_settlement_seq", table_name="settlement_flags")

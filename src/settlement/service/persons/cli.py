@@ -36,7 +36,9 @@ def print_report(report: Any, label: str, out: TextIO, err: TextIO) -> None:
         f" {report.unchanged} unchanged), {report.periods} category periods"
     )
     if not report.ok:
-        print(f"{label}: {report.problems_total} problem(s); nothing was imported", file=err)
+        read = f"{describe(report)}; " if report.format else ""
+        print(f"{label}: {read}{report.problems_total} problem(s); nothing was "
+              + ("written (dry run)" if report.dry_run else "imported"), file=err)
     elif report.committed:
         print(f"{label}: {describe(report)}; imported {counts}", file=out)
     else:

@@ -427,10 +427,10 @@ def parse(sheet: Sheet, report: ImportReport) -> Parsed:
             report.add(line, report.columns["valid_to"], "valid_to",
                        f"{report.columns['valid_to']} {period.valid_to} is before {period.valid_from}")
             continue
-        birth = check_person_id(pid, dt.date.max)
+        birth = dt.date(int(pid[6:10]), int(pid[10:12]), int(pid[12:14]))  # checked by cell_person_id
         if period.valid_from < birth:
             report.add(line, report.columns["valid_from"], "valid_from",
-                       f"the period starts on {period.valid_from}, before the person's birth on {birth}")
+                       f"{report.columns['valid_from']} {period.valid_from} is before the person's birth on {birth}")
             continue
         by_person.setdefault(pid, []).append(
             _Row(line, values["scheme"], period, values.get("name"), values.get("district"))
@@ -523,9 +523,7 @@ def _check(
     report.persons = len(parsed.entries)
     if not report.problems_total and not parsed.entries:
         report.add(None, "", "(file)", "the file holds no rows")
-    if report.problems_total:
-        return report, parsed
-    _compare(session, principal, parsed, report)
+    _compare(session, principal, parsed, report)  # the good persons' counts, even beside problems
     return report, parsed
 
 

@@ -35,13 +35,10 @@ def _insert_new(session: Session, rows: list[dict[str, Any]]) -> set[str]:
     insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = Person.__table__
     assert isinstance(table, Table)
-    stmt = (
-        insert_(table)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["person_id"])
-        .returning(table.c.person_id)
-    )
-    return set(session.scalars(stmt))
+    stmt = insert_(table).on_conflict_do_nothing(index_elements=["person_id"]).returning(table.c.person_id)
+    # the rows as parameters ("insertmanyvalues": compiled once, cached, sent in batches), not .values(rows),
+    # whose statement of thousands of bind parameters would be compiled anew for every call
+    return set(session.scalars(stmt, rows))
 
 
 def lock_person(
@@ -89,6 +86,11 @@ class Entry:
 
 
 KEEP = object()
+
+
+def _given(value: str | object | None) -> str | None:
+    """An entry's name or district as stored for a new person (KEEP: nothing to keep, null)."""
+    return None if value is KEEP else value  # type: ignore[return-value]
 
 
 def snapshot(scheme: str, name: str | None, district: str | None, periods: list[Period]) -> dict[str, Any]:
@@ -172,9 +174,13 @@ def replace_many(
     changed = new = 0
     for start in range(0, len(ids), chunk):
         part = ids[start : start + chunk]
-        created = _insert_new(
+        created = _insert_new(  # absent persons are inserted whole: only the others need an UPDATE
             session,
-            [{"person_id": p, "scheme": entries[p].scheme, "created_at": now, "updated_at": now} for p in part],
+            [
+                {"person_id": p, "scheme": entries[p].scheme, "created_at": now, "updated_at": now,
+                 "updated_by": key_id, "name": _given(entries[p].name), "district": _given(entries[p].district)}
+                for p in part
+            ],
         )
         stored = stored_snapshots(session, part, lock=True)
         writes: list[tuple[str, dict[str, Any] | None, dict[str, Any]]] = []
@@ -194,20 +200,22 @@ def replace_many(
         if not writes:
             continue
         written = [w[0] for w in writes]
-        session.execute(
-            update(table)
-            .where(table.c.person_id == bindparam("pid"))
-            .values(
-                scheme=bindparam("scheme"), name=bindparam("name"), district=bindparam("district"),
-                updated_at=bindparam("now"), updated_by=bindparam("key"),
-            ),
-            [
-                {"pid": pid, "scheme": after["scheme"], "name": after["name"], "district": after["district"],
-                 "now": now, "key": key_id}
-                for pid, _, after in writes
-            ],
-        )
-        session.execute(delete(PersonCategory).where(PersonCategory.person_id.in_(written)))
+        updates = [w for w in writes if w[0] not in created]
+        if updates:
+            session.execute(
+                update(table)
+                .where(table.c.person_id == bindparam("pid"))
+                .values(
+                    scheme=bindparam("scheme"), name=bindparam("name"), district=bindparam("district"),
+                    updated_at=bindparam("now"), updated_by=bindparam("key"),
+                ),
+                [
+                    {"pid": pid, "scheme": after["scheme"], "name": after["name"], "district": after["district"],
+                     "now": now, "key": key_id}
+                    for pid, _, after in updates
+                ],
+            )
+            session.execute(delete(PersonCategory).where(PersonCategory.person_id.in_([w[0] for w in updates])))
         periods = [
             {"person_id": p, "category": c, "valid_from": f, "valid_to": t}
             for p in written

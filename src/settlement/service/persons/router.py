@@ -71,7 +71,7 @@ def list_persons(
 @router.put(
     "/{person_id}",
     response_model=PersonOut,
-    summary="Register a person or replace their entry (scheme and category periods)",
+    summary="Register a person or replace their whole entry (omitted name or district: none); recorded in history",
     responses={201: {"description": "created"}, 403: PROBLEM, 404: PROBLEM, 422: PROBLEM},
 )
 def put_person(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import unicodedata
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -109,7 +110,8 @@ def put_person(
 def visible_person(session: Session, principal: Principal, person_id: str) -> Person:
     """The person with periods; 404 when unknown, malformed, or outside the caller's district."""
     pid = normalize_person_id(person_id)
-    person = get_person(session, pid) if len(pid) <= 18 else None
+    well_formed = len(pid) == 18 and pid.isascii() and pid[:17].isdigit() and (pid[17].isdigit() or pid[17] == "X")
+    person = get_person(session, pid) if well_formed else None  # no NUL or stray text reaches the database
     if person is None or not principal.sees_district(person.district):
         raise not_found(f"person {person_id} is not in the registry")
     return person
@@ -284,6 +286,8 @@ def search(
         q = q.strip()
         if not q:
             raise invalid_request("q is blank")
+        if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in q):
+            raise invalid_request("q contains control or direction-formatting characters")
         conditions = []
         ident = normalize_person_id(q)
         if len(ident) <= 18 and ident.isascii() and ident.isalnum() and ident[:17].isdigit():

@@ -21,7 +21,7 @@ from . import service
 router = APIRouter(prefix="/v1/reconciliations", tags=["reconciliations"])
 
 InsurerKey = Annotated[Principal, Depends(require(Role.INSURER, Role.ADMIN))]
-PROBLEM = {"content": {"application/problem+json": {}}}
+PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 
 
 class Summary(BaseModel):

@@ -39,11 +39,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from settlement.service.db import Database, insert_ignore, sqlstate
+from settlement.service.db import Database, insert_ignore, is_unavailable, sqlstate
 from settlement.service.persons.models import Person, PersonCategory
 from settlement.service.settlements.models import AMOUNTS, Settlement, SettlementEvent
 
-from .models import FlagCheck, FlagRefreshState, SettlementFlag
+from .models import FlagCheck, FlagRefreshState, SeqMark, SettlementFlag
 from .rules import CLAIM_RULES, PERSON_RULES, ClaimFacts, Period, ReviewRules, Stay, claim_flags, person_flags
 
 log = logging.getLogger("settlement.service.flags")
@@ -311,10 +311,29 @@ def refresh(
                 state.mark_at = clock()
             state.persons_since = max(state.persons_since, started - margin)
             state.updated_at = clock()
+            _mark_seq(session, clock)
             session.commit()
     except RefresherBusy:
         stats.busy = True
     return stats
+
+
+MARK_EVERY = dt.timedelta(seconds=60)
+
+
+def _mark_seq(session: Session, clock: Callable[[], dt.datetime]) -> None:
+    """A seq mark (reviews.models.SeqMark), at most one a minute: the highest committed seq, read
+    between at_lo (before this statement's snapshot) and at_hi (after it)."""
+    last = session.scalar(select(func.max(SeqMark.at_hi)))
+    at_lo = clock()
+    if last is not None and last > at_lo - MARK_EVERY:
+        return
+    seq = session.scalar(select(func.coalesce(func.max(Settlement.seq), 0))) or 0
+    at_hi = max(clock(), at_lo)
+    if last is not None and at_hi <= last:
+        return
+    session.add(SeqMark(at_lo=at_lo, at_hi=at_hi, seq=seq))
+    session.flush()
 
 
 def reset(session: Session) -> None:
@@ -362,8 +381,11 @@ class BackgroundRefresher:
                 stats = self._run()
                 if stats.checked or stats.added or stats.removed:
                     log.info("flags refreshed: %s", stats.as_dict())
-            except Exception:  # the database may be down: try again next time
-                log.exception("flags refresh failed")
+            except Exception as exc:  # the database may be down: try again next time
+                if is_unavailable(exc):
+                    log.warning("flags refresh: the database is unavailable; next try in %s s", self._interval)
+                else:
+                    log.exception("flags refresh failed")
 
 
 __all__ = ["BackgroundRefresher", "RefreshStats", "refresh", "reset", "status"]

@@ -113,6 +113,26 @@ class FlagRefreshState(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
 
 
+class SeqMark(Base):
+    """At some moment between ``at_lo`` and ``at_hi`` the highest committed settlement seq was ``seq``.
+
+    Written by the flags refresher (at most one a minute). With the margin (the longest a settle
+    transaction lives, settled_at being taken at its start), they turn a settled-date range into a
+    seq range that contains it (settlements.query.seq_bounds): a settlement settled at or after X
+    took its seq after any mark with at_hi <= X - margin was read, so its seq is above that mark's;
+    one settled before Y was committed before any mark with at_lo >= Y + margin was read, so its seq
+    is at most that mark's. The queue then reads a month as a range of the primary key, whatever
+    else it filters by, with nothing added to the counter's insert.
+    """
+
+    __tablename__ = "settlement_seq_marks"
+    __table_args__ = (Index("ix_settlement_seq_marks_at_lo", "at_lo"),)
+
+    at_hi: Mapped[dt.datetime] = mapped_column(UtcDateTime, primary_key=True)
+    at_lo: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    seq: Mapped[int] = mapped_column(BigInteger)
+
+
 # The queue's indexes on settlements (kept here, with the queries that need them; migration 0006):
 # a BRIN on settled_at (rows arrive in settled order; a few pages of index, nothing on the counter's
 # insert path worth measuring) for the settled date range and the totals over it.
@@ -130,5 +150,6 @@ __all__ = [
     "FlagRefreshState",
     "Review",
     "ReviewStatus",
+    "SeqMark",
     "SettlementFlag",
 ]

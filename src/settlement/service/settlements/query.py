@@ -162,13 +162,39 @@ def _day_start(ctx: ServiceContext, day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(), tzinfo=ctx.tz).astimezone(dt.UTC)
 
 
-def conditions(ctx: ServiceContext, principal: Principal, flt: SettlementFilter) -> list[ColumnElement[bool]]:
+Bounds = tuple[int | None, int | None]
+
+
+def seq_bounds(session: Session, ctx: ServiceContext, flt: SettlementFilter) -> Bounds:
+    """(low, high): every settlement of the filter's settled-date range has low < seq <= high (None: no
+    bound), from the refresher's seq marks (reviews.models.SeqMark). The range condition on settled_at
+    stays; the bounds let the database read the range as a range of the primary key."""
+    from settlement.service.reviews.models import SeqMark
+
+    margin = dt.timedelta(seconds=ctx.settings.flags_refresh_margin_seconds)
+    low = high = None
+    if flt.settled_from is not None:
+        before = _day_start(ctx, flt.settled_from) - margin
+        low = session.scalar(select(SeqMark.seq).where(SeqMark.at_hi <= before).order_by(SeqMark.at_hi.desc()).limit(1))
+    if flt.settled_to is not None:
+        after = _day_start(ctx, flt.settled_to + dt.timedelta(days=1)) + margin
+        high = session.scalar(select(SeqMark.seq).where(SeqMark.at_lo >= after).order_by(SeqMark.at_lo).limit(1))
+    return low, high
+
+
+def conditions(
+    ctx: ServiceContext, principal: Principal, flt: SettlementFilter, bounds: Bounds = (None, None)
+) -> list[ColumnElement[bool]]:
     """The WHERE of a (checked) filter, as conditions on ``settlements``; visibility included."""
     from settlement.service.reviews.models import ReviewStatus, SettlementFlag
 
     s = Settlement
     # status IS NOT NULL (true of every row) lets a hospital's listing use its partial index (0003)
     where: list[ColumnElement[bool]] = [s.status.is_not(None)]
+    if bounds[0] is not None:
+        where.append(s.seq > bounds[0])
+    if bounds[1] is not None:
+        where.append(s.seq <= bounds[1])
     for column, value in (
         (s.hospital_id, flt.hospital_id),
         (s.person_id, flt.person_id),
@@ -326,7 +352,8 @@ def page(
     """One page of the filter's settlements (ORM rows) and the next page's cursor (None on the last)."""
     flt = check_filter(ctx, principal, flt)
     order = Sort.parse(sort)
-    query = ordered(select(Settlement).where(*conditions(ctx, principal, flt)), order, decode_cursor(cursor, order))
+    where = conditions(ctx, principal, flt, seq_bounds(session, ctx, flt))
+    query = ordered(select(Settlement).where(*where), order, decode_cursor(cursor, order))
     rows = list(session.scalars(query.limit(limit + 1)))
     items = rows[:limit]
     if len(rows) <= limit or not items:
@@ -341,7 +368,8 @@ def summarize(
     """Count and the sum of every amount (fen) over the whole filter: ``{"count": n, "totals": {name: fen}}``."""
     flt = check_filter(ctx, principal, flt)
     sums = [func.coalesce(func.sum(getattr(Settlement, f"{name}_fen")), 0) for name in AMOUNTS]
-    row = session.execute(select(func.count(), *sums).where(*conditions(ctx, principal, flt))).one()
+    where = conditions(ctx, principal, flt, seq_bounds(session, ctx, flt))
+    row = session.execute(select(func.count(), *sums).where(*where)).one()
     return {"count": int(row[0]), "totals": {name: int(row[i + 1]) for i, name in enumerate(AMOUNTS)}}
 
 
@@ -350,7 +378,8 @@ def matching_seqs(
 ) -> list[tuple[int, int]]:
     """(seq, total_fen) of every settlement of the filter, in seq order (bulk approval)."""
     flt = check_filter(ctx, principal, flt)
-    query = select(Settlement.seq, Settlement.total_fen).where(*conditions(ctx, principal, flt))
+    where = conditions(ctx, principal, flt, seq_bounds(session, ctx, flt))
+    query = select(Settlement.seq, Settlement.total_fen).where(*where)
     return [(int(a), int(b)) for a, b in session.execute(query.order_by(Settlement.seq))]
 
 
@@ -477,8 +506,11 @@ def export_rows(
     flt = check_filter(ctx, principal, flt)
     order = Sort.parse(sort)
     s = Settlement
+    tz = ctx.tz
     with ctx.db.read() as session:
-        agg = func.string_agg if session.get_bind().dialect.name == "postgresql" else func.group_concat
+        bounds = seq_bounds(session, ctx, flt)
+    with ctx.db.engine.connect() as conn:
+        agg = func.string_agg if conn.dialect.name == "postgresql" else func.group_concat
         flags = (
             select(agg(SettlementFlag.rule, literal(",")))
             .where(SettlementFlag.settlement_seq == s.seq)
@@ -490,43 +522,42 @@ def export_rows(
             s.admitted, s.discharged, s.settled_at, s.status, s.pathway, s.disease_group,
             review.label("review_status"), flags.label("flags"),
             *(getattr(s, f"{name}_fen").label(name) for name in AMOUNTS),
-        ).where(*conditions(ctx, principal, flt))
-        result = session.execute(ordered(query, order, None).execution_options(yield_per=chunk))
-        for row in result:
-            data = row._asdict()
+        ).where(*conditions(ctx, principal, flt, bounds))
+        # Core rows on a server-side cursor (PostgreSQL), read in chunks: no ORM identity map, no row objects kept
+        result = conn.execution_options(stream_results=True, yield_per=chunk).execute(ordered(query, order, None))
+        keys = list(result.keys())
+        names: dict[str, str] = {}
+        for raw in result:
+            data = dict(zip(keys, raw, strict=True))
             data["scheme"] = SCHEME_ZH.get(data["scheme"], data["scheme"])
             data["category"] = CATEGORY_ZH.get(data["category"], data["category"])
             data["visit_type"] = VISIT_ZH.get(data["visit_type"], data["visit_type"])
             data["status"] = STATUS_ZH.get(data["status"], data["status"])
             data["pathway"] = PATHWAY_ZH.get(data["pathway"], data["pathway"])
             data["review_status"] = REVIEW_ZH[data["review_status"] or "pending"]
-            rules = sorted((data["flags"] or "").split(",")) if data["flags"] else []
-            data["flags"] = "、".join(NAMES_ZH.get(r, r) for r in rules)
+            rules = data["flags"]
+            if rules:
+                if rules not in names:
+                    names[rules] = "、".join(NAMES_ZH.get(r, r) for r in sorted(rules.split(",")))
+                data["flags"] = names[rules]
             settled_at = data["settled_at"]
             if isinstance(settled_at, dt.datetime):
-                data["settled_at"] = settled_at.astimezone(ctx.tz)
+                if settled_at.tzinfo is None:  # SQLite keeps no zone: UTC
+                    settled_at = settled_at.replace(tzinfo=dt.UTC)
+                data["settled_at"] = settled_at.astimezone(tz)
             yield data
 
 
-def export_chunks(
-    ctx: ServiceContext, principal: Principal, flt: SettlementFilter, fmt: str, *, sort: str | None = None
-) -> tuple[Iterator[bytes], str, str]:
-    """(the file's bytes as they are written, media type, file name) for ``csv`` or ``xlsx``.
-
-    The filter is checked before the first byte (a bad one is an error response, not a broken file).
-    """
-    from settlement.tabular import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE, csv_chunks, xlsx_chunks
-
+def export(
+    ctx: ServiceContext, principal: Principal, flt: SettlementFilter, *, sort: str | None = None
+) -> tuple[list[Column], Iterator[Mapping[str, Any]], str]:
+    """(columns, rows, file name without extension) of the filter's export, for service.exports.file_response
+    (or settlement.tabular directly). The filter and sort are checked now, before the first byte: a bad one
+    is an error response, not a broken file."""
     check_filter(ctx, principal, flt)
     Sort.parse(sort)
-    rows = export_rows(ctx, principal, flt, sort=sort)
     stamp = dt.datetime.now(ctx.tz).strftime("%Y%m%d-%H%M")
-    if fmt == "csv":
-        return csv_chunks(export_columns(), rows, totals=True), CSV_MEDIA_TYPE, f"settlements-{stamp}.csv"
-    if fmt == "xlsx":
-        return xlsx_chunks(export_columns(), rows, sheet="结算单", totals=True), XLSX_MEDIA_TYPE, \
-            f"settlements-{stamp}.xlsx"
-    raise unprocessable("format", f"one of csv, xlsx, json; got {fmt!r}")
+    return export_columns(), export_rows(ctx, principal, flt, sort=sort), f"settlements-{stamp}"
 
 
 __all__ = [
@@ -535,7 +566,7 @@ __all__ = [
     "Sort",
     "check_filter",
     "conditions",
-    "export_chunks",
+    "export",
     "export_columns",
     "export_rows",
     "page",

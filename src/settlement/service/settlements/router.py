@@ -7,7 +7,6 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
-from fastapi.responses import StreamingResponse
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
@@ -19,6 +18,7 @@ from settlement.service.auth.service import Principal
 from settlement.service.db import run_transaction, violated_constraint
 from settlement.service.deps import Ctx, ReadSession, principal_of, require
 from settlement.service.errors import ServiceError
+from settlement.service.exports import file_response, pick_format
 
 from . import pgcounter, query, service
 from .schemas import ReversalIn, ReviewedPage, ReviewedSettlementOut, SettlementOut
@@ -263,6 +263,7 @@ def get_settlement(
     },
 )
 def list_settlements(
+    request: Request,
     principal: ReaderKey,
     session: ReadSession,
     ctx: Ctx,
@@ -297,7 +298,9 @@ def list_settlements(
     sort: Annotated[str | None, Query(description="seq (default), settled_at, discharged, admitted, total, backstop,"
                                       " hospital_bears, patient_pays; -name for descending")] = None,
     totals: Annotated[bool, Query(description="false: skip the count and totals")] = True,
-    format: Literal["json", "csv", "xlsx"] = "json",
+    format: Annotated[
+        str | None, Query(description="json, csv, xlsx or parquet (else the Accept header; default json)")
+    ] = None,
 ) -> Any:
     flt = query.make_filter(
         hospital_id=hospital_id, person_id=person_id, status=status, category=category,
@@ -306,11 +309,10 @@ def list_settlements(
         settled_to=settled_to, district=district, fund=fund, review_status=review_status, flag=flag,
         total_min=total_min, total_max=total_max, layer=layer, layer_min=layer_min, layer_max=layer_max,
     )
-    if format != "json":
-        chunks, media_type, name = query.export_chunks(ctx, principal, flt, format, sort=sort)
-        return StreamingResponse(
-            chunks, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{name}"'}
-        )
+    fmt = pick_format(request, format)
+    if fmt != "json":
+        columns, rows, name = query.export(ctx, principal, flt, sort=sort)
+        return file_response(fmt, columns, rows, name, sheet="结算单")
     return query.search(
         session, ctx, principal, flt, sort=sort, cursor=cursor,
         limit=min(limit, ctx.settings.list_limit_max), totals=totals,

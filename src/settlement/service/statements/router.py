@@ -26,8 +26,8 @@ from .service import LINE_COLUMNS, LINES_LIMIT, ROW_COLUMNS, By
 router = APIRouter(prefix="/v1/statements", tags=["statements"])
 
 ReaderKey = Annotated[Principal, Depends(require(Role.INSURER, Role.ADMIN))]
-PROBLEM = {"content": {"application/problem+json": {}}}
-FILES = {
+PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+FILES: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {
             "text/csv": {},

@@ -197,9 +197,9 @@ def statement(
         )
     ]
     totals = {
-        "settlements": sum(r["settlements"] for r in rows),
-        "reversals": sum(r["reversals"] for r in rows),
-        "amount": sum(r["amount"] for r in rows),
+        "settlements": sum(s for s, _, _ in sums.values()),
+        "reversals": sum(r for _, r, _ in sums.values()),
+        "amount": sum(a for _, _, a in sums.values()),
     }
     return {
         "fund": fund,

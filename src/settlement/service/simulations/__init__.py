@@ -1,0 +1,1 @@
+"""What-if simulation over stored claims (POST /v1/simulations)."""

@@ -1,0 +1,100 @@
+"""HTTP route of what-if simulations (admins): JSON, or the HTML report with Accept: text/html or format=html."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse
+
+from settlement.service.auth.keys import Role
+from settlement.service.auth.service import Principal
+from settlement.service.deps import Ctx, require
+from settlement.service.errors import invalid_request
+
+from . import service
+
+router = APIRouter(prefix="/v1/simulations", tags=["simulations"])
+AdminKey = Annotated[Principal, Depends(require(Role.ADMIN))]
+PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+FIELDS = {"from", "to", "file", "by", "format"}
+
+
+def _date(value: Any, name: str) -> dt.date:
+    if not isinstance(value, str) or not value:
+        raise invalid_request(f"the form field {name!r} is missing", [{"field": name, "message": "required"}])
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise invalid_request(f"{name}: not a date: {value!r}", [{"field": name, "message": "YYYY-MM-DD"}]) from None
+
+
+@router.post(
+    "",
+    summary="What-if (政策测算): a draft region (zip) against the service's schedules on the stored claims"
+    " discharged in the period; refused (422) while the draft fails schedules validate",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["from", "to", "file"],
+                        "properties": {
+                            "from": {"type": "string", "format": "date"},
+                            "to": {"type": "string", "format": "date"},
+                            "file": {"type": "string", "format": "binary", "description": "the draft region, zipped"},
+                            "by": {"type": "string", "description": "category,level,month,visit_type,pathway"},
+                            "format": {"type": "string", "enum": ["json", "html"]},
+                        },
+                    }
+                }
+            },
+        }
+    },
+    responses={200: {"content": {"text/html": {}}}, 400: PROBLEM, 403: PROBLEM, 422: PROBLEM},
+)
+async def simulate(request: Request, principal: AdminKey, ctx: Ctx) -> Any:
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise invalid_request("send multipart/form-data with the fields from, to and file (the draft as a zip)")
+    form = await request.form()
+    unknown = sorted(set(form.keys()) - FIELDS)
+    if unknown:
+        raise invalid_request(
+            f"unknown form fields: {', '.join(unknown)}", [{"field": k, "message": "unknown"} for k in unknown]
+        )
+    start, end = _date(form.get("from"), "from"), _date(form.get("to"), "to")
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str):
+        raise invalid_request(
+            "send the draft region as a zip in the form field 'file'", [{"field": "file", "message": "required"}]
+        )
+    data = await upload.read()
+    by_field = form.get("by")
+    by = [k.strip() for k in by_field.split(",") if k.strip()] if isinstance(by_field, str) else []
+    fmt = form.get("format")
+    html = fmt == "html" or (fmt is None and "text/html" in request.headers.get("accept", ""))
+    if fmt not in (None, "json", "html"):
+        raise invalid_request(f"unknown format {fmt!r}", [{"field": "format", "message": "json or html"}])
+
+    def work() -> dict[str, Any]:
+        with ctx.db.read() as session:
+            return service.run(session, ctx, start, end, data, by)
+
+    report = await run_in_threadpool(work)
+    if html:
+        from settlement.simulate_report import render
+
+        page = await run_in_threadpool(
+            render,
+            report,
+            by,
+            ctx.tables.schedules.region_dir,
+            upload.filename or "draft.zip",
+            f"stored claims discharged {start} – {end}",
+        )
+        return HTMLResponse(page)
+    return report

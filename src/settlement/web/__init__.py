@@ -1,0 +1,1 @@
+"""The civil-affairs workspace: server-rendered pages (Jinja2, gettext catalogs) in the service's process."""

@@ -1,0 +1,185 @@
+"""The registry's pages: search, a person (periods as a timeline, the year against the caps, settlements,
+the history of every change), and the import with its dry run (persons.service, persons.importing)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
+
+from settlement.service.db import run_transaction
+from settlement.service.deps import Ctx
+from settlement.service.errors import ServiceError, invalid_request
+from settlement.service.persons import service as persons
+from settlement.service.persons.importing import ImportRejected, import_check, import_commit
+from settlement.service.persons.position import year_position
+from settlement.service.persons.schemas import PersonIn
+from settlement.service.settlements import query
+from settlement.service.settlements import service as settlements
+
+from . import charts
+from .labels import CATEGORY_LABELS, LAYER_LABELS, VISIT_LABELS
+from .render import gettext_for, language_of, page
+from .routes_review import REVIEWERS, STAFF, _queue_row, query_filters
+from .session import User, check_csrf, require_role
+
+router = APIRouter(include_in_schema=False)
+IMPORT_MAX_BYTES = 1_500_000
+"""An import file's size limit (the request body's is 2 MiB, and a commit sends the file again)."""
+
+
+@router.get("/review/persons")
+def persons_page(request: Request, ctx: Ctx, user: User) -> Response:
+    require_role(user, *STAFF)
+    filters = query_filters(request, ("q", "district", "category", "cursor"))
+    found: dict[str, Any] = {"items": [], "next_cursor": None}
+    searched = any(k in filters for k in ("q", "district", "category"))
+    if searched:
+        if "category" in filters and filters["category"] not in CATEGORY_LABELS:
+            raise invalid_request(f"category: one of {', '.join(CATEGORY_LABELS)}")
+        with ctx.db.read() as session:
+            found = persons.search(session, user.principal, q=filters.get("q"), district=filters.get("district"),
+                                   category=filters.get("category"), cursor=filters.get("cursor"), limit=50)
+    return page(request, "persons.html", user, filters=filters, items=found["items"],
+                next_cursor=found["next_cursor"], searched=searched, can_import=user.role in REVIEWERS)
+
+
+@router.get("/review/persons/import")
+def import_form(request: Request, user: User) -> Response:
+    require_role(user, *REVIEWERS)
+    return page(request, "import.html", user, report=None)
+
+
+@router.post("/review/persons/import")
+async def import_file(request: Request, ctx: Ctx, user: User) -> Response:
+    """Step 1 (a file uploaded): the dry run, every row's problem, nothing written. Step 2 (commit=1, the
+    same file carried back by the form): everything written with its history, or nothing."""
+    require_role(user, *REVIEWERS)
+    form = await request.form()
+    check_csrf(user, form)
+    _ = gettext_for(language_of(request, user))
+    upload = form.get("file")
+    if upload is not None and not isinstance(upload, str):
+        data, filename = await upload.read(), upload.filename
+    else:
+        try:
+            data = base64.b64decode(str(form.get("content") or ""), validate=True)
+        except binascii.Error:
+            raise invalid_request("content: not the file this page sent") from None
+        filename = str(form.get("filename") or "") or None
+    if not data:
+        return page(request, "import.html", user, report=None, message=_("Choose a CSV or Excel file."))
+    if len(data) > IMPORT_MAX_BYTES:
+        return page(request, "import.html", user, report=None,
+                    message=_("The file is larger than 1.5 MB: split it into several files."))
+    principal = user.principal
+    if form.get("commit") == "1":
+        try:
+            report = run_transaction(ctx.db.write, lambda s: import_commit(s, ctx, principal, data, filename))
+        except ImportRejected as rejected:  # the registry changed since the dry run
+            report = rejected.report
+    else:
+        with ctx.db.read() as session:
+            report = import_check(session, ctx, principal, data, filename)
+    return page(request, "import.html", user, report=report, filename=filename,
+                content=base64.b64encode(data).decode() if report.ok and not report.committed else "")
+
+
+EDIT_ROWS = 3
+"""Blank period rows the edit form offers beyond the person's own."""
+
+
+@router.get("/review/persons/{person_id}/edit")
+def edit_form(person_id: str, request: Request, ctx: Ctx, user: User) -> Response:
+    require_role(user, *REVIEWERS)
+    with ctx.db.read() as session:
+        person = persons.visible_person(session, user.principal, person_id)
+        values = {"scheme": person.scheme, "name": person.name or "", "district": person.district or "",
+                  "periods": [{"category": p.category, "valid_from": p.valid_from.isoformat(),
+                               "valid_to": p.valid_to.isoformat() if p.valid_to else ""} for p in person.periods]}
+    return _edit_page(request, user, person.person_id, values, [])
+
+
+def _edit_page(request: Request, user: Any, person_id: str, values: dict[str, Any], errors: list[str],
+               status: int = 200) -> Response:
+    periods = values["periods"] + [{"category": "", "valid_from": "", "valid_to": ""}] * EDIT_ROWS
+    return page(request, "person_edit.html", user, status=status, person_id=person_id, values=values,
+                periods=periods, errors=errors)
+
+
+@router.post("/review/persons/{person_id}/edit")
+async def edit(person_id: str, request: Request, ctx: Ctx, user: User) -> Response:
+    """Replaces the person's entry (persons.service.put_person: validated, with its history record)."""
+    require_role(user, *REVIEWERS)
+    form = await request.form()
+    check_csrf(user, form)
+    text = {k: str(v).strip() for k, v in form.multi_items() if isinstance(v, str)}
+    rows = zip(form.getlist("category"), form.getlist("valid_from"), form.getlist("valid_to"), strict=False)
+    periods = [{"category": str(c).strip(), "valid_from": str(f).strip(), "valid_to": str(t).strip()}
+               for c, f, t in rows if str(c).strip() or str(f).strip() or str(t).strip()]
+    values = {"scheme": text.get("scheme", ""), "name": text.get("name", ""), "district": text.get("district", ""),
+              "periods": periods}
+    try:
+        data = PersonIn.model_validate({
+            "scheme": values["scheme"], "name": values["name"] or None, "district": values["district"] or None,
+            "categories": [{"category": p["category"], "valid_from": p["valid_from"], "valid_to": p["valid_to"] or None}
+                           for p in periods],
+        })
+        run_transaction(ctx.db.write, lambda session: persons.put_person(session, user.principal, person_id, data,
+                                                                          ctx.now()))
+    except ValidationError as exc:
+        errors = [f"{'.'.join(str(x) for x in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+                  for e in exc.errors()]
+        return _edit_page(request, user, person_id, values, errors, status=422)
+    except ServiceError as exc:
+        if exc.status == 404:
+            raise
+        return _edit_page(request, user, person_id, values, [exc.detail], status=exc.status)
+    return RedirectResponse(f"/review/persons/{person_id}", status_code=303)
+
+
+@router.get("/review/persons/{person_id}")
+def person_page(person_id: str, request: Request, ctx: Ctx, user: User) -> Response:
+    require_role(user, *STAFF)
+    _ = gettext_for(language_of(request, user))
+    filters = query_filters(request, ("year",))
+    principal = user.principal
+    with ctx.db.read() as session:
+        person = persons.visible_person(session, principal, person_id)
+        pid = person.person_id
+        rows, _cursor = query.page(session, ctx, principal, query.SettlementFilter(person_id=pid),
+                                   sort="-settled_at", limit=200)
+        years = sorted({r.policy_year for r in rows})
+        if filters.get("year", "").isdigit():
+            year = int(filters["year"])
+        else:  # the latest year the person was settled in, else this year
+            year = years[-1] if years else dt.datetime.now(ctx.tz).year
+        position = year_position(session, ctx, pid, year, principal)
+        history = persons.history(session, principal, pid) if user.role in REVIEWERS else None
+        statuses, _flags = query.review_facts(session, [r.seq for r in rows])
+    items = [{**_queue_row(settlements.summary_of(r)), "review_status": statuses[r.seq]} for r in rows]
+    periods = [{"category": p.category, "valid_from": p.valid_from, "valid_to": p.valid_to} for p in person.periods]
+    cap_rows = [r for r in position.rows if r.applies]
+    caps_chart = charts.cap_bars(
+        [(_position_label(r, _), r.paid, 0, r.remaining or 0) for r in cap_rows if r.cap is not None], _,
+        labels=(_("Paid this year"), "", _("Room left")), width=520) if any(r.cap for r in cap_rows) else ""
+    timeline = charts.timeline(
+        [(_(CATEGORY_LABELS.get(p.category) or p.category), p.valid_from, p.valid_to) for p in person.periods],
+        dt.datetime.now(ctx.tz).date(), _) if periods else ""
+    return page(request, "person.html", user, person=person, periods=periods, year=year, years=years,
+                position=position, cap_rows=cap_rows, caps_chart=caps_chart, timeline=timeline, rows=items,
+                history=history, position_label=lambda r: _position_label(r, _),
+                sees_names=user.role in REVIEWERS, can_edit=user.role in REVIEWERS)
+
+
+def _position_label(row: Any, _: Any) -> str:
+    if row.layer == "basic":
+        return f"{_(LAYER_LABELS['basic'])} · {_(VISIT_LABELS.get(row.visit_type, row.visit_type))}"
+    if row.layer == "charity":
+        return str(row.fund_name or row.fund)
+    return str(_(LAYER_LABELS.get(row.layer, row.layer)))

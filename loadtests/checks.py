@@ -4,7 +4,8 @@ Read-only SQL against the service's tables (run while the service is idle):
 
 - no (hospital_id, claim_id) settled twice, and no more settlements of the run
   than distinct claims the load generator sent to settle;
-- each pool row: used = Σ charity the fund paid on settled (not reversed)
+- each pool row (the charity funds' and the emergency relief fund's):
+  used = Σ what the fund paid on settled (not reversed)
   settlements of that year (settled entries minus reversal entries), and
   used ≤ the fund's annual pool;
 - each person-year row and person-charity row: equal to the sum of the
@@ -23,7 +24,7 @@ POOLS = """
 WITH ledger AS (
     SELECT l.fund, s.policy_year, sum(l.amount_fen) AS paid
     FROM ledger_entries l JOIN settlements s ON s.seq = l.settlement_seq
-    WHERE l.layer = 'charity' GROUP BY 1, 2
+    WHERE l.layer IN ('charity', 'emergency_relief') GROUP BY 1, 2
 ), pools AS (  -- a fund-year is the sum of its shards (service.funds.models)
     SELECT fund_id, policy_year, sum(used) AS used, sum(allowance) AS allowances, count(*) AS shards,
         count(*) FILTER (WHERE allowance IS NOT NULL AND used > allowance) AS over
@@ -83,6 +84,8 @@ def annual_pools(region: Any = None) -> dict[tuple[str, int], int | None]:
         version = schedules.versions[index]
         for fund in version.charity_funds:
             pools[(fund.id, year)] = fund.annual_pool_fen
+        if version.emergency_relief is not None:
+            pools[("emergency_relief", year)] = version.emergency_relief.annual_pool_fen
     return pools
 
 

@@ -12,6 +12,9 @@ sets the environment read here:
 - ``LOADTEST_RUN``       a run id, part of every claim id (claims of earlier runs never clash)
 - ``LOADTEST_YEAR``      discharge year of the claims (default 2019)
 - ``LOADTEST_HOT_SHARE`` share of claims for a few "hot" persons (default 0.03)
+- ``LOADTEST_EMERGENCY_SHARE`` share of emergency claims (default 0.02): half of an unidentified
+  patient (no registry entry), half of a patient unable to pay; they draw on the emergency relief
+  pool, which the counter settles the locked way
 
 Open loop. Each user sends on a fixed schedule (``interval = users / rate``,
 random phase) instead of "think time after the answer": when an answer is
@@ -54,6 +57,16 @@ RUN = os.environ.get("LOADTEST_RUN", str(int(time.time())))
 YEAR = int(os.environ.get("LOADTEST_YEAR", "2019"))
 HOT_SHARE = float(os.environ.get("LOADTEST_HOT_SHARE", "0.03"))
 TEMPLATES = int(os.environ.get("LOADTEST_TEMPLATES", "10000"))
+EMERGENCY_SHARE = float(os.environ.get("LOADTEST_EMERGENCY_SHARE", "0.02"))
+
+
+def as_emergency(claim: dict[str, Any], n: int, unidentified: bool) -> None:
+    """The claim made an emergency (疾病应急救助): of an unidentified patient, or of one unable to pay."""
+    claim["visit"]["emergency"] = True
+    if unidentified:
+        claim["patient"] = {"unidentified": True, "temporary_id": f"T{RUN}-{os.getpid()}-{n}"}
+    else:
+        claim["patient"]["unable_to_pay"] = True
 
 
 class Claims:
@@ -73,6 +86,10 @@ class Claims:
         claims = list(claim_dicts(TEMPLATES - hot, world.persons, tables, seed=pid, year=YEAR, with_identity=False))
         claims += claim_dicts(hot, world.hot, tables, seed=pid + 1, year=YEAR, with_identity=False)
         random.Random(pid).shuffle(claims)
+        emergencies = int(len(claims) * EMERGENCY_SHARE)
+        for n, claim in enumerate(claims[:emergencies]):
+            as_emergency(claim, n, unidentified=n % 2 == 0)
+        random.Random(pid + 3).shuffle(claims)
         self.suffixes: list[bytes] = []
         for claim in claims:
             rest = {k: v for k, v in claim.items() if k not in ("claim_id", "hospital")}

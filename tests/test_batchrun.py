@@ -112,7 +112,8 @@ def test_the_compiled_readers_caches_keep_no_schedule_set_alive(region_dir: Path
 
 
 MONEY = ("total", "fully_self_paid", "over_limit", "pre_self_paid", "in_scope", "deductible", "basic",
-         "critical_illness", "medical_assistance", "charity", "backstop", "patient_pays", "hospital_bears")
+         "critical_illness", "medical_assistance", "charity", "emergency_relief", "backstop", "patient_pays",
+         "hospital_bears")
 
 
 @settings(max_examples=100, deadline=None)
@@ -154,7 +155,7 @@ def test_the_compiled_writer_is_orjson_of_the_section_6_object(tables: Tables, d
             "pathway": "single_disease" if result.pathway_fixed[i] else "standard",
             "disease_group": v.single_disease.groups[g].id if g >= 0 and v.single_disease else None,
             "amounts": {k: amount[k] for k in MONEY[:6]},
-            "payments": {k: amount[k] for k in MONEY[6:11]},
+            "payments": {k: amount[k] for k in MONEY[6:12]},
             "charity_by_fund": funds,
             "patient_pays": amount["patient_pays"],
             "hospital_bears": amount["hospital_bears"],

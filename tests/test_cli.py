@@ -40,7 +40,7 @@ def test_file_stdin_and_dash_give_the_same_output(region_dir: Path, claims_file:
         assert proc.returncode == 0, proc.stderr.decode()
         assert proc.stderr == b""
     assert from_file.stdout == from_stdin.stdout == from_dash.stdout
-    assert len(_lines(from_file.stdout)) == 14
+    assert len(_lines(from_file.stdout)) == 20
 
 
 def test_stdin_redirected_from_a_file(region_dir: Path, claims_file: Path) -> None:
@@ -52,7 +52,7 @@ def test_stdin_redirected_from_a_file(region_dir: Path, claims_file: Path) -> No
                               capture_output=True, timeout=TIMEOUT, check=False)
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout == run("settle", "--schedules", str(region_dir), str(claims_file)).stdout
-    assert len(_lines(proc.stdout)) == 14
+    assert len(_lines(proc.stdout)) == 20
 
 
 def test_errors_do_not_stop_the_run(region_dir: Path, claims_file: Path) -> None:
@@ -126,7 +126,7 @@ def test_main_reads_stdin(
     finally:
         Stdin.buffer.close()
     out, err = capsysbinary.readouterr()
-    assert err == b"" and len(_lines(out)) == 14
+    assert err == b"" and len(_lines(out)) == 20
 
 
 def test_bundled_schedules_are_the_shipped_ones(region_dir: Path) -> None:

@@ -28,6 +28,7 @@ import orjson
 from settlement.batchrun import prepare_chunk
 from settlement.engine import Accumulators, Tables, settle
 from settlement.engine.batch import PERSON_COLUMNS
+from settlement.engine.state import EMERGENCY_RELIEF
 from settlement.money import format_fen
 from settlement.schedules.types import CATEGORIES, SCHEMES, VISIT_TYPES
 
@@ -51,11 +52,12 @@ AMOUNTS = (
 BATCH = 20_000
 
 
-def claim_line(body: str, scheme: str, category: str) -> bytes:
+def claim_line(body: str, scheme: str | None, category: str | None) -> bytes:
     """A stored request body as a claim line with the scheme and category the settlement used (the
-    registry's: a body that states them states the same, else the service had refused it)."""
+    registry's: a body that states them states the same, else the service had refused it). An
+    unidentified patient has neither (scheme None): the body is taken as it is."""
     raw = body.encode()
-    if b'"scheme"' in raw and b'"category"' in raw:
+    if scheme is None or (b'"scheme"' in raw and b'"category"' in raw):
         return raw
     claim = orjson.loads(raw)
     claim.setdefault("patient", {})
@@ -73,8 +75,8 @@ class Event:
     hospital_id: str
     claim_id: str
     body: str
-    scheme: str
-    category: str
+    scheme: str | None
+    category: str | None
     schedule_version: str
     pathway: str
     amounts: tuple[int, ...]
@@ -94,7 +96,7 @@ class Replay:
     person_rows: dict[tuple[str, int], int] = field(default_factory=dict)
     year_rows: dict[int, int] = field(default_factory=dict)
     acc: Accumulators = field(init=False)
-    contributions: dict[int, tuple[int, I64, int, I64]] = field(default_factory=dict)
+    contributions: dict[int, tuple[int, I64 | None, int, I64]] = field(default_factory=dict)
     differences: list[str] = field(default_factory=list)
     settled: int = 0
     reversals: int = 0
@@ -126,24 +128,27 @@ class Replay:
         rows = self.person_rows
         person_map = np.array([rows.setdefault(key, len(rows)) for key in chunk.person_keys], dtype=np.int64)
         year_map = np.array([self.year_rows.setdefault(y, len(self.year_rows)) for y in chunk.years], dtype=np.int64)
-        batch.person_year = person_map[batch.person_year]
+        # an unidentified patient keeps -1: no person-year row
+        batch.person_year = np.where(batch.person_year >= 0, np.append(person_map, -1)[batch.person_year], -1)
         batch.year_index = year_map[batch.year_index]
         self.acc = self.acc.grow(len(rows), len(self.year_rows))
         assert self.acc.person is not None
         last = len(in_batch) - 1
         keep = in_batch[last].reversed_later if in_batch else False
+        person_row = int(batch.person_year[last]) if in_batch else -1
         if keep:
-            before = self.acc.person[batch.person_year[last]].copy()
+            before = self.acc.person[person_row].copy() if person_row >= 0 else None
         result = settle(batch, self.tables, self.acc)
         self.acc = result.accumulators
         assert self.acc.person is not None
         if keep:
-            row, year = int(batch.person_year[last]), int(batch.year_index[last])
+            year = int(batch.year_index[last])
             self.contributions[in_batch[last].settlement_seq] = (
-                row,
-                self.acc.person[row] - before,
+                person_row,
+                self.acc.person[person_row] - before if before is not None else None,
                 year,
-                result.charity_by_fund[last].copy(),
+                # the pools' columns: the charity funds', then the emergency relief fund's
+                np.append(result.charity_by_fund[last], result.emergency_relief[last]),
             )
         self._compare(in_batch, batch, result)
 
@@ -182,7 +187,8 @@ class Replay:
             return
         row, person_delta, year, pool_delta = found
         assert self.acc.person is not None
-        self.acc.person[row] -= person_delta
+        if person_delta is not None:
+            self.acc.person[row] -= person_delta
         self.acc.pool_used[year] -= pool_delta
 
 
@@ -244,10 +250,13 @@ def compare_totals(
     keys = {(f, y) for f in funds for y in years} | set(stored_pools)
     for fund, year in sorted(keys):
         r = years.get(year)
-        used = int(state.acc.pool_used[r, funds.index(fund)]) if r is not None and fund in funds else 0
+        column = -1 if fund == EMERGENCY_RELIEF else funds.index(fund) if fund in funds else None
+        replayed_used = int(state.acc.pool_used[r, column]) if r is not None and column is not None else 0
         stored_used = stored_pools.get((fund, year), 0)
-        if used != stored_used:
-            state.differ(f"pool {fund} {year}: used stored {format_fen(stored_used)}, replayed {format_fen(used)}")
+        if replayed_used != stored_used:
+            state.differ(
+                f"pool {fund} {year}: used stored {format_fen(stored_used)}, replayed {format_fen(replayed_used)}"
+            )
 
 
 # -- the database side ---------------------------------------------------------

@@ -46,6 +46,7 @@ from settlement.claims.columnar import NONE_CATEGORY, gather_spans, intern_spans
 from settlement.claims.fast import fast_records
 from settlement.claims.record import ClaimRecord
 from settlement.engine import Accumulators, BatchResult, ClaimBatch, Tables, compile_tables, settle
+from settlement.engine.batch import UNIDENTIFIED, claim_flags
 from settlement.jsonout import write_results
 from settlement.results import engine_error, error_result
 from settlement.schedules import load_region
@@ -159,11 +160,17 @@ def prepare_lines(buf: bytes, starts: I64, ends: I64, tables: Tables) -> Prepare
     slow_ids: list[tuple[int, bytes]] = []
     rows, qty, price = [scanned.item_row], [scanned.item_qty], [scanned.item_price]
     pool = int(scanned.item_row.shape[0])
+    flags = np.zeros(n, dtype=np.int64)  # the scanner takes only claims without any (no emergency key)
     for k, p in prepared:
         r = p.record
-        version[k], age[k], person[k], year[k] = p.version, p.age, _person_number(p.person_id), r.discharged.year
+        flags[k] = claim_flags(r.emergency, r.unable_to_pay, r.unidentified)
+        version[k], age[k], year[k] = p.version, p.age, r.discharged.year
         discharged[k] = r.discharged.year * 10_000 + r.discharged.month * 100 + r.discharged.day
-        scheme[k], category[k] = SCHEMES.index(p.scheme), CATEGORIES.index(p.category)
+        if r.unidentified:  # no person, no person-year row (below)
+            person[k], scheme[k], category[k] = -1, 0, 0
+        else:
+            person[k] = _person_number(p.person_id)
+            scheme[k], category[k] = SCHEMES.index(p.scheme), CATEGORIES.index(p.category)
         visit_type[k], level[k], sessions[k] = VISIT_TYPES.index(r.visit_type), p.level, r.sessions
         diagnosis[k] = diag_ids.setdefault(r.diagnosis, len(diag_ids))
         treatment[k] = -1 if r.treatment is None else treat_ids.setdefault(r.treatment, len(treat_ids))
@@ -190,9 +197,14 @@ def prepare_lines(buf: bytes, starts: I64, ends: I64, tables: Tables) -> Prepare
     np.cumsum(counts, out=line_start[1:])
     pick = np.repeat(item_first[order] - line_start[:-1], counts) + np.arange(int(line_start[-1]), dtype=np.int64)
     years_u, year_index = np.unique(year[order], return_inverse=True)
-    _, person_index = np.unique(person[order], return_inverse=True)
-    person_year_key = person_index * len(years_u) + year_index
-    _, first, person_year = np.unique(person_year_key, return_index=True, return_inverse=True)
+    batch_flags = flags[order]
+    identified = np.flatnonzero((batch_flags & UNIDENTIFIED) == 0)
+    _, person_index = np.unique(person[order][identified], return_inverse=True)
+    person_year_key = person_index * len(years_u) + year_index[identified]
+    _, first, person_year_of = np.unique(person_year_key, return_index=True, return_inverse=True)
+    first = identified[first]
+    person_year = np.full(m, -1, dtype=np.int64)
+    person_year[identified] = person_year_of
     batch = ClaimBatch(
         version=version[order],
         policy_year=year[order],
@@ -212,6 +224,7 @@ def prepare_lines(buf: bytes, starts: I64, ends: I64, tables: Tables) -> Prepare
         line_item=np.concatenate(rows)[pick],
         line_qty=np.concatenate(qty)[pick],
         line_price=np.concatenate(price)[pick],
+        flags=batch_flags if batch_flags.any() else None,
     )
     return PreparedChunk(
         size=n,
@@ -281,7 +294,10 @@ class StreamSettler:
         rows = self.person_rows
         person_map = np.array([rows.setdefault(key, len(rows)) for key in chunk.person_keys], dtype=np.int64)
         year_map = np.array([self.year_rows.setdefault(y, len(self.year_rows)) for y in chunk.years], dtype=np.int64)
-        batch.person_year = person_map[batch.person_year]
+        if batch.flags is None:
+            batch.person_year = person_map[batch.person_year]
+        else:  # unidentified patients keep -1: no person-year row
+            batch.person_year = np.where(batch.person_year >= 0, np.append(person_map, -1)[batch.person_year], -1)
         batch.year_index = year_map[batch.year_index]
         self.accumulators = self.accumulators.grow(len(self.person_rows), len(self.year_rows))
         result = settle(batch, self.tables, self.accumulators)

@@ -56,6 +56,7 @@ _PIECES = (
     b'","critical_illness":"',
     b'","medical_assistance":"',
     b'","charity":"',
+    b'","emergency_relief":"',
     b'","backstop":"',
     b'"},"charity_by_fund":{',
     b'},"patient_pays":"',
@@ -67,12 +68,13 @@ _PIECES = (
 )
 _P_CLAIM, _P_SCHEDULE, _P_YEAR, _P_FIXED, _P_STANDARD, _P_GROUP, _P_NULL = range(7)
 _P_MONEY = 7
-"""_P_MONEY + j precedes money column j for j < 11 (amounts, payments); then the funds."""
-_P_FUNDS, _P_PATIENT, _P_HOSPITAL, _P_END, _P_FUND_VALUE, _P_QUOTE, _P_COMMA = range(18, 25)
+_N_MONEY = 12
+"""_P_MONEY + j precedes money column j for j < _N_MONEY (amounts, payments); then the funds."""
+_P_FUNDS, _P_PATIENT, _P_HOSPITAL, _P_END, _P_FUND_VALUE, _P_QUOTE, _P_COMMA = range(19, 26)
 PIECES = np.frombuffer(b"".join(_PIECES), dtype=np.uint8).copy()
 PIECE_OFF = np.cumsum([0, *(len(p) for p in _PIECES)]).astype(np.int64)
-_MAX_FIXED = sum(len(p) for p in _PIECES) + 14 * 21
-"""Bytes of one result line besides its names and funds: all pieces once, 13 money values and the year."""
+_MAX_FIXED = sum(len(p) for p in _PIECES) + 15 * 21
+"""Bytes of one result line besides its names and funds: all pieces once, 14 money values and the year."""
 
 
 @_inline
@@ -127,7 +129,7 @@ def _write_kernel(
     """Writes line after line, each ended by a newline; returns the bytes written.
 
     plan[j] ≥ 0: the result of claim plan[j]; plan[j] < 0: the prepared text extra[-plan[j] - 1].
-    money[c, i]: the 13 money columns of claim i in result order. Names (JSON-encoded) sit in names at
+    money[c, i]: the 14 money columns of claim i in result order. Names (JSON-encoded) sit in names at
     name_off: schedule_name[v]; group g of version v at group_name_base[v] + g; charity slot f of version v
     at fund_name[fund_base[v] + f], with its fund column fund_col[fund_base[v] + f].
     """
@@ -156,7 +158,7 @@ def _write_kernel(
             pos = _put(out, pos, names, name_off[name], name_off[name + 1])
         else:
             pos = _piece(out, pos, pieces, piece_off, _P_NULL)
-        for c in range(11):
+        for c in range(_N_MONEY):
             pos = _piece(out, pos, pieces, piece_off, _P_MONEY + c)
             pos = _fen(out, pos, money[c, i])
         pos = _piece(out, pos, pieces, piece_off, _P_FUNDS)
@@ -175,9 +177,9 @@ def _write_kernel(
             pos = _fen(out, pos, by_fund[i, col])
             pos = _piece(out, pos, pieces, piece_off, _P_QUOTE)
         pos = _piece(out, pos, pieces, piece_off, _P_PATIENT)
-        pos = _fen(out, pos, money[11, i])
+        pos = _fen(out, pos, money[_N_MONEY, i])
         pos = _piece(out, pos, pieces, piece_off, _P_HOSPITAL)
-        pos = _fen(out, pos, money[12, i])
+        pos = _fen(out, pos, money[_N_MONEY + 1, i])
         pos = _piece(out, pos, pieces, piece_off, _P_END)
         out[pos] = 10
         pos += 1
@@ -283,11 +285,11 @@ def write_results(
     n = id_off.shape[0] - 1
     stop = first + n
     pick = slice(first, stop)
-    money = np.empty((13, n), dtype=np.int64)
+    money = np.empty((_N_MONEY + 2, n), dtype=np.int64)
     for row, column in enumerate((
         result.total, result.fully_self_paid, result.over_limit, result.pre_self_paid, result.in_scope,
         result.deductible, result.basic, result.critical_illness, result.medical_assistance,
-        result.charity, result.backstop, result.patient_pays, result.hospital_bears,
+        result.charity, result.emergency_relief, result.backstop, result.patient_pays, result.hospital_bears,
     )):
         money[row] = column[pick]
     if extra:

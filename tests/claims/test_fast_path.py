@@ -57,8 +57,23 @@ def test_fast_path_equals_pydantic_path(
         for item in claim["items"]:
             if data.draw(st.booleans()):
                 item[data.draw(st.sampled_from(["quantity", "unit_price"]))] = data.draw(NUMBERS)
-        mutation = data.draw(st.sampled_from(["none", "extra", "level", "sessions", "dates", "diag", "treat"]))
-        if mutation == "extra":
+        mutation = data.draw(st.sampled_from(
+            ["none", "extra", "level", "sessions", "dates", "diag", "treat", "emergency", "unidentified"]
+        ))
+        if mutation == "emergency":  # the declarations of emergency relief, valid or not
+            claim["visit"]["emergency"] = data.draw(st.sampled_from([True, False, "yes", 1, None]))
+            claim["patient"]["unable_to_pay"] = data.draw(st.sampled_from([True, False, 0, None]))
+        elif mutation == "unidentified":
+            claim["visit"]["emergency"] = data.draw(st.sampled_from([True, False]))
+            claim["patient"] = data.draw(st.sampled_from([
+                {"unidentified": True, "temporary_id": "T-1"},
+                {"unidentified": True, "temporary_id": "T-1", "person_id": claim["patient"]["person_id"]},
+                {"unidentified": True},
+                {"unidentified": False, "temporary_id": "T-1", "person_id": claim["patient"]["person_id"]},
+                {"unidentified": "true", "temporary_id": "T-1"},
+                {"unidentified": True, "temporary_id": ""},
+            ]))
+        elif mutation == "extra":
             claim["treatmnet"] = "surgery"
         elif mutation == "level":
             claim["hospital"]["level"] = data.draw(st.sampled_from([0, 4, 2.0, "2", True]))

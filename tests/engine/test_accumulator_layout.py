@@ -48,10 +48,12 @@ def test_grow_and_copy_keep_the_layout_and_the_totals() -> None:
     acc.critical_paid[1] = 5
     acc.charity_paid[1, 1] = 7
     acc.pool_used[0, 0] = 9
+    acc.pool_used[0, 2] = 3  # the emergency relief pool: the column after the funds'
     grown = acc.grow(4, 2)
     assert grown.person is not None and grown.person.shape == (4, PERSON_COLUMNS + 2)
     assert grown.critical_paid.tolist() == [0, 5, 0, 0] and grown.charity_paid[1].tolist() == [0, 7]
-    assert grown.pool_used.tolist() == [[9, 0], [0, 0]]
+    assert grown.pool_used.tolist() == [[9, 0, 3], [0, 0, 0]]
+    assert grown.emergency_pool_used.tolist() == [3, 0]
     copied = grown.copy()
     copied.charity_paid[1, 1] = 8
     assert grown.charity_paid[1, 1] == 7 and copied.person is not None and copied.person[1, PERSON_COLUMNS + 1] == 8

@@ -1,4 +1,4 @@
-"""The 14 worked examples of shared/examples, settled every way the product can settle them.
+"""The 20 worked examples of shared/examples, settled every way the product can settle them.
 
 Each result line is compared field by field (money strings, so to the fen)
 with expected.jsonl; nothing here is computed by the engine and then trusted.
@@ -32,7 +32,7 @@ def _claim_lines(examples_dir: Path) -> list[bytes]:
 
 
 def _assert_same(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
-    assert len(got) == len(expected) == 14
+    assert len(got) == len(expected) == 20
     for g, e in zip(got, expected, strict=True):
         assert g == e, f"claim {e['claim_id']}: got {g}, expected {e}"
 
@@ -129,7 +129,7 @@ def test_settle_stream_writes_one_line_each(tables: Tables, examples_dir: Path, 
     padded = b"\n   \n" + raw.replace(b"\n", b"\n\n \t\n") + b"\n\n"
     out = io.BytesIO()
     count = settle_stream(io.BytesIO(padded), tables, out.write, chunk=chunk)
-    assert count == 14
+    assert count == 20
     _assert_same(_parse_stdout(out.getvalue()), _expected(examples_dir))
 
 

@@ -47,7 +47,8 @@ def test_smoke_run(tmp_path: Path) -> None:
             "--database-url", f"{SERVER}/{database}", "--out", str(out),
         ],
         cwd=ROOT,
-        env=dict(os.environ, LOADTEST_TEMPLATES="500"),
+        # a larger share of emergency claims than a real run's, so the short run draws on that pool
+        env=dict(os.environ, LOADTEST_TEMPLATES="500", LOADTEST_EMERGENCY_SHARE="0.2"),
         capture_output=True,
         text=True,
         timeout=150,

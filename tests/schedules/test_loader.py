@@ -377,13 +377,15 @@ def test_optional_sections_may_be_missing(region: Path) -> None:
     version = load_region(region).versions[0]
     assert version.critical_illness is None and version.medical_assistance is None
     assert version.backstop is None and version.single_disease is None and version.charity_funds == ()
+    assert version.emergency_relief is None
     assert version.basic.category_adjustments == {}
     result = _settle(region)
     assert result["pathway"] == "standard" and result["disease_group"] is None
     payments = result["payments"]
     assert isinstance(payments, dict)
     assert payments["basic"] != "0.00"
-    assert [payments[k] for k in ("critical_illness", "medical_assistance", "charity", "backstop")] == ["0.00"] * 4
+    assert [payments[k] for k in ("critical_illness", "medical_assistance", "charity", "emergency_relief", "backstop")
+            ] == ["0.00"] * 5
 
 
 def test_missing_basic_section_pays_nothing(region: Path) -> None:
@@ -416,3 +418,75 @@ def test_settle_refuses_a_bad_folder(
     out, err = capsysbinary.readouterr()
     assert out == b""
     assert f"{region / C18}:2: class".encode() in err
+
+
+# --------------------------------------------------------------------------- emergency relief (SPEC §4, §5.5)
+
+ER18 = (
+    "  hospital_levels: [2, 3]  # 二级以上医疗机构\n  rate: 0.80               # share of the eligible remainder\n"
+    "  case_cap: 20000.00         # per claim; null: no cap\n"
+    "  annual_pool: 1000000.00   # the fund-year's pool; null: no limit"
+)
+UNIDENTIFIED = dict(
+    CLAIM, patient={"unidentified": True, "temporary_id": "T-1"},
+    visit={"type": "inpatient", "admitted": "2018-05-01", "discharged": "2018-05-03", "emergency": True},
+    hospital={"id": "H0001", "level": 3},
+)
+
+
+def test_shipped_emergency_relief_sections(schedules: ScheduleSet) -> None:
+    v18, v19 = schedules.versions
+    assert v18.emergency_relief is not None and v19.emergency_relief is not None
+    assert (sorted(v18.emergency_relief.hospital_levels), v18.emergency_relief.rate_bp) == ([2, 3], 8_000)
+    assert (v18.emergency_relief.case_cap_fen, v18.emergency_relief.annual_pool_fen) == (2_000_000, 100_000_000)
+    assert (v19.emergency_relief.rate_bp, v19.emergency_relief.case_cap_fen) == (9_000, 3_000_000)
+    assert v19.emergency_relief.annual_pool_fen == 120_000_000
+
+
+@pytest.mark.parametrize("key", ["hospital_levels", "rate", "case_cap", "annual_pool"])
+def test_every_emergency_relief_key_is_required(region: Path, key: str) -> None:
+    lines = [line for line in ER18.split("\n") if not line.startswith(f"  {key}:")]
+    edit(region / Y18, ER18, "\n".join(lines))
+    one_defect(region, Y18, f"emergency_relief.{key}", "missing key")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        ("rate: 0.80 ", "rate: 1.20 ", "emergency_relief.rate"),
+        ("case_cap: 20000.00 ", "case_cap: 20000.001 ", "emergency_relief.case_cap"),
+        ("levels: [2, 3]  # 二级以上", "levels: [2, 4]  # 二级以上", "emergency_relief.hospital_levels.1"),
+        ("annual_pool: 1000000.00", "annual_pool: -1", "emergency_relief.annual_pool"),
+    ],
+)
+def test_emergency_relief_values_are_checked(region: Path, old: str, new: str, key: str) -> None:
+    edit(region / Y18, old, new)
+    one_defect(region, Y18, key)
+
+
+def test_emergency_relief_unknown_key(region: Path) -> None:
+    edit(region / Y18, "  rate: 0.80 ", "  ratio: 0.5\n  rate: 0.80 ")
+    one_defect(region, Y18, "emergency_relief.ratio", "unknown key")
+
+
+def test_no_charity_fund_may_be_named_emergency_relief(region: Path) -> None:
+    edit(region / Y18, "    - id: poverty_relief", "    - id: emergency_relief")
+    one_defect(region, Y18, "charity.funds.0.id", "emergency_relief")
+
+
+def test_null_case_cap_and_pool_are_unlimited(region: Path) -> None:
+    edit(region / Y18, ER18, ER18.replace("20000.00 ", "null ").replace("1000000.00", "null").replace("0.80", "1"))
+    result = StreamSettler(compile_tables(load_region(region))).settle_lines([json.dumps(UNIDENTIFIED)])[0]
+    assert result["payments"]["emergency_relief"] != "0.00"
+    amounts = result["amounts"]
+    fen = int(amounts["pre_self_paid"].replace(".", "")) + int(amounts["in_scope"].replace(".", ""))
+    assert int(result["payments"]["emergency_relief"].replace(".", "")) == fen  # rate 1, nothing caps it
+
+
+def test_without_the_section_the_fund_pays_nothing(region: Path) -> None:
+    section = "emergency_relief:          # 疾病应急救助: emergency care for patients unidentified or unable to pay\n"
+    edit(region / Y18, section + ER18, "")
+    assert load_region(region).versions[0].emergency_relief is None
+    result = StreamSettler(compile_tables(load_region(region))).settle_lines([json.dumps(UNIDENTIFIED)])[0]
+    assert result["payments"]["emergency_relief"] == "0.00"
+    assert result["hospital_bears"] == result["amounts"]["total"] and result["patient_pays"] == "0.00"

@@ -97,6 +97,8 @@ def register_examples(client: Any, headers: dict[str, str]) -> None:
     seen = set()
     for claim in example_claims():
         patient = claim["patient"]
+        if "person_id" not in patient or patient.get("unidentified"):
+            continue  # an unidentified patient needs no registry entry
         pid = patient["person_id"].upper()
         if pid in seen:
             continue

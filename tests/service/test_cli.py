@@ -84,7 +84,7 @@ def test_engine_commands_still_work(tmp_path: Path, monkeypatch: Any, capsys: An
     assert status == 0 and "heilongjiang-2018" in out
     args = ["settle", "--schedules", str(ROOT / "fee_schedules" / "heilongjiang"), str(EXAMPLES / "claims.jsonl")]
     status, out, _ = cli(args, monkeypatch, capsys, db)
-    assert status == 0 and out.count("\n") == 14
+    assert status == 0 and out.count("\n") == 20
 
 
 def free_port() -> int:

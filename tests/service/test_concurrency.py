@@ -2,7 +2,9 @@
 claims and reversals mixed in; the end state must equal a sequential replay in commit order.
 
 The schedules are the shipped ones with small charity pools and per-person caps, so that
-pools run dry and caps bind while the threads race.
+pools run dry and caps bind while the threads race. About one claim in six is an emergency
+of an unidentified patient or of one unable to pay, on a small emergency relief pool with a
+small case cap (疾病应急救助, SPEC §5.5): that pool runs dry too, and never below zero.
 """
 
 from __future__ import annotations
@@ -46,7 +48,9 @@ PERSONS = 20
 HOSPITALS = ("H0101", "H0102", "H0103", "H0104")
 LEVELS = {"H0101": 1, "H0102": 2, "H0103": 3, "H0104": 3}
 """Each hospital's registered level (the counter settles at it; a claim stating another is refused)."""
-POOL_FEN = {"poverty_relief": 800_000, "children_major_illness": 200_000}  # 8000.00 and 2000.00 yuan
+POOL_FEN = {"poverty_relief": 800_000, "children_major_illness": 200_000,  # 8000.00 and 2000.00 yuan
+            "emergency_relief": 500_000}  # 5000.00 yuan
+EMERGENCY_CASE_CAP_FEN = 150_000
 PERSON_CAP_FEN = 80_000  # 800.00 yuan per person and fund
 
 
@@ -60,6 +64,8 @@ def tight_schedules(tmp: Path) -> Path:
         ("annual_pool: 500000.00", "annual_pool: 2000.00"),
         ("annual_cap_per_person: 10000.00", "annual_cap_per_person: 800.00"),
         ("annual_cap_per_person: 30000.00", "annual_cap_per_person: 800.00"),
+        ("case_cap: 20000.00 ", "case_cap: 1500.00 "),
+        ("annual_pool: 1000000.00", "annual_pool: 5000.00"),
     ):
         assert old in text
         text = text.replace(old, new)
@@ -118,6 +124,14 @@ def make_claim(rng: random.Random, n: int, person: tuple[str, str, str, bool], c
         claim["diagnosis"] = {"primary": "N18.5"}
         claim["treatment"] = "hemodialysis"
         claim["sessions"] = rng.randint(4, 12)
+    emergency = rng.random()
+    if emergency < 0.17:  # emergency care at a level the fund serves: unidentified, or unable to pay
+        claim["visit"]["emergency"] = True
+        claim["hospital"]["level"] = rng.choice((2, 3))
+        if emergency < 0.08:
+            claim["patient"] = {"unidentified": True, "temporary_id": f"T-{n:04d}"}
+        else:
+            claim["patient"]["unable_to_pay"] = True
     return claim
 
 
@@ -353,6 +367,15 @@ def test_sixteen_threads_equal_a_sequential_replay(tight_app: Any, monkeypatch: 
         assert sum(a or 0 for a in allowances[(fund, year)]) == POOL_FEN[fund], (fund, allowances)
     dry = [body for body in created.values() for step in body["trace"] if "pool remaining 0.00" in step["text"]]
     assert dry, "no pool ran dry: the test would prove nothing"
+    emergency_dry = [
+        body for body in created.values() for step in body["trace"]
+        if step["layer"] == "emergency_relief" and "pool remaining 0.00" in step["text"]
+    ]
+    assert emergency_dry, "the emergency relief pool did not run dry: the test would prove nothing"
+    relief = [fen(body["payments"]["emergency_relief"]) for body in created.values()]
+    assert EMERGENCY_CASE_CAP_FEN in relief and max(relief) <= EMERGENCY_CASE_CAP_FEN  # the case cap bound
+    unidentified = [row for row in rows if row.temporary_id is not None]
+    assert unidentified and all(r.person_id is None and r.patient_pays_fen == 0 for r in unidentified)
     assert all(0 <= paid <= PERSON_CAP_FEN for paid in db_charity.values())
     assert PERSON_CAP_FEN in db_charity.values(), "no person reached a charity cap"
     basic = version.basic.sections

@@ -48,7 +48,7 @@ def test_settle_returns_201_with_result_trace_and_accumulators(client, auth, app
     assert body["schedule"] == "heilongjiang-2018" and body["policy_year"] == 2018
     assert body["payments"] == {
         "basic": "966.48", "critical_illness": "0.00", "medical_assistance": "326.63",
-        "charity": "537.45", "backstop": "300.64",
+        "charity": "537.45", "emergency_relief": "0.00", "backstop": "300.64",
     }
     assert body["patient_pays"] == "236.80"
     assert body["scheme"] == "resident" and body["category"] == "registered_poor"

@@ -60,12 +60,16 @@ class _Patient(msgspec.Struct, forbid_unknown_fields=True, gc=False):
         ]
         | None
     ) = None
+    unable_to_pay: bool = False
+    unidentified: Literal[False] = False
+    """An unidentified patient (true) is left to the pydantic model."""
 
 
 class _Visit(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     type: Literal["inpatient", "outpatient", "chronic_outpatient"]
     admitted: Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d{2}-\d{2}$")]
     discharged: Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+    emergency: bool = False
 
 
 class _Diagnosis(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -207,5 +211,7 @@ def fast_records(lines: list[bytes]) -> list[ClaimRecord | None]:
             codes=[i.code for i in c.items],
             quantity=quantity[lo:hi],
             unit_price=price[lo:hi],
+            emergency=c.visit.emergency,
+            unable_to_pay=c.patient.unable_to_pay,
         )
     return out

@@ -13,7 +13,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from settlement.money import QTY_SCALE, decimal_places
 
@@ -169,15 +169,52 @@ class Hospital(_Strict):
 
 
 class Patient(_Strict):
+    """An identified patient (every patient but an unidentified one)."""
+
     person_id: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(check_identifier)]
     scheme: Scheme | None = None
     category: Category | None = None
+    unable_to_pay: bool = False
+    """The hospital found that the patient cannot pay (无力支付)."""
+    unidentified: bool = False
+    """Only `false` reaches this model; `true` is an UnidentifiedPatient."""
+
+
+class UnidentifiedPatient(_Strict):
+    """A patient whose identity is not known (身份不明), under the hospital's temporary id (SPEC §3)."""
+
+    unidentified: Literal[True]
+    temporary_id: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(check_identifier)]
+    # Keys an unidentified patient must not have: read only to name them (Claim._unidentified_patient)
+    person_id: Any = None
+    scheme: Any = None
+    category: Any = None
+    unable_to_pay: Any = None
+
+
+_NOT_UNIDENTIFIED = ("person_id", "scheme", "category", "unable_to_pay")
+PATIENT_TAG = "patient:"
+"""Prefix of the tags below, which the error paths leave out (parse._field_path)."""
+
+
+def _patient_kind(value: Any) -> str:
+    unidentified = value.get("unidentified") if isinstance(value, dict) else getattr(value, "unidentified", None)
+    return f"{PATIENT_TAG}unidentified" if unidentified is True else f"{PATIENT_TAG}identified"
+
+
+AnyPatient = Annotated[
+    Annotated[Patient, Tag(f"{PATIENT_TAG}identified")]
+    | Annotated[UnidentifiedPatient, Tag(f"{PATIENT_TAG}unidentified")],
+    Discriminator(_patient_kind),
+]
 
 
 class Visit(_Strict):
     type: VisitType
     admitted: IsoDate
     discharged: IsoDate
+    emergency: bool = False
+    """Emergency care of a critical condition (急危重伤病)."""
 
     @model_validator(mode="after")
     def _ordered(self) -> Visit:
@@ -199,13 +236,33 @@ class Item(_Strict):
 class Claim(_Strict):
     claim_id: Identifier
     hospital: Hospital
-    patient: Patient
+    patient: AnyPatient
     visit: Visit
     diagnosis: Diagnosis
     treatment: NonEmpty | None = None
     sessions: Annotated[int, Field(ge=1, le=366)] = 1
     items: Annotated[list[Item], Field(min_length=1, max_length=MAX_ITEMS)]
 
+    @model_validator(mode="after")
+    def _unidentified_patient(self) -> Claim:
+        patient = self.patient
+        if isinstance(patient, UnidentifiedPatient):
+            extra = [key for key in _NOT_UNIDENTIFIED if key in patient.model_fields_set]
+            if extra:
+                raise ValueError(f"an unidentified patient has only temporary_id, not {', '.join(extra)}")
+            if not self.visit.emergency:
+                raise ValueError("an unidentified patient's claim must be an emergency")
+        return self
+
     @property
     def policy_year(self) -> int:
         return self.visit.discharged.year
+
+    @property
+    def temporary_id(self) -> str | None:
+        """The hospital's temporary id of an unidentified patient; None for an identified one."""
+        return self.patient.temporary_id if isinstance(self.patient, UnidentifiedPatient) else None
+
+    @property
+    def unable_to_pay(self) -> bool:
+        return isinstance(self.patient, Patient) and self.patient.unable_to_pay

@@ -20,11 +20,11 @@ import numpy.typing as npt
 import orjson
 from pydantic import ValidationError
 
-from settlement.engine.batch import ClaimBatch
+from settlement.engine.batch import ClaimBatch, claim_flags
 from settlement.engine.tables import Tables
 from settlement.schedules.types import CATEGORIES, SCHEMES, VISIT_TYPES
 
-from .models import Claim
+from .models import PATIENT_TAG, Claim
 from .person_id import PersonIdError, age_on, check_person_id, normalize_person_id
 from .record import ClaimRecord
 
@@ -190,7 +190,7 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
-        elif part.startswith(("function-", "literal[", "nullable[", "int", "str", "lax-", "strict-")):
+        elif part.startswith(("function-", "literal[", "nullable[", "int", "str", "lax-", "strict-", PATIENT_TAG)):
             continue
         else:
             path += f".{part}" if path else part
@@ -228,7 +228,10 @@ def validate_claim(obj: Any) -> Claim:
             if key not in seen:
                 seen.add(key)
                 errors.append(entry)
-        message = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        # a check across keys (Claim._unidentified_patient) names its keys itself
+        message = "; ".join(
+            e["message"] if e["field"] == "(claim)" else f"{e['field']}: {e['message']}" for e in errors
+        )
         raise ClaimError(INVALID_CLAIM, message, claim_id_of(obj), tuple(errors)) from None
     return claim
 
@@ -239,6 +242,7 @@ class PreparedClaim:
 
     record: ClaimRecord
     person_id: str
+    """"" for an unidentified patient, as scheme and category; age -1."""
     version: int
     age: int
     items: list[int]
@@ -247,6 +251,10 @@ class PreparedClaim:
     category: str
     level: int
     """The hospital's level the claim is settled at (the claim's, or the counter's registry's)."""
+
+    @property
+    def unidentified(self) -> bool:
+        return self.record.unidentified
 
 
 def prepare_claim(
@@ -257,7 +265,11 @@ def prepare_claim(
     level: int | None = None,
 ) -> PreparedClaim:
     """Person id, schedule and catalog checks (SPEC §6 order). Scheme/category/level override the claim's
-    (the counter passes the registries' values)."""
+    (the counter passes the registries' values).
+
+    An unidentified patient has no person id to check, nor a scheme, category or age: those stay empty
+    ("", "", -1) and the batch marks the claim unidentified.
+    """
     record = ClaimRecord.from_model(claim) if isinstance(claim, Claim) else claim
     if level is not None:
         record.level = level
@@ -266,16 +278,20 @@ def prepare_claim(
             INVALID_CLAIM, "hospital.level: missing", record.claim_id,
             ({"field": "hospital.level", "message": "missing"},),
         )
-    scheme = scheme or record.scheme
-    if scheme is None:  # an invalid_claim, so it comes before the person id (§6)
-        raise ClaimError(
-            INVALID_CLAIM, "patient.scheme: missing", record.claim_id,
-            ({"field": "patient.scheme", "message": "missing"},),
-        )
-    try:
-        birth = check_person_id(record.person_id, record.admitted)
-    except PersonIdError as exc:
-        raise ClaimError(INVALID_PERSON_ID, str(exc), record.claim_id) from None
+    unidentified = record.unidentified
+    age = -1
+    if not unidentified:
+        scheme = scheme or record.scheme
+        if scheme is None:  # an invalid_claim, so it comes before the person id (§6)
+            raise ClaimError(
+                INVALID_CLAIM, "patient.scheme: missing", record.claim_id,
+                ({"field": "patient.scheme", "message": "missing"},),
+            )
+        try:
+            birth = check_person_id(record.person_id, record.admitted)
+        except PersonIdError as exc:
+            raise ClaimError(INVALID_PERSON_ID, str(exc), record.claim_id) from None
+        age = age_on(birth, record.admitted)
     schedules = tables.schedules
     version = schedules.index_for(record.discharged)
     if version < 0:
@@ -291,11 +307,15 @@ def prepare_claim(
     if -1 in items:
         unknown = list(dict.fromkeys(code for code, row in zip(record.codes, items, strict=True) if row < 0))
         raise ClaimError(UNKNOWN_ITEM, f"unknown item codes: {', '.join(unknown)}", record.claim_id)
+    if unidentified:
+        return PreparedClaim(record=record, person_id="", version=version, age=-1, items=items, scheme="",
+                             category="", level=record.level)
+    assert scheme is not None
     return PreparedClaim(
         record=record,
         person_id=normalize_person_id(record.person_id),
         version=version,
-        age=age_on(birth, record.admitted),
+        age=age,
         items=items,
         scheme=scheme,
         category=category or record.category or "none",
@@ -309,7 +329,8 @@ class BatchBuilder:
 
     Person-year and year rows are numbered on first sight and the numbering
     persists across batches, so a caller settling chunk after chunk can carry
-    one Accumulators through (see Accumulators.grow).
+    one Accumulators through (see Accumulators.grow). An unidentified patient
+    has no person-year row (-1).
     """
 
     person_rows: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -328,13 +349,14 @@ class BatchBuilder:
         for p in prepared:
             r = p.record
             year = r.discharged.year
+            unidentified = r.unidentified
             rows.append((
                 p.version,
                 year,
-                person_rows.setdefault((p.person_id, year), len(person_rows)),
+                -1 if unidentified else person_rows.setdefault((p.person_id, year), len(person_rows)),
                 year_rows.setdefault(year, len(year_rows)),
-                scheme_ix[p.scheme],
-                cat_ix[p.category],
+                0 if unidentified else scheme_ix[p.scheme],
+                0 if unidentified else cat_ix[p.category],
                 vt_ix[r.visit_type],
                 p.level,
                 p.age,
@@ -342,8 +364,9 @@ class BatchBuilder:
                 diag_ids.setdefault(r.diagnosis, len(diag_ids)),
                 -1 if r.treatment is None else treat_ids.setdefault(r.treatment, len(treat_ids)),
                 len(p.items),
+                claim_flags(r.emergency, r.unable_to_pay, unidentified),
             ))
-        cols = np.array(rows, dtype=np.int64).reshape(n, 13).T
+        cols = np.array(rows, dtype=np.int64).reshape(n, 14).T
         lengths = np.zeros(n + 1, dtype=np.int64)
         lengths[1:] = cols[12]
         line_start = np.cumsum(lengths)
@@ -367,6 +390,7 @@ class BatchBuilder:
             line_item=np.fromiter(chain.from_iterable(p.items for p in prepared), np.int64, total),
             line_qty=_concat([p.record.quantity for p in prepared]),
             line_price=_concat([p.record.unit_price for p in prepared]),
+            flags=cols[13],
         )
 
 

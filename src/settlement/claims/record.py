@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from .models import Claim
+from .models import Claim, Patient
 
 
 @dataclass(slots=True)
@@ -23,6 +23,7 @@ class ClaimRecord:
     level: int | None
     """None only at the counter, until the hospital registry's level is bound (prepare_claim)."""
     person_id: str
+    """"" for an unidentified patient (see temporary_id)."""
     scheme: str | None
     category: str | None
     visit_type: str
@@ -36,16 +37,26 @@ class ClaimRecord:
     """× 10^4"""
     unit_price: npt.NDArray[np.int64]
     """yuan × 10^4"""
+    emergency: bool = False
+    unable_to_pay: bool = False
+    temporary_id: str | None = None
+    """The hospital's temporary id of an unidentified patient (SPEC §3); None for an identified one."""
+
+    @property
+    def unidentified(self) -> bool:
+        return self.temporary_id is not None
 
     @classmethod
     def from_model(cls, claim: Claim) -> ClaimRecord:
+        patient = claim.patient
+        identified = isinstance(patient, Patient)
         return cls(
             claim_id=claim.claim_id,
             hospital_id=claim.hospital.id,
             level=claim.hospital.level,
-            person_id=claim.patient.person_id,
-            scheme=claim.patient.scheme,
-            category=claim.patient.category,
+            person_id=patient.person_id if identified else "",
+            scheme=patient.scheme if identified else None,
+            category=patient.category if identified else None,
             visit_type=claim.visit.type,
             admitted=claim.visit.admitted,
             discharged=claim.visit.discharged,
@@ -55,4 +66,7 @@ class ClaimRecord:
             codes=[item.code for item in claim.items],
             quantity=np.array([item.quantity for item in claim.items], dtype=np.int64),
             unit_price=np.array([item.unit_price for item in claim.items], dtype=np.int64),
+            emergency=claim.visit.emergency,
+            unable_to_pay=claim.unable_to_pay,
+            temporary_id=claim.temporary_id,
         )

@@ -20,6 +20,18 @@ B8 = npt.NDArray[np.bool_]
 OK = 0
 NO_STANDARD = 1
 
+# ClaimBatch.flags: the claim's emergency-relief declarations (SPEC §3), as bits
+EMERGENCY = 1
+"""visit.emergency"""
+UNABLE_TO_PAY = 2
+"""patient.unable_to_pay"""
+UNIDENTIFIED = 4
+"""An unidentified patient: no person-year row, scheme, category or age."""
+
+
+def claim_flags(emergency: bool, unable_to_pay: bool, unidentified: bool) -> int:
+    return EMERGENCY * emergency + UNABLE_TO_PAY * unable_to_pay + UNIDENTIFIED * unidentified
+
 
 @dataclass
 class ClaimBatch:
@@ -27,7 +39,7 @@ class ClaimBatch:
     """Index of the schedule version in force on the discharge date."""
     policy_year: I64
     person_year: I64
-    """Dense index of the (person, policy year) accumulator row."""
+    """Dense index of the (person, policy year) accumulator row; -1 for an unidentified patient."""
     year_index: I64
     """Dense index of the pool row (policy year)."""
     scheme: I64
@@ -50,9 +62,15 @@ class ClaimBatch:
     """Quantity × 10^4."""
     line_price: I64
     """Unit price in yuan × 10^4."""
+    flags: I64 | None = None
+    """EMERGENCY | UNABLE_TO_PAY | UNIDENTIFIED bits per claim; None: no claim has any."""
 
     def __len__(self) -> int:
         return int(self.version.shape[0])
+
+    def claim_flags(self) -> I64:
+        """The flags column, zeros when the batch has none."""
+        return self.flags if self.flags is not None else np.zeros(len(self), dtype=np.int64)
 
 
 @dataclass
@@ -60,7 +78,9 @@ class Accumulators:
     """Per person-year and per fund-year running totals, in fen.
 
     Rows are addressed by ClaimBatch.person_year and ClaimBatch.year_index;
-    fund columns follow ScheduleSet.fund_ids.
+    fund columns follow ScheduleSet.fund_ids. pool_used has one more column,
+    the last: the emergency relief fund's pool (SPEC §5.5), which has no
+    per-person column.
     """
 
     basic_paid: I64  # [person_year, visit type]
@@ -69,7 +89,7 @@ class Accumulators:
     assistance_base: I64
     assistance_paid: I64
     charity_paid: I64  # [person_year, fund]
-    pool_used: I64  # [year, fund]
+    pool_used: I64  # [year, fund + 1]; the last column: emergency relief
     person: I64 | None = field(default=None, repr=False)
     """The array the person-year fields above are views of (see :meth:`interleaved`), if any."""
 
@@ -85,6 +105,8 @@ class Accumulators:
         """
         if person.ndim != 2 or person.shape[1] < PERSON_COLUMNS + 1:
             raise ValueError(f"person-year rows need {PERSON_COLUMNS} + fund columns, not {person.shape}")
+        if pool_used.ndim != 2 or pool_used.shape[1] != person.shape[1] - PERSON_COLUMNS + 1:
+            raise ValueError(f"pool rows need the fund columns + emergency relief, not {pool_used.shape}")
         return cls(
             basic_paid=person[:, 0:3],
             critical_base=person[:, 3],
@@ -100,8 +122,13 @@ class Accumulators:
     def zeros(cls, person_years: int, years: int, funds: int) -> Accumulators:
         return cls.interleaved(
             np.zeros((person_years, PERSON_COLUMNS + max(funds, 1)), dtype=np.int64),
-            np.zeros((years, max(funds, 1)), dtype=np.int64),
+            np.zeros((years, max(funds, 1) + 1), dtype=np.int64),
         )
+
+    @property
+    def emergency_pool_used(self) -> I64:
+        """[year]: what the emergency relief fund has paid in each policy year."""
+        return self.pool_used[:, -1]
 
     def grow(self, person_years: int, years: int) -> Accumulators:
         """The same totals with room for more rows (new rows start at zero), interleaved."""
@@ -159,6 +186,7 @@ class BatchResult:
     charity: I64
     charity_by_fund: I64  # [claim, fund]
     charity_eligible: B8  # [claim, fund]
+    emergency_relief: I64
     backstop: I64
     patient_pays: I64
     hospital_bears: I64

@@ -23,6 +23,11 @@ from settlement.money import mul_rate as _mul_rate
 from settlement.money import mul_rate_exact as _mul_rate_exact
 from settlement.money import round_half_up_div as _round
 
+# ClaimBatch.flags bits (engine.batch), repeated here as plain ints the compiled code folds in
+_EMERGENCY = 1
+_UNABLE_TO_PAY = 2
+_UNIDENTIFIED = 4
+
 # Column layout of the per-claim trace matrix (filled only when asked for).
 T_BASIC_D = 0
 T_BASIC_RATE = 1
@@ -41,7 +46,11 @@ T_ASSIST_PAY = 13
 T_ASSIST_REM = 14
 T_BACK_R = 15
 T_BACK_L = 16
-T_FUNDS = 17  # then per fund slot: R, pay, person remaining, pool remaining
+T_ER_R = 17
+T_ER_E = 18
+T_ER_PAY = 19
+T_ER_POOL_REM = 20
+T_FUNDS = 21  # then per fund slot: R, pay, person remaining, pool remaining
 T_PER_FUND = 4
 
 
@@ -88,8 +97,8 @@ line_kernel = cast(Callable[..., None], numba.njit(cache=True, nogil=True)(_line
 
 def _classify_kernel(
     version: Any, diagnosis: Any, treatment: Any, age: Any, scheme: Any, category: Any,
-    level: Any, visit: Any,
-    n_groups: Any, g_match: Any, g_min: Any, g_max: Any, g_vt: Any,
+    level: Any, visit: Any, flags: Any,
+    n_groups: Any, g_match: Any, g_min: Any, g_max: Any, g_aged: Any, g_vt: Any,
     sd_scheme: Any, sd_cat: Any, sd_level: Any,
     n_std: Any, s_group: Any, s_index: Any, s_treat: Any, s_match: Any, s_min: Any, s_max: Any,
     out_group: Any, out_fixed: Any, out_standard: Any, out_no_standard: Any,
@@ -98,21 +107,24 @@ def _classify_kernel(
 
     g_match[v, d, g] / s_match[v, d, s] say whether diagnosis value d matches
     group g's / standard s's ICD-10 patterns (computed once per distinct value).
+    An unidentified patient has no age: a group with an age bound never matches,
+    and the claim always takes the standard pathway.
     """
     for i in range(version.shape[0]):
         v = version[i]
         d = diagnosis[i]
         a = age[i]
+        unidentified = (flags[i] & _UNIDENTIFIED) != 0
         group = -1
         for g in range(n_groups[v]):
-            if g_match[v, d, g] and g_min[v, g] <= a <= g_max[v, g]:
+            if g_match[v, d, g] and (not g_aged[v, g] if unidentified else g_min[v, g] <= a <= g_max[v, g]):
                 group = g
                 break
         out_group[i] = group
         out_fixed[i] = False
         out_standard[i] = -1
         out_no_standard[i] = False
-        if group < 0 or treatment[i] < 0:
+        if group < 0 or treatment[i] < 0 or unidentified:
             continue
         if not (sd_scheme[v, scheme[i]] and sd_cat[v, category[i]] and sd_level[v, level[i]]
                 and g_vt[v, group, visit[i]]):
@@ -155,8 +167,8 @@ _band_total_jit = cast(Callable[..., int], numba.njit(cache=True, nogil=True)(_b
 def _settle_kernel(
     # per claim
     ok: Any, version: Any, person_year: Any, year_index: Any, scheme: Any, category: Any,
-    visit: Any, level: Any, fixed: Any, sd_slot: Any, group_slot: Any, total: Any, in_scope: Any,
-    fixed_amount: Any, sd_share_basic: Any, sd_share_crit: Any, sd_share_assist: Any,
+    visit: Any, level: Any, flags: Any, fixed: Any, sd_slot: Any, group_slot: Any, total: Any, in_scope: Any,
+    pre_self: Any, fixed_amount: Any, sd_share_basic: Any, sd_share_crit: Any, sd_share_assist: Any,
     # tables
     basic_present: Any, basic_ded: Any, basic_rate: Any, basic_cap: Any, basic_red: Any, basic_bonus: Any,
     crit_present: Any, crit_vt: Any, crit_ded: Any, crit_cap: Any, crit_nbands: Any,
@@ -165,15 +177,17 @@ def _settle_kernel(
     fund_count: Any, fund_col: Any, fund_cat: Any, fund_vt: Any, fund_group: Any,
     fund_rate: Any, fund_cap: Any, fund_pool: Any,
     back_present: Any, back_cat: Any, back_vt: Any, back_level: Any, back_share: Any,
+    er_present: Any, er_level: Any, er_rate: Any, er_cap: Any, er_pool: Any,
     # accumulators, updated in place
     acc_basic_paid: Any, acc_crit_base: Any, acc_crit_paid: Any, acc_assist_base: Any,
     acc_assist_paid: Any, acc_charity_paid: Any, acc_pool_used: Any,
     # outputs
     out_base: Any, out_deductible: Any, out_basic: Any, out_crit: Any, out_assist: Any,
-    out_fund: Any, out_eligible: Any, out_backstop: Any, out_patient: Any, out_hospital: Any,
+    out_fund: Any, out_eligible: Any, out_er: Any, out_backstop: Any, out_patient: Any, out_hospital: Any,
     want_trace: bool, trace: Any,
 ) -> None:
     n = ok.shape[0]
+    er_col = acc_pool_used.shape[1] - 1  # the emergency relief pool: the column after the charity funds'
     for i in range(n):
         if not ok[i]:
             continue
@@ -185,6 +199,8 @@ def _settle_kernel(
         k = visit[i]
         lv = level[i]
         big_i = in_scope[i]
+        fl = flags[i]
+        unidentified = (fl & _UNIDENTIFIED) != 0
         basic = 0
         crit = 0
         assist = 0
@@ -197,6 +213,9 @@ def _settle_kernel(
             crit = min(base - basic, _mul_rate(base, sd_share_crit[v, g]))
             assist = min(base - basic - crit, _mul_rate(base, sd_share_assist[v, g]))
             out_hospital[i] = total[i] - base
+        elif unidentified:
+            # §5.5: no person, so no basic, critical, assistance, charity or backstop; no person-year row
+            base = total[i]
         else:
             base = total[i]
             out_hospital[i] = 0
@@ -258,7 +277,7 @@ def _settle_kernel(
         paid = basic + crit + assist
         # §5.5 charity, funds in schedule order
         g = group_slot[i]
-        for f in range(fund_count[v]):
+        for f in range(0 if unidentified else fund_count[v]):
             if not (fund_cat[v, f, c] and fund_vt[v, f, k] and fund_group[v, f, g]):
                 continue
             col = fund_col[v, f]
@@ -278,9 +297,26 @@ def _settle_kernel(
                 trace[i, t0 + 1] = pay
                 trace[i, t0 + 2] = person_rem
                 trace[i, t0 + 3] = pool_rem
+        # §5.5 emergency relief: emergency care of a patient unidentified or unable to pay; one pool a year
+        er = 0
+        declared = (fl & _EMERGENCY) != 0 and (fl & (_UNABLE_TO_PAY | _UNIDENTIFIED)) != 0
+        if declared and er_present[v] and er_level[v, lv]:
+            r_left = base - paid
+            # standard pathway: no more than the catalogue part of the bill
+            e = r_left if fixed[i] else min(r_left, big_i + pre_self[i])
+            pay = _mul_rate(max(0, e), er_rate[v])
+            pool_rem = max(0, er_pool[v] - acc_pool_used[yi, er_col])
+            er = min(pay, er_cap[v], pool_rem)
+            acc_pool_used[yi, er_col] += er
+            paid += er
+            if want_trace:
+                trace[i, T_ER_R] = r_left
+                trace[i, T_ER_E] = e
+                trace[i, T_ER_PAY] = pay
+                trace[i, T_ER_POOL_REM] = pool_rem
         # §5.5 backstop
         backstop = 0
-        if back_present[v] and back_cat[v, c] and back_vt[v, k] and back_level[v, lv]:
+        if not unidentified and back_present[v] and back_cat[v, c] and back_vt[v, k] and back_level[v, lv]:
             r_left = base - paid
             limit = _mul_rate(base, back_share[v])
             backstop = max(0, r_left - limit)
@@ -293,8 +329,13 @@ def _settle_kernel(
         out_basic[i] = basic
         out_crit[i] = crit
         out_assist[i] = assist
+        out_er[i] = er
         out_backstop[i] = backstop
-        out_patient[i] = base - paid
+        if unidentified:  # nobody to ask: the hospital bears what the fund leaves
+            out_patient[i] = 0
+            out_hospital[i] = total[i] - er
+        else:
+            out_patient[i] = base - paid
 
 
 settle_kernel = cast(Callable[..., None], numba.njit(cache=True, nogil=True)(_settle_kernel))

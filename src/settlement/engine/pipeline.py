@@ -12,7 +12,18 @@ from __future__ import annotations
 import numpy as np
 
 from . import kernel
-from .batch import B8, I64, NO_STANDARD, OK, Accumulators, BatchResult, ClaimBatch
+from .batch import (
+    B8,
+    EMERGENCY,
+    I64,
+    NO_STANDARD,
+    OK,
+    UNABLE_TO_PAY,
+    UNIDENTIFIED,
+    Accumulators,
+    BatchResult,
+    ClaimBatch,
+)
 from .tables import Tables, icd_rows
 
 
@@ -55,8 +66,8 @@ def classify(batch: ClaimBatch, tables: Tables) -> tuple[I64, B8, I64, I64]:
     t = tables
     kernel.classify_kernel(
         batch.version, batch.diagnosis, batch.treatment, batch.age, batch.scheme, batch.category,
-        batch.level, batch.visit_type,
-        t.sd_n_groups, g_match, t.sd_g_min, t.sd_g_max, t.sd_g_vt, t.sd_scheme, t.sd_cat, t.sd_level,
+        batch.level, batch.visit_type, batch.claim_flags(),
+        t.sd_n_groups, g_match, t.sd_g_min, t.sd_g_max, t.sd_g_aged, t.sd_g_vt, t.sd_scheme, t.sd_cat, t.sd_level,
         t.sd_n_std, t.sd_s_group, t.sd_s_index, s_treat, s_match, t.sd_s_min, t.sd_s_max,
         group, fixed, standard, no_standard,
     )
@@ -84,6 +95,14 @@ def _standard_amounts(batch: ClaimBatch, tables: Tables, group: I64, fixed: B8, 
         picked = amounts[group[rows], standard[rows]]
         amount[rows] = np.where(sessions[group[rows], standard[rows]], picked * batch.sessions[rows], picked)
     return amount
+
+
+def emergency_eligible(batch: ClaimBatch, tables: Tables) -> B8:
+    """§5.5: whether the emergency relief layer applies to each claim (its pool is read), paid or not."""
+    flags = batch.claim_flags()
+    declared = ((flags & EMERGENCY) != 0) & ((flags & (UNABLE_TO_PAY | UNIDENTIFIED)) != 0)
+    eligible: B8 = declared & tables.er_present[batch.version] & tables.er_level[batch.version, batch.level]
+    return eligible
 
 
 def settle(
@@ -118,7 +137,7 @@ def settle(
         return np.zeros(n, dtype=np.int64)
 
     base, deductible, basic, crit, assist = out(), out(), out(), out(), out()
-    backstop, patient, hospital = out(), out(), out()
+    emergency, backstop, patient, hospital = out(), out(), out(), out()
     by_fund = np.zeros((n, n_funds), dtype=np.int64)
     eligible = np.zeros((n, n_funds), dtype=np.bool_)
     width = kernel.T_FUNDS + kernel.T_PER_FUND * tables.fund_col.shape[1]
@@ -126,8 +145,8 @@ def settle(
     t = tables
     kernel.settle_kernel(
         ok, batch.version, batch.person_year, batch.year_index, batch.scheme, batch.category,
-        batch.visit_type, batch.level, fixed, sd_slot, group_slot, total, in_scope,
-        fixed_amount, t.sd_share_basic, t.sd_share_crit, t.sd_share_assist,
+        batch.visit_type, batch.level, batch.claim_flags(), fixed, sd_slot, group_slot, total, in_scope,
+        pre_self, fixed_amount, t.sd_share_basic, t.sd_share_crit, t.sd_share_assist,
         t.basic_present, t.basic_ded, t.basic_rate, t.basic_cap, t.basic_red, t.basic_bonus,
         t.crit_present, t.crit_vt, t.crit_ded, t.crit_cap, t.crit_nbands,
         t.crit_band_to, t.crit_band_rate, t.crit_red, t.crit_bonus, t.crit_uncapped,
@@ -135,9 +154,10 @@ def settle(
         t.fund_count, t.fund_col, t.fund_cat, t.fund_vt, t.fund_group,
         t.fund_rate, t.fund_cap, t.fund_pool,
         t.back_present, t.back_cat, t.back_vt, t.back_level, t.back_share,
+        t.er_present, t.er_level, t.er_rate, t.er_cap, t.er_pool,
         acc.basic_paid, acc.critical_base, acc.critical_paid, acc.assistance_base,
         acc.assistance_paid, acc.charity_paid, acc.pool_used,
-        base, deductible, basic, crit, assist, by_fund, eligible, backstop, patient, hospital,
+        base, deductible, basic, crit, assist, by_fund, eligible, emergency, backstop, patient, hospital,
         trace, trace_rows,
     )
     zero_failed = ~ok
@@ -162,6 +182,7 @@ def settle(
         charity=by_fund.sum(axis=1),
         charity_by_fund=by_fund,
         charity_eligible=eligible,
+        emergency_relief=emergency,
         backstop=backstop,
         patient_pays=patient,
         hospital_bears=hospital,
@@ -170,4 +191,4 @@ def settle(
     )
 
 
-__all__ = ["classify", "line_parts", "settle"]
+__all__ = ["classify", "emergency_eligible", "line_parts", "settle"]

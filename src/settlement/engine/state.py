@@ -13,6 +13,9 @@ from settlement.schedules.types import VISIT_TYPES
 
 from .batch import Accumulators
 
+EMERGENCY_RELIEF = "emergency_relief"
+"""The emergency relief fund's pool, named like a charity fund's in the named pools below."""
+
 
 @dataclass
 class PersonYearTotals:
@@ -39,7 +42,9 @@ class PersonYearTotals:
 
 
 def one_row(person: PersonYearTotals, pool_used: dict[str, int], fund_ids: tuple[str, ...]) -> Accumulators:
-    """Accumulators for a batch whose claims all use person-year row 0 and year row 0."""
+    """Accumulators for a batch whose claims all use person-year row 0 and year row 0.
+
+    pool_used names the charity funds' pools and EMERGENCY_RELIEF's."""
     acc = Accumulators.zeros(1, 1, len(fund_ids))
     for k, vt in enumerate(VISIT_TYPES):
         acc.basic_paid[0, k] = person.basic_paid.get(vt, 0)
@@ -50,6 +55,7 @@ def one_row(person: PersonYearTotals, pool_used: dict[str, int], fund_ids: tuple
     for col, fund_id in enumerate(fund_ids):
         acc.charity_paid[0, col] = person.charity_paid.get(fund_id, 0)
         acc.pool_used[0, col] = pool_used.get(fund_id, 0)
+    acc.pool_used[0, -1] = pool_used.get(EMERGENCY_RELIEF, 0)
     return acc
 
 
@@ -66,7 +72,8 @@ def read_row(
         charity_paid={f: int(acc.charity_paid[person_row, col]) for col, f in enumerate(fund_ids)},
     )
     pools = {f: int(acc.pool_used[year_row, col]) for col, f in enumerate(fund_ids)}
+    pools[EMERGENCY_RELIEF] = int(acc.pool_used[year_row, -1])
     return person, pools
 
 
-__all__ = ["PersonYearTotals", "one_row", "read_row"]
+__all__ = ["EMERGENCY_RELIEF", "PersonYearTotals", "one_row", "read_row"]

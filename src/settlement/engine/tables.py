@@ -86,6 +86,12 @@ class Tables:
     back_vt: B8
     back_level: B8
     back_share: I64
+    # emergency relief [V] (SPEC §5.5); its pool is the last column of Accumulators.pool_used
+    er_present: B8
+    er_level: B8  # [V, level]
+    er_rate: I64
+    er_cap: I64  # per claim; UNLIMITED for null
+    er_pool: I64
     # single disease: shares per (V, group); row maxgroups holds the default
     sd_share_basic: I64
     sd_share_crit: I64
@@ -94,6 +100,7 @@ class Tables:
     sd_n_groups: I64  # [V]
     sd_g_min: I64  # [V, group]
     sd_g_max: I64
+    sd_g_aged: B8  # [V, group]: has min_age or max_age (never matches an unidentified patient, §5.2)
     sd_g_vt: B8  # [V, group, vt]
     sd_scheme: B8  # [V, scheme]
     sd_cat: B8  # [V, cat]
@@ -201,6 +208,11 @@ def compile_tables(schedules: ScheduleSet) -> Tables:
         back_vt=falses(n_v, N_VT),
         back_level=falses(n_v, N_LEVELS),
         back_share=zeros(n_v),
+        er_present=falses(n_v),
+        er_level=falses(n_v, N_LEVELS),
+        er_rate=zeros(n_v),
+        er_cap=zeros(n_v),
+        er_pool=zeros(n_v),
         sd_share_basic=zeros(n_v, max_groups + 1),
         sd_share_crit=zeros(n_v, max_groups + 1),
         sd_share_assist=zeros(n_v, max_groups + 1),
@@ -271,6 +283,14 @@ def compile_tables(schedules: ScheduleSet) -> Tables:
             for level in bs.hospital_levels:
                 t["back_level"][v, level] = True
             t["back_share"][v] = bs.max_personal_share_bp
+        if version.emergency_relief is not None:
+            er = version.emergency_relief
+            t["er_present"][v] = True
+            for level in er.hospital_levels:
+                t["er_level"][v, level] = True
+            t["er_rate"][v] = er.rate_bp
+            t["er_cap"][v] = _cap(er.case_cap_fen)
+            t["er_pool"][v] = _cap(er.annual_pool_fen)
         if version.single_disease is not None:
             sd = version.single_disease
             for g, group in enumerate([*sd.groups, None]):
@@ -285,6 +305,7 @@ def compile_tables(schedules: ScheduleSet) -> Tables:
         sd_n_groups=zeros(n_v),
         sd_g_min=zeros(n_v, max_groups),
         sd_g_max=zeros(n_v, max_groups),
+        sd_g_aged=falses(n_v, max_groups),
         sd_g_vt=falses(n_v, max_groups, N_VT),
         sd_scheme=falses(n_v, N_SCHEMES),
         sd_cat=falses(n_v, N_CATS),
@@ -313,6 +334,7 @@ def compile_tables(schedules: ScheduleSet) -> Tables:
         for gi, grp in enumerate(single.groups):
             sdt["sd_g_min"][v, gi] = -1 if grp.min_age is None else grp.min_age
             sdt["sd_g_max"][v, gi] = AGE_MAX if grp.max_age is None else grp.max_age
+            sdt["sd_g_aged"][v, gi] = grp.min_age is not None or grp.max_age is not None
             for k, vt in enumerate(VISIT_TYPES):
                 sdt["sd_g_vt"][v, gi, k] = vt in grp.visit_types
         sdt["sd_scheme"][v] = [x in single.schemes for x in SCHEMES]

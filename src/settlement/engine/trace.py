@@ -13,7 +13,7 @@ from settlement.money import RATE_SCALE, format_fen, format_rate
 from settlement.schedules.types import CATEGORIES, SCHEMES, VISIT_TYPES
 
 from . import kernel as K
-from .batch import BatchResult, ClaimBatch
+from .batch import EMERGENCY, UNABLE_TO_PAY, UNIDENTIFIED, BatchResult, ClaimBatch
 from .tables import UNLIMITED, Tables
 
 
@@ -32,6 +32,8 @@ def render_trace(result: BatchResult, batch: ClaimBatch, i: int, tables: Tables)
     category = CATEGORIES[int(batch.category[i])]
     visit = VISIT_TYPES[int(batch.visit_type[i])]
     level = int(batch.level[i])
+    flags = int(batch.claim_flags()[i])
+    unidentified = bool(flags & UNIDENTIFIED)
     f = format_fen
     steps: list[dict[str, Any]] = []
 
@@ -76,6 +78,13 @@ def render_trace(result: BatchResult, batch: ClaimBatch, i: int, tables: Tables)
             f"{format_rate(shares.medical_assistance_bp)} of the base = {f(int(result.medical_assistance[i]))}",
             f"{shares_key}.medical_assistance",
         )
+    elif unidentified:
+        reason = "standard pathway: an unidentified patient (身份不明) has no scheme, category or age"
+        if group_id is not None:
+            reason += f" (diagnosis group {group_id})"
+        step("pathway", f"{reason}; base = total {f(int(result.base[i]))}")
+        for layer in ("basic", "critical_illness", "medical_assistance"):
+            step(layer, "does not apply to an unidentified patient: pays 0")
     else:
         reason = "standard pathway"
         if group_id is not None and batch.treatment[i] < 0:
@@ -134,6 +143,9 @@ def render_trace(result: BatchResult, batch: ClaimBatch, i: int, tables: Tables)
     for slot, fund in enumerate(version.charity_funds):
         col = cols.index(fund.id)
         key = f"charity.funds[{fund.id}]"
+        if unidentified:
+            step("charity", f"{fund.id}: does not apply to an unidentified patient", key)
+            continue
         if not result.charity_eligible[i, col]:
             step("charity", f"{fund.id}: not eligible (category, visit type or diagnosis group)", key)
             continue
@@ -147,8 +159,11 @@ def render_trace(result: BatchResult, batch: ClaimBatch, i: int, tables: Tables)
             f"{key}.annual_cap_per_person",
             f"{key}.annual_pool",
         )
+    steps.append(_emergency_step(result, batch, i, version, flags, level))
     bs = version.backstop
-    if bs is not None and int(result.backstop[i]) + int(t[K.T_BACK_R]) + int(t[K.T_BACK_L]) > 0:
+    if unidentified:
+        step("backstop", "does not apply to an unidentified patient: pays 0", "backstop")
+    elif bs is not None and int(result.backstop[i]) + int(t[K.T_BACK_R]) + int(t[K.T_BACK_L]) > 0:
         step(
             "backstop",
             f"remaining {f(int(t[K.T_BACK_R]))}; personal share limit {format_rate(bs.max_personal_share_bp)}"
@@ -157,9 +172,51 @@ def render_trace(result: BatchResult, batch: ClaimBatch, i: int, tables: Tables)
         )
     else:
         step("backstop", f"does not apply (category {category}, {visit}, level {level}): pays 0", "backstop")
-    step(
-        "patient",
-        f"patient pays {f(int(result.patient_pays[i]))}; hospital bears {f(int(result.hospital_bears[i]))}",
-    )
+    if unidentified:
+        step(
+            "patient",
+            f"nobody to ask: patient pays 0.00; hospital bears total − emergency relief ="
+            f" {f(int(result.hospital_bears[i]))}",
+        )
+    else:
+        step(
+            "patient",
+            f"patient pays {f(int(result.patient_pays[i]))}; hospital bears {f(int(result.hospital_bears[i]))}",
+        )
     assert RATE_SCALE == 10_000
     return steps
+
+
+def _emergency_step(
+    result: BatchResult, batch: ClaimBatch, i: int, version: Any, flags: int, level: int
+) -> dict[str, Any]:
+    """The emergency relief layer (疾病应急救助, SPEC §5.5) in words: why it applies or not, and its numbers."""
+    f = format_fen
+    er = version.emergency_relief
+    keys: list[str]
+    who = "an unidentified patient" if flags & UNIDENTIFIED else "a patient unable to pay"
+    if er is None:
+        text, keys = "the schedule has no emergency_relief section: pays 0", []
+    elif not flags & EMERGENCY:
+        text, keys = "not an emergency visit (visit.emergency): pays 0", []
+    elif not flags & (UNABLE_TO_PAY | UNIDENTIFIED):
+        text, keys = "the patient is neither unidentified nor unable to pay: pays 0", []
+    elif level not in er.hospital_levels:
+        text, keys = f"hospital level {level} is not listed: pays 0", ["emergency_relief.hospital_levels"]
+    else:
+        t = result.trace[i] if result.trace is not None else None
+        assert t is not None
+        fixed = bool(result.pathway_fixed[i])
+        eligible = (
+            f"remaining {f(int(t[K.T_ER_R]))}" if fixed else
+            f"min(remaining {f(int(t[K.T_ER_R]))}, in scope + pre-self-paid"
+            f" {f(int(result.in_scope[i]) + int(result.pre_self_paid[i]))})"
+        )
+        case_cap = "no case cap" if er.case_cap_fen is None else f"case cap {f(er.case_cap_fen)}"
+        text = (
+            f"emergency care of {who}: {eligible} = {f(int(t[K.T_ER_E]))} × {format_rate(er.rate_bp)}"
+            f" = {f(int(t[K.T_ER_PAY]))}; {case_cap}; pool remaining {_cap(int(t[K.T_ER_POOL_REM]))};"
+            f" pays {f(int(result.emergency_relief[i]))}"
+        )
+        keys = ["emergency_relief.rate", "emergency_relief.case_cap", "emergency_relief.annual_pool"]
+    return {"layer": "emergency_relief", "text": text, "keys": keys}

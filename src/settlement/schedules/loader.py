@@ -33,6 +33,7 @@ from .types import (
     CriticalLayer,
     CriticalSection,
     DiseaseGroup,
+    EmergencyRelief,
     ScheduleSet,
     ScheduleVersion,
     Shares,
@@ -299,6 +300,10 @@ def _to_version(model: ScheduleModel, catalog: dict[str, CatalogItem], source: s
                 for g in s.groups
             ),
         )
+    emergency = None
+    if model.emergency_relief is not None:
+        er = model.emergency_relief
+        emergency = EmergencyRelief(frozenset(er.hospital_levels), er.rate, er.case_cap, er.annual_pool)
     return ScheduleVersion(
         id=model.id,
         region=model.region,
@@ -314,6 +319,7 @@ def _to_version(model: ScheduleModel, catalog: dict[str, CatalogItem], source: s
         catalog=catalog,
         references=tuple({k: v for k, v in r.model_dump().items() if v is not None} for r in model.references),
         source=source,
+        emergency_relief=emergency,
     )
 
 

@@ -176,8 +176,18 @@ class AssistanceModel(Strict):
     categories: dict[Category, AssistanceCategoryModel]
 
 
+EMERGENCY_RELIEF = "emergency_relief"
+"""The emergency relief fund's id: its pool sits beside the charity funds', so no charity fund may use it."""
+
+
+def _fund_id(value: str) -> str:
+    if value == EMERGENCY_RELIEF:
+        raise ValueError(f"{EMERGENCY_RELIEF} is the emergency relief fund's id; a charity fund may not use it")
+    return value
+
+
 class FundModel(Strict):
-    id: str
+    id: Annotated[str, AfterValidator(_fund_id)]
     name: str
     categories: CategoryList
     visit_types: VisitTypeList
@@ -201,6 +211,15 @@ class BackstopModel(Strict):
     visit_types: VisitTypeList
     hospital_levels: LevelList
     max_personal_share: Rate
+
+
+class EmergencyReliefModel(Strict):
+    """SPEC §5.5 emergency relief (疾病应急救助): every key required when the section is there."""
+
+    hospital_levels: LevelList
+    rate: Rate
+    case_cap: Money | None
+    annual_pool: Money | None
 
 
 class SharesModel(Strict):
@@ -289,6 +308,7 @@ class ScheduleModel(Strict):
     charity: CharityModel | None = None
     backstop: BackstopModel | None = None
     single_disease: SingleDiseaseModel | None = None
+    emergency_relief: EmergencyReliefModel | None = None
 
     @model_validator(mode="after")
     def _cross_references(self) -> ScheduleModel:

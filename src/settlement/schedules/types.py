@@ -102,6 +102,16 @@ class Backstop:
 
 
 @dataclass(frozen=True, slots=True)
+class EmergencyRelief:
+    """SPEC §5.5: the emergency relief fund (疾病应急救助基金); its pool is per policy year."""
+
+    hospital_levels: frozenset[int]
+    rate_bp: int
+    case_cap_fen: int | None
+    annual_pool_fen: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class Shares:
     basic_bp: int
     critical_illness_bp: int
@@ -165,6 +175,7 @@ class ScheduleVersion:
     catalog: dict[str, CatalogItem]
     references: tuple[dict[str, str], ...] = ()
     source: str = ""
+    emergency_relief: EmergencyRelief | None = None
 
 
 @dataclass(frozen=True, slots=True)

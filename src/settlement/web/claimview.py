@@ -133,12 +133,12 @@ def _caps(row: Settlement, version: ScheduleVersion) -> list[CapRow]:
     def add(label: str, after_fen: int, contribution: int, cap: int | None) -> None:
         caps.append(CapRow(label, after_fen - contribution, after_fen, cap))
 
-    section = version.basic.sections.get((row.scheme, vt))
+    section = version.basic.sections.get((row.scheme or "", vt))  # none for an unidentified patient
     add(f"basic:{vt}", _fen(after.get("basic_paid", {}).get(vt)), int(added.get("basic_paid", {}).get(vt, 0)),
         section.annual_cap_fen if section else None)
     crit = version.critical_illness
     if crit is not None and row.scheme in crit.sections:
-        adj = crit.category_adjustments.get(row.category)
+        adj = crit.category_adjustments.get(row.category or "")
         cap = None if adj is not None and adj.uncapped else crit.sections[row.scheme].annual_cap_fen
         add("critical_illness", _fen(after.get("critical_paid")), int(added.get("critical_paid", 0)), cap)
     assist = version.medical_assistance

@@ -1,4 +1,4 @@
-"""Pool status of a charity fund in a policy year."""
+"""Pool status of a charity fund, or of the emergency relief fund, in a policy year."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from settlement.engine.state import EMERGENCY_RELIEF
 from settlement.money import format_fen
 from settlement.service.auth.service import Principal
 from settlement.service.context import ServiceContext
@@ -20,8 +21,9 @@ TAIL_FUNDS = ("backstop", "patient", "hospital")
 
 def fund_ids(ctx: ServiceContext) -> list[str]:
     """Every fund a ledger entry can name, in settling order: the layers, each charity fund of the
-    schedules, then the backstop and the two shares that are nobody's fund (patient, hospital)."""
-    return [*LAYER_FUNDS, *ctx.tables.schedules.fund_ids, *TAIL_FUNDS]
+    schedules, the emergency relief fund, then the backstop and the two shares that are nobody's
+    fund (patient, hospital)."""
+    return [*LAYER_FUNDS, *ctx.tables.schedules.fund_ids, EMERGENCY_RELIEF, *TAIL_FUNDS]
 
 
 def visible_fund(ctx: ServiceContext, principal: Principal, fund_id: str) -> str:
@@ -46,14 +48,17 @@ def pool_status(
     if index < 0:
         raise not_found(f"no fee schedule is in force in {year}")
     version = schedules.versions[index]
-    fund = next((f for f in version.charity_funds if f.id == fund_id), None)
-    if fund is None:
-        raise not_found(f"no charity fund {fund_id} in schedule {version.id}")
+    if fund_id == EMERGENCY_RELIEF and version.emergency_relief is not None:
+        name, pool = "疾病应急救助基金", version.emergency_relief.annual_pool_fen
+    else:
+        fund = next((f for f in version.charity_funds if f.id == fund_id), None)
+        if fund is None:
+            raise not_found(f"no charity fund {fund_id} in schedule {version.id}")
+        name, pool = fund.name, fund.annual_pool_fen
     used = read_pools(session, year, [fund_id])[fund_id]
-    pool = fund.annual_pool_fen
     return {
-        "fund_id": fund.id,
-        "name": fund.name,
+        "fund_id": fund_id,
+        "name": name,
         "policy_year": year,
         "schedule": version.id,
         "pool": None if pool is None else format_fen(pool),

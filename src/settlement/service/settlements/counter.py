@@ -8,11 +8,13 @@ arrays and named values (result JSON, trace, totals after, contribution).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from settlement.claims import BatchBuilder, Claim, ClaimError, PreparedClaim, prepare_claim
 from settlement.engine import ClaimBatch, Tables, settle
-from settlement.engine.state import PersonYearTotals, one_row, read_row
+from settlement.engine.pipeline import emergency_eligible
+from settlement.engine.state import EMERGENCY_RELIEF, PersonYearTotals, one_row, read_row
 from settlement.engine.trace import render_trace
 from settlement.money import format_fen
 from settlement.results import claim_result, engine_error
@@ -32,7 +34,17 @@ class CounterClaim:
 
     @property
     def person_id(self) -> str:
+        """"" for an unidentified patient, who has no person-year totals (see unidentified)."""
         return self.prepared.person_id
+
+    @property
+    def unidentified(self) -> bool:
+        return self.prepared.unidentified
+
+    @cached_property
+    def emergency_relief(self) -> bool:
+        """Whether the emergency relief layer applies (SPEC §5.5): the claim may draw on its pool."""
+        return bool(emergency_eligible(self.batch, self.tables)[0])
 
     @property
     def policy_year(self) -> int:
@@ -40,17 +52,21 @@ class CounterClaim:
 
     @property
     def fund_ids(self) -> tuple[str, ...]:
-        """The charity funds of the schedule version in force, in the schedule's order."""
+        """The pools the claim may draw on: the charity funds of the schedule version in force, in the
+        schedule's order (none for an unidentified patient), then the emergency relief fund's if its
+        layer applies."""
         version = self.tables.schedules.versions[self.prepared.version]
-        return tuple(f.id for f in version.charity_funds)
+        charity = () if self.unidentified else tuple(f.id for f in version.charity_funds)
+        return (*charity, EMERGENCY_RELIEF) if self.emergency_relief else charity
 
     @property
     def schedule_id(self) -> str:
         return self.tables.schedules.versions[self.prepared.version].id
 
 
-def prepare(claim: Claim, tables: Tables, scheme: str, category: str) -> CounterClaim:
-    """Schedule and catalog checks (no_schedule, unknown_item) and the columnar batch of one."""
+def prepare(claim: Claim, tables: Tables, scheme: str | None, category: str | None) -> CounterClaim:
+    """Schedule and catalog checks (no_schedule, unknown_item) and the columnar batch of one.
+    An unidentified patient has no scheme or category (the caller passes None)."""
     prepared = prepare_claim(claim, tables, scheme=scheme, category=category)
     return CounterClaim(claim, prepared, BatchBuilder().build([prepared]), tables)
 
@@ -97,7 +113,7 @@ class Computation:
     def accumulators_json(self, person_id: str, year: int) -> dict[str, Any]:
         after = self.after
         return {
-            "person_id": person_id,
+            "person_id": person_id or None,  # an unidentified patient has none, nor totals of his own
             "policy_year": year,
             "basic_paid": {vt: format_fen(v) for vt, v in after.basic_paid.items()},
             "critical_base": format_fen(after.critical_base),
@@ -120,7 +136,9 @@ def compute(cc: CounterClaim, before: PersonYearTotals, pools: dict[str, int]) -
         raise claim_problem(error)
     body = claim_result(result, cc.batch, 0, tables, cc.claim.claim_id)
     after, pools_after = read_row(result.accumulators, fund_ids)
-    eligible = [f for f in cc.fund_ids if bool(result.charity_eligible[0, fund_ids.index(f)])]
+    eligible = [
+        f for f in cc.fund_ids if f == EMERGENCY_RELIEF or bool(result.charity_eligible[0, fund_ids.index(f)])
+    ]
     return Computation(
         result=body,
         trace=render_trace(result, cc.batch, 0, tables),
@@ -129,7 +147,7 @@ def compute(cc: CounterClaim, before: PersonYearTotals, pools: dict[str, int]) -
         pools_before={f: pools.get(f, 0) for f in eligible},
         pools_after={f: pools_after[f] for f in eligible},
         fen={name: int(getattr(result, name)[0]) for name in AMOUNTS},
-        charity_fen={f: int(result.charity_by_fund[0, fund_ids.index(f)]) for f in eligible},
+        charity_fen={f: int(result.charity_by_fund[0, fund_ids.index(f)]) for f in eligible if f != EMERGENCY_RELIEF},
     )
 
 
@@ -140,6 +158,7 @@ def ledger_amounts(comp: Computation) -> list[tuple[str, str, int]]:
         (p, p, comp.fen[p]) for p in ("basic", "critical_illness", "medical_assistance")
     ]
     amounts += [("charity", fund, fen) for fund, fen in comp.charity_fen.items()]
+    amounts += [(EMERGENCY_RELIEF, EMERGENCY_RELIEF, comp.fen["emergency_relief"])]
     amounts += [
         ("backstop", "backstop", comp.fen["backstop"]),
         ("patient", "patient", comp.fen["patient_pays"]),

@@ -11,8 +11,11 @@ Invariants and what protects them:
   ``uq_settlements_hospital_id_claim_id`` (the final guard), checked first
   under the person-year lock;
 - a settlement's amounts add up (total = basic + critical_illness +
-  medical_assistance + charity + backstop + patient_pays + hospital_bears,
-  every term ≥ 0): CHECK ``amounts_add_up`` and ``non_negative``;
+  medical_assistance + charity + emergency_relief + backstop + patient_pays +
+  hospital_bears, every term ≥ 0): CHECK ``amounts_add_up`` and ``non_negative``;
+- a settlement is of a registered person or of an unidentified patient under
+  the hospital's temporary id, never both nor neither: CHECK ``one_patient``
+  (migration 0009);
 - its ledger entries sum to its total, and a reversal's to minus it: written
   together from the one engine result in the one transaction
   (settlements.service._write_ledger);
@@ -27,6 +30,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     Date,
     ForeignKey,
@@ -35,6 +39,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -58,6 +63,9 @@ AMOUNTS = (
     "backstop",
     "patient_pays",
     "hospital_bears",
+    # last: the counter's counter_settle (migration 0002) reads the first 13 by position and leaves this
+    # one at its default 0; it never writes an emergency claim (pgcounter routes them the locked way)
+    "emergency_relief",
 )
 
 
@@ -73,9 +81,10 @@ class Settlement(Base):
         CheckConstraint("status IN ('settled', 'reversed')", name="status"),
         CheckConstraint(
             "total_fen = basic_fen + critical_illness_fen + medical_assistance_fen + charity_fen"
-            " + backstop_fen + patient_pays_fen + hospital_bears_fen",
+            " + emergency_relief_fen + backstop_fen + patient_pays_fen + hospital_bears_fen",
             name="amounts_add_up",
         ),
+        CheckConstraint("(person_id IS NULL) <> (temporary_id IS NULL)", name="one_patient"),
         CheckConstraint(
             " AND ".join(f"{name}_fen >= 0" for name in AMOUNTS),
             name="non_negative",
@@ -106,10 +115,16 @@ class Settlement(Base):
     settled_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     reversed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
-    person_id: Mapped[str] = mapped_column(String(18))
-    scheme: Mapped[str] = mapped_column(String(16))
-    category: Mapped[str] = mapped_column(String(32))
-    """The registry's scheme and category on the admission date, as used."""
+    person_id: Mapped[str | None] = mapped_column(String(18))
+    """None for an unidentified patient (temporary_id)."""
+    scheme: Mapped[str | None] = mapped_column(String(16))
+    category: Mapped[str | None] = mapped_column(String(32))
+    """The registry's scheme and category on the admission date, as used; None for an unidentified patient."""
+    temporary_id: Mapped[str | None] = mapped_column(String(64))
+    """The hospital's temporary id of an unidentified patient (身份不明, SPEC §3)."""
+    emergency: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    """The hospital's declarations (SPEC §9): visit.emergency, patient.unable_to_pay."""
+    unable_to_pay: Mapped[bool] = mapped_column(Boolean, server_default=false())
     visit_type: Mapped[str] = mapped_column(String(32))
     admitted: Mapped[dt.date] = mapped_column(Date)
     discharged: Mapped[dt.date] = mapped_column(Date)
@@ -131,6 +146,7 @@ class Settlement(Base):
     backstop_fen: Mapped[int] = mapped_column(Fen)
     patient_pays_fen: Mapped[int] = mapped_column(Fen)
     hospital_bears_fen: Mapped[int] = mapped_column(Fen)
+    emergency_relief_fen: Mapped[int] = mapped_column(Fen, server_default=text("0"))
 
     result: Mapped[dict[str, Any]] = mapped_column(Json)
     """The SPEC §6 result, as first returned."""
@@ -164,13 +180,13 @@ class SettlementEvent(Base):
 
 class LedgerEntry(Base):
     """Money moved by one event for one payer: basic, critical_illness, medical_assistance,
-    each charity fund (layer ``charity``, fund = its id), backstop, patient, hospital."""
+    each charity fund (layer ``charity``, fund = its id), emergency_relief, backstop, patient, hospital."""
 
     __tablename__ = "ledger_entries"
     __table_args__ = (
         CheckConstraint(
-            "layer IN ('basic', 'critical_illness', 'medical_assistance', 'charity', 'backstop',"
-            " 'patient', 'hospital')",
+            "layer IN ('basic', 'critical_illness', 'medical_assistance', 'charity', 'emergency_relief',"
+            " 'backstop', 'patient', 'hospital')",
             name="layer",
         ),
         CheckConstraint(

@@ -44,7 +44,7 @@ import orjson
 
 from settlement.claims import Claim, ClaimError
 from settlement.claims.person_id import PersonIdError, check_person_id, normalize_person_id
-from settlement.engine.state import PersonYearTotals
+from settlement.engine.state import EMERGENCY_RELIEF, PersonYearTotals
 from settlement.service import metrics, pgdirect
 from settlement.service.accumulators.repository import TOTAL_COLUMNS, totals_from_row, totals_values
 from settlement.service.auth.keys import Role, key_id_of
@@ -200,10 +200,10 @@ def read_statement(ctx: ServiceContext, key_id: str, claim: Claim, *, settling: 
         "key_id": key_id,
         "hospital": claim.hospital.id,
         "claim": claim.claim_id,
-        "pid": normalize_person_id(claim.patient.person_id),
+        "pid": "" if claim.temporary_id is not None else normalize_person_id(claim.patient.person_id),
         "day": claim.visit.admitted,
         "year": claim.visit.discharged.year,
-        "funds": list(ctx.tables.schedules.fund_ids),
+        "funds": [*ctx.tables.schedules.fund_ids, EMERGENCY_RELIEF],
     }
     sql, names = (READ, READ_PARAMS) if settling else (PREVIEW_READ, PREVIEW_READ_PARAMS)
     return sql, [values[name] for name in names]
@@ -217,12 +217,15 @@ def snapshot(ctx: ServiceContext, key: str, claim: Claim, found: list[bytes | No
     claim = bind_level(claim, row[10 + len(TOTALS)])  # 422 unless registered (and at the level stated)
     if row[5] is not None:  # replayed or 409 by the caller, before any other check (as service.settle)
         raise SettledBefore(principal, claim)
-    try:
-        check_person_id(claim.patient.person_id, claim.visit.admitted)
-    except PersonIdError as exc:
-        raise ServiceError(422, "invalid_person_id", str(exc), claim_id=claim.claim_id) from None
-    person_id = normalize_person_id(claim.patient.person_id)
-    scheme, category = check_identity(claim, person_id, None if row[6] is None else (row[6], row[7]))
+    scheme: str | None = None
+    category: str | None = None
+    if claim.temporary_id is None:  # an unidentified patient has no person id and needs no registry entry
+        try:
+            check_person_id(claim.patient.person_id, claim.visit.admitted)
+        except PersonIdError as exc:
+            raise ServiceError(422, "invalid_person_id", str(exc), claim_id=claim.claim_id) from None
+        person_id = normalize_person_id(claim.patient.person_id)
+        scheme, category = check_identity(claim, person_id, None if row[6] is None else (row[6], row[7]))
     try:
         cc = prepare(claim, ctx.tables, scheme, category)
     except ClaimError as exc:
@@ -356,6 +359,10 @@ def _settle_on(
             return replay(conn, before.claim, claim_hash(before.claim))
         if not known:
             known.append(snap.principal)
+        if snap.cc.emergency_relief or snap.cc.unidentified:
+            # the emergency relief pool is drawn the locked way only (pgsettle): counter_settle (0002)
+            # writes neither that pool nor an unidentified patient; such claims are few
+            raise UseLockedPath
         comp = compute(snap.cc, snap.before, snap.pools)
         # of the claim at its registered level (service.settle hashes the same)
         digest = digest or claim_hash(snap.cc.claim)
@@ -369,7 +376,7 @@ def _settle_on(
 
 STORED_COLUMNS = (
     "settlement_id", "status", "hospital_id", "settled_at", "reversed_at", "claim_id", "person_id", "scheme",
-    "category", "result", "trace", "accumulators_after", "claim_hash",
+    "category", "result", "trace", "accumulators_after", "claim_hash", "temporary_id", "emergency", "unable_to_pay",
 )
 REPLAY = f"SELECT {', '.join(STORED_COLUMNS)} FROM settlements WHERE hospital_id = %s AND claim_id = %s"
 

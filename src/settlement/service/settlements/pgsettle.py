@@ -25,6 +25,7 @@ import orjson
 from psycopg.types.json import Json
 from sqlalchemy.orm import Session
 
+from settlement.engine.state import EMERGENCY_RELIEF, PersonYearTotals
 from settlement.service.accumulators.repository import add_to_person_year, lock_person_year
 from settlement.service.auth.service import Principal
 from settlement.service.context import ServiceContext
@@ -47,11 +48,11 @@ _SETTLEMENT_COLUMNS = (
     " person_id, scheme, category, visit_type, admitted, discharged, policy_year, schedule_version,"
     " pathway, disease_group, "
     + ", ".join(f"{name}_fen" for name in AMOUNTS)
-    + ", result, trace, accumulators_after, contribution"
+    + ", result, trace, accumulators_after, contribution, temporary_id, emergency, unable_to_pay"
 )
 INSERT_SETTLEMENT = (
     f"INSERT INTO settlements ({_SETTLEMENT_COLUMNS}) VALUES ("
-    + ", ".join(["%s"] * (18 + len(AMOUNTS) + 4))
+    + ", ".join(["%s"] * (18 + len(AMOUNTS) + 7))
     + ") RETURNING seq"
 )
 # the settled event and its ledger entries in one statement; the event's seq is the one drawn
@@ -73,7 +74,10 @@ def exists(pg: Any, hospital_id: str, claim_id: str) -> bool:
 
 def pool_limits(cc: CounterClaim) -> dict[str, int | None]:
     version = cc.tables.schedules.versions[cc.prepared.version]
-    return {fund.id: fund.annual_pool_fen for fund in version.charity_funds}
+    limits = {fund.id: fund.annual_pool_fen for fund in version.charity_funds}
+    if version.emergency_relief is not None:
+        limits[EMERGENCY_RELIEF] = version.emergency_relief.annual_pool_fen
+    return limits
 
 
 def binding(comp: Computation, used: dict[str, int], limits: dict[str, int | None]) -> list[str]:
@@ -105,7 +109,8 @@ def settle_locked(
     settle a claim exactly (a snapshot that kept moving, no shard with room).
     """
     year = cc.policy_year
-    before = lock_person_year(session, cc.person_id, year)  # the person-year lock
+    # the person-year lock; an unidentified patient has no person-year, the pools' locks suffice
+    before = PersonYearTotals() if cc.unidentified else lock_person_year(session, cc.person_id, year)
     limits = pool_limits(cc)
     snapshot = read_pools(session, year, cc.fund_ids)
     comp = compute(cc, before, snapshot)
@@ -130,9 +135,9 @@ def settle_locked(
             principal.key_id,
             "settled",
             now,
-            cc.person_id,
-            cc.prepared.scheme,
-            cc.prepared.category,
+            cc.person_id or None,
+            cc.prepared.scheme or None,
+            cc.prepared.category or None,
             claim.visit.type,
             claim.visit.admitted,
             claim.visit.discharged,
@@ -145,9 +150,13 @@ def settle_locked(
             Json(comp.trace, dumps=json_text),
             Json(accumulators_after, dumps=json_text),
             Json(comp.contribution_json(), dumps=json_text),
+            claim.temporary_id,
+            claim.visit.emergency,
+            claim.unable_to_pay,
         ),
     ).fetchone()[0]
-    add_to_person_year(session, cc.person_id, year, comp.contribution, +1, now)
+    if not cc.unidentified:
+        add_to_person_year(session, cc.person_id, year, comp.contribution, +1, now)
     add_pool_used(session, year, comp.pool_delta, limits)
     entries = [(layer, fund, amount) for layer, fund, amount in counter.ledger_amounts(comp) if amount]
     values: dict[str, Any] = {

@@ -26,6 +26,7 @@ class Payments(BaseModel):
     critical_illness: str | None
     medical_assistance: str | None
     charity: str | None
+    emergency_relief: str | None
     backstop: str | None
 
 
@@ -42,9 +43,12 @@ class SettlementSummary(BaseModel):
     settled_at: dt.datetime | None
     reversed_at: dt.datetime | None = None
     claim_id: str
-    person_id: str
-    scheme: str
-    category: str
+    person_id: str | None = Field(description="null for an unidentified patient (temporary_id)")
+    scheme: str | None
+    category: str | None
+    temporary_id: str | None = Field(None, description="an unidentified patient's temporary id (身份不明)")
+    emergency: bool = Field(False, description="the hospital's declaration: emergency care (急危重伤病)")
+    unable_to_pay: bool = Field(False, description="the hospital's declaration: the patient cannot pay (无力支付)")
     schedule: str
     policy_year: int
     pathway: Literal["standard", "single_disease"]

@@ -131,7 +131,14 @@ def check_hospital(claim: Claim, principal: Principal) -> None:
 
 
 def counter_claim(session: Session, ctx: ServiceContext, claim: Claim) -> CounterClaim:
-    """Person id, registry identity, schedule and catalog, in the SPEC §6 order."""
+    """Person id, registry identity, schedule and catalog, in the SPEC §6 order.
+
+    An unidentified patient has no person id to check and needs no registry entry (SPEC §9)."""
+    if claim.temporary_id is not None:
+        try:
+            return prepare(claim, ctx.tables, None, None)
+        except ClaimError as exc:
+            raise claim_problem(exc) from None
     try:
         check_person_id(claim.patient.person_id, claim.visit.admitted)
     except PersonIdError as exc:
@@ -153,9 +160,12 @@ def _summary(
     hospital_id: str,
     settled_at: dt.datetime | None,
     reversed_at: dt.datetime | None,
-    person_id: str,
-    scheme: str,
-    category: str,
+    person_id: str | None,
+    scheme: str | None,
+    category: str | None,
+    temporary_id: str | None,
+    emergency: bool,
+    unable_to_pay: bool,
     result: dict[str, Any],
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
@@ -168,6 +178,9 @@ def _summary(
         "person_id": person_id,
         "scheme": scheme,
         "category": category,
+        "temporary_id": temporary_id,
+        "emergency": emergency,
+        "unable_to_pay": unable_to_pay,
     }
     body.update(result)
     return body
@@ -183,6 +196,9 @@ def summary_of(row: Settlement) -> dict[str, Any]:
         person_id=row.person_id,
         scheme=row.scheme,
         category=row.category,
+        temporary_id=row.temporary_id,
+        emergency=bool(row.emergency),
+        unable_to_pay=bool(row.unable_to_pay),
         result=row.result,
     )
 
@@ -205,7 +221,7 @@ def preview(
     record_preview)."""
     claim = registered_claim(session, parse_claim(raw, principal, counter_today(ctx)))
     cc = counter_claim(session, ctx, claim)
-    before = read_person_year(session, cc.person_id, cc.policy_year)
+    before = PersonYearTotals() if cc.unidentified else read_person_year(session, cc.person_id, cc.policy_year)
     pools = read_pools(session, cc.policy_year, cc.fund_ids)
     comp = compute(cc, before, pools)
     record_preview(ctx, principal, cc)
@@ -237,9 +253,12 @@ def computed_body(
         hospital_id=cc.claim.hospital.id,
         settled_at=settled_at,
         reversed_at=None,
-        person_id=cc.person_id,
-        scheme=cc.prepared.scheme,
-        category=cc.prepared.category,
+        person_id=cc.person_id or None,
+        scheme=cc.prepared.scheme or None,
+        category=cc.prepared.category or None,
+        temporary_id=cc.claim.temporary_id,
+        emergency=cc.claim.visit.emergency,
+        unable_to_pay=cc.claim.unable_to_pay,
         result=comp.result,
     )
     body["trace"] = comp.trace
@@ -292,7 +311,8 @@ def _settle_locked(
     cc = counter_claim(session, ctx, claim)
     year = cc.policy_year
 
-    before = lock_person_year(session, cc.person_id, year)  # step 4: person-year lock
+    # step 4: person-year lock (an unidentified patient has no person-year: the pools' locks suffice)
+    before = PersonYearTotals() if cc.unidentified else lock_person_year(session, cc.person_id, year)
     existing = repository.find_by_claim(session, hospital_id, claim.claim_id)
     if existing is not None:
         return replay_or_conflict(existing, digest)
@@ -315,9 +335,12 @@ def _settle_locked(
         status="settled",
         settled_at=now,
         reversed_at=None,
-        person_id=cc.person_id,
-        scheme=cc.prepared.scheme,
-        category=cc.prepared.category,
+        person_id=cc.person_id or None,
+        scheme=cc.prepared.scheme or None,
+        category=cc.prepared.category or None,
+        temporary_id=claim.temporary_id,
+        emergency=claim.visit.emergency,
+        unable_to_pay=claim.unable_to_pay,
         visit_type=claim.visit.type,
         admitted=claim.visit.admitted,
         discharged=claim.visit.discharged,
@@ -337,7 +360,8 @@ def _settle_locked(
     session.add(event)
     session.flush()
     _write_ledger(session, ctx, row, event, comp)
-    add_to_person_year(session, cc.person_id, year, comp.contribution, +1, now)
+    if not cc.unidentified:
+        add_to_person_year(session, cc.person_id, year, comp.contribution, +1, now)
     add_pool_used(session, year, comp.pool_delta)
     session.flush()
     return Outcome(body_of(row), created=True)
@@ -409,7 +433,8 @@ def reverse(
         return Outcome(body_of(row), created=False)
     contribution = PersonYearTotals(**row.contribution["person_year"])
     pool_delta: dict[str, int] = {f: int(v) for f, v in row.contribution["pool_used"].items()}
-    lock_person_year(session, row.person_id, row.policy_year)  # then the person-year lock
+    if row.person_id is not None:  # then the person-year lock (an unidentified patient has none)
+        lock_person_year(session, row.person_id, row.policy_year)
     lock_pools(
         session, row.policy_year, [f for f, v in pool_delta.items() if v]
     )  # then pools, in order
@@ -434,7 +459,8 @@ def reverse(
         )
         for entry in repository.ledger_of(session, row.seq, "settled")
     )
-    add_to_person_year(session, row.person_id, row.policy_year, contribution, -1, now)
+    if row.person_id is not None:
+        add_to_person_year(session, row.person_id, row.policy_year, contribution, -1, now)
     add_pool_used(session, row.policy_year, {f: -v for f, v in pool_delta.items()})
     row.status = "reversed"
     row.reversed_at = now

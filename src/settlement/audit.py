@@ -122,9 +122,19 @@ class Replay:
         if batch is None:
             return
         in_batch = [e for k, e in enumerate(events) if k not in failed]
-        # whatever the body states, the scheme and category the settlement used
-        batch.scheme = np.array([SCHEMES.index(e.scheme) for e in in_batch], dtype=np.int64)
-        batch.category = np.array([CATEGORIES.index(e.category) for e in in_batch], dtype=np.int64)
+        # whatever the body states, the scheme and category the settlement used; an unidentified patient
+        # has none (None stored) and keeps the batch's placeholder (prepare_chunk's 0, read by nothing)
+        batch.scheme = np.array(
+            [int(batch.scheme[i]) if e.scheme is None else SCHEMES.index(e.scheme) for i, e in enumerate(in_batch)],
+            dtype=np.int64,
+        )
+        batch.category = np.array(
+            [
+                int(batch.category[i]) if e.category is None else CATEGORIES.index(e.category)
+                for i, e in enumerate(in_batch)
+            ],
+            dtype=np.int64,
+        )
         rows = self.person_rows
         person_map = np.array([rows.setdefault(key, len(rows)) for key in chunk.person_keys], dtype=np.int64)
         year_map = np.array([self.year_rows.setdefault(y, len(self.year_rows)) for y in chunk.years], dtype=np.int64)

@@ -279,7 +279,7 @@ def _add_service_commands(sub: Any) -> None:
     persons = p.add_subparsers(dest="persons_command", required=True)
     i = persons.add_parser(
         "import",
-        help="import a CSV (UTF-8 or GBK) or .xlsx registry file (all or nothing; docs/readme/registry.md)",
+        help="import a CSV (UTF-8 or GBK) or .xlsx registry file (all or nothing; README: the person registry)",
     )
     i.add_argument("file", help="CSV or .xlsx; columns person_id/公民身份号码, scheme/参保类型, category/救助对象类别, "
                    "valid_from/开始日期, valid_to/结束日期, name/姓名, district/行政区划代码")
@@ -313,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--engine", choices=["local", "dask"], default="local",
-        help="dask: by person partitions on a Dask cluster, the same output (docs/readme/dask.md)",
+        help="dask: by person partitions on a Dask cluster, the same output (README: Beyond one machine)",
     )
     p.add_argument("--scheduler", help="dask: an existing cluster's scheduler address (default: a local cluster)")
     p.add_argument("--partitions", type=int, help="dask: person partitions (default: 2 per worker)")

@@ -301,6 +301,8 @@ def test_the_scanner_takes_the_common_shapes(tables: Tables, base_claims: list[d
         lambda t: t.replace(b'"claim_id":"', b'"claim_id":"\xc3', 1),  # a cut character
         lambda t: b"\xef\xbb\xbf" + t,  # a byte-order mark
         lambda t: t.replace(b'{"claim_id":"', b'{"claim_id":"a","claim_id":"', 1),  # a duplicate key
+        lambda t: t.replace(b'"claim_id":"', '"claim_id":"\u3000'.encode(), 1),  # padded: an ideographic space
+        lambda t: t.replace(b'"hospital":{"id":"', '"hospital":{"id":"\u00a0'.encode(), 1),  # a no-break space
         lambda t: t.replace(b'"quantity":1,', b'"quantity":1e0,', 1),  # an exponent
         lambda t: t.replace(b'"quantity":1,', b'"quantity":1.00001,', 1),  # five decimals
         lambda t: t.replace(b'"level":', b'"level":true,"x":', 1),  # unknown key

@@ -20,8 +20,12 @@ BUNDLED = Path(__file__).resolve().parents[2] / "fee_schedules" / "heilongjiang"
 
 
 def set_pool(text: str, fund: str, pool: str) -> str:
-    """The schedule YAML with one charity fund's annual_pool replaced ('null' or yuan)."""
-    pattern = re.compile(rf"(- id: {fund}\n(?:      .*\n)*?      annual_pool: )\S+")
+    """The schedule YAML with one charity fund's (or the emergency relief fund's) annual_pool replaced
+    ('null' or yuan)."""
+    if fund == "emergency_relief":
+        pattern = re.compile(r"(\nemergency_relief:.*\n(?:  .*\n)*?  annual_pool: +)\S+")
+    else:
+        pattern = re.compile(rf"(- id: {fund}\n(?:      .*\n)*?      annual_pool: )\S+")
     edited, count = pattern.subn(rf"\g<1>{pool}", text)
     assert count == 1, f"no annual_pool for {fund}"
     return edited

@@ -141,7 +141,8 @@ def test_no_limited_pool_is_one_pass(client: Any, tmp_path: Path) -> None:
     """Pools that never run dry: pass 1 is the result, no persons settled again."""
     region = make_region(tmp_path, {("2018", "poverty_relief"): "null", ("2019", "poverty_relief"): "null",
                                     ("2018", "children_major_illness"): "null",
-                                    ("2019", "children_major_illness"): "null"})
+                                    ("2019", "children_major_illness"): "null",
+                                    ("2018", "emergency_relief"): "null", ("2019", "emergency_relief"): "null"})
     tables = tables_of(region)
     path = write_stream(tmp_path / "in.jsonl", claims(tables, 300, 50, seed=17), bad_every=13)
     _, summary = assert_same(client, path, tables, parts=2)
@@ -212,7 +213,7 @@ def as_result_json(row: dict[str, Any], fund_ids: tuple[str, ...]) -> dict[str, 
     if row["error_code"] is not None:
         return {"claim_id": row["claim_id"], "error": {"code": row["error_code"], "message": row["error_message"]}}
     amounts = ("total", "fully_self_paid", "over_limit", "pre_self_paid", "in_scope", "deductible")
-    payments = ("basic", "critical_illness", "medical_assistance", "charity", "backstop")
+    payments = ("basic", "critical_illness", "medical_assistance", "charity", "emergency_relief", "backstop")
     return {
         "claim_id": row["claim_id"], "schedule": row["schedule"], "policy_year": row["policy_year"],
         "pathway": row["pathway"], "disease_group": row["disease_group"],

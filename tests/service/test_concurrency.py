@@ -127,7 +127,8 @@ def make_claim(rng: random.Random, n: int, person: tuple[str, str, str, bool], c
     emergency = rng.random()
     if emergency < 0.17:  # emergency care at a level the fund serves: unidentified, or unable to pay
         claim["visit"]["emergency"] = True
-        claim["hospital"]["level"] = rng.choice((2, 3))
+        hospital = rng.choice(("H0102", "H0103", "H0104"))  # levels 2 and 3: the fund's levels
+        claim["hospital"] = {"id": hospital, "level": LEVELS[hospital]}
         if emergency < 0.08:
             claim["patient"] = {"unidentified": True, "temporary_id": f"T-{n:04d}"}
         else:

@@ -316,7 +316,7 @@ def test_a_fund_limited_insurer_sees_only_what_its_funds_paid(client, auth, app)
     as_unpaid = {"Authorization": f"Bearer {unpaid}"}
     seen = client.get(f"/v1/settlements/{sid}", headers=as_basic).json()
     assert seen["payments"] == {"basic": "966.48", "critical_illness": None, "medical_assistance": None,
-                                "charity": None, "backstop": None}
+                                "charity": None, "emergency_relief": None, "backstop": None}
     assert seen["charity_by_fund"] == {} and seen["patient_pays"] is None and seen["trace"] == []
     assert "assistance_paid" not in seen["accumulators_after"] and "basic_paid" in seen["accumulators_after"]
     listed = client.get("/v1/settlements", headers=as_basic).json()["items"]

@@ -164,10 +164,30 @@ def _text(buf: U8, p: int, e: int) -> tuple[int, int]:
 
 
 @_jit
+def _space_at(buf: U8, p: int) -> bool:
+    """Whether the character _text took at p is white space as str.isspace has it. _text lets only these
+    through: the space, U+00A0 (C2 A0), U+1680 (E1 9A 80) and U+3000 (E3 80 80); the rest of Python's
+    white space is control characters or in U+2000-U+207F, which _text refuses."""
+    c = buf[p]
+    if c == 32:
+        return True
+    if c == 0xC2:
+        return bool(buf[p + 1] == 0xA0)
+    if c == 0xE1:
+        return bool(buf[p + 1] == 0x9A and buf[p + 2] == 0x80)
+    if c == 0xE3:
+        return bool(buf[p + 1] == 0x80 and buf[p + 2] == 0x80)
+    return False
+
+
+@_jit
 def _padded(buf: U8, s: int, e: int) -> bool:
-    """An identifier [s, e) that may begin or end with white space (models.check_identifier refuses it):
-    a space, or a character that is not ASCII, at either end."""
-    return bool(buf[s] == 32 or buf[s] >= 128 or buf[e - 1] == 32 or buf[e - 1] >= 128)
+    """An identifier [s, e) of at least one character, strict UTF-8 as _text took it, that begins or ends
+    with white space (models.check_identifier refuses it; a blank one begins with white space too)."""
+    last = e - 1
+    while last > s and 0x80 <= buf[last] <= 0xBF:  # back over the last character's continuation bytes
+        last -= 1
+    return _space_at(buf, s) or _space_at(buf, last)
 
 
 @_jit

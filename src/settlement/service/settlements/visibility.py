@@ -19,7 +19,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from .models import LedgerEntry, Settlement
 
-LAYERS = ("basic", "critical_illness", "medical_assistance", "backstop")
+LAYERS = ("basic", "critical_illness", "medical_assistance", "emergency_relief", "backstop")
 ACCUMULATOR_FUND = {
     "basic_paid": "basic",
     "critical_base": "critical_illness",

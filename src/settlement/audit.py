@@ -31,24 +31,9 @@ from settlement.engine.batch import PERSON_COLUMNS
 from settlement.engine.state import EMERGENCY_RELIEF
 from settlement.money import format_fen
 from settlement.schedules.types import CATEGORIES, SCHEMES, VISIT_TYPES
+from settlement.service.settlements.models import AMOUNTS  # the row's <name>_fen columns, compared
 
 I64 = npt.NDArray[np.int64]
-AMOUNTS = (
-    "total",
-    "fully_self_paid",
-    "over_limit",
-    "pre_self_paid",
-    "in_scope",
-    "deductible",
-    "basic",
-    "critical_illness",
-    "medical_assistance",
-    "charity",
-    "backstop",
-    "patient_pays",
-    "hospital_bears",
-)
-"""The settlement row's amount columns (``<name>_fen``) compared with the replay's result columns."""
 BATCH = 20_000
 
 

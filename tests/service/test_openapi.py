@@ -54,13 +54,14 @@ CONFIG = schemathesis.config.SchemathesisConfig.from_dict(
     {"checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "401", "403", "404", "409", "422"]}}}
 )
 PENDING = {
-    # routes merged from other branches at 21:30 that answer schema-valid requests 400 (a cursor, a format or
-    # a fund the document does not constrain) or accept what it refuses; they are left out of the run until
-    # made as documented (400 for what the document refuses, 422 for what a rule refuses: service.openapi)
-    "GET /v1/settlements", "GET /v1/persons", "POST /v1/persons/import", "POST /v1/reconciliations",
-    "GET /v1/statements", "GET /v1/statements/lines", "POST /v1/settlements/approvals",
+    # routes merged from other branches, still not as documented at 22:30 (400 for what the document refuses,
+    # 422 for what a rule refuses: service.openapi); each is left out of the run until made so:
+    "GET /v1/settlements",  # flag, review_status, layer, sort, district, amounts: 400, not constrained in the document
+    "POST /v1/persons/import",  # a body the document refuses (schema-violating) is answered 200 with problems
+    "POST /v1/reconciliations",  # form fields (fund, ...) required by the code, not by the document's schema
+    "POST /v1/settlements/approvals",  # a body the document refuses is accepted (200, approved 0)
 }
-PENDING_PREFIXES = ("GET /v1/reconciliations/", "POST /v1/exports", "POST /v1/settlements/exports")
+PENDING_PREFIXES: tuple[str, ...] = ()
 
 
 def _pending(ctx: Any) -> bool:

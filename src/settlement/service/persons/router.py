@@ -42,7 +42,7 @@ PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
     "",
     response_model=PersonPage,
     summary="Persons by id, searched and filtered, by cursor (names for reviewer and admin keys only)",
-    responses={400: PROBLEM},
+    responses={400: PROBLEM, 422: PROBLEM},  # 422: a cursor not the service's (service.openapi)
 )
 def list_persons(
     principal: ReaderKey,

@@ -230,7 +230,7 @@ def decode_cursor(cursor: str | None) -> str | None:
             raise ValueError(cursor)
         return value
     except ValueError:
-        raise invalid_request("cursor is not one this service returned") from None
+        raise ServiceError(422, "invalid_request", "cursor is not one this service returned") from None
 
 
 def _digit_range(column: Any, prefix: str, width: int) -> Any:
@@ -287,7 +287,8 @@ def search(
         if not q:
             raise invalid_request("q is blank")
         if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in q):
-            raise invalid_request("q contains control or direction-formatting characters")
+            # those the document's pattern (service.strict) lets through, e.g. U+00AD: a rule refuses them
+            raise ServiceError(422, "invalid_request", "q contains control or direction-formatting characters")
         conditions = []
         ident = normalize_person_id(q)
         if len(ident) <= 18 and ident.isascii() and ident.isalnum() and ident[:17].isdigit():

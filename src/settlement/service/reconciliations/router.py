@@ -14,7 +14,7 @@ from settlement.service.auth.keys import Role
 from settlement.service.auth.service import Principal
 from settlement.service.deps import Ctx, ReadSession, require
 from settlement.service.errors import invalid_request
-from settlement.service.exports import file_response, pick_format
+from settlement.service.exports import Format, file_response, pick_format
 
 from . import service
 
@@ -146,7 +146,7 @@ def get_items(
     session: ReadSession,
     ctx: Ctx,
     kind: Annotated[str | None, Query(description="matched, amount_mismatch, only_ours, …")] = None,
-    format: Annotated[str | None, Query(description="json, csv, xlsx or parquet")] = None,
+    format: Annotated[Format | None, Query(description="json, csv, xlsx or parquet")] = None,
 ) -> Any:
     fmt = pick_format(request, format)
     rows = list(service.items(session, ctx, principal, run_id, kind))

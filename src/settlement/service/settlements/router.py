@@ -18,7 +18,7 @@ from settlement.service.auth.service import Principal, bearer_key
 from settlement.service.db import run_transaction, violated_constraint
 from settlement.service.deps import Ctx, ReadSession, principal_of, require
 from settlement.service.errors import ServiceError
-from settlement.service.exports import file_response, pick_format
+from settlement.service.exports import Format, file_response, pick_format
 
 from . import pgcounter, query, service
 from .schemas import ReversalIn, ReviewedPage, ReviewedSettlementOut, SettlementOut
@@ -308,7 +308,7 @@ def list_settlements(
                                       " hospital_bears, patient_pays; -name for descending")] = None,
     totals: Annotated[bool, Query(description="false: skip the count and totals")] = True,
     format: Annotated[
-        str | None, Query(description="json, csv, xlsx or parquet (else the Accept header; default json)")
+        Format | None, Query(description="json, csv, xlsx or parquet (else the Accept header; default json)")
     ] = None,
 ) -> Any:
     flt = query.make_filter(

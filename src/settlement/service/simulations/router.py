@@ -43,11 +43,19 @@ def _date(value: Any, name: str) -> dt.date:
                     "schema": {
                         "type": "object",
                         "required": ["from", "to", "file"],
+                        "additionalProperties": False,
                         "properties": {
                             "from": {"type": "string", "format": "date"},
-                            "to": {"type": "string", "format": "date"},
-                            "file": {"type": "string", "format": "binary", "description": "the draft region, zipped"},
-                            "by": {"type": "string", "description": "category,level,month,visit_type,pathway"},
+                            "to": {"type": "string", "format": "date", "description": "not before from (422)"},
+                            "file": {
+                                "type": "string",
+                                "format": "binary",
+                                "description": "the draft region, zipped (not a zip: 422)",
+                            },
+                            "by": {
+                                "type": "string",
+                                "description": "from category,level,month,visit_type,pathway (another key: 422)",
+                            },
                             "format": {"type": "string", "enum": ["json", "html"]},
                         },
                     }

@@ -24,7 +24,7 @@ from settlement.engine import compile_tables
 from settlement.schedules import ScheduleError, load_region
 from settlement.service.config import region_dir
 from settlement.service.context import ServiceContext
-from settlement.service.errors import ServiceError, invalid_request
+from settlement.service.errors import ServiceError
 from settlement.service.settlements.models import Settlement
 from settlement.simulate import GROUP_KEYS, Simulation
 
@@ -33,17 +33,22 @@ MAX_ZIP_BYTES = 16 << 20
 MAX_UNZIPPED_BYTES = 64 << 20
 
 
+def refused(detail: str, field: str, message: str) -> ServiceError:
+    """422: the form is as documented (a binary, two dates, a string) but a rule refuses it (service.openapi)."""
+    return ServiceError(422, "invalid_request", detail, errors=[{"field": field, "message": message}])
+
+
 def _unzip(data: bytes, into: Path) -> Path:
     """The zip's files under `into` (no absolute paths, no '..', bounded size); the region folder in it."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile:
-        raise invalid_request("the draft is not a zip file", [{"field": "file", "message": "not a zip"}]) from None
+        raise refused("the draft is not a zip file", "file", "not a zip") from None
     total = 0
     for info in archive.infolist():
         name = Path(info.filename)
         if name.is_absolute() or ".." in name.parts:
-            raise invalid_request(f"the zip holds a path outside its folder: {info.filename}")
+            raise refused(f"the zip holds a path outside its folder: {info.filename}", "file", "path outside")
         total += info.file_size
         if total > MAX_UNZIPPED_BYTES:
             raise ServiceError(413, "payload_too_large", "the draft unzips to more than 64 MiB")
@@ -64,12 +69,10 @@ def run(
 ) -> dict[str, Any]:
     """The simulate report (the JSON of `settlement simulate --json`) plus the period and the draft's versions."""
     if end < start:
-        raise invalid_request(f"to ({end}) is before from ({start})", [{"field": "to", "message": "before from"}])
+        raise refused(f"to ({end}) is before from ({start})", "to", "before from")
     unknown = [k for k in by if k not in GROUP_KEYS]
     if unknown:
-        raise invalid_request(
-            f"cannot group by {', '.join(unknown)}", [{"field": "by", "message": f"from {', '.join(GROUP_KEYS)}"}]
-        )
+        raise refused(f"cannot group by {', '.join(unknown)}", "by", f"from {', '.join(GROUP_KEYS)}")
     with tempfile.TemporaryDirectory(prefix="settlement-draft-") as tmp:
         folder = _unzip(draft_zip, Path(tmp))
         try:

@@ -18,7 +18,7 @@ from settlement.service.auth.keys import Role
 from settlement.service.auth.service import Principal
 from settlement.service.deps import Ctx, ReadSession, require
 from settlement.service.errors import invalid_request
-from settlement.service.exports import file_response, pick_format
+from settlement.service.exports import Format, file_response, pick_format
 
 from . import service
 from .service import LINE_COLUMNS, LINES_LIMIT, ROW_COLUMNS, By
@@ -42,7 +42,7 @@ FILES: dict[int | str, dict[str, Any]] = {
 FundQ = Annotated[str, Query(description="basic, critical_illness, medical_assistance, a charity fund id, backstop…")]
 FromQ = Annotated[dt.date, Query(alias="from", description="first business day (YYYY-MM-DD)")]
 ToQ = Annotated[dt.date, Query(alias="to", description="last business day, inclusive")]
-FormatQ = Annotated[str | None, Query(description="json, csv, xlsx or parquet (else by Accept)")]
+FormatQ = Annotated[Format | None, Query(description="json, csv, xlsx or parquet (else by Accept)")]
 
 
 class StatementRow(BaseModel):

@@ -31,7 +31,7 @@ from fastapi.routing import APIRoute
 
 from settlement.claims.models import refused_character
 
-from .errors import ServiceError
+from .errors import ServiceError, invalid_request
 
 VALUE_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028-\\u202e\\u2066-\\u2069]*" \
     "[^\\s\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028-\\u202e\\u2066-\\u2069]" \
@@ -177,3 +177,13 @@ def front_door_problem(route: APIRoute, scope: Mapping[str, Any], path_params: M
     except ServiceError as exc:
         return exc
     return None
+
+
+def form_date(value: Any, name: str) -> dt.date:
+    """A multipart form's date field (YYYY-MM-DD): 400 naming the field when missing or not a date."""
+    if not isinstance(value, str) or not value:
+        raise invalid_request(f"the form field {name!r} is missing", [{"field": name, "message": "required"}])
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise invalid_request(f"{name}: not a date: {value!r}", [{"field": name, "message": "YYYY-MM-DD"}]) from None

@@ -15,6 +15,7 @@ from settlement.service.auth.service import Principal
 from settlement.service.deps import Ctx, ReadSession, require
 from settlement.service.errors import invalid_request
 from settlement.service.exports import Format, file_response, pick_format
+from settlement.service.strict import form_date
 
 from . import service
 
@@ -65,16 +66,6 @@ class ItemOut(BaseModel):
     line: int | None
 
 
-def _date(form: Any, name: str) -> dt.date:
-    value = form.get(name)
-    if not isinstance(value, str) or not value:
-        raise invalid_request(f"the form field {name!r} is missing", [{"field": name, "message": "required"}])
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise invalid_request(f"{name}: not a date: {value!r}", [{"field": name, "message": "YYYY-MM-DD"}]) from None
-
-
 @router.post(
     "",
     status_code=201,
@@ -114,7 +105,7 @@ async def create_run(request: Request, principal: InsurerKey, ctx: Ctx) -> Any:
     fund = form.get("fund")
     if not isinstance(fund, str) or not fund:
         raise invalid_request("the form field 'fund' is missing", [{"field": "fund", "message": "required"}])
-    start, end = _date(form, "from"), _date(form, "to")
+    start, end = form_date(form.get("from"), "from"), form_date(form.get("to"), "to")
     upload = form.get("file")
     if upload is None or isinstance(upload, str):
         raise invalid_request("send their file as the form field 'file'", [{"field": "file", "message": "required"}])

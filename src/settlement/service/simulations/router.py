@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -13,6 +12,7 @@ from settlement.service.auth.keys import Role
 from settlement.service.auth.service import Principal
 from settlement.service.deps import Ctx, require
 from settlement.service.errors import invalid_request
+from settlement.service.strict import form_date
 
 from . import service
 
@@ -20,15 +20,6 @@ router = APIRouter(prefix="/v1/simulations", tags=["simulations"])
 AdminKey = Annotated[Principal, Depends(require(Role.ADMIN))]
 PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 FIELDS = {"from", "to", "file", "by", "format"}
-
-
-def _date(value: Any, name: str) -> dt.date:
-    if not isinstance(value, str) or not value:
-        raise invalid_request(f"the form field {name!r} is missing", [{"field": name, "message": "required"}])
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise invalid_request(f"{name}: not a date: {value!r}", [{"field": name, "message": "YYYY-MM-DD"}]) from None
 
 
 @router.post(
@@ -74,7 +65,7 @@ async def simulate(request: Request, principal: AdminKey, ctx: Ctx) -> Any:
         raise invalid_request(
             f"unknown form fields: {', '.join(unknown)}", [{"field": k, "message": "unknown"} for k in unknown]
         )
-    start, end = _date(form.get("from"), "from"), _date(form.get("to"), "to")
+    start, end = form_date(form.get("from"), "from"), form_date(form.get("to"), "to")
     upload = form.get("file")
     if upload is None or isinstance(upload, str):
         raise invalid_request(

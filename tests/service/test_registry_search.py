@@ -149,7 +149,9 @@ def test_year_position_against_the_caps(client, auth):
 def test_names_searched_for_stay_out_of_the_access_log(caplog):
     import logging
 
-    import settlement.service.persons.router  # noqa: F401  (installs the filter)
+    from settlement.service import logmask
+
+    logmask.install()  # as create_app and `settlement serve` do
 
     logger = logging.getLogger("uvicorn.access")
     with caplog.at_level(logging.INFO, logger="uvicorn.access"):

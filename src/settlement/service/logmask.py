@@ -1,4 +1,6 @@
-"""Resident ids masked in every log line: ``230102********041X`` (the birth date hidden).
+"""Personal data masked in every log line: resident ids as ``230102********041X`` (the birth
+date hidden), and the value of a ``q=`` or ``name=`` query parameter as ``***`` (a person search
+may be a name, and uvicorn's access log writes the path with its query string).
 
 Installed as the process's log record factory (``install``: by ``create_app``
 and ``settlement serve``), so it covers every logger and handler — uvicorn's
@@ -16,11 +18,14 @@ import re
 from typing import Any
 
 PERSON_ID = re.compile(r"(?<![0-9])([0-9]{6})[0-9]{8}([0-9]{3}[0-9Xx])(?![0-9A-Za-z])")
+NAME_PARAMETER = re.compile(r"([?&](?:q|name)=)[^&#\s]*")
 
 
 def mask(text: str) -> str:
-    """The text with every resident id's birth date replaced by ``********``."""
-    return PERSON_ID.sub(r"\1********\2", text) if len(text) >= 18 else text
+    """The text with every resident id's birth date replaced by ``********`` and names by ``***``."""
+    if len(text) >= 18:
+        text = PERSON_ID.sub(r"\1********\2", text)
+    return NAME_PARAMETER.sub(r"\1***", text) if "=" in text else text
 
 
 def _masked(value: Any) -> Any:

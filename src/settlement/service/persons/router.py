@@ -17,7 +17,7 @@ from settlement.service.db import run_transaction
 from settlement.service.deps import Ctx, ReadSession, require
 from settlement.service.errors import ServiceError
 
-from . import logmask, service
+from . import service
 from .importing import XLSX_MEDIA_TYPE, ImportReport
 from .schemas import (
     AccumulatorsOut,
@@ -31,7 +31,6 @@ from .schemas import (
 )
 
 router = APIRouter(prefix="/v1/persons", tags=["persons"])
-logmask.install()  # searches may be names: masked in the access log (persons.logmask)
 
 WriterKey = Annotated[Principal, Depends(require(Role.REVIEWER, Role.ADMIN))]
 ReaderKey = Annotated[Principal, Depends(require(Role.REVIEWER, Role.ADMIN, Role.INSURER))]

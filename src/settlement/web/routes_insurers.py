@@ -64,7 +64,7 @@ def fund_names(ctx: Any, gettext: Any) -> dict[str, str]:
 
 
 def can_close(user: SignedIn) -> bool:
-    """An admin, or an insurer limited to funds (closes_period checks the fund itself)."""
+    """An admin, or an insurer limited to funds (close_period checks the fund itself)."""
     return user.role == "admin" or (user.role == "insurer" and user.funds is not None)
 
 

@@ -89,6 +89,14 @@ def test_gbk_utf8_bom_and_xlsx_files_read_alike() -> None:
     assert read_theirs(data.getvalue(), "t.xlsx", need_hospital=True) == expected
 
 
+def test_the_encoding_guess_when_both_readings_decode() -> None:
+    # GBK 住院 is valid UTF-8 ('סԺ'); UTF-8 住院 is valid GB18030 ('浣忛櫌'): each is read as what it is
+    text = "hospital_id,claim_id,amount\nH1,住院,1.00\n"
+    for data in (text.encode("gbk"), text.encode("utf-8")):
+        data.decode("utf-8"), data.decode("gb18030")  # both decode
+        assert read_theirs(data, "t.csv", need_hospital=True) == [Theirs(2, "H1", "住院", 100)]
+
+
 def test_a_bad_file_gets_every_defect_with_its_line() -> None:
     text = "hospital_id,claim_id,amount\nH1,A,1.234\nH1,,5\nH1,C\nH1,D,abc\nH1,E,2.00\n"
     with pytest.raises(InputDefects) as caught:

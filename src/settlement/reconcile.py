@@ -16,7 +16,8 @@ hospital id). Definitions, alike online and offline:
 - ``ours_total``: the sum of ours; ``theirs_total``: of every line of theirs,
   duplicates included; ``difference`` = theirs_total − ours_total.
 
-Their file: CSV (UTF-8 with or without a BOM, or GBK/GB18030) or ``.xlsx``,
+Their file (read by settlement.tabular.read_table, as registry imports are): CSV (UTF-8 with or
+without a BOM, or GBK/GB18030) or ``.xlsx``,
 header ``hospital_id,claim_id,amount`` and an optional ``settlement_id`` (any
 order); ``amount`` in yuan with at most two decimals. A bad file raises
 :class:`InputDefects` with every defect and its line (the header is line 1).
@@ -24,11 +25,9 @@ order); ``amount`` in yuan with at most two decimals. A bad file raises
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -36,7 +35,7 @@ from typing import Any
 import orjson
 
 from settlement.money import format_fen
-from settlement.tabular import Column
+from settlement.tabular import Column, TableError, cell_text, is_blank, read_table
 
 KINDS = ("matched", "amount_mismatch", "only_ours", "only_theirs", "duplicate_theirs", "reversed_ours")
 DIFFERENCES = ("amount_mismatch", "only_ours", "only_theirs", "duplicate_theirs")
@@ -212,67 +211,6 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _cjk(text: str) -> int:
-    return sum(
-        1 for ch in text if "\u4e00" <= ch <= "\u9fff" or "\u3000" <= ch <= "\u303f" or "\uff00" <= ch <= "\uffef"
-    )
-
-
-def _decode(data: bytes, name: str) -> str:
-    """UTF-8 (with or without a BOM) or GB18030 (a superset of GBK). Chinese in GBK can also be valid
-    UTF-8 (住院 in GBK reads as 'סԺ'), so without a BOM, when both decode, the reading with more Chinese
-    characters wins (UTF-8 on a tie)."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        try:
-            return data[3:].decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InputDefects(
-                name, [(None, f"starts with a UTF-8 BOM but is not UTF-8 (byte {exc.start + 3})")]
-            ) from None
-    utf8: str | None
-    try:
-        utf8 = data.decode("utf-8")
-    except UnicodeDecodeError:
-        utf8 = None
-    try:
-        gbk: str | None = data.decode("gb18030")
-    except UnicodeDecodeError:
-        gbk = None
-    if utf8 is not None and (gbk is None or _cjk(utf8) >= _cjk(gbk)):
-        return utf8
-    if gbk is not None:
-        return gbk
-    raise InputDefects(name, [(None, "neither UTF-8 nor GBK/GB18030")])
-
-
-def _xlsx_rows(data: bytes, name: str) -> Iterator[tuple[int, list[str]]]:
-    import openpyxl
-
-    try:
-        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises many kinds for a file that is not a workbook
-        raise InputDefects(name, [(None, f"not a readable .xlsx workbook ({type(exc).__name__})")]) from None
-    sheet = book.worksheets[0]
-    for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
-        yield number, [_cell(v) for v in values]
-    book.close()
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        text = repr(value)
-        return text[:-2] if text.endswith(".0") else text
-    return str(value)
-
-
-def _csv_rows(text: str) -> Iterator[tuple[int, list[str]]]:
-    reader = csv.reader(io.StringIO(text, newline=""))
-    for cells in reader:
-        yield reader.line_num, cells
-
-
 def parse_amount(text: str) -> int:
     """Yuan with at most two decimals (a sign allowed) → fen; ValueError otherwise."""
     text = text.strip()
@@ -285,66 +223,69 @@ def parse_amount(text: str) -> int:
 
 
 def read_theirs(data: bytes, name: str, *, need_hospital: bool) -> list[Theirs]:
-    """Their lines, or InputDefects listing every defect with its line."""
-    is_xlsx = data[:2] == b"PK" or name.lower().endswith(".xlsx")
-    rows = _xlsx_rows(data, name) if is_xlsx else _csv_rows(_decode(data, name))
+    """Their lines, or InputDefects listing every defect with its line (read by settlement.tabular)."""
     defects: list[tuple[int | None, str]] = []
     out: list[Theirs] = []
-    header: list[str] | None = None
     required = ("hospital_id", "claim_id", "amount") if need_hospital else ("claim_id", "amount")
     allowed = {"hospital_id", "claim_id", "amount", "settlement_id"}
-    for number, cells in rows:
-        if not any(c.strip() for c in cells):
-            continue
-        if header is None:
-            header = [c.strip().lower() for c in cells]
-            while header and header[-1] == "":
-                header.pop()
-            for column in header:
-                if column not in allowed:
-                    defects.append((number, f"unknown column {column!r} (allowed: {', '.join(sorted(allowed))})"))
-            for column in required:
-                if column not in header:
-                    defects.append((number, f"missing column {column!r}"))
-            if len(set(header)) != len(header):
-                defects.append((number, "a column is named twice"))
-            if defects:
-                raise InputDefects(name, defects)
-            continue
-        values = [c.strip() for c in cells]
-        while len(values) > len(header) and values[-1] == "":
-            values.pop()
-        if len(values) != len(header):
-            defects.append((number, f"{len(values)} fields, the header has {len(header)}"))
-            continue
-        row = dict(zip(header, values, strict=True))
-        bad = False
-        for column in ("hospital_id", "claim_id", "settlement_id"):
-            value = row.get(column)
-            if value is None:
+    try:
+        table = read_table(data, name)
+        first = table.header()
+        if first is None:
+            raise InputDefects(name, [(None, f"empty file (expected a header {','.join(required)})")])
+        number, header = first
+        header = [c.lower() for c in header]
+        for column in header:
+            if column not in allowed:
+                defects.append((number, f"unknown column {column!r} (allowed: {', '.join(sorted(allowed))})"))
+        for column in required:
+            if column not in header:
+                defects.append((number, f"missing column {column!r}"))
+        if len(set(header)) != len(header):
+            defects.append((number, "a column is named twice"))
+        if defects:
+            raise InputDefects(name, defects)
+        for number, cells in table.rows:
+            if is_blank(cells):
                 continue
-            if column in required and not value:
-                defects.append((number, f"{column}: empty"))
-                bad = True
-            elif len(value) > MAX_FIELD:
-                defects.append((number, f"{column}: longer than {MAX_FIELD} characters"))
-                bad = True
-        try:
-            amount = parse_amount(row["amount"])
-        except ValueError as exc:
-            defects.append((number, f"amount: {exc}"))
-            bad = True
-        if not bad:
-            out.append(
-                Theirs(
-                    number, row.get("hospital_id") or None, row["claim_id"], amount, row.get("settlement_id") or None
-                )
-            )
-    if header is None:
-        defects.append((None, f"empty file (expected a header {','.join(required)})"))
+            values = [cell_text(c) for c in cells]
+            while len(values) > len(header) and values[-1] == "":
+                values.pop()
+            if len(values) != len(header):
+                defects.append((number, f"{len(values)} fields, the header has {len(header)}"))
+                continue
+            theirs = _their_line(number, dict(zip(header, values, strict=True)), required, defects)
+            if theirs is not None:
+                out.append(theirs)
+    except TableError as exc:
+        raise InputDefects(name, [*defects, (None, str(exc))]) from None
     if defects:
         raise InputDefects(name, defects)
     return out
+
+
+def _their_line(
+    number: int, row: dict[str, str], required: tuple[str, ...], defects: list[tuple[int | None, str]]
+) -> Theirs | None:
+    bad = False
+    for column in ("hospital_id", "claim_id", "settlement_id"):
+        value = row.get(column)
+        if value is None:
+            continue
+        if column in required and not value:
+            defects.append((number, f"{column}: empty"))
+            bad = True
+        elif len(value) > MAX_FIELD:
+            defects.append((number, f"{column}: longer than {MAX_FIELD} characters"))
+            bad = True
+    try:
+        amount = parse_amount(row["amount"])
+    except ValueError as exc:
+        defects.append((number, f"amount: {exc}"))
+        bad = True
+    if bad:
+        return None
+    return Theirs(number, row.get("hospital_id") or None, row["claim_id"], amount, row.get("settlement_id") or None)
 
 
 # -- offline: ours from a `settlement settle` output --------------------------

@@ -1,4 +1,5 @@
-"""Files people take away: CSV (UTF-8 with a BOM, so Excel opens it), `.xlsx` and Parquet.
+"""Files people take away: CSV (UTF-8 with a BOM, so Excel opens it), `.xlsx` and Parquet; and the one
+reader of the files people bring (CSV in UTF-8 or GBK/GB18030, `.xlsx`), at the end of the module.
 
 The one writer of tabular exports, for every list the service or the command
 line hands to a clerk or an accountant. Rows are mappings with money as int
@@ -435,15 +436,167 @@ def arrow_table(columns: Sequence[Column], values: Mapping[str, Any], valid: Map
     return pa.Table.from_arrays(arrays, schema=pa.schema([pa.field(c.key, _arrow_type(c.kind)) for c in columns]))
 
 
+
+# -- reading the files people bring ------------------------------------------------------------------
+#
+# A registry import and a payer's reconciliation file are read here, by the same rules: an .xlsx
+# workbook's first sheet (openpyxl, read-only), else CSV text in UTF-8 (with or without a BOM) or
+# GB18030 (a superset of GBK). Cells stay as the file holds them (CSV: str; .xlsx: str, int, float,
+# bool, dt.date for a date cell at midnight, dt.datetime otherwise); the callers check them.
+
+
+class TableError(ValueError):
+    """The file cannot be read as a table at all (the message says why and what to do)."""
+
+
+@dataclass
+class Table:
+    """A file as rows of cells: (line, cells), line 1 first; blank rows included."""
+
+    format: Literal["csv", "xlsx"]
+    encoding: str | None
+    """CSV only: 'utf-8', 'utf-8-sig' (UTF-8 with a BOM) or 'gb18030' (GBK files are GB18030)."""
+    sheet: str | None
+    """xlsx only: the sheet read (the first)."""
+    rows: Iterator[tuple[int, list[Any]]]
+
+    def header(self) -> tuple[int, list[str]] | None:
+        """The first non-blank row as stripped text (a trailing run of empty cells dropped) and its line;
+        the rows after it stay in ``rows``. None for a file without one."""
+        for line, cells in self.rows:
+            if not is_blank(cells):
+                names = [cell_text(c) for c in cells]
+                while names and not names[-1]:
+                    names.pop()
+                return line, names
+        return None
+
+
+def is_blank(cells: Sequence[Any]) -> bool:
+    return all(c is None or (isinstance(c, str) and not c.strip()) for c in cells)
+
+
+def cell_text(value: Any) -> str:
+    """A cell as text: None is empty, a whole number has no '.0', other numbers their shortest form."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value).strip()
+
+
+_FOREIGN = re.compile(
+    "[^\t\n\r\x20-\x7e\u00a0-\u017f\u2000-\u206f\u3000-\u303f\u3200-\u32ff\u3400-\u4dbf"
+    "\u4e00-\u9fff\uff00-\uffef]"
+)
+"""What a Chinese file seldom holds: anything but ASCII, Latin letters, punctuation and CJK (with fullwidth)."""
+
+
+def decode_text(data: bytes) -> tuple[str, str]:
+    """(text, encoding) of a CSV file: UTF-8 after a BOM; else UTF-8 or GB18030 (which includes GBK).
+
+    Bytes can read both ways: GBK 住院 is valid UTF-8 ('סԺ', Hebrew and Armenian), and UTF-8 Chinese
+    often valid GB18030 (住院 as '浣忛櫌', more CJK characters than the text has). So, when both decode,
+    the reading with fewer characters a Chinese file seldom holds (_FOREIGN) wins, UTF-8 on a tie: UTF-8
+    Chinese has none, GBK read as UTF-8 is Cyrillic, Greek, Hebrew … . (A GBK file all of whose Chinese
+    characters read as Latin letters, 茅 as 'é', is taken for UTF-8; no real file is.)
+    """
+    if data.startswith(BOM):
+        try:
+            return data[3:].decode("utf-8"), "utf-8-sig"
+        except UnicodeDecodeError as exc:
+            raise TableError(f"the file starts as UTF-8 but byte {exc.start + 3} is not UTF-8") from None
+    utf8: str | None
+    try:
+        utf8 = data.decode("utf-8")
+    except UnicodeDecodeError:
+        utf8 = None
+    try:
+        gbk: str | None = data.decode("gb18030")
+    except UnicodeDecodeError as exc:
+        if utf8 is None:
+            raise TableError(
+                f"the file is neither UTF-8 nor GBK/GB18030 text (byte {exc.start} fits neither);"
+                " save it as CSV UTF-8 or as .xlsx"
+            ) from None
+        gbk = None
+    if utf8 is not None and (gbk is None or len(_FOREIGN.findall(utf8)) <= len(_FOREIGN.findall(gbk))):
+        return utf8, "utf-8"
+    assert gbk is not None
+    return gbk, "gb18030"
+
+
+def _csv_rows(text: str) -> Iterator[tuple[int, list[Any]]]:
+    """CSV records with the line each starts on (a quoted field may span lines)."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    start = 1
+    try:
+        for row in reader:
+            yield start, row
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise TableError(f"line {reader.line_num}: {exc}") from None
+
+
+def _xlsx_cell(value: Any) -> Any:
+    """Excel dates: a date cell at midnight is a date, one with a time of day a datetime."""
+    if isinstance(value, dt.datetime) and value.time() == dt.time(0):
+        return value.date()
+    return value
+
+
+def _xlsx(data: bytes) -> Table:
+    import openpyxl  # imported here: only .xlsx files need it
+
+    try:
+        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many kinds for a file that is not a workbook
+        raise TableError(f"not a readable .xlsx workbook ({type(exc).__name__})") from None
+    sheet = book.worksheets[0]
+
+    def rows() -> Iterator[tuple[int, list[Any]]]:
+        try:
+            for number, row in enumerate(sheet.iter_rows(values_only=True), start=1):
+                yield number, [_xlsx_cell(v) for v in row]
+        finally:
+            book.close()
+
+    return Table("xlsx", None, sheet.title, rows())
+
+
+def read_table(data: bytes, filename: str | None) -> Table:
+    """The file as rows: an .xlsx workbook's first sheet, else CSV text; TableError if neither."""
+    name = (filename or "").lower()
+    if data.startswith(b"\xd0\xcf\x11\xe0"):
+        raise TableError("this is an old Excel .xls file: save it as .xlsx (Excel 2007 or later) or as CSV")
+    if data.startswith(b"PK\x03\x04"):
+        return _xlsx(data)
+    if name.endswith((".xlsx", ".xlsm")):
+        raise TableError("the file is named .xlsx but is not an Excel workbook (damaged, or renamed)")
+    if name.endswith((".xls", ".et", ".ods", ".numbers", ".pdf", ".doc", ".docx")):
+        raise TableError("only CSV and .xlsx files can be read: save the sheet as .xlsx or CSV")
+    if b"\x00" in data[:4096]:
+        raise TableError("the file is binary, not CSV text (UTF-16 or another format): save it as CSV UTF-8")
+    text, encoding = decode_text(data)
+    return Table("csv", encoding, None, _csv_rows(text))
+
 __all__ = [
     "CSV_MEDIA_TYPE",
     "PARQUET_MEDIA_TYPE",
     "XLSX_MEDIA_TYPE",
     "Column",
+    "Table",
+    "TableError",
     "Totals",
     "arrow_table",
+    "cell_text",
     "csv_chunks",
+    "decode_text",
+    "is_blank",
     "parquet_chunks",
+    "read_table",
     "write_parquet",
     "write_xlsx",
     "xlsx_chunks",

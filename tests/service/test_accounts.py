@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import os
 import re
 import subprocess
 import sys
@@ -180,8 +181,14 @@ def test_sign_in_goes_back_only_to_this_site(app: FastAPI) -> None:
     assert response.headers["location"] == "/review/settlements"
 
 
+def cli_env(settings: Settings) -> dict[str, str]:
+    """The command's environment: this database, and the code under test (PYTHONPATH, as a worktree sets it)."""
+    return {"SETTLEMENT_DATABASE_URL": settings.database_url, "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+
+
 def test_users_create_reads_the_password_from_stdin(settings: Settings, app: FastAPI) -> None:
-    env = {"SETTLEMENT_DATABASE_URL": settings.database_url, "PATH": "/usr/bin:/bin"}
+    env = cli_env(settings)
     done = subprocess.run(
         [sys.executable, "-m", "settlement.cli", "users", "create", "--role", "reviewer", "--name", "li",
          "--district", "2301"], input=PASSWORD + "\n", env=env, capture_output=True, text=True, timeout=120,
@@ -197,6 +204,27 @@ def test_users_create_reads_the_password_from_stdin(settings: Settings, app: Fas
         input=PASSWORD + "\n", env=env, capture_output=True, text=True, timeout=120,
     )
     assert again.returncode == 2 and "exists already" in again.stderr
+
+
+def test_an_insurer_account_is_limited_to_its_funds_like_an_insurer_key(settings: Settings, app: FastAPI) -> None:
+    env = cli_env(settings)
+
+    def create(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "settlement.cli", "users", "create", *args],
+                              input=PASSWORD + "\n", env=env, capture_output=True, text=True, timeout=120)
+
+    done = create("--role", "insurer", "--name", "ins", "--fund", "critical_illness", "--fund", "basic")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "created insurer ins for the funds basic, critical_illness"
+    with app.state.ctx.db.write() as session:
+        _token, user = sign_in(session, "ins", PASSWORD).accepted()
+        session.commit()
+    assert user.funds == {"basic", "critical_illness"} and user.principal.funds == user.funds
+    assert user.principal.sees_fund("basic") and not user.principal.sees_fund("medical_assistance")
+    unknown = create("--role", "insurer", "--name", "ins2", "--fund", "nope")
+    assert unknown.returncode == 2 and "no fund nope; the funds are: basic," in unknown.stderr
+    reviewer = create("--role", "reviewer", "--name", "rev2", "--fund", "basic")
+    assert reviewer.returncode == 2 and "only insurers are limited to funds" in reviewer.stderr
 
 
 def test_read_password_takes_one_line() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from typing import Any
 
@@ -124,3 +125,18 @@ def test_fund_checks_and_roles(client, auth, app):
         client.get(f"/v1/reconciliations/{run['id']}", headers={"Authorization": f"Bearer {limited}"}).status_code
         == 404
     )
+
+
+def test_past_runs_are_listed_to_who_sees_their_fund(client, auth, app):
+    from settlement.service.auth.keys import Role
+    from settlement.service.auth.service import Principal
+    from settlement.service.reconciliations.service import list_runs
+
+    text = b"hospital_id,claim_id,amount\n"
+    first = post(client, auth["insurer"], text).json()["id"]
+    second = post(client, auth["admin"], text, fund="critical_illness").json()["id"]
+    with app.state.ctx.db.read() as session:
+        every = list_runs(session, Principal("k", Role.ADMIN))
+        basic = list_runs(session, Principal("k", Role.INSURER, funds=frozenset({"basic"})))
+    assert {r["id"] for r in every} == {first, second} and [r["id"] for r in basic] == [first]
+    assert basic[0]["input_sha256"] == hashlib.sha256(text).hexdigest()

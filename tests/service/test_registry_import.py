@@ -75,6 +75,15 @@ def test_chinese_csv_in_every_encoding_dry_run_then_commit(client, auth, encodin
     assert (again["new"], again["changed"], again["unchanged"]) == (0, 0, 3)
 
 
+def test_a_gbk_file_that_is_also_valid_utf8_is_read_as_gbk(client, auth):
+    # 谢英 in GBK reads as UTF-8 too ('лӢ'): the reader (settlement.tabular) takes the reading that is Chinese
+    data = f"person_id,scheme,category,valid_from,name\n{A},resident,none,2018-01-01,谢英\n".encode("gbk")
+    assert data.decode("utf-8") != data.decode("gbk")
+    report = upload(client, auth["reviewer"], "名册.csv", data, dry_run=False).json()
+    assert report["committed"] and report["encoding"] == "gb18030"
+    assert entry(client, auth["reviewer"], A)["name"] == "谢英"
+
+
 def xlsx_bytes(rows: list[list[Any]], number_format_text: bool = True) -> bytes:
     book = openpyxl.Workbook()
     sheet = book.active

@@ -45,7 +45,7 @@ def test_the_catalog_holds_every_message_of_the_sources(tmp_path: Path) -> None:
 
 
 def test_templates_hold_no_text_outside_the_catalog() -> None:
-    for path in TEMPLATES.glob("*.html"):
+    for path in TEMPLATES.rglob("*.html"):
         text = path.read_text()
         text = re.sub(r"{#.*?#}|{%.*?%}|{{.*?}}", " ", text, flags=re.S)  # Jinja: expressions hold _() calls
         text = re.sub(r"<!doctype[^>]*>|<[^>]+>", " ", text, flags=re.S | re.I)  # tags and attributes

@@ -185,3 +185,30 @@ def timeline(periods: Sequence[tuple[str, Any, Any]], today: Any, _: Gettext, wi
         x=alt.X("start:T", title=None, axis=alt.Axis(format="%Y-%m")), x2="end:T",
         y=alt.Y("category:N", title=None, sort=None), tooltip=["category:N", "label:N"])
     return draw(_config(bars, width, max(40, 30 * len({c for c, _s, _e in periods}))))
+
+
+def month_amounts(months: Sequence[dict[str, Any]], _: Gettext, width: int = 560) -> str:
+    """A fund's statement: the net amount booked per month (settlements less reversals), each bar labelled."""
+    data = [{"month": m["period"], "value": m["amount"] / 100, "label": yuan(m["amount"])} for m in months]
+    base = alt.Chart(alt.InlineData(values=data))
+    x = alt.X("month:N", title=None, sort=None, axis=alt.Axis(labelAngle=0))
+    bars = base.mark_bar(color=COLORS["critical_illness"]).encode(
+        x=x, y=alt.Y("value:Q", title=_("Yuan"), axis=alt.Axis(format=",.0f")), tooltip=["month:N", "label:N"])
+    text = base.mark_text(dy=-6, fontSize=11, color="#222").encode(x=x, y="value:Q", text="label:N")
+    return draw(_config(bars + text, width, 240))
+
+
+def month_counts(months: Sequence[dict[str, Any]], _: Gettext, width: int = 560) -> str:
+    """A fund's statement: settlements and reversals booked per month, side by side, each bar labelled."""
+    kinds = (_("Settlements"), _("Reversals"))
+    data = [{"month": m["period"], "kind": kind, "n": m[key]}
+            for m in months for kind, key in zip(kinds, ("settlements", "reversals"), strict=True)]
+    base = alt.Chart(alt.InlineData(values=data))
+    x = alt.X("month:N", title=None, sort=None, axis=alt.Axis(labelAngle=0))
+    offset = alt.XOffset("kind:N", sort=list(kinds))
+    bars = base.mark_bar().encode(
+        x=x, xOffset=offset, y=alt.Y("n:Q", title=_("Count")),
+        color=alt.Color("kind:N", title=None, sort=list(kinds), scale=alt.Scale(range=["#2e9e6e", "#c8553d"])),
+        tooltip=["month:N", "kind:N", "n:Q"])
+    text = base.mark_text(dy=-6, fontSize=11, color="#222").encode(x=x, xOffset=offset, y="n:Q", text="n:Q")
+    return draw(_config(bars + text, width, 240))

@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from settlement.service.errors import ServiceError, problem_response
 
-from . import charts, routes_auth, routes_dashboard, routes_persons, routes_review
+from . import charts, routes_auth, routes_dashboard, routes_insurers, routes_persons, routes_review
 from .render import gettext_for, language_of, page
 from .session import CsrfRefused, LoginRequired, RoleRefused, login_url
 
@@ -30,7 +30,7 @@ def swagger_dir() -> Path:
 
 def install(app: FastAPI) -> None:
     """Adds the pages, /static and /docs (local Swagger UI; the API-key scheme is declared by service.openapi)."""
-    for module in (routes_auth, routes_review, routes_persons, routes_dashboard):
+    for module in (routes_auth, routes_review, routes_persons, routes_dashboard, routes_insurers):
         app.include_router(module.router)
     app.mount("/static/swagger-ui", StaticFiles(directory=swagger_dir()), name="swagger-ui")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -80,7 +80,7 @@ def _install_error_pages(app: FastAPI) -> None:
 
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> Response:
-        if request.url.path.startswith("/review/"):
+        if request.url.path.startswith(("/review/", "/insurers")):
             _ = gettext_for(language_of(request, None))
             heading = _("Not found") if exc.status == 404 else _("Cannot do this")
             return page(request, "error.html", None, status=exc.status, heading=heading, message=exc.detail)

@@ -34,9 +34,16 @@ from .session import (
 router = APIRouter(include_in_schema=False)
 
 
+def home_of(role: str) -> str:
+    """Where a role's work starts: insurers at their statements, the others at the settlements."""
+    return "/insurers/statements" if role == "insurer" else "/review/settlements"
+
+
 @router.get("/")
-def home() -> Response:
-    return RedirectResponse("/review/settlements", status_code=303)
+def home(request: Request, ctx: Ctx) -> Response:
+    with ctx.db.read() as session:
+        user = session_user(session, request.cookies.get(SESSION_COOKIE))
+    return RedirectResponse(home_of(user.role) if user else "/review/settlements", status_code=303)
 
 
 def _login_form(request: Request, next_url: str, message: str | None, status: int = 200) -> Response:
@@ -52,9 +59,10 @@ def _login_form(request: Request, next_url: str, message: str | None, status: in
 @router.get("/login")
 def login_form(request: Request, ctx: Ctx, next: str | None = None) -> Response:
     with ctx.db.read() as session:
-        if session_user(session, request.cookies.get(SESSION_COOKIE)) is not None:
-            return RedirectResponse(safe_next(next), status_code=303)
-    return _login_form(request, safe_next(next), None)
+        user = session_user(session, request.cookies.get(SESSION_COOKIE))
+        if user is not None:
+            return RedirectResponse(safe_next(next) if next else home_of(user.role), status_code=303)
+    return _login_form(request, safe_next(next) if next else "", None)
 
 
 @router.post("/login")
@@ -74,15 +82,15 @@ def login(
         ctx.db.write, lambda session: sign_in(session, username.strip(), password, client=client)
     )
     try:
-        token, _user = outcome.accepted()
+        token, user = outcome.accepted()
     except SignInRefused as refused:
         if refused.locked_until is not None:
             until = i18n.iso_date(refused.locked_until, ctx.tz)
             message = _("Too many failed sign-ins: this account is locked until %(until)s.") % {"until": until}
         else:
             message = _("Wrong username or password.")
-        return _login_form(request, safe_next(next), message, status=401)
-    response = RedirectResponse(safe_next(next), status_code=303)
+        return _login_form(request, safe_next(next) if next else "", message, status=401)
+    response = RedirectResponse(safe_next(next) if next else home_of(user.role), status_code=303)
     response.set_cookie(
         SESSION_COOKIE, token, httponly=True, samesite="strict", secure=is_https(request), path="/",
     )

@@ -25,7 +25,8 @@ from .session import User, check_csrf, require_role
 
 router = APIRouter(include_in_schema=False)
 
-STAFF = ("reviewer", "admin", "insurer")
+STAFF = ("reviewer", "admin")
+"""Who opens the review and registry pages; insurers have pages of their own (routes_insurers)."""
 REVIEWERS = ("reviewer", "admin")
 FILTER_PARAMS = ("hospital_id", "person_id", "claim_id", "status", "scheme", "category", "visit_type", "pathway",
                  "disease_group", "from", "to", "settled_from", "settled_to", "district", "fund", "review_status",

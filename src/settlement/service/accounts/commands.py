@@ -27,6 +27,16 @@ def create(args: argparse.Namespace, settings: Any) -> int:
 
     from .service import create_user
 
+    funds = args.fund or None
+    if funds:
+        from settlement.service.app import load_tables
+        from settlement.service.funds.service import fund_ids_of
+
+        known = fund_ids_of(load_tables(settings))
+        unknown = [f for f in funds if f not in known]
+        if unknown:
+            print(f"no fund {', '.join(unknown)}; the funds are: {', '.join(known)}", file=sys.stderr)
+            return 2
     password = read_password()
     if not password:
         print("no password given (send one line on standard input)", file=sys.stderr)
@@ -35,7 +45,9 @@ def create(args: argparse.Namespace, settings: Any) -> int:
     try:
         run_transaction(
             db.write,
-            lambda session: create_user(session, args.name, args.role, password, district=args.district),
+            lambda session: create_user(
+                session, args.name, args.role, password, district=args.district, funds=funds
+            ),
         )
     except ServiceError as exc:
         print(exc.detail, file=sys.stderr)
@@ -43,6 +55,7 @@ def create(args: argparse.Namespace, settings: Any) -> int:
     finally:
         db.dispose()
     scope = f" in district {args.district}" if args.district else ""
+    scope += f" for the funds {', '.join(sorted(set(funds)))}" if funds else ""
     print(f"created {args.role} {args.name}{scope}")
     return 0
 
@@ -56,7 +69,8 @@ def list_all(_args: argparse.Namespace, settings: Any) -> int:
     try:
         with db.read() as session:
             for u in list_users(session):
-                print(f"{u.username}\t{u.role}\t{u.district or '-'}\tcreated {u.created_at.isoformat()}")
+                scope = u.district or u.funds or "-"
+                print(f"{u.username}\t{u.role}\t{scope}\tcreated {u.created_at.isoformat()}")
     finally:
         db.dispose()
     return 0
@@ -69,6 +83,8 @@ def add_parser(sub: Any, run: Any) -> None:
     u.add_argument("--role", required=True, choices=["reviewer", "admin", "insurer"])
     u.add_argument("--name", required=True, help="the username to sign in with")
     u.add_argument("--district", help="reviewers: a 行政区划代码 prefix (e.g. 2301 or 230102) to scope to")
+    u.add_argument("--fund", action="append",
+                   help="insurers: limit to this fund (repeatable), as an insurer key; without: every fund")
     u.set_defaults(func=lambda args: run(create, args))
     u = users.add_parser("list", help="list staff accounts (never the passwords)")
     u.set_defaults(func=lambda args: run(list_all, args))

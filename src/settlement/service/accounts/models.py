@@ -1,4 +1,4 @@
-"""Staff accounts, their web sessions and their sign-in attempts (migration 0007).
+"""Staff accounts, their web sessions and their sign-in attempts (migrations 0007, 0010).
 
 Invariants and what protects them:
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, String
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from settlement.service.db import Base, SerialKey, UtcDateTime
@@ -34,6 +34,8 @@ class StaffUser(Base):
     role: Mapped[str] = mapped_column(String(16))
     district: Mapped[str | None] = mapped_column(String(6))
     """A 行政区划代码 prefix (2, 4 or 6 digits) scoping a reviewer; null: the whole region."""
+    funds: Mapped[str | None] = mapped_column(Text)
+    """Insurers only: comma-separated fund ids the account may see, as an insurer key's (null: every fund)."""
     password_hash: Mapped[str] = mapped_column(String(200))
     """argon2id, as argon2-cffi encodes it (parameters and salt included)."""
     language: Mapped[str | None] = mapped_column(String(8))

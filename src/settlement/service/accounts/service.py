@@ -51,11 +51,14 @@ class SignedIn:
     district: str | None
     language: str | None
     csrf_token: str
+    funds: frozenset[str] | None = None
+    """An insurer limited to these funds (None: every fund), as an insurer API key."""
 
     @property
     def principal(self) -> Principal:
         """The caller as the service functions know it (the same ones the API calls)."""
-        return Principal(key_id="web", role=Role(self.role), district=self.district, user=self.username)
+        return Principal(key_id="web", role=Role(self.role), district=self.district, user=self.username,
+                         funds=self.funds)
 
 
 class SignInRefused(Exception):
@@ -82,7 +85,13 @@ class SignInResult:
         return self.token, self.user
 
 
-def _check_user_fields(username: str, role: str, district: str | None, password: str) -> None:
+def _funds(stored: str | None) -> frozenset[str] | None:
+    return frozenset(stored.split(",")) if stored else None
+
+
+def _check_user_fields(
+    username: str, role: str, district: str | None, password: str, funds: list[str] | None = None
+) -> None:
     errors = []
     if not USERNAME.fullmatch(username):
         errors.append({"field": "name", "message": "1-64 letters, digits, '_', '.' or '-'"})
@@ -92,6 +101,10 @@ def _check_user_fields(username: str, role: str, district: str | None, password:
         errors.append({"field": "district", "message": "a 行政区划代码 prefix of 2, 4 or 6 digits, e.g. 2301"})
     if district is not None and role != "reviewer":
         errors.append({"field": "district", "message": "only reviewers are scoped to a district"})
+    if funds and role != "insurer":
+        errors.append({"field": "fund", "message": "only insurers are limited to funds"})
+    if funds and any(not f or "," in f for f in funds):
+        errors.append({"field": "fund", "message": "a fund id, without commas"})
     if len(password) < MIN_PASSWORD:
         errors.append({"field": "password", "message": f"at least {MIN_PASSWORD} characters"})
     if errors:
@@ -101,15 +114,18 @@ def _check_user_fields(username: str, role: str, district: str | None, password:
 
 def create_user(
     session: Session, username: str, role: str, password: str, *, district: str | None = None,
-    now: dt.datetime | None = None,
+    funds: list[str] | None = None, now: dt.datetime | None = None,
 ) -> StaffUser:
-    """A new staff account with an argon2id hash of the password; 409 if the name is taken."""
-    _check_user_fields(username, role, district, password)
+    """A new staff account with an argon2id hash of the password; 409 if the name is taken.
+
+    ``funds``: an insurer limited to these funds (checked against the funds that exist by the caller)."""
+    _check_user_fields(username, role, district, password, funds)
     if session.get(StaffUser, username) is not None:
         raise ServiceError(409, "user_exists", f"a user named {username!r} exists already")
     now = now or dt.datetime.now(dt.UTC)
     user = StaffUser(
         username=username, role=role, district=district, password_hash=_hasher.hash(password),
+        funds=",".join(sorted(set(funds))) if funds else None,
         language=None, created_at=now, password_changed_at=now,
     )
     session.add(user)
@@ -173,7 +189,8 @@ def sign_in(
         expires_at=now + SESSION_LIFETIME, ended_at=None,
     ))
     session.flush()
-    return SignInResult(token, SignedIn(user.username, user.role, user.district, user.language, csrf))
+    return SignInResult(token, SignedIn(user.username, user.role, user.district, user.language, csrf,
+                                        _funds(user.funds)))
 
 
 def _verify(stored: str, password: str) -> bool:
@@ -197,7 +214,7 @@ def session_user(session: Session, token: str | None, now: dt.datetime | None = 
     web, user = row
     if web.ended_at is not None or web.expires_at <= now:
         return None
-    return SignedIn(user.username, user.role, user.district, user.language, web.csrf_token)
+    return SignedIn(user.username, user.role, user.district, user.language, web.csrf_token, _funds(user.funds))
 
 
 def sign_out(session: Session, token: str | None, now: dt.datetime | None = None) -> None:

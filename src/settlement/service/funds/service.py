@@ -23,7 +23,12 @@ def fund_ids(ctx: ServiceContext) -> list[str]:
     """Every fund a ledger entry can name, in settling order: the layers, each charity fund of the
     schedules, the emergency relief fund, then the backstop and the two shares that are nobody's
     fund (patient, hospital)."""
-    return [*LAYER_FUNDS, *ctx.tables.schedules.fund_ids, EMERGENCY_RELIEF, *TAIL_FUNDS]
+    return fund_ids_of(ctx.tables)
+
+
+def fund_ids_of(tables: Any) -> list[str]:
+    """fund_ids of compiled schedule tables (for a command without a service context)."""
+    return [*LAYER_FUNDS, *tables.schedules.fund_ids, EMERGENCY_RELIEF, *TAIL_FUNDS]
 
 
 def visible_fund(ctx: ServiceContext, principal: Principal, fund_id: str) -> str:

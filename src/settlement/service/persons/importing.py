@@ -1,7 +1,8 @@
 """Registry imports from the files clerks have: CSV (UTF-8 with or without BOM, or GBK/GB18030)
 and Excel ``.xlsx``, with code or Chinese headers and values; a dry run, then all or nothing.
 
-The file is read into rows of cells, each cell checked against its column
+The file is read into rows of cells by settlement.tabular.read_table (the reader of reconciliation
+files too), each cell checked against its column
 (every problem of every row is reported, with its line and the column as the
 file names it), the rows of one person gathered into one entry (the same
 scheme, name and district; periods that do not overlap), and the entries
@@ -12,12 +13,8 @@ the caller's transaction — any problem, nothing is written.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import re
-import zipfile
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +23,7 @@ from sqlalchemy.orm import Session
 from settlement.claims.person_id import PersonIdError, check_person_id, normalize_person_id
 from settlement.service.auth.service import Principal
 from settlement.service.errors import ServiceError
+from settlement.tabular import Table, TableError, cell_text, is_blank, read_table
 
 from .repository import KEEP, Entry, replace_many, snapshot, stored_snapshots
 from .schemas import CategoryPeriod, check_district, check_name, overlaps
@@ -62,7 +60,6 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     "low_income": ("低收入", "低收入家庭成员", "低收入人口"),
     "illness_impoverished": ("因病致贫", "因病致贫家庭成员"),
 }
-XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 PROBLEMS_MAX = 5000
 """At most this many problems are listed (problems_total counts them all)."""
 
@@ -147,90 +144,6 @@ class ImportRejected(ServiceError):
         self.report = report
 
 
-# -- reading the file ---------------------------------------------------------------------------
-
-
-class FileProblem(Exception):
-    """The file cannot be read as a table at all."""
-
-
-@dataclass
-class Sheet:
-    format: str
-    encoding: str | None
-    sheet: str | None
-    rows: Iterator[tuple[int, list[Any]]]
-    """(line, cells) from the header on; blank rows included."""
-
-
-def decode_csv(data: bytes) -> tuple[str, str]:
-    """(text, encoding): UTF-8 strictly (with or without BOM), else GB18030 (which includes GBK)."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        try:
-            return data[3:].decode("utf-8"), "utf-8-sig"
-        except UnicodeDecodeError as exc:
-            raise FileProblem(f"the file starts as UTF-8 but byte {exc.start + 3} is not UTF-8") from None
-    try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("gb18030"), "gb18030"
-    except UnicodeDecodeError as exc:
-        raise FileProblem(
-            f"the file is neither UTF-8 nor GBK/GB18030 text (byte {exc.start} fits neither);"
-            " save it as CSV UTF-8 or as .xlsx"
-        ) from None
-
-
-def _csv_rows(text: str) -> Iterator[tuple[int, list[Any]]]:
-    reader = csv.reader(io.StringIO(text, newline=""))
-    start = 1
-    try:
-        for row in reader:
-            yield start, row
-            start = reader.line_num + 1
-    except csv.Error as exc:
-        raise FileProblem(f"line {reader.line_num}: {exc}") from None
-
-
-def _xlsx_rows(data: bytes) -> tuple[str, Iterator[tuple[int, list[Any]]]]:
-    import openpyxl  # imported here: only imports of .xlsx files need it
-
-    try:
-        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
-        raise FileProblem(f"not a readable .xlsx workbook ({type(exc).__name__})") from None
-    sheet = book.worksheets[0]
-
-    def rows() -> Iterator[tuple[int, list[Any]]]:
-        try:
-            for number, row in enumerate(sheet.iter_rows(values_only=True), start=1):
-                yield number, list(row)
-        finally:
-            book.close()
-
-    return sheet.title, rows()
-
-
-def read_sheet(data: bytes, filename: str | None) -> Sheet:
-    """The file as rows: an .xlsx workbook's first sheet, else CSV text; FileProblem if neither."""
-    name = (filename or "").lower()
-    if data.startswith(b"\xd0\xcf\x11\xe0"):
-        raise FileProblem("this is an old Excel .xls file: save it as .xlsx (Excel 2007 or later) or as CSV")
-    if data.startswith(b"PK\x03\x04"):
-        title, rows = _xlsx_rows(data)
-        return Sheet("xlsx", None, title, rows)
-    if name.endswith((".xlsx", ".xlsm")):
-        raise FileProblem("the file is named .xlsx but is not an Excel workbook (damaged, or renamed)")
-    if name.endswith((".xls", ".et", ".ods", ".numbers", ".pdf", ".doc", ".docx")):
-        raise FileProblem("only CSV and .xlsx files can be imported: save the sheet as .xlsx or CSV")
-    if b"\x00" in data[:4096]:
-        raise FileProblem("the file is binary, not CSV text (UTF-16 or another format): save it as CSV UTF-8")
-    text, encoding = decode_csv(data)
-    return Sheet("csv", encoding, None, _csv_rows(text))
-
-
 # -- cells ---------------------------------------------------------------------------------------
 
 _DATE = re.compile(r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?(?:[ T]0{1,2}:00(?::00)?)?$")
@@ -242,20 +155,14 @@ class CellProblem(ValueError):
 
 
 def _text(value: Any) -> str:
-    """A cell as text: numbers without a spurious .0; dates are not text."""
-    if value is None:
-        return ""
+    """A cell as text (tabular.cell_text): numbers without a spurious .0; dates are not text."""
     if isinstance(value, bool):
         raise CellProblem("is TRUE/FALSE, not text")
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if value.is_integer():
-            return str(int(value))
+    if isinstance(value, float) and not value.is_integer():
         raise CellProblem(f"is the number {value}, not text")
     if isinstance(value, dt.date | dt.time | dt.timedelta):
         raise CellProblem("is a date, not text")
-    return str(value).strip()
+    return cell_text(value)
 
 
 def cell_date(value: Any) -> dt.date | None:
@@ -352,39 +259,38 @@ class Parsed:
     has_district: bool = False
 
 
-def _columns(header: list[Any], report: ImportReport) -> dict[str, int] | None:
+def _columns(line: int, header: list[str], report: ImportReport) -> dict[str, int] | None:
     """field -> index of its column; None (with problems) when the header will not do."""
     columns: dict[str, int] = {}
-    for index, cell in enumerate(header):
-        title = "" if cell is None else str(cell).strip()
+    for index, title in enumerate(header):
         if not title.replace("\ufeff", ""):
             continue
         code = HEADER_OF.get(_key(title))
         if code is None:
             if _key(title) in IGNORED_HEADERS:
                 continue
-            report.add(1, title, "(header)", f"unknown column {title!r}; the columns are "
+            report.add(line, title, "(header)", f"unknown column {title!r}; the columns are "
                        + ", ".join(f"{f} ({HEADERS[f][0]})" for f in FIELDS))
         elif code in columns:
-            report.add(1, title, "(header)", f"column {title!r} repeats {report.columns[code]!r} ({code})")
+            report.add(line, title, "(header)", f"column {title!r} repeats {report.columns[code]!r} ({code})")
         else:
             columns[code] = index
             report.columns[code] = title
     missing = [f for f in REQUIRED if f not in columns]
     if missing:
-        report.add(1, "", "(header)", "the header must name the columns "
+        report.add(line, "", "(header)", "the header must name the columns "
                    + ", ".join(f"{f} ({HEADERS[f][0]})" for f in missing))
     return None if report.problems_total else columns
 
 
-def parse(sheet: Sheet, report: ImportReport) -> Parsed:
+def parse(sheet: Table, report: ImportReport) -> Parsed:
     """Checks every row (every problem goes to the report) and gathers the rows of each person."""
     parsed = Parsed()
-    first = next(sheet.rows, None)
+    first = sheet.header()
     if first is None:
         report.add(None, "", "(file)", "the file is empty")
         return parsed
-    columns = _columns(first[1], report)
+    columns = _columns(*first, report)
     if columns is None:
         return parsed
     parsed.has_name, parsed.has_district = "name" in columns, "district" in columns
@@ -400,7 +306,7 @@ def parse(sheet: Sheet, report: ImportReport) -> Parsed:
         "district": cell_district,
     }
     for line, cells in sheet.rows:
-        if all(c is None or (isinstance(c, str) and not c.strip()) for c in cells):
+        if is_blank(cells):
             continue
         report.rows += 1
         if sheet.format == "csv" and len(cells) < width:
@@ -514,10 +420,10 @@ def _check(
 ) -> tuple[ImportReport, Parsed]:
     report = ImportReport(filename=filename)
     try:
-        sheet = read_sheet(data, filename)
+        sheet = read_table(data, filename)
         report.format, report.encoding, report.sheet = sheet.format, sheet.encoding, sheet.sheet
         parsed = parse(sheet, report)
-    except FileProblem as exc:
+    except TableError as exc:
         report.add(None, "", "(file)", str(exc))
         return report, Parsed()
     report.persons = len(parsed.entries)

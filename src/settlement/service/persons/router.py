@@ -16,9 +16,10 @@ from settlement.service.auth.service import Principal
 from settlement.service.db import run_transaction
 from settlement.service.deps import Ctx, ReadSession, require
 from settlement.service.errors import ServiceError
+from settlement.tabular import XLSX_MEDIA_TYPE
 
 from . import service
-from .importing import XLSX_MEDIA_TYPE, ImportReport
+from .importing import ImportReport
 from .schemas import (
     AccumulatorsOut,
     DistrictPrefix,

@@ -98,7 +98,10 @@ def _run_row(session: Session, ctx: ServiceContext, principal: Principal, run_id
 
 
 def get_run(session: Session, ctx: ServiceContext, principal: Principal, run_id: str) -> dict[str, Any]:
-    row = _run_row(session, ctx, principal, run_id)
+    return _run_out(_run_row(session, ctx, principal, run_id))
+
+
+def _run_out(row: ReconciliationRun) -> dict[str, Any]:
     return {
         "id": row.id,
         "fund": row.fund,
@@ -134,3 +137,11 @@ def as_json(item: dict[str, Any]) -> dict[str, Any]:
         **item,
         **{k: None if item[k] is None else format_fen(item[k]) for k in ("ours", "theirs", "difference")},
     }
+
+
+def list_runs(session: Session, principal: Principal, *, limit: int = 100) -> list[dict[str, Any]]:
+    """The latest runs of the funds the caller sees, newest first: who ran which file (its SHA-256) when."""
+    query = select(ReconciliationRun).order_by(ReconciliationRun.ran_at.desc(), ReconciliationRun.id)
+    if principal.funds is not None:
+        query = query.where(ReconciliationRun.fund.in_(sorted(principal.funds)))
+    return [_run_out(r) for r in session.scalars(query.limit(limit))]

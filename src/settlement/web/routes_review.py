@@ -17,6 +17,7 @@ from settlement.service.exports import file_response
 from settlement.service.reviews import service as reviews
 from settlement.service.settlements import query
 from settlement.service.settlements import service as settlements
+from settlement.service.settlements.visibility import funds_view
 
 from . import charts, claimview
 from .labels import AMOUNT_LABELS, LAYER_LABELS, PAYERS
@@ -83,18 +84,22 @@ def queue(request: Request, ctx: Ctx, user: User) -> Response:
                                        cursor=filters.get("cursor"), limit=limit)
         statuses, flags = query.review_facts(session, [r.seq for r in rows])
         summary = query.summarize(session, ctx, principal, flt)
-    items = [{**_queue_row(settlements.summary_of(r)), "review_status": statuses[r.seq], "flags": flags[r.seq]}
-             for r in rows]
+    funds = principal.funds
+    items = [{**_queue_row(funds_view(settlements.summary_of(r), funds)), "review_status": statuses[r.seq],
+              "flags": flags[r.seq]} for r in rows]
     totals = summary["totals"]
+    # a fund-limited insurer sees the columns of its funds only (visibility.funds_view, query.visible_amounts)
+    payers = [k for k in PAYERS if k in totals]
+    own = query.charity_fund_names(ctx, query.own_charity_funds(ctx, funds))
     return page(request, "queue.html", user, rows=items, filters=filters, next_cursor=next_cursor,
-                count=summary["count"], totals=totals, sort=filters.get("sort", ""), funds=_fund_choices(ctx),
-                can_review=user.role in REVIEWERS)
+                count=summary["count"], totals=totals, sort=filters.get("sort", ""), funds=_fund_choices(ctx, user),
+                can_review=user.role in REVIEWERS, payers=payers, own_charity=own)
 
 
-def _fund_choices(ctx: Any) -> list[str]:
+def _fund_choices(ctx: Any, user: Any) -> list[str]:
     from settlement.service.funds.service import fund_ids
 
-    return fund_ids(ctx)
+    return [f for f in fund_ids(ctx) if user.principal.sees_fund(f)]
 
 
 @router.get("/review/settlements/export.{fmt}")
@@ -157,7 +162,12 @@ def _fen(value: str) -> int:
 
 
 def _queue_row(item: dict[str, Any]) -> dict[str, Any]:
+    """A row of the queue, money in fen (None: an amount the caller's key does not see)."""
     payments = item["payments"]
+
+    def fen(value: str | None) -> int | None:
+        return None if value is None else claimview._fen(value)
+
     return {
         "settlement_id": item["settlement_id"],
         "claim_id": item["claim_id"],
@@ -168,10 +178,11 @@ def _queue_row(item: dict[str, Any]) -> dict[str, Any]:
         "policy_year": item["policy_year"],
         "settled_at": dt.datetime.fromisoformat(item["settled_at"].replace("Z", "+00:00")),
         "pathway": item["pathway"],
-        "total": _fen(item["amounts"]["total"]),
-        **{k: _fen(payments[k]) for k in ("basic", "critical_illness", "medical_assistance", "charity", "backstop")},
-        "patient_pays": _fen(item["patient_pays"]),
-        "hospital_bears": _fen(item["hospital_bears"]),
+        "total": fen(item["amounts"]["total"]),
+        **{k: fen(payments[k]) for k in ("basic", "critical_illness", "medical_assistance", "charity", "backstop")},
+        "patient_pays": fen(item["patient_pays"]),
+        "hospital_bears": fen(item["hospital_bears"]),
+        **{f"charity:{fund}": fen(v) for fund, v in (item.get("charity_by_fund") or {}).items()},
     }
 
 

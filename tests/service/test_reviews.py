@@ -394,7 +394,8 @@ def test_a_fund_limited_insurer_sees_only_its_funds_totals_and_export_columns(cl
     own = sum(fen(s["charity_by_fund"]["poverty_relief"]) for s in paid)
     assert fen(listing["totals"]["charity:poverty_relief"]) == own
     response = client.get("/v1/settlements", params={"format": "xlsx"}, headers=headers)
-    cells = list(openpyxl.load_workbook(io.BytesIO(response.content), read_only=True).active.iter_rows(values_only=True))
+    sheet = openpyxl.load_workbook(io.BytesIO(response.content), read_only=True).active
+    cells = list(sheet.iter_rows(values_only=True))
     header = list(cells[0])
     column = header.index("慈善救助支付（扶贫专项救助基金）")
     assert "慈善救助支付" not in header and "基本医疗保险统筹基金支付" not in header and "个人负担" not in header

@@ -407,13 +407,11 @@ def visible_amounts(ctx: ServiceContext, funds: frozenset[str] | None) -> tuple[
     if funds is None:
         return AMOUNTS
     charity_funds = set(ctx.tables.schedules.fund_ids)
-    out = []
-    for name in AMOUNTS:
-        if name in BILL or SHARE_FUND.get(name, name) in funds:
-            out.append(name)
-        elif name == "charity" and charity_funds and charity_funds <= funds:
-            out.append(name)
-    return tuple(out)
+    all_charity = bool(charity_funds) and charity_funds <= funds
+    return tuple(
+        name for name in AMOUNTS
+        if name in BILL or SHARE_FUND.get(name, name) in funds or (name == "charity" and all_charity)
+    )
 
 
 def own_charity_funds(ctx: ServiceContext, funds: frozenset[str] | None) -> list[str]:

@@ -20,6 +20,7 @@ from settlement.service.settlements import service as settlements
 from settlement.service.settlements.visibility import funds_view
 
 from . import charts, claimview
+from .i18n import N_
 from .labels import AMOUNT_LABELS, LAYER_LABELS, PAYERS
 from .render import gettext_for, language_of, page
 from .session import User, check_csrf, require_role
@@ -151,10 +152,28 @@ async def add_review(settlement_id: str, request: Request, ctx: Ctx, user: User)
     form = await request.form()
     check_csrf(user, form)
     decision = str(form.get("decision") or "")
-    note = str(form.get("note") or "").strip() or None
-    run_transaction(ctx.db.write, lambda session: reviews.add_review(
-        session, ctx, user.principal, settlement_id, decision, note))
+    typed = str(form.get("note") or "")
+    note = typed.strip() or None
+    try:
+        run_transaction(ctx.db.write, lambda session: reviews.add_review(
+            session, ctx, user.principal, settlement_id, decision, note))
+    except ServiceError as exc:
+        if exc.status != 422:
+            raise
+        # the form again, the message beside the field it names and what the user typed kept
+        _ = gettext_for(language_of(request, user))
+        field = next((e.get("field") for e in exc.errors or () if e.get("field")), "decision")
+        if field == "note":
+            message = _(NOTE_PROBLEMS.get(exc.code, N_("The note is too long (at most 2,000 characters).")))
+        else:
+            message = _("Choose one of the decisions.")
+        return settlement_view(request, ctx, user, settlement_id, status=422,
+                               form={"note": typed, "decision": decision, "field": field, "message": message})
     return RedirectResponse(f"/review/settlements/{settlement_id}#review", status_code=303)
+
+
+NOTE_PROBLEMS = {"note_required": N_("A query or a recovery needs a note saying why.")}
+"""The review form's messages for the service's codes (catalog message ids, translated at render)."""
 
 
 def _fen(value: str) -> int:
@@ -189,6 +208,14 @@ def _queue_row(item: dict[str, Any]) -> dict[str, Any]:
 @router.get("/review/settlements/{settlement_id}")
 def settlement_page(settlement_id: str, request: Request, ctx: Ctx, user: User) -> Response:
     require_role(user, *STAFF)
+    return settlement_view(request, ctx, user, settlement_id)
+
+
+def settlement_view(
+    request: Request, ctx: Any, user: Any, settlement_id: str, *, status: int = 200,
+    form: dict[str, str] | None = None,
+) -> Response:
+    """The settlement's page; ``form``: the review form as sent (note, decision) with its problem."""
     _ = gettext_for(language_of(request, user))
     with ctx.db.read() as session:
         reviews.settlement_for(session, user.principal, settlement_id)  # 404 outside a reviewer's district
@@ -213,6 +240,7 @@ def settlement_page(settlement_id: str, request: Request, ctx: Ctx, user: User) 
                 waterfall=waterfall, caps_chart=caps_chart, cap_label=lambda c: cap_label(c, view.fund_names, _),
                 trace=[(step["layer"], translate_trace(step["text"], _)) for step in view.body["trace"]],
                 charity_by_fund=charity_by_fund, panel=panel, can_review=user.role in REVIEWERS,
+                status=status, form=form or {},
                 reviewed=[{**r, "at": dt.datetime.fromisoformat(r["at"].replace("Z", "+00:00"))}
                           for r in panel["reviews"]])
 

@@ -274,6 +274,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the database (prints its URL)")
     parser.add_argument("--export-only", action="store_true", help="skip the queries, time the exports only")
     parser.add_argument("--fill-only", action="store_true", help="create and fill the database, keep it, stop")
+    parser.add_argument("--no-export", action="store_true", help="the queries only")
     parser.add_argument("--queries", help="only the queries whose label contains one of these (comma-separated)")
     args = parser.parse_args()
 
@@ -321,7 +322,7 @@ def main() -> int:
             span = {"settled_from": "2025-02-01", "settled_to": "2025-03-09"}
             rows = client.get("/v1/settlements", params={**span, "limit": 1}).json()["count"]
         print(f"\nexport of {rows} rows ({span}):")
-        for fmt in ("xlsx", "csv"):
+        for fmt in () if args.no_export else ("xlsx", "csv"):
             print(export(base, headers, server.pid, span, fmt), flush=True)
     finally:
         if server is not None:

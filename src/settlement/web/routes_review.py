@@ -162,7 +162,7 @@ async def add_review(settlement_id: str, request: Request, ctx: Ctx, user: User)
             raise
         # the form again, the message beside the field it names and what the user typed kept
         _ = gettext_for(language_of(request, user))
-        field = next((e.get("field") for e in exc.errors or () if e.get("field")), "decision")
+        field = str(next((e.get("field") for e in exc.errors or () if e.get("field")), "decision"))
         if field == "note":
             message = _(NOTE_PROBLEMS.get(exc.code, N_("The note is too long (at most 2,000 characters).")))
         else:

@@ -360,7 +360,9 @@ def _label(value: Any, table: dict[str, str], what: str, choices: dict[str, tupl
     code = table.get(_key(text))
     if code is None:
         known = "; ".join(f"{c} ({aliases[0]})" for c, aliases in choices.items())
-        raise CellProblem(N_("unknown %(what)s %(text)s; one of: %(known)s"), what=_m(what), text=repr(text), known=known)
+        raise CellProblem(
+            N_("unknown %(what)s %(text)s; one of: %(known)s"), what=_m(what), text=repr(text), known=known
+        )
     return code
 
 

@@ -93,6 +93,8 @@ def test_import_dry_run_shows_every_problem_and_writes_nothing(page: Any, server
     problems = page.locator("#import-problems tbody tr").all_inner_texts()
     assert int(page.locator("#import-problem-count").inner_text()) == len(problems) >= 3
     assert {p.split("\t")[0] for p in problems} >= {"3", "4"}
+    shown = " ".join(problems)  # in the page's language (the catalog's), not the API's English
+    assert "未知的参保类型 '火星居民'" in shown and "不是有效日期" in shown and "unknown" not in shown
     assert page.locator("#import-commit").count() == 0
     screenshot(page, "import")
     with server.api("reviewer") as api:

@@ -72,11 +72,13 @@ class Totals:
         self.count = 0
 
     def watch(self, rows: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
+        keys, sums = self.keys, self.sums
         for row in rows:
-            for key in self.keys:
-                value = row.get(key)
+            get = row.get
+            for key in keys:
+                value = get(key)
                 if value is not None:
-                    self.sums[key] += int(value)
+                    sums[key] += int(value)
             self.count += 1
             yield row
 
@@ -192,7 +194,13 @@ _STYLES = (
 )
 
 
+_SPECIAL = re.compile("[&<>\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+"""What _escape changes: most cells hold none of it, and one search is cheaper than the replaces."""
+
+
 def _escape(text: str) -> str:
+    if not _SPECIAL.search(text):
+        return text
     if _ILLEGAL.search(text):
         text = _ILLEGAL.sub("", text)
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -227,6 +235,33 @@ def _cell(ref: str, value: Any, kind: Kind) -> str:
     if kind == "date" and isinstance(value, dt.date) and not isinstance(value, dt.datetime):
         return f'<c r="{ref}" s="{_STYLE_DAY}"><v>{(value - _EPOCH_DAY).days}</v></c>'
     return _text_cell(ref, _text(value, kind))
+
+
+def _row_writer(columns: Sequence[Column], letters: Sequence[str]) -> Any:
+    """``write(row_number, row) -> '<row …>…</row>'``: _cell's XML, with the common cases (text that is
+    a str, money that is an int) written inline per column, the rest through _cell."""
+    text_cell = ' t="inlineStr"><is><t xml:space="preserve">'
+    plan = [(c.key, c.kind, letter) for c, letter in zip(columns, letters, strict=True)]
+
+    def write(r: int, row: Mapping[str, Any]) -> str:
+        parts = [f'<row r="{r}">']
+        add = parts.append
+        get = row.get
+        for key, kind, letter in plan:
+            value = get(key)
+            if value is None:
+                continue
+            if kind == "money" and type(value) is int:
+                add(f'<c r="{letter}{r}" s="{_STYLE_MONEY}"><v>'
+                    f'{value // 100 if value % 100 == 0 else value / 100}</v></c>')
+            elif kind == "text" and type(value) is str:
+                add(f'<c r="{letter}{r}"{text_cell}{_escape(value)}</t></is></c>')
+            else:
+                add(_cell(f"{letter}{r}", value, kind))
+        add("</row>")
+        return "".join(parts)
+
+    return write
 
 
 def _sheet_name(sheet: str) -> str:
@@ -290,12 +325,11 @@ def _xlsx_steps(
                     f'<sheetFormatPr defaultRowHeight="15"/><cols>{widths}</cols><sheetData><row r="1">{head}</row>'
                 ).encode()
             )
-            spec = [(c.key, c.kind, letters[i]) for i, c in enumerate(columns)]
+            write = _row_writer(columns, letters)
             batch: list[str] = []
             r = 1
             for r, row in enumerate(sums.watch(rows), start=2):
-                cells = "".join(_cell(f"{letter}{r}", row.get(key), kind) for key, kind, letter in spec)
-                batch.append(f'<row r="{r}">{cells}</row>')
+                batch.append(write(r, row))
                 if len(batch) >= _BATCH:
                     out.write("".join(batch).encode())
                     batch.clear()
@@ -445,8 +479,21 @@ def arrow_table(columns: Sequence[Column], values: Mapping[str, Any], valid: Map
 # bool, dt.date for a date cell at midnight, dt.datetime otherwise); the callers check them.
 
 
+def N_(message: str) -> str:
+    """Marks a message id for the pages' catalogs (Babel extracts N_ here, babel.cfg)."""
+    return message
+
+
 class TableError(ValueError):
-    """The file cannot be read as a table at all (the message says why and what to do)."""
+    """The file cannot be read as a table at all (the message says why and what to do).
+
+    ``message_id`` is a catalog id with ``%(name)s`` placeholders and ``values`` fill them, so a
+    page can say it in its language; ``str()`` is the English text.
+    """
+
+    def __init__(self, message_id: str, **values: Any) -> None:
+        self.message_id, self.values = message_id, values
+        super().__init__(message_id % values if values else message_id)
 
 
 @dataclass
@@ -507,7 +554,9 @@ def decode_text(data: bytes) -> tuple[str, str]:
         try:
             return data[3:].decode("utf-8"), "utf-8-sig"
         except UnicodeDecodeError as exc:
-            raise TableError(f"the file starts as UTF-8 but byte {exc.start + 3} is not UTF-8") from None
+            raise TableError(
+                N_("the file starts as UTF-8 but byte %(byte)s is not UTF-8"), byte=exc.start + 3
+            ) from None
     utf8: str | None
     try:
         utf8 = data.decode("utf-8")
@@ -518,8 +567,8 @@ def decode_text(data: bytes) -> tuple[str, str]:
     except UnicodeDecodeError as exc:
         if utf8 is None:
             raise TableError(
-                f"the file is neither UTF-8 nor GBK/GB18030 text (byte {exc.start} fits neither);"
-                " save it as CSV UTF-8 or as .xlsx"
+                N_("the file is neither UTF-8 nor GBK/GB18030 text (byte %(byte)s fits neither);"
+                   " save it as CSV UTF-8 or as .xlsx"), byte=exc.start,
             ) from None
         gbk = None
     if utf8 is not None and (gbk is None or len(_FOREIGN.findall(utf8)) <= len(_FOREIGN.findall(gbk))):
@@ -537,7 +586,7 @@ def _csv_rows(text: str) -> Iterator[tuple[int, list[Any]]]:
             yield start, row
             start = reader.line_num + 1
     except csv.Error as exc:
-        raise TableError(f"line {reader.line_num}: {exc}") from None
+        raise TableError(N_("line %(line)s: %(error)s"), line=reader.line_num, error=str(exc)) from None
 
 
 def _xlsx_cell(value: Any) -> Any:
@@ -553,7 +602,7 @@ def _xlsx(data: bytes) -> Table:
     try:
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many kinds for a file that is not a workbook
-        raise TableError(f"not a readable .xlsx workbook ({type(exc).__name__})") from None
+        raise TableError(N_("not a readable .xlsx workbook (%(error)s)"), error=type(exc).__name__) from None
     sheet = book.worksheets[0]
 
     def rows() -> Iterator[tuple[int, list[Any]]]:
@@ -570,15 +619,15 @@ def read_table(data: bytes, filename: str | None) -> Table:
     """The file as rows: an .xlsx workbook's first sheet, else CSV text; TableError if neither."""
     name = (filename or "").lower()
     if data.startswith(b"\xd0\xcf\x11\xe0"):
-        raise TableError("this is an old Excel .xls file: save it as .xlsx (Excel 2007 or later) or as CSV")
+        raise TableError(N_("this is an old Excel .xls file: save it as .xlsx (Excel 2007 or later) or as CSV"))
     if data.startswith(b"PK\x03\x04"):
         return _xlsx(data)
     if name.endswith((".xlsx", ".xlsm")):
-        raise TableError("the file is named .xlsx but is not an Excel workbook (damaged, or renamed)")
+        raise TableError(N_("the file is named .xlsx but is not an Excel workbook (damaged, or renamed)"))
     if name.endswith((".xls", ".et", ".ods", ".numbers", ".pdf", ".doc", ".docx")):
-        raise TableError("only CSV and .xlsx files can be read: save the sheet as .xlsx or CSV")
+        raise TableError(N_("only CSV and .xlsx files can be read: save the sheet as .xlsx or CSV"))
     if b"\x00" in data[:4096]:
-        raise TableError("the file is binary, not CSV text (UTF-16 or another format): save it as CSV UTF-8")
+        raise TableError(N_("the file is binary, not CSV text (UTF-16 or another format): save it as CSV UTF-8"))
     text, encoding = decode_text(data)
     return Table("csv", encoding, None, _csv_rows(text))
 

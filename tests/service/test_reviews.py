@@ -236,6 +236,20 @@ def test_list_filters_sort_keyset_and_totals_over_the_whole_filter(client, auth,
         assert [float(x["amounts"]["total"]) for x in expected] == [
             float(next(s for s in everything if s["settlement_id"] == sid)["amounts"]["total"]) for sid in seen]
         assert sorted(seen) == sorted(s["settlement_id"] for s in everything)
+    # a discharge range pages through its own (materialized) order: the same pages as without one
+    for sort in ("seq", "-total", "discharged"):
+        for extra in ({}, {"from": "2000-01-01", "to": "2099-12-31"}):
+            pages, cursor = [], None
+            while True:
+                got = listing(sort=sort, limit=2, **extra, **({"cursor": cursor} if cursor else {}))
+                pages.append([i["settlement_id"] for i in got["items"]])
+                cursor = got["next_cursor"]
+                if cursor is None:
+                    break
+            if not extra:
+                expected_pages = pages
+        assert pages == expected_pages, sort
+    assert listing(**{"from": "2000-01-01", "to": "2000-12-31"})["items"] == []
     wrong_cursor = listing(sort="total", limit=2)["next_cursor"]
     assert client.get("/v1/settlements", params={"sort": "-total", "cursor": wrong_cursor},
                       headers=auth["reviewer"]).status_code == 400
@@ -352,3 +366,53 @@ def test_a_district_scoped_reviewer_sees_only_the_districts_settlements(client, 
         assert refused_panel.value.status == 404
         panel = reviews.review_panel(session, clerk, ids[inside])
         assert panel["review_status"] == "approved" and [r["actor"] for r in panel["reviews"]] == ["clerk", "clerk"]
+
+
+def test_a_fund_limited_insurer_sees_only_its_funds_totals_and_export_columns(client, auth, app):
+    from settlement.service.auth.service import create_key
+
+    ex03 = example("EX-03")
+    register(client, auth["reviewer"], ex03["patient"]["person_id"], "resident", "extreme_poverty")
+    ex03["hospital"] = {"id": "H0031"}
+    everything = [*settle_ex01(client, auth, 2), settle(client, auth, ex03, "H0031")]
+    with app.state.ctx.db.write() as session:
+        keys = {funds: create_key(session, "insurer", funds=[funds]) for funds in ("basic", "poverty_relief")}
+        session.commit()
+
+    def fen(text: str | None) -> int:
+        return round(float(text or "0") * 100)
+
+    bill = {"total", "fully_self_paid", "over_limit", "pre_self_paid", "in_scope", "deductible"}
+    # the basic insurer: the bill and basic, nobody else's layer, share or fund
+    headers = {"Authorization": f"Bearer {keys['basic']}"}
+    paid = [s for s in everything if fen(s["payments"]["basic"]) > 0]
+    listing = client.get("/v1/settlements", headers=headers).json()
+    assert listing["count"] == len(paid) > 0
+    assert set(listing["totals"]) == bill | {"basic"}
+    assert fen(listing["totals"]["basic"]) == sum(fen(s["payments"]["basic"]) for s in paid)
+    assert fen(listing["totals"]["total"]) == sum(fen(s["amounts"]["total"]) for s in paid)
+    rows = list(csv.reader(io.StringIO(
+        client.get("/v1/settlements", params={"format": "csv"}, headers=headers).content.decode("utf-8-sig"))))
+    header = rows[0]
+    assert "基本医疗保险统筹基金支付" in header and "医疗费总额" in header
+    for hidden in ("大病保险支付", "医疗救助基金支付", "慈善救助支付", "政府兜底保障", "个人负担", "医疗机构承担"):
+        assert hidden not in header, hidden
+    assert rows[-1][header.index("基本医疗保险统筹基金支付")] == listing["totals"]["basic"]
+
+    # one charity fund of two: its own sum (from the ledger), not the charity layer's
+    headers = {"Authorization": f"Bearer {keys['poverty_relief']}"}
+    paid = [s for s in everything if fen(s["charity_by_fund"].get("poverty_relief")) > 0]
+    listing = client.get("/v1/settlements", headers=headers).json()
+    assert listing["count"] == len(paid) > 0
+    assert set(listing["totals"]) == bill | {"charity:poverty_relief"}
+    own = sum(fen(s["charity_by_fund"]["poverty_relief"]) for s in paid)
+    assert fen(listing["totals"]["charity:poverty_relief"]) == own
+    response = client.get("/v1/settlements", params={"format": "xlsx"}, headers=headers)
+    sheet = openpyxl.load_workbook(io.BytesIO(response.content), read_only=True).active
+    cells = list(sheet.iter_rows(values_only=True))
+    header = list(cells[0])
+    column = header.index("慈善救助支付（扶贫专项救助基金）")
+    assert "慈善救助支付" not in header and "基本医疗保险统筹基金支付" not in header and "个人负担" not in header
+    assert [round(r[column] * 100) for r in cells[1:-1]] == [
+        fen(s["charity_by_fund"]["poverty_relief"]) for s in paid]
+    assert round(cells[-1][column] * 100) == own

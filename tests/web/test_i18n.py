@@ -64,3 +64,47 @@ def test_money_and_language_choice() -> None:
     assert i18n.negotiate("zh-Hans-CN,en;q=0.8") == "zh_CN"
     assert i18n.negotiate("en;q=0.3,zh-CN;q=0.9") == "zh_CN"
     assert i18n.translations("zh_CN").gettext("Sign in") == "登录"
+
+
+def test_backend_messages_shown_on_pages_are_in_the_catalog() -> None:
+    """Import problems, error pages and flag figures: what the service says, a page says in Chinese."""
+    import inspect
+
+    from settlement.service.errors import TITLES
+    from settlement.service.persons import importing
+    from settlement.service.persons.importing import ImportReport, parse, read_sheet
+    from settlement.service.reviews import rules
+    from settlement.web import labels
+
+    zh = _catalog("zh_CN")
+    gettext = i18n.translations("zh_CN").gettext
+    # an import with a problem of each kind a row can have: each rendered in Chinese, none left in English
+    csv = ("公民身份号码,参保类型,救助对象类别,开始日期,结束日期,颜色\n"
+           "110101199003070011,火星居民,特困,2019-13-01,,红\n"
+           "110101199003070011,城乡居民,低保,2019-01-01,2018-01-01,\n").encode("gbk")
+    report = ImportReport(filename="名册.csv")
+    parse(read_sheet(csv, "名册.csv"), report)
+    assert report.problems
+    for problem in report.problems:
+        assert problem.text is not None and problem.text.id in zh, problem.message
+        shown = problem.text.render(gettext)
+        assert shown != problem.message and re.search(r"[\u4e00-\u9fff]", shown), shown
+        assert str(problem.text) == problem.message  # the API keeps its English text
+    for data, name in ((b"", "a.csv"), (b"\xd0\xcf\x11\xe0" + b"\x00" * 10, "a.xls")):
+        report = ImportReport(filename=name)
+        try:
+            parse(read_sheet(data, name), report)
+        except importing.FileProblem as exc:
+            assert exc.message.id in zh
+        else:
+            assert report.problems and all(p.text is not None and p.text.id in zh for p in report.problems)
+    # every service error code has a page message in the catalog (or the catalog's general one)
+    for code in TITLES:
+        assert labels.ERROR_LABELS.get(code, labels.ERROR_OTHER) in zh, code
+    # every figure and threshold key of the review rules has its words
+    source = inspect.getsource(rules.claim_flags) + inspect.getsource(rules.person_flags)
+    keys = set(re.findall(r'"([a-z_]+)": ', source))
+    keys |= {key for rule in rules.RULES for key in rules.rules_at(None).threshold(rule)}
+    missing = sorted(k for k in keys if k not in labels.FIGURE_LABELS)
+    assert not missing, missing
+    assert all(labels.FIGURE_LABELS[k] in zh for k in keys)

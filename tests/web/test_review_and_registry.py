@@ -37,8 +37,24 @@ def test_a_query_without_a_note_is_refused(page: Any, server: Server) -> None:
     with page.expect_response(re.compile(r".*/reviews$")) as answer:
         page.click("#review button[value=query]")
     assert answer.value.status == 422
+    # the settlement's page again, the message beside the note field, not an error page
+    assert page.locator("#review-status").inner_text() == "待审核"
+    assert page.locator("#note-problem").inner_text() == "提出疑问或追回须填写审核意见，说明原因。"
+    assert page.locator("#review textarea[name=note]").get_attribute("aria-invalid") == "true"
+    assert page.locator("#waterfall svg").count() == 1
+    page.fill("#review textarea[name=note]", "   ")  # only spaces: still no note, and what was typed stays
+    with page.expect_response(re.compile(r".*/reviews$")) as answer:
+        page.click("#review button[value=recover]")
+    assert answer.value.status == 422
+    assert page.locator("#review textarea[name=note]").input_value() == "   "
+    assert page.locator("#note-problem").is_visible()
     with server.api("reviewer") as api:
         assert api.get(f"/v1/settlements/{item['settlement_id']}/reviews").json() == []
+    page.fill("#review textarea[name=note]", "请说明住院天数")
+    page.click("#review button[value=query]")
+    page.wait_for_load_state()
+    assert page.locator("#review-status").inner_text() == "存疑（需医院说明）"
+    assert page.locator("#note-problem").count() == 0
 
 
 def test_export_xlsx_has_the_rows_and_totals_of_the_json_list(page: Any, server: Server) -> None:
@@ -77,6 +93,8 @@ def test_import_dry_run_shows_every_problem_and_writes_nothing(page: Any, server
     problems = page.locator("#import-problems tbody tr").all_inner_texts()
     assert int(page.locator("#import-problem-count").inner_text()) == len(problems) >= 3
     assert {p.split("\t")[0] for p in problems} >= {"3", "4"}
+    shown = " ".join(problems)  # in the page's language (the catalog's), not the API's English
+    assert "未知的参保类型 '火星居民'" in shown and "不是有效日期" in shown and "unknown" not in shown
     assert page.locator("#import-commit").count() == 0
     screenshot(page, "import")
     with server.api("reviewer") as api:

@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from settlement.service.errors import ServiceError, problem_response
 
 from . import charts, routes_auth, routes_dashboard, routes_insurers, routes_persons, routes_review
+from .labels import ERROR_LABELS, ERROR_OTHER
 from .render import gettext_for, language_of, page
 from .session import CsrfRefused, LoginRequired, RoleRefused, login_url
 
@@ -83,7 +84,9 @@ def _install_error_pages(app: FastAPI) -> None:
         if request.url.path.startswith(("/review/", "/insurers")):
             _ = gettext_for(language_of(request, None))
             heading = _("Not found") if exc.status == 404 else _("Cannot do this")
-            return page(request, "error.html", None, status=exc.status, heading=heading, message=exc.detail)
+            message = _(ERROR_LABELS.get(exc.code, ERROR_OTHER))
+            return page(request, "error.html", None, status=exc.status, heading=heading, message=message,
+                        detail=exc.detail)
         if previous is not None:
             return await previous(request, exc)  # type: ignore[no-any-return, misc]
         return problem_response(exc.status, exc.code, exc.detail, instance=request.url.path)

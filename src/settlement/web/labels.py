@@ -98,6 +98,63 @@ FLAG_LABELS = {
 SORT_LABELS = {"settled_at": N_("Settled at"), "discharged": N_("Discharged"), "total": N_("Total medical cost")}
 
 
+FIGURE_LABELS = {
+    "admitted": N_("Admitted"),
+    "backstop": N_("Backstop"),
+    "bed_days": N_("Bed days"),
+    "category": N_("Category"),
+    "code": N_("Item code"),
+    "days_since_discharge": N_("Days since discharge"),
+    "discharged": N_("Discharged"),
+    "emergency_relief": N_("Emergency relief"),
+    "from": N_("From"),
+    "fully_self_paid": N_("Fully self-paid"),
+    "hospital_bears": N_("Hospital bears"),
+    "hospital_id": N_("Hospital"),
+    "lines": N_("Lines"),
+    "over_limit": N_("Over price limit"),
+    "pathway": N_("Pathway"),
+    "previous_discharged": N_("Previous discharge"),
+    "previous_settlement_id": N_("Previous settlement"),
+    "registry_category": N_("Category in the registry"),
+    "repeated": N_("Repeated"),
+    "reversed_at": N_("Reversed at"),
+    "reversed_claim_id": N_("Reversed claim"),
+    "reversed_settlement_id": N_("Reversed settlement"),
+    "settled_category": N_("Category settled under"),
+    "settlement_ids": N_("Settlements"),
+    "share": N_("Share"),
+    "stay_days": N_("Days of stay"),
+    "stays": N_("Stays"),
+    "temporary_id": N_("Temporary id"),
+    "to": N_("To"),
+    "total": N_("Total medical cost"),
+    "unit_price": N_("Unit price"),
+    "days": N_("Days"),
+    "window_days": N_("Window (days)"),
+    "bed_fee_codes": N_("Bed fee codes"),
+    "amount": N_("Amount"),
+}
+"""The words of a flag's figures and thresholds (reviews.rules' keys), shown beside the flag."""
+
+
+ERROR_LABELS = {
+    "not_found": N_("Not found, or outside what your account may see."),
+    "invalid_request": N_("Something in the request is not valid."),
+    "unknown_parameter": N_("Something in the request is not valid."),
+    "forbidden": N_("Your account may not do this."),
+    "invalid_import": N_("The import has errors; nothing was imported."),
+    "invalid_period": N_("A category period starts before the person's birth."),
+    "note_required": N_("A query or a recovery needs a note saying why."),
+    "claim_conflict": N_("Someone else changed this at the same time; reload the page and try again."),
+    "database_unavailable": N_("The database is unavailable; try again later."),
+    "busy": N_("The service is busy; try again later."),
+}
+ERROR_OTHER = N_("This could not be done.")
+"""What an error page says for a service error's code (the English detail is shown under it, for the
+administrator); any other code: ERROR_OTHER."""
+
+
 def globals_for_templates() -> dict[str, object]:
     return {
         "ROLE_LABELS": ROLE_LABELS,
@@ -114,4 +171,5 @@ def globals_for_templates() -> dict[str, object]:
         "REVIEW_LABELS": REVIEW_LABELS,
         "DECISION_LABELS": DECISION_LABELS,
         "FLAG_LABELS": FLAG_LABELS,
+        "FIGURE_LABELS": FIGURE_LABELS,
     }

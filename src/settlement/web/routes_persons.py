@@ -21,6 +21,7 @@ from settlement.service.persons.position import year_position
 from settlement.service.persons.schemas import PersonIn
 from settlement.service.settlements import query
 from settlement.service.settlements import service as settlements
+from settlement.service.settlements.visibility import funds_view
 
 from . import charts
 from .labels import CATEGORY_LABELS, LAYER_LABELS, VISIT_LABELS
@@ -86,7 +87,9 @@ async def import_file(request: Request, ctx: Ctx, user: User) -> Response:
     else:
         with ctx.db.read() as session:
             report = import_check(session, ctx, principal, data, filename)
+    plain = gettext_for(language_of(request, user))  # not the templates' _: it formats with no values
     return page(request, "import.html", user, report=report, filename=filename,
+                problem_text=lambda p: p.text.render(plain) if p.text is not None else p.message,
                 content=base64.b64encode(data).decode() if report.ok and not report.committed else "")
 
 
@@ -162,7 +165,9 @@ def person_page(person_id: str, request: Request, ctx: Ctx, user: User) -> Respo
         position = year_position(session, ctx, pid, year, principal)
         history = persons.history(session, principal, pid) if user.role in REVIEWERS else None
         statuses, _flags = query.review_facts(session, [r.seq for r in rows])
-    items = [{**_queue_row(settlements.summary_of(r)), "review_status": statuses[r.seq]} for r in rows]
+    # a fund-limited insurer sees its funds' amounts only (visibility.funds_view): the others are blank
+    items = [{**_queue_row(funds_view(settlements.summary_of(r), principal.funds)), "review_status": statuses[r.seq]}
+             for r in rows]
     periods = [{"category": p.category, "valid_from": p.valid_from, "valid_to": p.valid_to} for p in person.periods]
     cap_rows = [r for r in position.rows if r.applies]
     caps_chart = charts.cap_bars(

@@ -17,8 +17,10 @@ from settlement.service.exports import file_response
 from settlement.service.reviews import service as reviews
 from settlement.service.settlements import query
 from settlement.service.settlements import service as settlements
+from settlement.service.settlements.visibility import funds_view
 
 from . import charts, claimview
+from .i18n import N_
 from .labels import AMOUNT_LABELS, LAYER_LABELS, PAYERS
 from .render import gettext_for, language_of, page
 from .session import User, check_csrf, require_role
@@ -84,18 +86,22 @@ def queue(request: Request, ctx: Ctx, user: User) -> Response:
                                        cursor=filters.get("cursor"), limit=limit)
         statuses, flags = query.review_facts(session, [r.seq for r in rows])
         summary = query.summarize(session, ctx, principal, flt)
-    items = [{**_queue_row(settlements.summary_of(r)), "review_status": statuses[r.seq], "flags": flags[r.seq]}
-             for r in rows]
+    funds = principal.funds
+    items = [{**_queue_row(funds_view(settlements.summary_of(r), funds)), "review_status": statuses[r.seq],
+              "flags": flags[r.seq]} for r in rows]
     totals = summary["totals"]
+    # a fund-limited insurer sees the columns of its funds only (visibility.funds_view, query.visible_amounts)
+    payers = [k for k in PAYERS if k in totals]
+    own = query.charity_fund_names(ctx, query.own_charity_funds(ctx, funds))
     return page(request, "queue.html", user, rows=items, filters=filters, next_cursor=next_cursor,
-                count=summary["count"], totals=totals, sort=filters.get("sort", ""), funds=_fund_choices(ctx),
-                can_review=user.role in REVIEWERS)
+                count=summary["count"], totals=totals, sort=filters.get("sort", ""), funds=_fund_choices(ctx, user),
+                can_review=user.role in REVIEWERS, payers=payers, own_charity=own)
 
 
-def _fund_choices(ctx: Any) -> list[str]:
+def _fund_choices(ctx: Any, user: Any) -> list[str]:
     from settlement.service.funds.service import fund_ids
 
-    return fund_ids(ctx)
+    return [f for f in fund_ids(ctx) if user.principal.sees_fund(f)]
 
 
 @router.get("/review/settlements/export.{fmt}")
@@ -147,10 +153,28 @@ async def add_review(settlement_id: str, request: Request, ctx: Ctx, user: User)
     form = await request.form()
     check_csrf(user, form)
     decision = str(form.get("decision") or "")
-    note = str(form.get("note") or "").strip() or None
-    run_transaction(ctx.db.write, lambda session: reviews.add_review(
-        session, ctx, user.principal, settlement_id, decision, note))
+    typed = str(form.get("note") or "")
+    note = typed.strip() or None
+    try:
+        run_transaction(ctx.db.write, lambda session: reviews.add_review(
+            session, ctx, user.principal, settlement_id, decision, note))
+    except ServiceError as exc:
+        if exc.status != 422:
+            raise
+        # the form again, the message beside the field it names and what the user typed kept
+        _ = gettext_for(language_of(request, user))
+        field = str(next((e.get("field") for e in exc.errors or () if e.get("field")), "decision"))
+        if field == "note":
+            message = _(NOTE_PROBLEMS.get(exc.code, N_("The note is too long (at most 2,000 characters).")))
+        else:
+            message = _("Choose one of the decisions.")
+        return settlement_view(request, ctx, user, settlement_id, status=422,
+                               form={"note": typed, "decision": decision, "field": field, "message": message})
     return RedirectResponse(f"/review/settlements/{settlement_id}#review", status_code=303)
+
+
+NOTE_PROBLEMS = {"note_required": N_("A query or a recovery needs a note saying why.")}
+"""The review form's messages for the service's codes (catalog message ids, translated at render)."""
 
 
 def _fen(value: str) -> int:
@@ -158,7 +182,12 @@ def _fen(value: str) -> int:
 
 
 def _queue_row(item: dict[str, Any]) -> dict[str, Any]:
+    """A row of the queue, money in fen (None: an amount the caller's key does not see)."""
     payments = item["payments"]
+
+    def fen(value: str | None) -> int | None:
+        return None if value is None else claimview._fen(value)
+
     return {
         "settlement_id": item["settlement_id"],
         "claim_id": item["claim_id"],
@@ -169,16 +198,25 @@ def _queue_row(item: dict[str, Any]) -> dict[str, Any]:
         "policy_year": item["policy_year"],
         "settled_at": dt.datetime.fromisoformat(item["settled_at"].replace("Z", "+00:00")),
         "pathway": item["pathway"],
-        "total": _fen(item["amounts"]["total"]),
-        **{k: _fen(payments[k]) for k in ("basic", "critical_illness", "medical_assistance", "charity", "backstop")},
-        "patient_pays": _fen(item["patient_pays"]),
-        "hospital_bears": _fen(item["hospital_bears"]),
+        "total": fen(item["amounts"]["total"]),
+        **{k: fen(payments[k]) for k in ("basic", "critical_illness", "medical_assistance", "charity", "backstop")},
+        "patient_pays": fen(item["patient_pays"]),
+        "hospital_bears": fen(item["hospital_bears"]),
+        **{f"charity:{fund}": fen(v) for fund, v in (item.get("charity_by_fund") or {}).items()},
     }
 
 
 @router.get("/review/settlements/{settlement_id}")
 def settlement_page(settlement_id: str, request: Request, ctx: Ctx, user: User) -> Response:
     require_role(user, *STAFF)
+    return settlement_view(request, ctx, user, settlement_id)
+
+
+def settlement_view(
+    request: Request, ctx: Any, user: Any, settlement_id: str, *, status: int = 200,
+    form: dict[str, str] | None = None,
+) -> Response:
+    """The settlement's page; ``form``: the review form as sent (note, decision) with its problem."""
     _ = gettext_for(language_of(request, user))
     with ctx.db.read() as session:
         reviews.settlement_for(session, user.principal, settlement_id)  # 404 outside a reviewer's district
@@ -203,6 +241,7 @@ def settlement_page(settlement_id: str, request: Request, ctx: Ctx, user: User) 
                 waterfall=waterfall, caps_chart=caps_chart, cap_label=lambda c: cap_label(c, view.fund_names, _),
                 trace=[(step["layer"], translate_trace(step["text"], _)) for step in view.body["trace"]],
                 charity_by_fund=charity_by_fund, panel=panel, can_review=user.role in REVIEWERS,
+                status=status, form=form or {},
                 reviewed=[{**r, "at": dt.datetime.fromisoformat(r["at"].replace("Z", "+00:00"))}
                           for r in panel["reviews"]])
 

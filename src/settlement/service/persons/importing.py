@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from dataclasses import field as dataclass_field  # Problem has a field named field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
@@ -66,6 +68,41 @@ PROBLEMS_MAX = 5000
 _NOTE = re.compile(r"[(（][^()（）]*[)）]$")
 
 
+def N_(message: str) -> str:
+    """Marks a message id for the pages' catalogs (Babel extracts N_ here, babel.cfg)."""
+    return message
+
+
+@dataclass(frozen=True)
+class Message:
+    """A problem for people: a catalog message id (English, ``%(name)s`` placeholders) and its values.
+
+    ``str()`` is the English text (the API's ``message``); a page renders it in its language with
+    :meth:`render` (web.routes_persons), values that are Messages themselves translated too.
+    """
+
+    id: str
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def render(self, gettext: Callable[[str], str]) -> str:
+        if not self.values:
+            return gettext(self.id)
+        values = {k: v.render(gettext) if isinstance(v, Message) else v for k, v in self.values.items()}
+        return gettext(self.id) % values
+
+    def __str__(self) -> str:
+        return self.render(str)
+
+
+UNTRANSLATED = "%(reason)s"
+"""The id of a reason another module words (the person id's check, schemas' district and name checks):
+shown as it comes, in English, on every page."""
+
+
+def _m(message_id: str, **values: Any) -> Message:
+    return Message(message_id, values)
+
+
 def _key(text: str) -> str:
     """A header or label compared loosely: no spaces, BOM or required-marker, lower case, no (…) note."""
     text = "".join(text.replace("\ufeff", "").split()).lstrip("*＊").lower()
@@ -89,6 +126,11 @@ class Problem:
     column: str
     field: str
     message: str
+    """English (the API's); ``text`` is the same as a catalog message, for the pages."""
+    text: Message | None = dataclass_field(default=None, compare=False, repr=False)
+
+    def public(self) -> dict[str, Any]:
+        return {"line": self.line, "column": self.column, "field": self.field, "message": self.message}
 
 
 @dataclass
@@ -119,13 +161,14 @@ class ImportReport:
     def ok(self) -> bool:
         return self.problems_total == 0
 
-    def add(self, line: int | None, column: str, field: str, message: str) -> None:
+    def add(self, line: int | None, column: str, field: str, message: Message) -> None:
         self.problems_total += 1
         if len(self.problems) < PROBLEMS_MAX:
-            self.problems.append(Problem(line, column, field, message))
+            self.problems.append(Problem(line, column, field, str(message), message))
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        out["problems"] = [p.public() for p in self.problems]
         out["ok"] = self.ok
         return out
 
@@ -139,7 +182,7 @@ class ImportRejected(ServiceError):
             422,
             "invalid_import",
             f"{report.problems_total} problem(s) in {report.filename or 'the file'}; nothing was imported",
-            errors=[asdict(p) for p in problems],
+            errors=[p.public() for p in problems],
         )
         self.report = report
 
@@ -151,17 +194,21 @@ _COMPACT_DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
 
 
 class CellProblem(ValueError):
-    pass
+    """A cell's problem, a catalog message (what follows the column's name)."""
+
+    def __init__(self, message_id: str, **values: Any) -> None:
+        self.message = Message(message_id, values)
+        super().__init__(str(self.message))
 
 
 def _text(value: Any) -> str:
     """A cell as text (tabular.cell_text): numbers without a spurious .0; dates are not text."""
     if isinstance(value, bool):
-        raise CellProblem("is TRUE/FALSE, not text")
+        raise CellProblem(N_("is TRUE/FALSE, not text"))
     if isinstance(value, float) and not value.is_integer():
-        raise CellProblem(f"is the number {value}, not text")
+        raise CellProblem(N_("is the number %(value)s, not text"), value=value)
     if isinstance(value, dt.date | dt.time | dt.timedelta):
-        raise CellProblem("is a date, not text")
+        raise CellProblem(N_("is a date, not text"))
     return cell_text(value)
 
 
@@ -169,7 +216,7 @@ def cell_date(value: Any) -> dt.date | None:
     """A date cell (Excel date) or date text: 2018-01-01, 2018/1/1, 2018.1.1, 2018年1月1日, 20180101."""
     if isinstance(value, dt.datetime):
         if value.time() != dt.time(0):
-            raise CellProblem(f"is {value.isoformat(sep=' ')}, a date with a time of day")
+            raise CellProblem(N_("is %(value)s, a date with a time of day"), value=value.isoformat(sep=" "))
         return value.date()
     if isinstance(value, dt.date):
         return value
@@ -177,43 +224,47 @@ def cell_date(value: Any) -> dt.date | None:
         if float(value).is_integer() and 19000101 <= value <= 99991231:
             value = str(int(value))
         else:
-            raise CellProblem(f"is the number {value}, not a date: format the cell as a date (yyyy-mm-dd)")
+            raise CellProblem(
+                N_("is the number %(value)s, not a date: format the cell as a date (yyyy-mm-dd)"), value=value
+            )
     text = _text(value)
     if not text:
         return None
     found = _DATE.match(text) or _COMPACT_DATE.match(text)
     if found is None:
-        raise CellProblem(f"{text!r} is not a date (write 2018-01-01)")
+        raise CellProblem(N_("%(text)s is not a date (write 2018-01-01)"), text=repr(text))
     try:
         return dt.date(int(found[1]), int(found[2]), int(found[3]))
     except ValueError:
-        raise CellProblem(f"{text!r} is not a real date") from None
+        raise CellProblem(N_("%(text)s is not a real date"), text=repr(text)) from None
 
 
 def cell_person_id(value: Any) -> str:
     if isinstance(value, float | int) and not isinstance(value, bool):
-        raise CellProblem(
+        raise CellProblem(N_(
             "is stored as a number, and Excel keeps only 15 digits of a number:"
             " format the column as text and enter the ids again"
-        )
+        ))
     text = _text(value)
     if not text:
-        raise CellProblem("is empty")
+        raise CellProblem(N_("is empty"))
     try:
         check_person_id(text, dt.date.max)
     except PersonIdError as exc:
-        raise CellProblem(str(exc).removeprefix("person_id").lstrip(": ")) from None
+        raise CellProblem(UNTRANSLATED, reason=str(exc).removeprefix("person_id").lstrip(": ")) from None
     return normalize_person_id(text)
 
 
 def _label(value: Any, table: dict[str, str], what: str, choices: dict[str, tuple[str, ...]]) -> str:
     text = _text(value)
     if not text:
-        raise CellProblem("is empty")
+        raise CellProblem(N_("is empty"))
     code = table.get(_key(text))
     if code is None:
         known = "; ".join(f"{c} ({aliases[0]})" for c, aliases in choices.items())
-        raise CellProblem(f"unknown {what} {text!r}; one of: {known}")
+        raise CellProblem(
+            N_("unknown %(what)s %(text)s; one of: %(known)s"), what=_m(what), text=repr(text), known=known
+        )
     return code
 
 
@@ -224,7 +275,7 @@ def cell_district(value: Any) -> str | None:
     try:
         return check_district(text)
     except ValueError as exc:
-        raise CellProblem(str(exc)) from None
+        raise CellProblem(UNTRANSLATED, reason=str(exc)) from None
 
 
 def cell_name(value: Any) -> str | None:
@@ -234,7 +285,7 @@ def cell_name(value: Any) -> str | None:
     try:
         return check_name(text)
     except ValueError as exc:
-        raise CellProblem(str(exc)) from None
+        raise CellProblem(UNTRANSLATED, reason=str(exc)) from None
 
 
 # -- rows to entries -----------------------------------------------------------------------------
@@ -269,17 +320,18 @@ def _columns(line: int, header: list[str], report: ImportReport) -> dict[str, in
         if code is None:
             if _key(title) in IGNORED_HEADERS:
                 continue
-            report.add(line, title, "(header)", f"unknown column {title!r}; the columns are "
-                       + ", ".join(f"{f} ({HEADERS[f][0]})" for f in FIELDS))
+            report.add(line, title, "(header)", _m(N_("unknown column %(title)s; the columns are %(columns)s"),
+                       title=repr(title), columns=", ".join(f"{f} ({HEADERS[f][0]})" for f in FIELDS)))
         elif code in columns:
-            report.add(line, title, "(header)", f"column {title!r} repeats {report.columns[code]!r} ({code})")
+            report.add(line, title, "(header)", _m(N_("column %(title)s repeats %(other)s (%(code)s)"),
+                                                title=repr(title), other=repr(report.columns[code]), code=code))
         else:
             columns[code] = index
             report.columns[code] = title
     missing = [f for f in REQUIRED if f not in columns]
     if missing:
-        report.add(line, "", "(header)", "the header must name the columns "
-                   + ", ".join(f"{f} ({HEADERS[f][0]})" for f in missing))
+        report.add(line, "", "(header)", _m(N_("the header must name the columns %(columns)s"),
+                                         columns=", ".join(f"{f} ({HEADERS[f][0]})" for f in missing)))
     return None if report.problems_total else columns
 
 
@@ -288,7 +340,7 @@ def parse(sheet: Table, report: ImportReport) -> Parsed:
     parsed = Parsed()
     first = sheet.header()
     if first is None:
-        report.add(None, "", "(file)", "the file is empty")
+        report.add(None, "", "(file)", _m(N_("the file is empty")))
         return parsed
     columns = _columns(*first, report)
     if columns is None:
@@ -298,8 +350,8 @@ def parse(sheet: Table, report: ImportReport) -> Parsed:
     by_person: dict[str, list[_Row]] = {}
     checks = {
         "person_id": cell_person_id,
-        "scheme": lambda v: _label(v, SCHEME_OF, "scheme", SCHEMES),
-        "category": lambda v: _label(v, CATEGORY_OF, "category", CATEGORIES),
+        "scheme": lambda v: _label(v, SCHEME_OF, N_("scheme"), SCHEMES),
+        "category": lambda v: _label(v, CATEGORY_OF, N_("category"), CATEGORIES),
         "valid_from": cell_date,
         "valid_to": cell_date,
         "name": cell_name,
@@ -310,7 +362,8 @@ def parse(sheet: Table, report: ImportReport) -> Parsed:
             continue
         report.rows += 1
         if sheet.format == "csv" and len(cells) < width:
-            report.add(line, "", "(row)", f"expected {len(first[1])} fields, got {len(cells)}")
+            report.add(line, "", "(row)", _m(N_("expected %(expected)s fields, got %(got)s"),
+                                             expected=len(first[1]), got=len(cells)))
             continue
         values: dict[str, Any] = {}
         bad = False
@@ -318,10 +371,12 @@ def parse(sheet: Table, report: ImportReport) -> Parsed:
             try:
                 values[code] = checks[code](cells[index] if index < len(cells) else None)
             except CellProblem as exc:
-                report.add(line, report.columns[code], code, f"{report.columns[code]} {exc}")
+                report.add(line, report.columns[code], code,
+                           _m(N_("%(column)s %(problem)s"), column=report.columns[code], problem=exc.message))
                 bad = True
         if not bad and values["valid_from"] is None:
-            report.add(line, report.columns["valid_from"], "valid_from", f"{report.columns['valid_from']} is empty")
+            report.add(line, report.columns["valid_from"], "valid_from", _m(
+                N_("%(column)s %(problem)s"), column=report.columns["valid_from"], problem=_m(N_("is empty"))))
             bad = True
         if bad:
             continue
@@ -331,12 +386,14 @@ def parse(sheet: Table, report: ImportReport) -> Parsed:
         )
         if period.valid_to is not None and period.valid_to < period.valid_from:
             report.add(line, report.columns["valid_to"], "valid_to",
-                       f"{report.columns['valid_to']} {period.valid_to} is before {period.valid_from}")
+                       _m(N_("%(column)s %(date)s is before %(start)s"), column=report.columns["valid_to"],
+                          date=period.valid_to, start=period.valid_from))
             continue
         birth = dt.date(int(pid[6:10]), int(pid[10:12]), int(pid[12:14]))  # checked by cell_person_id
         if period.valid_from < birth:
             report.add(line, report.columns["valid_from"], "valid_from",
-                       f"{report.columns['valid_from']} {period.valid_from} is before the person's birth on {birth}")
+                       _m(N_("%(column)s %(date)s is before the person's birth on %(birth)s"),
+                          column=report.columns["valid_from"], date=period.valid_from, birth=birth))
             continue
         by_person.setdefault(pid, []).append(
             _Row(line, values["scheme"], period, values.get("name"), values.get("district"))
@@ -361,14 +418,17 @@ def _entry(pid: str, rows: list[_Row], parsed: Parsed, report: ImportReport) -> 
         if len(seen) > 1:
             (a, line_a), (b, line_b) = sorted(seen.items(), key=lambda kv: kv[1])[:2]
             column = report.columns.get(attr, attr)
-            report.add(line_b, column, attr, f"person {pid}: {column} {b!r} differs from {a!r} on line {line_a}")
+            report.add(line_b, column, attr, _m(
+                N_("person %(pid)s: %(column)s %(b)s differs from %(a)s on line %(line)s"),
+                pid=pid, column=column, b=repr(b), a=repr(a), line=line_a,
+            ))
             return None
     periods = [r.period for r in rows]
     clashes = overlaps(periods)
     if clashes:
         i, j = clashes[0]
         report.add(rows[j].line, report.columns["valid_from"], "valid_from",
-                   f"person {pid}: the period overlaps the one on line {rows[i].line}")
+                   _m(N_("person %(pid)s: the period overlaps the one on line %(line)s"), pid=pid, line=rows[i].line))
         return None
 
     def one(attr: str) -> str | None:
@@ -400,11 +460,13 @@ def _compare(session: Session, principal: Principal, parsed: Parsed, report: Imp
                 column = report.columns.get("district", "district")
                 if old is not None and not principal.sees_district(old["district"]):
                     report.add(line, report.columns["person_id"], "person_id",
-                               f"person {pid} is not in district {principal.district}'s registry")
+                               _m(N_("person %(pid)s is not in district %(district)s's registry"), pid=pid,
+                                  district=principal.district))
                     continue
                 if not principal.sees_district(district):  # type: ignore[arg-type]
                     report.add(line, column, "district",
-                               f"person {pid}: district {district or '(none)'} is outside {principal.district}")
+                               _m(N_("person %(pid)s: district %(district)s is outside %(scope)s"), pid=pid,
+                                  district=district or "(none)", scope=principal.district))
                     continue
             after = snapshot(entry.scheme, name, district, entry.periods)  # type: ignore[arg-type]
             if old is None:
@@ -424,11 +486,11 @@ def _check(
         report.format, report.encoding, report.sheet = sheet.format, sheet.encoding, sheet.sheet
         parsed = parse(sheet, report)
     except TableError as exc:
-        report.add(None, "", "(file)", str(exc))
+        report.add(None, "", "(file)", _m(exc.message_id, **exc.values))
         return report, Parsed()
     report.persons = len(parsed.entries)
     if not report.problems_total and not parsed.entries:
-        report.add(None, "", "(file)", "the file holds no rows")
+        report.add(None, "", "(file)", _m(N_("the file holds no rows")))
     _compare(session, principal, parsed, report)  # the good persons' counts, even beside problems
     return report, parsed
 

@@ -22,7 +22,7 @@ from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, Index, Str
 from sqlalchemy.orm import Mapped, mapped_column
 
 from settlement.service.db import Base, SerialKey, UtcDateTime
-from settlement.service.settlements.models import Settlement
+from settlement.service.settlements.models import AMOUNTS, LISTED, Settlement
 
 DECISIONS = ("approve", "query", "recover", "comment")
 STATUS_OF = {"approve": "approved", "query": "queried", "recover": "recovery"}
@@ -140,6 +140,20 @@ Index(
     "ix_settlements_settled_at_brin",
     Settlement.settled_at,
     postgresql_using="brin",
+)
+# The covering index of the queue's count and totals (migration 0010): keyed on seq (settled-date
+# ranges become seq ranges, keyset order), carrying every column the queue filters, sorts or sums,
+# so they read index-only. Partial on the listing's predicate (0003): only the queue can use it.
+QUEUE_CARRIED = (
+    "settled_at", "hospital_id", "person_id", "status", "scheme", "category", "visit_type", "pathway",
+    "admitted", "discharged", *(f"{name}_fen" for name in AMOUNTS),
+)
+Index(
+    "ix_settlements_queue",
+    Settlement.seq,
+    postgresql_include=list(QUEUE_CARRIED),
+    postgresql_where=LISTED,
+    sqlite_where=LISTED,
 )
 
 __all__ = [

@@ -228,15 +228,18 @@ def conditions(
         if flt.layer_max is not None:
             where.append(column <= flt.layer_max)
     if flt.fund is not None:
-        where.append(_fund_paid(flt.fund))
+        where.append(_fund_paid(flt.fund, bounds))
+    # the seq range stated on the other tables too: the database can then merge them with the settlements'
+    # range (one pass over each, both in seq order) instead of probing one index per settlement
     if flt.review_status == "pending":
-        where.append(~exists().where(ReviewStatus.settlement_seq == s.seq))
+        where.append(~exists().where(ReviewStatus.settlement_seq == s.seq, *_within(ReviewStatus.settlement_seq,
+                                                                                     bounds)))
     elif flt.review_status is not None:
-        where.append(
-            exists().where(ReviewStatus.settlement_seq == s.seq, ReviewStatus.status == flt.review_status)
-        )
+        where.append(exists().where(ReviewStatus.settlement_seq == s.seq, ReviewStatus.status == flt.review_status,
+                                    *_within(ReviewStatus.settlement_seq, bounds)))
     if flt.flag is not None:
-        where.append(exists().where(SettlementFlag.settlement_seq == s.seq, SettlementFlag.rule == flt.flag))
+        where.append(exists().where(SettlementFlag.settlement_seq == s.seq, SettlementFlag.rule == flt.flag,
+                                    *_within(SettlementFlag.settlement_seq, bounds)))
     if principal.funds is not None:  # a fund-limited insurer key: the settlements its funds paid (visibility)
         where.append(visibility.paid_by(principal.funds))
     for district in (flt.district, principal.district):
@@ -252,14 +255,20 @@ def _in_district(prefix: str) -> ColumnElement[bool]:
     return exists().where(Person.person_id == Settlement.person_id, district.startswith(prefix, autoescape=True))
 
 
-def _fund_paid(fund: str) -> ColumnElement[bool]:
+def _within(column: Any, bounds: Bounds) -> list[ColumnElement[bool]]:
+    low, high = bounds
+    return [*([column > low] if low is not None else []), *([column <= high] if high is not None else [])]
+
+
+def _fund_paid(fund: str, bounds: Bounds = (None, None)) -> ColumnElement[bool]:
     """The fund (a layer, a charity fund, or the patient's or hospital's share) paid part of the bill."""
     name = LAYER_FUND_COLUMNS.get(fund, fund)
     column = getattr(Settlement, f"{name}_fen", None) if name in AMOUNTS else None
     if column is not None:
         return column > 0  # type: ignore[no-any-return]
     le = LedgerEntry
-    return exists().where(le.settlement_seq == Settlement.seq, le.kind == "settled", le.fund == fund)
+    return exists().where(le.settlement_seq == Settlement.seq, le.kind == "settled", le.fund == fund,
+                          *_within(le.settlement_seq, bounds))
 
 
 # -- sort and cursor ---------------------------------------------------------------
@@ -324,19 +333,23 @@ def decode_cursor(cursor: str | None, sort: Sort) -> tuple[Any, int] | None:
         raise unprocessable("cursor", "not one this service returned for this sort") from None
 
 
-def ordered(query: Select[Any], sort: Sort, after: tuple[Any, int] | None) -> Select[Any]:
-    column = SORTS[sort.key]
+def ordered(
+    query: Select[Any], sort: Sort, after: tuple[Any, int] | None, columns: tuple[Any, Any] | None = None
+) -> Select[Any]:
+    """The query in the sort's order from after the cursor; ``columns``: (seq, sort column) to order by
+    when they are not the settlements table's own (a materialized page, page())."""
+    seq, column = columns or (Settlement.seq, SORTS[sort.key])
     if sort.key == "seq":
         if after is not None:
-            query = query.where(Settlement.seq < after[1] if sort.descending else Settlement.seq > after[1])
-        return query.order_by(Settlement.seq.desc() if sort.descending else Settlement.seq)
+            query = query.where(seq < after[1] if sort.descending else seq > after[1])
+        return query.order_by(seq.desc() if sort.descending else seq)
     if after is not None:
-        key = tuple_(column, Settlement.seq)
-        bound = tuple_(literal(after[0], column.type), literal(after[1]))
+        key = tuple_(column, seq)
+        bound = tuple_(literal(after[0], SORTS[sort.key].type), literal(after[1]))
         query = query.where(key < bound if sort.descending else key > bound)
     if sort.descending:
-        return query.order_by(column.desc(), Settlement.seq.desc())
-    return query.order_by(column, Settlement.seq)
+        return query.order_by(column.desc(), seq.desc())
+    return query.order_by(column, seq)
 
 
 # -- the service functions ---------------------------------------------------------
@@ -356,24 +369,83 @@ def page(
     flt = check_filter(ctx, principal, flt)
     order = Sort.parse(sort)
     where = conditions(ctx, principal, flt, seq_bounds(session, ctx, flt))
-    query = ordered(select(Settlement).where(*where), order, decode_cursor(cursor, order))
-    rows = list(session.scalars(query.limit(limit + 1)))
-    items = rows[:limit]
-    if len(rows) <= limit or not items:
+    # two steps: the page's seqs from the queue's covering index (index-only, however many rows the
+    # filter matches before the sort), then their ~1 kB rows, limit of them only
+    column = SORTS[order.key]
+    after = decode_cursor(cursor, order)
+    if flt.discharged_from is not None or flt.discharged_to is not None:
+        # a discharge range: every match first (through the discharged index), then the sort. Left to
+        # itself the planner walks the seq order filtering by discharge date, expecting the first 51
+        # matches early (a week in May: 332,000 rows read, 588 ms; PERFORMANCE.md §9)
+        matching = (
+            select(Settlement.seq.label("seq"), column.label("value")).where(*where)
+            .cte("matching").prefix_with("MATERIALIZED")
+        )
+        keys = ordered(select(matching.c.seq, matching.c.value), order, after, (matching.c.seq, matching.c.value))
+    else:
+        keys = ordered(select(Settlement.seq, column).where(*where), order, after)
+    found = session.execute(keys.limit(limit + 1)).all()
+    seqs = [int(row[0]) for row in found[:limit]]
+    by_seq = {r.seq: r for r in session.scalars(select(Settlement).where(Settlement.seq.in_(seqs)))} if seqs else {}
+    items = [by_seq[seq] for seq in seqs]
+    if len(found) <= limit or not items:
         return items, None
     last = items[-1]
-    return items, encode_cursor(order, getattr(last, SORTS[order.key].key), last.seq)
+    return items, encode_cursor(order, getattr(last, column.key), last.seq)
 
 
 def summarize(
     session: Session, ctx: ServiceContext, principal: Principal, flt: SettlementFilter
 ) -> dict[str, Any]:
-    """Count and the sum of every amount (fen) over the whole filter: ``{"count": n, "totals": {name: fen}}``."""
+    """Count and the sum of every amount the caller may see (fen) over the whole filter:
+    ``{"count": n, "totals": {name: fen}}`` (names: visible_amounts; ``charity:<fund>`` the ledger's
+    sum of each charity fund a fund-limited key holds, when it does not hold them all)."""
     flt = check_filter(ctx, principal, flt)
-    sums = [func.coalesce(func.sum(getattr(Settlement, f"{name}_fen")), 0) for name in AMOUNTS]
+    names = visible_amounts(ctx, principal.funds)
+    sums = [func.coalesce(func.sum(getattr(Settlement, f"{name}_fen")), 0) for name in names]
     where = conditions(ctx, principal, flt, seq_bounds(session, ctx, flt))
     row = session.execute(select(func.count(), *sums).where(*where)).one()
-    return {"count": int(row[0]), "totals": {name: int(row[i + 1]) for i, name in enumerate(AMOUNTS)}}
+    totals = {name: int(row[i + 1]) for i, name in enumerate(names)}
+    own = own_charity_funds(ctx, principal.funds)
+    if own:
+        le = LedgerEntry
+        matching = select(Settlement.seq).where(*where)
+        per_fund = dict(session.execute(
+            select(le.fund, func.sum(le.amount_fen))
+            .where(le.kind == "settled", le.fund.in_(own), le.settlement_seq.in_(matching))
+            .group_by(le.fund)
+        ).all())
+        totals.update({f"charity:{fund}": int(per_fund.get(fund) or 0) for fund in own})
+    return {"count": int(row[0]), "totals": totals}
+
+
+BILL = ("total", "fully_self_paid", "over_limit", "pre_self_paid", "in_scope", "deductible")
+"""The bill's parts: every key that sees a settlement sees these (visibility.funds_view)."""
+SHARE_FUND = {"patient_pays": "patient", "hospital_bears": "hospital"}
+
+
+def visible_amounts(ctx: ServiceContext, funds: frozenset[str] | None) -> tuple[str, ...]:
+    """The amount columns (AMOUNTS' names) a key limited to ``funds`` sees summed (None: all):
+    the bill's parts, the layers it holds, the patient's and hospital's shares if it holds them,
+    and charity only when it holds every charity fund (else see own_charity_funds)."""
+    if funds is None:
+        return AMOUNTS
+    charity_funds = set(ctx.tables.schedules.fund_ids)
+    all_charity = bool(charity_funds) and charity_funds <= funds
+    return tuple(
+        name for name in AMOUNTS
+        if name in BILL or SHARE_FUND.get(name, name) in funds or (name == "charity" and all_charity)
+    )
+
+
+def own_charity_funds(ctx: ServiceContext, funds: frozenset[str] | None) -> list[str]:
+    """The charity funds a key limited to some but not all of them holds (their sums come from the
+    ledger, one per fund); empty for every other key."""
+    if funds is None:
+        return []
+    charity_funds = list(ctx.tables.schedules.fund_ids)
+    own = [f for f in charity_funds if f in funds]
+    return [] if len(own) == len(charity_funds) else own
 
 
 def matching_seqs(
@@ -472,8 +544,12 @@ AMOUNT_ZH = {
 }
 
 
-def export_columns() -> list[Column]:
-    """The export's columns: GLOSSARY.md's Chinese headers, money in yuan (numbers in .xlsx)."""
+def export_columns(
+    amounts: tuple[str, ...] = AMOUNTS, charity_funds: Mapping[str, str] | None = None
+) -> list[Column]:
+    """The export's columns: GLOSSARY.md's Chinese headers, money in yuan (numbers in .xlsx); the
+    amounts the caller sees (visible_amounts), and one column per charity fund ({id: name}) of a key
+    that holds some of them only."""
     return [
         Column("settlement_id", "结算单号", width=38),
         Column("claim_id", "医院单据号", width=18),
@@ -490,8 +566,20 @@ def export_columns() -> list[Column]:
         Column("disease_group", "病种"),
         Column("review_status", "审核状态"),
         Column("flags", "预警", width=30),
-        *(Column(name, AMOUNT_ZH.get(name, name), "money", width=16) for name in AMOUNTS),
+        *(Column(name, AMOUNT_ZH.get(name, name), "money", width=16) for name in amounts),
+        *(Column(f"charity:{fund}", f"{AMOUNT_ZH['charity']}（{name}）", "money", width=20)
+          for fund, name in (charity_funds or {}).items()),
     ]
+
+
+def charity_fund_names(ctx: ServiceContext, funds: list[str]) -> dict[str, str]:
+    """{fund id: its name} for these charity funds (the name of the latest schedule version that has it)."""
+    names: dict[str, str] = {}
+    for version in ctx.tables.schedules.versions:
+        for fund in version.charity_funds:
+            if fund.id in funds:
+                names[fund.id] = fund.name
+    return {fund: names.get(fund, fund) for fund in funds}
 
 
 def export_rows(
@@ -521,11 +609,19 @@ def export_rows(
             .scalar_subquery()
         )
         review = select(ReviewStatus.status).where(ReviewStatus.settlement_seq == s.seq).scalar_subquery()
+        le = LedgerEntry
+        own = [  # a fund-limited key's charity funds, one column each (it does not see the others')
+            select(func.coalesce(func.sum(le.amount_fen), 0))
+            .where(le.settlement_seq == s.seq, le.kind == "settled", le.fund == fund)
+            .scalar_subquery().label(f"charity:{fund}")
+            for fund in own_charity_funds(ctx, principal.funds)
+        ]
         query: Any = select(
             s.seq, s.settlement_id, s.claim_id, s.hospital_id, s.person_id, s.scheme, s.category, s.visit_type,
             s.admitted, s.discharged, s.settled_at, s.status, s.pathway, s.disease_group,
             review.label("review_status"), flags.label("flags"),
-            *(getattr(s, f"{name}_fen").label(name) for name in AMOUNTS),
+            *(getattr(s, f"{name}_fen").label(name) for name in visible_amounts(ctx, principal.funds)),
+            *own,
         ).where(*conditions(ctx, principal, flt, bounds))
         # Core rows on a server-side cursor (PostgreSQL), read in chunks: no ORM identity map, no row objects kept
         result = conn.execution_options(stream_results=True, yield_per=chunk).execute(ordered(query, order, None))
@@ -561,7 +657,10 @@ def export(
     check_filter(ctx, principal, flt)
     Sort.parse(sort)
     stamp = dt.datetime.now(ctx.tz).strftime("%Y%m%d-%H%M")
-    return export_columns(), export_rows(ctx, principal, flt, sort=sort), f"settlements-{stamp}"
+    columns = export_columns(
+        visible_amounts(ctx, principal.funds), charity_fund_names(ctx, own_charity_funds(ctx, principal.funds))
+    )
+    return columns, export_rows(ctx, principal, flt, sort=sort), f"settlements-{stamp}"
 
 
 __all__ = [
@@ -573,9 +672,11 @@ __all__ = [
     "export",
     "export_columns",
     "export_rows",
+    "own_charity_funds",
     "page",
     "review_facts",
     "search",
     "summarize",
+    "visible_amounts",
     "yuan_to_fen",
 ]

@@ -38,6 +38,12 @@ VALUE_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028-\
     "[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028-\\u202e\\u2066-\\u2069]*$"
 """What a path or query value may be, as the OpenAPI document states it: not blank, no refused character."""
 
+YUAN_PATTERN = "^[0-9]{1,13}(\\.[0-9]{1,2})?$"
+"""An amount in yuan as a filter or a confirmation states it (settlements.query.yuan_to_fen reads it): at
+most two decimals, well inside int64 fen."""
+DISTRICT_PREFIX_PATTERN = "^[0-9]{2,6}$"
+"""A 行政区划代码 prefix as the settlements filter takes it (settlements.query.check_filter)."""
+
 
 def _dependants(dependant: Any) -> Iterator[Any]:
     yield dependant
@@ -180,10 +186,24 @@ def front_door_problem(route: APIRoute, scope: Mapping[str, Any], path_params: M
 
 
 def form_date(value: Any, name: str) -> dt.date:
-    """A multipart form's date field (YYYY-MM-DD): 400 naming the field when missing or not a date."""
+    """A multipart form's date field (YYYY-MM-DD, the document's ``format: date``; not 20240101, which
+    Python also reads): 400 naming the field when missing or not a date."""
     if not isinstance(value, str) or not value:
         raise invalid_request(f"the form field {name!r} is missing", [{"field": name, "message": "required"}])
     try:
+        if not ISO_DATE.fullmatch(value):
+            raise ValueError(value)
         return dt.date.fromisoformat(value)
     except ValueError:
         raise invalid_request(f"{name}: not a date: {value!r}", [{"field": name, "message": "YYYY-MM-DD"}]) from None
+
+
+def form_text(value: Any, name: str) -> str:
+    """A multipart form's text field: 400 naming the field when missing, blank or holding a refused
+    character (as a query value: the document states it with ``minLength`` 1 and VALUE_PATTERN)."""
+    if not isinstance(value, str) or not value:
+        raise invalid_request(f"the form field {name!r} is missing", [{"field": name, "message": "required"}])
+    problem = value_problem(name, value, "form")
+    if problem is not None:
+        raise problem
+    return value

@@ -278,6 +278,36 @@ def test_previews_are_recorded_and_readable_by_reviewers(client, auth, app, keys
         problem(client.get("/v1/previews", headers=auth[role]), 403, "forbidden")
 
 
+def test_a_district_scoped_reviewer_sees_the_previews_of_its_district_only(client, auth, app):
+    from service_helpers import person_id
+
+    from settlement.service.auth.keys import Role
+    from settlement.service.auth.service import Principal
+    from settlement.service.deps import current_principal
+
+    inside, outside, nowhere = PERSON, person_id(7), person_id(8)
+    for pid, district in ((inside, "230102"), (outside, "231202"), (nowhere, None)):
+        entry = {"scheme": "resident", "district": district,
+                 "categories": [{"category": "registered_poor", "valid_from": "2018-01-01", "valid_to": None}]}
+        assert client.put(f"/v1/persons/{pid}", json=entry, headers=auth["admin"]).status_code in (200, 201)
+        claim = copy.deepcopy(EX01)
+        claim["patient"]["person_id"] = pid
+        assert client.post("/v1/settlements/preview", json=claim, headers=auth["hospital"]).status_code == 200
+    app.state.ctx.previews.flush()
+    everyone = client.get("/v1/previews", headers=auth["reviewer"]).json()["items"]
+    assert sorted(r["person_id"] for r in everyone) == sorted((inside, outside, nowhere))
+    app.dependency_overrides[current_principal] = lambda: Principal(
+        key_id="scopedkey001", role=Role.REVIEWER, district="2301", user="clerk")
+    try:
+        # as the settlements and persons lists: the district's persons' previews; another's: an empty list
+        assert [r["person_id"] for r in client.get("/v1/previews").json()["items"]] == [inside]
+        assert client.get(f"/v1/previews?person_id={inside}").json()["items"] != []
+        for pid in (outside, nowhere):
+            assert client.get(f"/v1/previews?person_id={pid}").json() == {"items": [], "next_cursor": None}
+    finally:
+        app.dependency_overrides.pop(current_principal, None)
+
+
 def test_resident_ids_are_masked_in_every_log_line():
     from uvicorn.logging import AccessFormatter, DefaultFormatter
 

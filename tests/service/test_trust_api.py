@@ -260,6 +260,41 @@ def test_405_names_every_method_of_the_path(client, auth):
     assert answer.status_code == 405 and answer.headers["allow"] == "GET, PUT"
 
 
+# -- 9. OpenAPI is the truth: what the document refuses is 400, what a rule refuses 422 -----
+
+
+def test_the_settlements_list_refuses_what_its_document_refuses(client, auth):
+    for query in ("sort=bogus", "sort=+total", "flag=nope", "layer=nope", "district=23x", "district=2",
+                  "total_min=1.234", "total_min=1e3", "layer_max=-1", "from=20190101", "from=0"):
+        problem(client.get(f"/v1/settlements?{query}", headers=auth["reviewer"]), 400, "invalid_request")
+    # allowed by the document, refused by a rule it cannot state
+    problem(client.get("/v1/settlements?cursor=zzz", headers=auth["reviewer"]), 422, "invalid_request")
+    problem(client.get("/v1/settlements?layer_min=1", headers=auth["reviewer"]), 422, "invalid_request")
+    for query in ("sort=-total", "flag=high_total", "layer=backstop&layer_min=0.5", "district=2301",
+                  "total_min=12.5"):
+        assert client.get(f"/v1/settlements?{query}", headers=auth["reviewer"]).status_code == 200, query
+
+
+def test_bodies_refuse_what_their_document_refuses(client, auth):
+    ok = {"filter": {"settled_from": "2019-01-01"}, "count": 0, "total": "0"}
+    assert client.post("/v1/settlements/approvals", json=ok, headers=auth["reviewer"]).status_code == 201
+    for bad in ({**ok, "count": False}, {**ok, "count": "0"}, {**ok, "total": ""}, {**ok, "total": "1.234"},
+                {**ok, "filter": {"settled_to": 0}}, {**ok, "filter": {"from": "20190101"}},
+                {**ok, "filter": {"layer_min": "1"}}, {**ok, "filter": {"layer": "nope"}},
+                {**ok, "filter": {"district": "23x"}}):
+        problem(client.post("/v1/settlements/approvals", json=bad, headers=auth["reviewer"]), 400,
+                "invalid_request")
+    period = {"category": "registered_poor", "valid_from": "2018-01-01"}
+    for valid_from in (0, "1514764800", "20180101", "2018-01-01T00:00:00"):  # pydantic read them as dates
+        body = {"scheme": "resident", "categories": [{**period, "valid_from": valid_from}]}
+        problem(client.put(f"/v1/persons/{PERSON}", json=body, headers=auth["admin"]), 400, "invalid_request")
+    form = {"fund": "basic", "from": "2019-01-01", "to": "2019-12-31"}
+    for bad in ({**form, "fund": ""}, {**form, "fund": "ba\u202esic"}, {**form, "from": "20190101"}):
+        answer = client.post("/v1/reconciliations", data=bad, headers=auth["insurer"],
+                             files={"file": ("a.csv", b"hospital_id,claim_id,amount\n")})
+        problem(answer, 400, "invalid_request")
+
+
 # -- 6. personal data -------------------------------------------------------------------------
 
 

@@ -23,11 +23,13 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 from fastapi import Request
 from fastapi.routing import APIRoute
+from pydantic import BeforeValidator
+from pydantic_core import PydanticCustomError
 
 from settlement.claims.models import refused_character
 
@@ -183,6 +185,20 @@ def front_door_problem(route: APIRoute, scope: Mapping[str, Any], path_params: M
     except ServiceError as exc:
         return exc
     return None
+
+
+def json_date(value: Any) -> Any:
+    """A body's date as the document states it (``format: date``): a JSON string YYYY-MM-DD (or a date,
+    from Python). Not a number or a string of digits, which pydantic would read as a Unix time (0 as
+    1970-01-01), nor 20240101 or a date-time. Refused as not the document's (400), not as a rule's
+    value_error (422: errors.install)."""
+    if isinstance(value, dt.date) or (isinstance(value, str) and ISO_DATE.fullmatch(value)):
+        return value
+    raise PydanticCustomError("date_format", "must be a date YYYY-MM-DD, got {value}", {"value": repr(value)})
+
+
+JsonDate = Annotated[dt.date, BeforeValidator(json_date)]
+"""A date in a request body (service.persons, service.reviews): see json_date."""
 
 
 def form_date(value: Any, name: str) -> dt.date:

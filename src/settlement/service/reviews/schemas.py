@@ -6,10 +6,11 @@ import datetime as dt
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
-from settlement.claims.models import Category, IsoDate, VisitType
+from settlement.claims.models import Category, VisitType
 from settlement.service.settlements.models import AMOUNTS
-from settlement.service.strict import DISTRICT_PREFIX_PATTERN, YUAN_PATTERN
+from settlement.service.strict import DISTRICT_PREFIX_PATTERN, YUAN_PATTERN, JsonDate
 
 from .rules import RULES
 
@@ -51,10 +52,10 @@ class FilterIn(BaseModel):
     visit_type: VisitType | None = None
     pathway: Literal["standard", "single_disease"] | None = None
     disease_group: str | None = None
-    discharged_from: IsoDate | None = Field(None, alias="from")
-    discharged_to: IsoDate | None = Field(None, alias="to")
-    settled_from: IsoDate | None = None
-    settled_to: IsoDate | None = None
+    discharged_from: JsonDate | None = Field(None, alias="from")
+    discharged_to: JsonDate | None = Field(None, alias="to")
+    settled_from: JsonDate | None = None
+    settled_to: JsonDate | None = None
     district: str | None = Field(None, pattern=DISTRICT_PREFIX_PATTERN)
     fund: str | None = None
     review_status: Literal["pending", "approved", "queried", "recovery"] | None = None
@@ -67,9 +68,10 @@ class FilterIn(BaseModel):
 
     @model_validator(mode="after")
     def bounds_need_layer(self) -> FilterIn:
-        """layer_min and layer_max bound the amount named by layer (the document's anyOf says the same)."""
+        """layer_min and layer_max bound the amount named by layer (the document's anyOf says the same:
+        refused as not the document's, 400, not as a rule's value_error, 422)."""
         if (self.layer_min is not None or self.layer_max is not None) and self.layer is None:
-            raise ValueError("layer_min and layer_max need layer (the amount they bound)")
+            raise PydanticCustomError("layer_missing", "layer_min and layer_max need layer (the amount they bound)")
         return self
 
 

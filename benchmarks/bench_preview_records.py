@@ -1,9 +1,10 @@
 """Previews with recording on and off: an interleaved A/B of loadtests/run.sh --mix preview.
 
 Same code both ways; "off" puts benchmarks/preview_records_off (a sitecustomize that makes
-PreviewLog.record keep nothing) on the server's PYTHONPATH. Runs alternate (on, off, off, on,
-on, off, ...: each variant as often first as second) and each holds /work/wt/bench.lock
-(another benchmark waits, and waits for it). Prints one line per run and the medians:
+PreviewLog.record keep nothing) on the server's PYTHONPATH. Runs alternate in pairs (on, off |
+off, on | on, off ...: each variant as often first as second); each pair holds
+/work/wt/bench.lock (another benchmark waits for it; ~3 minutes). Prints one line per run and
+the medians:
 
     .venv/bin/python benchmarks/bench_preview_records.py --rounds 3 --duration 30 --rate 1600
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import fcntl
 import json
 import os
 import statistics
@@ -32,7 +34,7 @@ def load() -> str:
 
 def run(variant: str, n: int, args: argparse.Namespace) -> dict[str, object]:
     out = ROOT / "loadtests" / "reports" / f"{args.out_prefix}-{n}-{variant}"
-    cmd = ["flock", LOCK, str(ROOT / "loadtests" / "run.sh"), "--mix", "preview", "--duration", str(args.duration),
+    cmd = [str(ROOT / "loadtests" / "run.sh"), "--mix", "preview", "--duration", str(args.duration),
            "--rate", str(args.rate), "--database-url", args.database_url, "--out", str(out)]
     if variant == "off":
         src = os.pathsep.join([str(OFF_PATH), str(ROOT / "src")])
@@ -68,8 +70,10 @@ def main() -> int:
     rows = []
     for i in range(args.rounds):
         order = ("on", "off") if i % 2 == 0 else ("off", "on")
-        for variant in order:
-            rows.append(run(variant, len(rows) + 1, args))
+        with open(LOCK, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            for variant in order:
+                rows.append(run(variant, len(rows) + 1, args))
     for variant in ("on", "off"):
         mine = [r for r in rows if r["variant"] == variant]
         print(f"{variant}: median ok/s {statistics.median(r['ok_per_s'] for r in mine)},"

@@ -165,6 +165,31 @@ def test_nul_and_control_characters_are_4xx_never_500(client, auth, app):
     assert settled_count(app) == 1
 
 
+def test_nul_in_review_bodies_and_reconciliation_files_is_4xx(client, auth):
+    register(client, auth["reviewer"], PERSON)
+    sid = client.post("/v1/settlements", json=EX01, headers=auth["hospital"]).json()["settlement_id"]
+    for note in ("a\u0000b", "a\u202eb"):  # each was a 500 on PostgreSQL (NUL) or stored (override)
+        problem(client.post(f"/v1/settlements/{sid}/reviews", json={"decision": "comment", "note": note},
+                            headers=auth["reviewer"]), 400, "invalid_request")
+        problem(client.post("/v1/settlements/approvals", json={"filter": {}, "count": 1, "total": "2368.00",
+                            "note": note}, headers=auth["reviewer"]), 400, "invalid_request")
+    assert client.post(f"/v1/settlements/{sid}/reviews", json={"decision": "comment", "note": "第一行\n\t第二行"},
+                       headers=auth["reviewer"]).status_code == 201
+    for field in ("hospital_id", "person_id", "claim_id", "disease_group", "fund"):
+        problem(client.post("/v1/settlements/approvals", json={"filter": {field: "a\u0000b"}, "count": 0,
+                            "total": "0"}, headers=auth["reviewer"]), 400, "invalid_request")
+    fields = b"".join(
+        b'--B\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n' % pair
+        for pair in ((b"fund", b"basic"), (b"from", b"2019-01-01"), (b"to", b"2019-12-31"))
+    )
+    multipart = {**auth["insurer"], "Content-Type": "multipart/form-data; boundary=B"}
+    for filename, cell in ((b"a\x00b.csv", b"H0002"), (b"a\xe2\x80\xaeb.csv", b"H0002"), (b"a.csv", b"H\x00")):
+        upload = (b'--B\r\nContent-Disposition: form-data; name="file"; filename="%s"\r\n\r\n'
+                  b"hospital_id,claim_id,amount\r\n%s,EX-01,1.00\r\n--B--\r\n" % (filename, cell))
+        answer = client.post("/v1/reconciliations", content=fields + upload, headers=multipart)
+        assert answer.status_code in (400, 422), answer.text  # the file's name 400, a cell 422 invalid_file
+
+
 def test_duplicate_json_keys_are_invalid_claims(client, auth, app, tmp_path):
     register(client, auth["reviewer"], PERSON)
     text = json.dumps(EX01).replace('"patient": {', '"patient": {"person_id": "232721201604050056", ', 1)

@@ -40,6 +40,10 @@ VALUE_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028-\
     "[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028-\\u202e\\u2066-\\u2069]*$"
 """What a path or query value may be, as the OpenAPI document states it: not blank, no refused character."""
 
+TEXT_PATTERN = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e" \
+    "\\u2066-\\u2069]*$"
+"""A free text in a body (a review note): lines and tabs, but no other control character (a NUL never
+reaches the database) and no bidirectional mark, override or isolate."""
 YUAN_PATTERN = "^[0-9]{1,13}(\\.[0-9]{1,2})?$"
 """An amount in yuan as a filter or a confirmation states it (settlements.query.yuan_to_fen reads it): at
 most two decimals, well inside int64 fen."""

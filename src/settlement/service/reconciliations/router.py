@@ -15,7 +15,7 @@ from settlement.service.auth.service import Principal
 from settlement.service.deps import Ctx, ReadSession, require
 from settlement.service.errors import invalid_request
 from settlement.service.exports import Format, file_response, pick_format
-from settlement.service.strict import VALUE_PATTERN, form_date, form_text
+from settlement.service.strict import VALUE_PATTERN, form_date, form_text, value_problem
 
 from . import service
 
@@ -109,6 +109,9 @@ async def create_run(request: Request, principal: InsurerKey, ctx: Ctx) -> Any:
         raise invalid_request("send their file as the form field 'file'", [{"field": "file", "message": "required"}])
     data = await upload.read()
     name = upload.filename or "file"
+    problem = value_problem("file", name, "form")  # the file's name is stored with the run: no NUL, no bidi
+    if problem is not None:
+        raise problem
 
     def work() -> dict[str, Any]:
         with ctx.db.write() as session:

@@ -10,7 +10,7 @@ from pydantic_core import PydanticCustomError
 
 from settlement.claims.models import Category, VisitType
 from settlement.service.settlements.models import AMOUNTS
-from settlement.service.strict import DISTRICT_PREFIX_PATTERN, YUAN_PATTERN, JsonDate
+from settlement.service.strict import DISTRICT_PREFIX_PATTERN, TEXT_PATTERN, VALUE_PATTERN, YUAN_PATTERN, JsonDate
 
 from .rules import RULES
 
@@ -20,7 +20,9 @@ Decision = Literal["approve", "query", "recover", "comment"]
 class ReviewIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     decision: Decision
-    note: str | None = Field(None, max_length=2000, description="审核意见; required for query and recover")
+    note: str | None = Field(
+        None, max_length=2000, pattern=TEXT_PATTERN, description="审核意见; required for query and recover"
+    )
 
 
 class ReviewOut(BaseModel):
@@ -43,21 +45,21 @@ class FilterIn(BaseModel):
             {"required": ["layer"], "properties": {"layer": {"type": "string"}}},
         ]},
     )
-    hospital_id: str | None = None
-    person_id: str | None = None
-    claim_id: str | None = None
+    hospital_id: str | None = Field(None, pattern=VALUE_PATTERN)  # as the list's query values (service.strict)
+    person_id: str | None = Field(None, pattern=VALUE_PATTERN)
+    claim_id: str | None = Field(None, pattern=VALUE_PATTERN)
     status: Literal["settled", "reversed"] | None = None
     scheme: Literal["resident", "employee"] | None = None
     category: Category | None = None
     visit_type: VisitType | None = None
     pathway: Literal["standard", "single_disease"] | None = None
-    disease_group: str | None = None
+    disease_group: str | None = Field(None, pattern=VALUE_PATTERN)
     discharged_from: JsonDate | None = Field(None, alias="from")
     discharged_to: JsonDate | None = Field(None, alias="to")
     settled_from: JsonDate | None = None
     settled_to: JsonDate | None = None
     district: str | None = Field(None, pattern=DISTRICT_PREFIX_PATTERN)
-    fund: str | None = None
+    fund: str | None = Field(None, pattern=VALUE_PATTERN)
     review_status: Literal["pending", "approved", "queried", "recovery"] | None = None
     flag: Literal[RULES] | None = None  # type: ignore[valid-type]
     total_min: str | None = Field(None, pattern=YUAN_PATTERN, description="yuan")
@@ -80,7 +82,7 @@ class BulkApprovalIn(BaseModel):
     filter: FilterIn
     count: int = Field(ge=0, strict=True, description="the number of settlements the caller was shown for this filter")
     total: str = Field(pattern=YUAN_PATTERN, description="their total (医疗费总额) the caller was shown, yuan")
-    note: str | None = Field(None, max_length=2000)
+    note: str | None = Field(None, max_length=2000, pattern=TEXT_PATTERN)
 
 
 class BulkApprovalOut(BaseModel):

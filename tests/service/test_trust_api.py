@@ -209,6 +209,30 @@ def test_duplicate_json_keys_are_invalid_claims(client, auth, app, tmp_path):
     assert "patient.person_id" in results[0]["error"]["message"]
 
 
+def test_duplicate_json_keys_in_every_body_are_refused(client, auth, app):
+    register(client, auth["reviewer"], PERSON)
+    sid = client.post("/v1/settlements", json=EX01, headers=auth["hospital"]).json()["settlement_id"]
+    period = '{"category": "none", "valid_from": "2018-01-01"}'
+    for method, path, text, key in (
+        ("PUT", f"/v1/persons/{PERSON}", f'{{"scheme": "resident", "categories": [{period}], "categories": []}}',
+         "categories"),
+        ("PUT", f"/v1/persons/{PERSON}",
+         '{"scheme": "resident", "categories": [{"category": "none", "category": "registered_poor",'
+         ' "valid_from": "2018-01-01"}]}', "categories[0].category"),
+        ("PUT", "/v1/hospitals/H0002", '{"name": "x", "level": 1, "level": 2, "district": "230102"}', "level"),
+        ("POST", f"/v1/settlements/{sid}/reviews", '{"decision": "approve", "decision": "comment"}', "decision"),
+        ("POST", f"/v1/settlements/{sid}/reversal", '{"reason": "a", "reason": "b"}', "reason"),
+    ):
+        headers = {**auth["admin" if "reviews" not in path else "reviewer"], **JSON}
+        body = problem(client.request(method, path, content=text, headers=headers), 422, "invalid_request")
+        assert body["errors"][0]["field"] == key, body
+    # nothing was changed by them
+    assert client.get(f"/v1/persons/{PERSON}", headers=auth["admin"]).json()["categories"][0]["category"] == (
+        "registered_poor")
+    assert client.get("/v1/hospitals/H0002", headers=auth["admin"]).json()["level"] == 2
+    assert client.get(f"/v1/settlements/{sid}", headers=auth["admin"]).json()["status"] == "settled"
+
+
 def test_bodies_must_be_json(client, auth):
     register(client, auth["reviewer"], PERSON)
     sid = client.post("/v1/settlements", json=EX01, headers=auth["hospital"]).json()["settlement_id"]

@@ -12,7 +12,10 @@ covered without a list kept by hand:
   NUL never reaches the database);
 - a body whose Content-Type is not one the route declares (its body model's
   ``application/json``, or its ``openapi_extra`` request body's media types)
-  → ``415 unsupported_media_type``.
+  → ``415 unsupported_media_type``;
+- a JSON body of a route with a body model that names a key twice in one object
+  → ``422 invalid_request`` naming it (a JSON parser keeps one of the two, which is
+  not the writer's call; claims check their own: claims.parse, ``422 invalid_claim``).
 
 The OpenAPI document states the same (service.openapi: minLength and a
 pattern on every string parameter, 400/415 on every route that can answer them).
@@ -32,6 +35,7 @@ from pydantic import BeforeValidator
 from pydantic_core import PydanticCustomError
 
 from settlement.claims.models import refused_character
+from settlement.claims.parse import DuplicateKeyError, decode_json
 
 from .errors import ServiceError, invalid_request
 
@@ -145,6 +149,34 @@ def check_media_type(route: APIRoute, content_type: str | None, has_body: bool) 
         )
 
 
+def has_body_model(route: APIRoute) -> bool:
+    """Whether FastAPI parses the route's body into a model (the claim routes read theirs as bytes)."""
+    cached = getattr(route, "_strict_body_model", None)
+    if cached is None:
+        cached = any(d.body_params for d in _dependants(route.dependant))
+        route._strict_body_model = cached  # type: ignore[attr-defined]
+    return bool(cached)
+
+
+def duplicate_key_problem(route: APIRoute, content_type: str | None, body: bytes) -> ServiceError | None:
+    """422 naming a key a JSON body model's body names twice in one object; None otherwise (a body that
+    is not JSON is the route's own validation's to answer)."""
+    if not body or not has_body_model(route):
+        return None
+    if (content_type or "").split(";")[0].strip().lower() != "application/json":
+        return None
+    try:
+        decode_json(body)
+    except DuplicateKeyError as exc:
+        return ServiceError(
+            422, "invalid_request", f"{exc.path}: a key named twice in one object",
+            errors=[{"field": exc.path, "in": "body", "message": "duplicate key"}],
+        )
+    except (ValueError, RecursionError):
+        return None
+    return None
+
+
 def query_pairs(query_string: bytes) -> list[tuple[str, str]]:
     """The query as (name, value) pairs, blank values kept (a blank value is refused, not ignored)."""
     return parse_qsl(query_string.decode("latin-1"), keep_blank_values=True, encoding="utf-8", errors="replace")
@@ -178,6 +210,10 @@ async def strict_request(request: Request) -> None:
     headers = request.headers
     has_body = headers.get("content-length", "0").strip() not in ("", "0") or "transfer-encoding" in headers
     check_route(route, request.scope, request.path_params, has_body)
+    if has_body and has_body_model(route):  # FastAPI has read the body already: request.body() is its copy
+        problem = duplicate_key_problem(route, headers.get("content-type"), await request.body())
+        if problem is not None:
+            raise problem
 
 
 def front_door_problem(route: APIRoute, scope: Mapping[str, Any], path_params: Mapping[str, Any], body: bytes) -> (
@@ -188,7 +224,8 @@ def front_door_problem(route: APIRoute, scope: Mapping[str, Any], path_params: M
         check_route(route, scope, path_params, bool(body))
     except ServiceError as exc:
         return exc
-    return None
+    content_type = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"content-type"), None)
+    return duplicate_key_problem(route, content_type, body)
 
 
 def json_date(value: Any) -> Any:

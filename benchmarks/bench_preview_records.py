@@ -52,6 +52,9 @@ def run(variant: str, n: int, args: argparse.Namespace) -> dict[str, object]:
         "n": n, "variant": variant, "started": started.strftime("%H:%M:%S"), "exit": done.returncode,
         "ok_per_s": preview["ok_per_s"], "errors": preview["errors"], "p50_ms": preview["service"]["p50_ms"],
         "p99_ms": preview["service"]["p99_ms"], "corrected_p99_ms": preview["corrected"]["p99_ms"],
+        "service_ms_per_request": report["run"]["cpu"]["service_ms_per_request"],
+        "postgres_ms_per_request": report["run"]["cpu"]["postgres_ms_per_request"],
+        "other_cpu_s": report["run"]["cpu"]["other_cpu_s"],
         "reference_loop_ms": report["run"]["cpu"]["reference_loop_ms"],
         "load_before": load_before, "load_after": load_after, "report": str(out.relative_to(ROOT)),
     }
@@ -77,7 +80,8 @@ def main() -> int:
     for variant in ("on", "off"):
         mine = [r for r in rows if r["variant"] == variant]
         print(f"{variant}: median ok/s {statistics.median(r['ok_per_s'] for r in mine)},"
-              f" median p99 {statistics.median(r['p99_ms'] for r in mine)} ms"
+              f" median p99 {statistics.median(r['p99_ms'] for r in mine)} ms,"
+              f" median service CPU {statistics.median(r['service_ms_per_request'] for r in mine)} ms/request"
               f" (ok/s {[r['ok_per_s'] for r in mine]}, p99 {[r['p99_ms'] for r in mine]})")
     return 0
 

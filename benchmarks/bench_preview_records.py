@@ -7,6 +7,7 @@ off, on | on, off ...: each variant as often first as second); each pair holds
 the medians:
 
     .venv/bin/python benchmarks/bench_preview_records.py --rounds 3 --duration 30 --rate 1600
+    (--pairs-per-lock 2 holds the lock for two pairs, ~5 minutes; --first-round 1 continues a series)
 
 Each run's report is in loadtests/reports/<--out-prefix>-<n>-<variant>/ (report.json, report.md).
 """
@@ -69,14 +70,17 @@ def main() -> int:
     p.add_argument("--rate", type=float, default=1600)
     p.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/bench_preview_records")
     p.add_argument("--out-prefix", default="preview-records")
+    p.add_argument("--first-round", type=int, default=0, help="continue a series: its next round's index")
+    p.add_argument("--pairs-per-lock", type=int, default=1, help="pairs run under one hold of the lock")
     args = p.parse_args()
-    rows = []
-    for i in range(args.rounds):
-        order = ("on", "off") if i % 2 == 0 else ("off", "on")
+    rows: list[dict[str, object]] = []
+    rounds = list(range(args.first_round, args.first_round + args.rounds))
+    for at in range(0, len(rounds), args.pairs_per_lock):
         with open(LOCK, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-            for variant in order:
-                rows.append(run(variant, len(rows) + 1, args))
+            for i in rounds[at:at + args.pairs_per_lock]:
+                for variant in ("on", "off") if i % 2 == 0 else ("off", "on"):
+                    rows.append(run(variant, 2 * args.first_round + len(rows) + 1, args))
     for variant in ("on", "off"):
         mine = [r for r in rows if r["variant"] == variant]
         print(f"{variant}: median ok/s {statistics.median(r['ok_per_s'] for r in mine)},"

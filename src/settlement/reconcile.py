@@ -34,6 +34,7 @@ from typing import Any
 
 import orjson
 
+from settlement.claims.models import refused_character
 from settlement.money import format_fen
 from settlement.tabular import Column, TableError, cell_text, is_blank, read_table
 
@@ -277,6 +278,9 @@ def _their_line(
             bad = True
         elif len(value) > MAX_FIELD:
             defects.append((number, f"{column}: longer than {MAX_FIELD} characters"))
+            bad = True
+        elif (why := refused_character(value)) is not None:  # a NUL, a control or bidi character
+            defects.append((number, f"{column}: {why}"))
             bad = True
     try:
         amount = parse_amount(row["amount"])

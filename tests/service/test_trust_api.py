@@ -165,6 +165,31 @@ def test_nul_and_control_characters_are_4xx_never_500(client, auth, app):
     assert settled_count(app) == 1
 
 
+def test_nul_in_review_bodies_and_reconciliation_files_is_4xx(client, auth):
+    register(client, auth["reviewer"], PERSON)
+    sid = client.post("/v1/settlements", json=EX01, headers=auth["hospital"]).json()["settlement_id"]
+    for note in ("a\u0000b", "a\u202eb"):  # each was a 500 on PostgreSQL (NUL) or stored (override)
+        problem(client.post(f"/v1/settlements/{sid}/reviews", json={"decision": "comment", "note": note},
+                            headers=auth["reviewer"]), 400, "invalid_request")
+        problem(client.post("/v1/settlements/approvals", json={"filter": {}, "count": 1, "total": "2368.00",
+                            "note": note}, headers=auth["reviewer"]), 400, "invalid_request")
+    assert client.post(f"/v1/settlements/{sid}/reviews", json={"decision": "comment", "note": "第一行\n\t第二行"},
+                       headers=auth["reviewer"]).status_code == 201
+    for field in ("hospital_id", "person_id", "claim_id", "disease_group", "fund"):
+        problem(client.post("/v1/settlements/approvals", json={"filter": {field: "a\u0000b"}, "count": 0,
+                            "total": "0"}, headers=auth["reviewer"]), 400, "invalid_request")
+    fields = b"".join(
+        b'--B\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n' % pair
+        for pair in ((b"fund", b"basic"), (b"from", b"2019-01-01"), (b"to", b"2019-12-31"))
+    )
+    multipart = {**auth["insurer"], "Content-Type": "multipart/form-data; boundary=B"}
+    for filename, cell in ((b"a\x00b.csv", b"H0002"), (b"a\xe2\x80\xaeb.csv", b"H0002"), (b"a.csv", b"H\x00")):
+        upload = (b'--B\r\nContent-Disposition: form-data; name="file"; filename="%s"\r\n\r\n'
+                  b"hospital_id,claim_id,amount\r\n%s,EX-01,1.00\r\n--B--\r\n" % (filename, cell))
+        answer = client.post("/v1/reconciliations", content=fields + upload, headers=multipart)
+        assert answer.status_code in (400, 422), answer.text  # the file's name 400, a cell 422 invalid_file
+
+
 def test_duplicate_json_keys_are_invalid_claims(client, auth, app, tmp_path):
     register(client, auth["reviewer"], PERSON)
     text = json.dumps(EX01).replace('"patient": {', '"patient": {"person_id": "232721201604050056", ', 1)
@@ -182,6 +207,30 @@ def test_duplicate_json_keys_are_invalid_claims(client, auth, app, tmp_path):
     results = [json.loads(line) for line in out.splitlines()]
     assert [r.get("error", {}).get("code") for r in results] == ["invalid_claim", "invalid_claim", None]
     assert "patient.person_id" in results[0]["error"]["message"]
+
+
+def test_duplicate_json_keys_in_every_body_are_refused(client, auth, app):
+    register(client, auth["reviewer"], PERSON)
+    sid = client.post("/v1/settlements", json=EX01, headers=auth["hospital"]).json()["settlement_id"]
+    period = '{"category": "none", "valid_from": "2018-01-01"}'
+    for method, path, text, key in (
+        ("PUT", f"/v1/persons/{PERSON}", f'{{"scheme": "resident", "categories": [{period}], "categories": []}}',
+         "categories"),
+        ("PUT", f"/v1/persons/{PERSON}",
+         '{"scheme": "resident", "categories": [{"category": "none", "category": "registered_poor",'
+         ' "valid_from": "2018-01-01"}]}', "categories[0].category"),
+        ("PUT", "/v1/hospitals/H0002", '{"name": "x", "level": 1, "level": 2, "district": "230102"}', "level"),
+        ("POST", f"/v1/settlements/{sid}/reviews", '{"decision": "approve", "decision": "comment"}', "decision"),
+        ("POST", f"/v1/settlements/{sid}/reversal", '{"reason": "a", "reason": "b"}', "reason"),
+    ):
+        headers = {**auth["admin" if "reviews" not in path else "reviewer"], **JSON}
+        body = problem(client.request(method, path, content=text, headers=headers), 422, "invalid_request")
+        assert body["errors"][0]["field"] == key, body
+    # nothing was changed by them
+    assert client.get(f"/v1/persons/{PERSON}", headers=auth["admin"]).json()["categories"][0]["category"] == (
+        "registered_poor")
+    assert client.get("/v1/hospitals/H0002", headers=auth["admin"]).json()["level"] == 2
+    assert client.get(f"/v1/settlements/{sid}", headers=auth["admin"]).json()["status"] == "settled"
 
 
 def test_bodies_must_be_json(client, auth):
@@ -260,6 +309,41 @@ def test_405_names_every_method_of_the_path(client, auth):
     assert answer.status_code == 405 and answer.headers["allow"] == "GET, PUT"
 
 
+# -- 9. OpenAPI is the truth: what the document refuses is 400, what a rule refuses 422 -----
+
+
+def test_the_settlements_list_refuses_what_its_document_refuses(client, auth):
+    for query in ("sort=bogus", "sort=+total", "flag=nope", "layer=nope", "district=23x", "district=2",
+                  "total_min=1.234", "total_min=1e3", "layer_max=-1", "from=20190101", "from=0"):
+        problem(client.get(f"/v1/settlements?{query}", headers=auth["reviewer"]), 400, "invalid_request")
+    # allowed by the document, refused by a rule it cannot state
+    problem(client.get("/v1/settlements?cursor=zzz", headers=auth["reviewer"]), 422, "invalid_request")
+    problem(client.get("/v1/settlements?layer_min=1", headers=auth["reviewer"]), 422, "invalid_request")
+    for query in ("sort=-total", "flag=high_total", "layer=backstop&layer_min=0.5", "district=2301",
+                  "total_min=12.5"):
+        assert client.get(f"/v1/settlements?{query}", headers=auth["reviewer"]).status_code == 200, query
+
+
+def test_bodies_refuse_what_their_document_refuses(client, auth):
+    ok = {"filter": {"settled_from": "2019-01-01"}, "count": 0, "total": "0"}
+    assert client.post("/v1/settlements/approvals", json=ok, headers=auth["reviewer"]).status_code == 201
+    for bad in ({**ok, "count": False}, {**ok, "count": "0"}, {**ok, "total": ""}, {**ok, "total": "1.234"},
+                {**ok, "filter": {"settled_to": 0}}, {**ok, "filter": {"from": "20190101"}},
+                {**ok, "filter": {"layer_min": "1"}}, {**ok, "filter": {"layer": "nope"}},
+                {**ok, "filter": {"district": "23x"}}):
+        problem(client.post("/v1/settlements/approvals", json=bad, headers=auth["reviewer"]), 400,
+                "invalid_request")
+    period = {"category": "registered_poor", "valid_from": "2018-01-01"}
+    for valid_from in (0, "1514764800", "20180101", "2018-01-01T00:00:00"):  # pydantic read them as dates
+        body = {"scheme": "resident", "categories": [{**period, "valid_from": valid_from}]}
+        problem(client.put(f"/v1/persons/{PERSON}", json=body, headers=auth["admin"]), 400, "invalid_request")
+    form = {"fund": "basic", "from": "2019-01-01", "to": "2019-12-31"}
+    for bad in ({**form, "fund": ""}, {**form, "fund": "ba\u202esic"}, {**form, "from": "20190101"}):
+        answer = client.post("/v1/reconciliations", data=bad, headers=auth["insurer"],
+                             files={"file": ("a.csv", b"hospital_id,claim_id,amount\n")})
+        problem(answer, 400, "invalid_request")
+
+
 # -- 6. personal data -------------------------------------------------------------------------
 
 
@@ -276,6 +360,36 @@ def test_previews_are_recorded_and_readable_by_reviewers(client, auth, app, keys
     assert client.get("/v1/previews?person_id=230102197001010011", headers=auth["admin"]).json()["items"] == []
     for role in ("hospital", "insurer"):
         problem(client.get("/v1/previews", headers=auth[role]), 403, "forbidden")
+
+
+def test_a_district_scoped_reviewer_sees_the_previews_of_its_district_only(client, auth, app):
+    from service_helpers import person_id
+
+    from settlement.service.auth.keys import Role
+    from settlement.service.auth.service import Principal
+    from settlement.service.deps import current_principal
+
+    inside, outside, nowhere = PERSON, person_id(7), person_id(8)
+    for pid, district in ((inside, "230102"), (outside, "231202"), (nowhere, None)):
+        entry = {"scheme": "resident", "district": district,
+                 "categories": [{"category": "registered_poor", "valid_from": "2018-01-01", "valid_to": None}]}
+        assert client.put(f"/v1/persons/{pid}", json=entry, headers=auth["admin"]).status_code in (200, 201)
+        claim = copy.deepcopy(EX01)
+        claim["patient"]["person_id"] = pid
+        assert client.post("/v1/settlements/preview", json=claim, headers=auth["hospital"]).status_code == 200
+    app.state.ctx.previews.flush()
+    everyone = client.get("/v1/previews", headers=auth["reviewer"]).json()["items"]
+    assert sorted(r["person_id"] for r in everyone) == sorted((inside, outside, nowhere))
+    app.dependency_overrides[current_principal] = lambda: Principal(
+        key_id="scopedkey001", role=Role.REVIEWER, district="2301", user="clerk")
+    try:
+        # as the settlements and persons lists: the district's persons' previews; another's: an empty list
+        assert [r["person_id"] for r in client.get("/v1/previews").json()["items"]] == [inside]
+        assert client.get(f"/v1/previews?person_id={inside}").json()["items"] != []
+        for pid in (outside, nowhere):
+            assert client.get(f"/v1/previews?person_id={pid}").json() == {"items": [], "next_cursor": None}
+    finally:
+        app.dependency_overrides.pop(current_principal, None)
 
 
 def test_resident_ids_are_masked_in_every_log_line():

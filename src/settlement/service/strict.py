@@ -12,7 +12,10 @@ covered without a list kept by hand:
   NUL never reaches the database);
 - a body whose Content-Type is not one the route declares (its body model's
   ``application/json``, or its ``openapi_extra`` request body's media types)
-  → ``415 unsupported_media_type``.
+  → ``415 unsupported_media_type``;
+- a JSON body of a route with a body model that names a key twice in one object
+  → ``422 invalid_request`` naming it (a JSON parser keeps one of the two, which is
+  not the writer's call; claims check their own: claims.parse, ``422 invalid_claim``).
 
 The OpenAPI document states the same (service.openapi: minLength and a
 pattern on every string parameter, 400/415 on every route that can answer them).
@@ -23,13 +26,16 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 from fastapi import Request
 from fastapi.routing import APIRoute
+from pydantic import BeforeValidator
+from pydantic_core import PydanticCustomError
 
 from settlement.claims.models import refused_character
+from settlement.claims.parse import DuplicateKeyError, decode_json
 
 from .errors import ServiceError, invalid_request
 
@@ -37,6 +43,16 @@ VALUE_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028-\
     "[^\\s\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028-\\u202e\\u2066-\\u2069]" \
     "[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028-\\u202e\\u2066-\\u2069]*$"
 """What a path or query value may be, as the OpenAPI document states it: not blank, no refused character."""
+
+TEXT_PATTERN = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e" \
+    "\\u2066-\\u2069]*$"
+"""A free text in a body (a review note): lines and tabs, but no other control character (a NUL never
+reaches the database) and no bidirectional mark, override or isolate."""
+YUAN_PATTERN = "^[0-9]{1,13}(\\.[0-9]{1,2})?$"
+"""An amount in yuan as a filter or a confirmation states it (settlements.query.yuan_to_fen reads it): at
+most two decimals, well inside int64 fen."""
+DISTRICT_PREFIX_PATTERN = "^[0-9]{2,6}$"
+"""A 行政区划代码 prefix as the settlements filter takes it (settlements.query.check_filter)."""
 
 
 def _dependants(dependant: Any) -> Iterator[Any]:
@@ -133,6 +149,34 @@ def check_media_type(route: APIRoute, content_type: str | None, has_body: bool) 
         )
 
 
+def has_body_model(route: APIRoute) -> bool:
+    """Whether FastAPI parses the route's body into a model (the claim routes read theirs as bytes)."""
+    cached = getattr(route, "_strict_body_model", None)
+    if cached is None:
+        cached = any(d.body_params for d in _dependants(route.dependant))
+        route._strict_body_model = cached  # type: ignore[attr-defined]
+    return bool(cached)
+
+
+def duplicate_key_problem(route: APIRoute, content_type: str | None, body: bytes) -> ServiceError | None:
+    """422 naming a key a JSON body model's body names twice in one object; None otherwise (a body that
+    is not JSON is the route's own validation's to answer)."""
+    if not body or not has_body_model(route):
+        return None
+    if (content_type or "").split(";")[0].strip().lower() != "application/json":
+        return None
+    try:
+        decode_json(body)
+    except DuplicateKeyError as exc:
+        return ServiceError(
+            422, "invalid_request", f"{exc.path}: a key named twice in one object",
+            errors=[{"field": exc.path, "in": "body", "message": "duplicate key"}],
+        )
+    except (ValueError, RecursionError):
+        return None
+    return None
+
+
 def query_pairs(query_string: bytes) -> list[tuple[str, str]]:
     """The query as (name, value) pairs, blank values kept (a blank value is refused, not ignored)."""
     return parse_qsl(query_string.decode("latin-1"), keep_blank_values=True, encoding="utf-8", errors="replace")
@@ -166,6 +210,10 @@ async def strict_request(request: Request) -> None:
     headers = request.headers
     has_body = headers.get("content-length", "0").strip() not in ("", "0") or "transfer-encoding" in headers
     check_route(route, request.scope, request.path_params, has_body)
+    if has_body and has_body_model(route):  # FastAPI has read the body already: request.body() is its copy
+        problem = duplicate_key_problem(route, headers.get("content-type"), await request.body())
+        if problem is not None:
+            raise problem
 
 
 def front_door_problem(route: APIRoute, scope: Mapping[str, Any], path_params: Mapping[str, Any], body: bytes) -> (
@@ -176,14 +224,43 @@ def front_door_problem(route: APIRoute, scope: Mapping[str, Any], path_params: M
         check_route(route, scope, path_params, bool(body))
     except ServiceError as exc:
         return exc
-    return None
+    content_type = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"content-type"), None)
+    return duplicate_key_problem(route, content_type, body)
+
+
+def json_date(value: Any) -> Any:
+    """A body's date as the document states it (``format: date``): a JSON string YYYY-MM-DD (or a date,
+    from Python). Not a number or a string of digits, which pydantic would read as a Unix time (0 as
+    1970-01-01), nor 20240101 or a date-time. Refused as not the document's (400), not as a rule's
+    value_error (422: errors.install)."""
+    if isinstance(value, dt.date) or (isinstance(value, str) and ISO_DATE.fullmatch(value)):
+        return value
+    raise PydanticCustomError("date_format", "must be a date YYYY-MM-DD, got {value}", {"value": repr(value)})
+
+
+JsonDate = Annotated[dt.date, BeforeValidator(json_date)]
+"""A date in a request body (service.persons, service.reviews): see json_date."""
 
 
 def form_date(value: Any, name: str) -> dt.date:
-    """A multipart form's date field (YYYY-MM-DD): 400 naming the field when missing or not a date."""
+    """A multipart form's date field (YYYY-MM-DD, the document's ``format: date``; not 20240101, which
+    Python also reads): 400 naming the field when missing or not a date."""
     if not isinstance(value, str) or not value:
         raise invalid_request(f"the form field {name!r} is missing", [{"field": name, "message": "required"}])
     try:
+        if not ISO_DATE.fullmatch(value):
+            raise ValueError(value)
         return dt.date.fromisoformat(value)
     except ValueError:
         raise invalid_request(f"{name}: not a date: {value!r}", [{"field": name, "message": "YYYY-MM-DD"}]) from None
+
+
+def form_text(value: Any, name: str) -> str:
+    """A multipart form's text field: 400 naming the field when missing, blank or holding a refused
+    character (as a query value: the document states it with ``minLength`` 1 and VALUE_PATTERN)."""
+    if not isinstance(value, str) or not value:
+        raise invalid_request(f"the form field {name!r} is missing", [{"field": name, "message": "required"}])
+    problem = value_problem(name, value, "form")
+    if problem is not None:
+        raise problem
+    return value

@@ -87,6 +87,13 @@ def put_person(
 
 
 IMPORT_MEDIA_TYPES = ("text/csv", XLSX_MEDIA_TYPE)
+ANY_FILE: dict[str, Any] = {
+    "description": "the file's bytes, whatever they are: a file that cannot be read (not CSV/.xlsx, not"
+    " UTF-8/GBK, no header) is answered like one with wrong rows, with its problems in the report",
+}
+"""The import's body as it is accepted: any bytes. An import client (a clerk's, the staff page's) reads
+the report's problems (line, column, message) to correct the file; a bare 400 for an unreadable file
+would be a second kind of answer to the same question, so the document constrains nothing here."""
 
 
 @router.post(
@@ -105,8 +112,9 @@ IMPORT_MEDIA_TYPES = ("text/csv", XLSX_MEDIA_TYPE)
         "requestBody": {
             "required": True,
             "content": {
-                "text/csv": {"schema": {"type": "string"}},
-                XLSX_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
+                # any bytes are a file to read: what is wrong with them is in the report (ANY_FILE)
+                "text/csv": {"schema": ANY_FILE},
+                XLSX_MEDIA_TYPE: {"schema": ANY_FILE},
                 "multipart/form-data": {
                     "schema": {
                         "type": "object",

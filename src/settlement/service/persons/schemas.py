@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from settlement.claims.models import Category, Scheme  # the six categories and two schemes of SPEC §3
+from settlement.service.strict import JsonDate
 
 # the first two digits of a 行政区划代码 (GB/T 2260): the provinces, plus 71 台湾, 81 香港, 82 澳门
 PROVINCES = frozenset(str(code) for code in (
@@ -55,8 +56,8 @@ class CategoryPeriod(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     category: Category
-    valid_from: dt.date
-    valid_to: dt.date | None = Field(None, description="inclusive; null: open-ended")
+    valid_from: JsonDate
+    valid_to: JsonDate | None = Field(None, description="inclusive; null: open-ended")
 
     @model_validator(mode="after")
     def _ordered(self) -> CategoryPeriod:

@@ -1,4 +1,4 @@
-"""HTTP route of preview records (reviewers and admins)."""
+"""HTTP route of preview records (reviewers and admins; a district-scoped reviewer: its district's persons)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import exists, select
 
 from settlement.claims.person_id import normalize_person_id
 from settlement.service.auth.keys import Role
 from settlement.service.auth.service import Principal
 from settlement.service.deps import Ctx, ReadSession, require
+from settlement.service.persons.models import Person
 from settlement.service.settlements.service import decode_cursor, encode_cursor
 
 from .models import PreviewRecord
@@ -38,7 +39,8 @@ class PreviewPage(BaseModel):
 @router.get(
     "",
     response_model=PreviewPage,
-    summary="Who previewed which person's claims, oldest first (written within about a second)",
+    summary="Who previewed which person's claims, oldest first (written within about a second); a reviewer"
+    " scoped to a district sees the previews of the persons registered in it",
 )
 def list_previews(
     principal: AuditKey,
@@ -54,6 +56,10 @@ def list_previews(
         query = query.where(PreviewRecord.person_id == normalize_person_id(person_id))
     if hospital_id is not None:
         query = query.where(PreviewRecord.hospital_id == hospital_id)
+    if principal.district is not None:  # as the settlements and persons lists: the district's persons only
+        query = query.where(exists().where(
+            Person.person_id == PreviewRecord.person_id, Person.district.startswith(principal.district, autoescape=True)
+        ))
     rows = list(session.scalars(query.order_by(PreviewRecord.id).limit(limit + 1)))
     page = rows[:limit]
     return PreviewPage(

@@ -15,7 +15,7 @@ from settlement.service.auth.service import Principal
 from settlement.service.deps import Ctx, ReadSession, require
 from settlement.service.errors import invalid_request
 from settlement.service.exports import Format, file_response, pick_format
-from settlement.service.strict import form_date
+from settlement.service.strict import VALUE_PATTERN, form_date, form_text, value_problem
 
 from . import service
 
@@ -81,7 +81,7 @@ class ItemOut(BaseModel):
                         "type": "object",
                         "required": ["fund", "from", "to", "file"],
                         "properties": {
-                            "fund": {"type": "string"},
+                            "fund": {"type": "string", "minLength": 1, "pattern": VALUE_PATTERN},
                             "from": {"type": "string", "format": "date"},
                             "to": {"type": "string", "format": "date"},
                             "file": {"type": "string", "format": "binary"},
@@ -102,15 +102,16 @@ async def create_run(request: Request, principal: InsurerKey, ctx: Ctx) -> Any:
         raise invalid_request(
             f"unknown form fields: {', '.join(unknown)}", [{"field": k, "message": "unknown"} for k in unknown]
         )
-    fund = form.get("fund")
-    if not isinstance(fund, str) or not fund:
-        raise invalid_request("the form field 'fund' is missing", [{"field": "fund", "message": "required"}])
+    fund = form_text(form.get("fund"), "fund")
     start, end = form_date(form.get("from"), "from"), form_date(form.get("to"), "to")
     upload = form.get("file")
     if upload is None or isinstance(upload, str):
         raise invalid_request("send their file as the form field 'file'", [{"field": "file", "message": "required"}])
     data = await upload.read()
     name = upload.filename or "file"
+    problem = value_problem("file", name, "form")  # the file's name is stored with the run: no NUL, no bidi
+    if problem is not None:
+        raise problem
 
     def work() -> dict[str, Any]:
         with ctx.db.write() as session:

@@ -53,7 +53,8 @@ def get_reviews(settlement_id: str, principal: Reader, session: ReadSession) -> 
     status_code=201,
     response_model=BulkApprovalOut,
     summary="Approve every settlement of a filter (the list's), confirming the count and total shown",
-    responses={403: PROBLEM, 409: PROBLEM, 422: PROBLEM},
+    responses={403: PROBLEM, 404: {**PROBLEM, "description": "the filter's fund is not one (naming the funds)"},
+               409: PROBLEM, 422: PROBLEM},
 )
 def bulk_approve(data: BulkApprovalIn, principal: Reviewer, ctx: Ctx) -> dict[str, Any]:
     flt = make_filter(**data.filter.model_dump())

@@ -181,6 +181,37 @@ AFTER = [
 ]
 
 
+INSERT_COLUMNS = (
+    "settlement_id, hospital_id, claim_id, claim_hash, request_body, key_id, status, settled_at, person_id, scheme,"
+    " category, visit_type, admitted, discharged, policy_year, schedule_version, pathway, total_fen,"
+    " fully_self_paid_fen, over_limit_fen, pre_self_paid_fen, in_scope_fen, deductible_fen, basic_fen,"
+    " critical_illness_fen, medical_assistance_fen, charity_fen, backstop_fen, patient_pays_fen, hospital_bears_fen,"
+    " result, trace, accumulators_after, contribution"
+)
+
+
+def index_insert_cost(url: str, rows: int = 5000, rounds: int = 4) -> None:
+    """The counter-side cost of ix_settlements_queue: ``rows`` one-row INSERTs of settlements (copies of stored
+    ones) in one transaction, rolled back, with the index and with it dropped inside the transaction, interleaved."""
+    select_list = INSERT_COLUMNS.replace("settlement_id,", "md5(settlement_id || %(n)s)::uuid::text,", 1).replace(
+        " claim_id,", " claim_id || '-ab' || %(n)s,", 1)
+    sql = f"INSERT INTO settlements ({INSERT_COLUMNS}) SELECT {select_list} FROM settlements WHERE seq = %(seq)s"
+    times: dict[str, list[float]] = {"with index": [], "without": []}
+    with psycopg.connect(url) as conn:
+        for r in range(rounds):
+            for label in times:
+                with conn.transaction(force_rollback=True):
+                    if label == "without":
+                        conn.execute("DROP INDEX ix_settlements_queue")
+                    t = time.perf_counter()
+                    for i in range(rows):
+                        conn.execute(sql, {"n": f"{r}-{i}", "seq": 1 + i * 97})  # type: ignore[arg-type]
+                    times[label].append((time.perf_counter() - t) / rows * 1e6)
+    for label, values in times.items():
+        print(f"{label}: µs per one-row INSERT, {rounds} rounds: {[round(v) for v in values]},"
+              f" median {statistics.median(values):.0f}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -276,11 +307,18 @@ def main() -> int:
     parser.add_argument("--export-only", action="store_true", help="skip the queries, time the exports only")
     parser.add_argument("--fill-only", action="store_true", help="create and fill the database, keep it, stop")
     parser.add_argument("--no-export", action="store_true", help="the queries only")
+    parser.add_argument("--index-insert-cost", action="store_true",
+                        help="with --url: time one-row inserts with and without ix_settlements_queue, then stop")
     parser.add_argument("--queries", help="only the queries whose label contains one of these (comma-separated)")
     args = parser.parse_args()
 
     name = None
     url = args.url
+    if args.index_insert_cost:
+        if url is None:
+            raise SystemExit("--index-insert-cost needs --url (a filled database)")
+        index_insert_cost(url)
+        return 0
     if url is None:
         name = f"settlement_bench_review_{secrets.token_hex(4)}"
         with psycopg.connect(ADMIN, autocommit=True) as conn:

@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from settlement import jit
 from settlement.claims import (
     INVALID_CLAIM,
     ClaimError,
@@ -515,6 +516,7 @@ def _run(
         return count
     global _worker_tables
     _worker_tables = tables  # inherited by forked workers
+    jit.load()  # more than one block: compiled from the start
     _warm_up(tables)  # before the workers are forked: they start with the compiled code loaded
     with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(tables.schedules.region_dir,)) as pool:
         in_flight: deque[Future[PreparedChunk]] = deque()

@@ -22,28 +22,20 @@ applies no rule of the engine.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
 
-import numba
 import numpy as np
 import numpy.typing as npt
 
+from settlement import jit
 from settlement.engine.tables import Tables
+from settlement.jit import helper, kernel
 from settlement.schedules.types import CATEGORIES, SCHEMES, VISIT_TYPES
 
 from .models import MAX_ITEMS, MAX_QUANTITY, MAX_UNIT_PRICE
 
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _jit(fn: F) -> F:
-    return cast(F, numba.njit(cache=True, nogil=True)(fn))
-
-
 # The words the scanner knows, in one byte table. Keys first, per object, then
 # the enumerations in the engine's index order (schedules.types), then null.
 _KEYS_CLAIM = ("claim_id", "hospital", "patient", "visit", "diagnosis", "treatment", "sessions", "items")
@@ -85,7 +77,7 @@ _PID_CHECK = np.frombuffer(b"10X98765432", dtype=np.uint8).copy()
 # ---------------------------------------------------------------- scanning helpers
 
 
-@_jit
+@helper
 def _ws(buf: U8, p: int, e: int) -> int:
     """First position at or after p that is not JSON whitespace.
 
@@ -100,7 +92,7 @@ def _ws(buf: U8, p: int, e: int) -> int:
     return p
 
 
-@_jit
+@helper
 def _string(buf: U8, p: int, e: int) -> int:
     """p is just after an opening quote: the closing quote's position, or -1 (escape, control, non-ASCII, DEL)."""
     while p < e:
@@ -113,7 +105,7 @@ def _string(buf: U8, p: int, e: int) -> int:
     return -1
 
 
-@_jit
+@helper
 def _text(buf: U8, p: int, e: int) -> tuple[int, int]:
     """p is just after an opening quote of a value: (closing quote, characters), or (-1, 0).
 
@@ -163,7 +155,7 @@ def _text(buf: U8, p: int, e: int) -> tuple[int, int]:
     return -1, 0
 
 
-@_jit
+@helper
 def _space_at(buf: U8, p: int) -> bool:
     """Whether the character _text took at p is white space as str.isspace has it. _text lets only these
     through: the space, U+00A0 (C2 A0), U+1680 (E1 9A 80) and U+3000 (E3 80 80); the rest of Python's
@@ -180,7 +172,7 @@ def _space_at(buf: U8, p: int) -> bool:
     return False
 
 
-@_jit
+@helper
 def _padded(buf: U8, s: int, e: int) -> bool:
     """An identifier [s, e) of at least one character, strict UTF-8 as _text took it, that begins or ends
     with white space (models.check_identifier refuses it; a blank one begins with white space too)."""
@@ -190,7 +182,7 @@ def _padded(buf: U8, s: int, e: int) -> bool:
     return _space_at(buf, s) or _space_at(buf, last)
 
 
-@_jit
+@helper
 def _word(buf: U8, s: int, end: int, words: U8, word_off: I64, lo: int, hi: int) -> int:
     """Which word in [lo, hi) the bytes buf[s:end] are; -1 for none."""
     n = end - s
@@ -208,7 +200,7 @@ def _word(buf: U8, s: int, end: int, words: U8, word_off: I64, lo: int, hi: int)
     return -1
 
 
-@_jit
+@helper
 def _is_null(buf: U8, p: int, e: int, words: U8, word_off: I64) -> bool:
     a = word_off[W_NULL]
     if p + 4 > e:
@@ -219,7 +211,7 @@ def _is_null(buf: U8, p: int, e: int, words: U8, word_off: I64) -> bool:
     return True
 
 
-@_jit
+@helper
 def _small_int(buf: U8, p: int, e: int) -> tuple[int, int]:
     """A JSON integer without sign of at most 4 digits: (value, position after); (-1, -1) otherwise."""
     if p >= e or buf[p] < 48 or buf[p] > 57:
@@ -237,7 +229,7 @@ def _small_int(buf: U8, p: int, e: int) -> tuple[int, int]:
     return v, p
 
 
-@_jit
+@helper
 def _decimal(buf: U8, p: int, e: int, quoted: bool) -> tuple[int, int]:
     """A plain decimal (digits, optionally a point and digits) × 10^4: (value, position after); (-1, -1) when
     it is not plain, has more than 4 decimals by value or more than _MAX_INT_DIGITS integer digits.
@@ -280,7 +272,7 @@ def _decimal(buf: U8, p: int, e: int, quoted: bool) -> tuple[int, int]:
     return whole * 10_000 + frac, p
 
 
-@_jit
+@helper
 def _number_or_string(buf: U8, p: int, e: int) -> tuple[int, int]:
     """quantity / unit_price: a JSON number or a plain decimal string, × 10^4."""
     if p < e and buf[p] == 34:
@@ -299,7 +291,7 @@ def _number_or_string(buf: U8, p: int, e: int) -> tuple[int, int]:
     return v, after
 
 
-@_jit
+@helper
 def _days_in_month(y: int, m: int) -> int:
     if m == 2:
         leap = (y % 4 == 0 and y % 100 != 0) or y % 400 == 0
@@ -309,7 +301,7 @@ def _days_in_month(y: int, m: int) -> int:
     return 31
 
 
-@_jit
+@helper
 def _digits(buf: U8, s: int, n: int) -> int:
     v = 0
     for j in range(s, s + n):
@@ -320,7 +312,7 @@ def _digits(buf: U8, s: int, n: int) -> int:
     return v
 
 
-@_jit
+@helper
 def _date(buf: U8, s: int, end: int) -> int:
     """A real ISO date YYYY-MM-DD as y·10^4 + m·100 + d; -1 otherwise."""
     if end - s != 10 or buf[s + 4] != 45 or buf[s + 7] != 45:
@@ -336,7 +328,7 @@ def _date(buf: U8, s: int, end: int) -> int:
 # ---------------------------------------------------------------- the scanner
 
 
-@_jit
+@kernel
 def _scan_kernel(
     buf: U8, starts: I64, ends: I64, words: U8, word_off: I64,
     ok: npt.NDArray[np.bool_], claim: I64, item_code: I64, item_qty: I64, item_price: I64,
@@ -668,7 +660,7 @@ def _scan_kernel(
     return cursor
 
 
-@_jit
+@kernel
 def _check_kernel(
     buf: U8, ok: npt.NDArray[np.bool_], claim: I64, item_code: I64,
     pid_weights: I64, pid_check: U8, effective_from: I64,
@@ -761,7 +753,7 @@ def _check_kernel(
         age[k] = years
 
 
-@_jit
+@helper
 def _hash(buf: U8, s: int, e: int, salt: int) -> int:
     """FNV-1a over the bytes and the salt, kept non-negative."""
     h = np.uint64(14695981039346656037) ^ np.uint64(salt)
@@ -770,7 +762,7 @@ def _hash(buf: U8, s: int, e: int, salt: int) -> int:
     return int(h >> np.uint64(1))
 
 
-@_jit
+@kernel
 def _fill_slots(code_buf: U8, code_off: I64, entry_version: I64, slots: I64) -> None:
     mask = slots.shape[0] - 1
     for entry in range(entry_version.shape[0]):
@@ -854,7 +846,7 @@ def scan_lines(buf: U8, starts: I64, ends: I64, tables: Tables, enabled: bool = 
     person = np.zeros(n, dtype=np.int64)
     version = np.zeros(n, dtype=np.int64)
     age = np.zeros(n, dtype=np.int64)
-    if not enabled or n == 0:
+    if not enabled or n == 0 or not jit.want(n):  # a few lines: the per-line readers alone (jit.SMALL)
         empty = np.zeros(0, dtype=np.int64)
         return ScannedLines(ok, claim, person, version, age, empty, empty, empty)
     capacity = int(np.count_nonzero(buf == 123))  # every item is an object: at most one per '{'
@@ -872,7 +864,7 @@ def scan_lines(buf: U8, starts: I64, ends: I64, tables: Tables, enabled: bool = 
     return ScannedLines(ok, claim, person, version, age, item_row, item_qty[:used], item_price[:used])
 
 
-@_jit
+@kernel
 def _split_kernel(buf: U8, newlines: I64, starts: I64, ends: I64) -> int:
     """Lines of a block (ends include the newline); blank lines (bytes.strip() empty) are left out."""
     n = 0
@@ -899,13 +891,14 @@ def _split_kernel(buf: U8, newlines: I64, starts: I64, ends: I64) -> int:
 def split_lines(buf: U8) -> tuple[I64, I64]:
     """The non-blank lines of a block of bytes as (starts, ends), as reading a file line by line gives them."""
     newlines = np.flatnonzero(buf == 10).astype(np.int64)
+    jit.want(newlines.shape[0])
     starts = np.empty(newlines.shape[0] + 1, dtype=np.int64)
     ends = np.empty(newlines.shape[0] + 1, dtype=np.int64)
     n = _split_kernel(buf, newlines, starts, ends)
     return starts[:n], ends[:n]
 
 
-@_jit
+@kernel
 def _intern_kernel(buf: U8, start: I64, end: I64, code: I64, first: I64) -> int:
     """Dictionary codes of the byte strings buf[start[i]:end[i]] (start < 0: none, code -1), numbered on
     first sight; first[c] is where code c was first seen. Returns the number of distinct strings."""
@@ -953,7 +946,7 @@ def intern_spans(buf: U8, start: I64, end: I64) -> tuple[I64, I64]:
     return code, first[:count]
 
 
-@_jit
+@kernel
 def _gather_kernel(src: U8, start: I64, off: I64, out: U8) -> None:
     for i in range(start.shape[0]):
         s = start[i]

@@ -5,7 +5,8 @@ Everything that depends on earlier claims — the person-year accumulators
 charity per fund) and the fund-year pools — is carried here, claim by claim,
 in claim order. Caps can change between claims of one person-year (a new
 category period, a mid-year schedule version), so an exact scan beats any
-closed form; numba compiles this same Python source to machine code.
+closed form. Each loop is plain Python source that `settlement.jit` runs as
+it is for a few claims and compiled by numba for many.
 
 The loop reads only pre-gathered int64/bool arrays and writes results in
 place. Nothing here allocates per claim.
@@ -13,11 +14,9 @@ place. Nothing here allocates per claim.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
-import numba
-
+from settlement.jit import helper, kernel
 from settlement.money import RATE_SCALE
 from settlement.money import mul_rate as _mul_rate
 from settlement.money import mul_rate_exact as _mul_rate_exact
@@ -92,7 +91,7 @@ def _line_kernel(
         out_in_scope[i] = in_scope
 
 
-line_kernel = cast(Callable[..., None], numba.njit(cache=True, nogil=True)(_line_kernel))
+line_kernel = kernel(_line_kernel)
 
 
 def _classify_kernel(
@@ -139,7 +138,7 @@ def _classify_kernel(
             out_no_standard[i] = True
 
 
-classify_kernel = cast(Callable[..., None], numba.njit(cache=True, nogil=True)(_classify_kernel))
+classify_kernel = kernel(_classify_kernel)
 
 
 def _band_total(e: int, nbands: int, band_to: Any, band_rate: Any, bonus: int) -> int:
@@ -160,8 +159,7 @@ def _band_total(e: int, nbands: int, band_to: Any, band_rate: Any, bonus: int) -
     return whole + _round(frac, RATE_SCALE)
 
 
-_band_total_jit = cast(Callable[..., int], numba.njit(cache=True, nogil=True)(_band_total))
-"""Compiled; plain Python callers (the interpreted kernel) may call it too."""
+helper(_band_total)
 
 
 def _settle_kernel(
@@ -241,9 +239,9 @@ def _settle_kernel(
                 after = before + b
                 bonus = crit_bonus[v, c]
                 nb = crit_nbands[v, s]
-                pay = _band_total_jit(
+                pay = _band_total(
                     max(0, after - d), nb, crit_band_to[v, s], crit_band_rate[v, s], bonus
-                ) - _band_total_jit(max(0, before - d), nb, crit_band_to[v, s], crit_band_rate[v, s], bonus)
+                ) - _band_total(max(0, before - d), nb, crit_band_to[v, s], crit_band_rate[v, s], bonus)
                 # an uncapped category still grows critical_paid, but nothing limits it
                 rem = pay if crit_uncapped[v, c] else max(0, crit_cap[v, s] - acc_crit_paid[py])
                 crit = min(pay, rem)
@@ -338,5 +336,5 @@ def _settle_kernel(
             out_patient[i] = base - paid
 
 
-settle_kernel = cast(Callable[..., None], numba.njit(cache=True, nogil=True)(_settle_kernel))
-"""Compiled kernel; `_settle_kernel` is the same code run by the interpreter (used to cross-check)."""
+settle_kernel = kernel(_settle_kernel)
+"""`settle_kernel.py_func` is `_settle_kernel`, the source the tests hold its compiled form to."""

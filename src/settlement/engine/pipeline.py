@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from settlement import jit
+
 from . import kernel
 from .batch import (
     B8,
@@ -30,6 +32,7 @@ from .tables import Tables, icd_rows
 def line_parts(batch: ClaimBatch, tables: Tables) -> tuple[I64, I64, I64, I64, I64]:
     """§5.1: per claim total, fully_self_paid, over_limit, pre_self_paid, in_scope."""
     n = len(batch)
+    jit.want(n)
     fully, over, pre, in_scope = (np.empty(n, dtype=np.int64) for _ in range(4))
     kernel.line_kernel(
         batch.line_start, batch.line_item, batch.line_qty, batch.line_price,
@@ -47,6 +50,7 @@ def classify(batch: ClaimBatch, tables: Tables) -> tuple[I64, B8, I64, I64]:
     the tables); the per-claim first-match logic runs in the compiled kernel.
     """
     n = len(batch)
+    jit.want(n)
     n_v = len(tables.schedules.versions)
     n_d = max(len(batch.diagnosis_values), 1)
     g_match = np.zeros((n_v, n_d, tables.sd_g_min.shape[1]), dtype=np.bool_)
@@ -118,6 +122,7 @@ def settle(
     by batch.person_year and batch.year_index; None starts from zero.
     """
     n = len(batch)
+    jit.want(n)  # a batch of jit.SMALL claims or more runs the compiled kernels
     n_funds = max(tables.n_funds, 1)
     if accumulators is None:
         py_rows = int(batch.person_year.max()) + 1 if n else 0

@@ -25,9 +25,8 @@ import os
 import stat
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -52,6 +51,9 @@ from settlement.jsonout import write_results
 from settlement.results import engine_error, error_result
 from settlement.schedules import load_region
 from settlement.schedules.types import CATEGORIES, SCHEMES, VISIT_TYPES
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
@@ -514,6 +516,8 @@ def _run(
         for job in _chain(first, second, jobs):
             emit(prepare(job, tables))
         return count
+    from concurrent.futures import ProcessPoolExecutor  # only here: a process of one block never starts one
+
     global _worker_tables
     _worker_tables = tables  # inherited by forked workers
     jit.load()  # more than one block: compiled from the start

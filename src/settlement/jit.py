@@ -110,6 +110,13 @@ def _build() -> None:
     with _lock:
         if _built:
             return
+        import warnings
+
+        from numba.core.errors import NumbaIRAssumptionWarning
+
+        # numba's own pedantic SSA check warns on helpers it inlines (inline=True) as overloads; the
+        # compiled code is held equal to the source by the tests (tests/engine/test_jit.py)
+        warnings.filterwarnings("ignore", category=NumbaIRAssumptionWarning)
         for fn, inline in _helpers:
             _register(fn, inline)
         for k in _kernels:

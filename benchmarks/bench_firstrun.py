@@ -133,8 +133,9 @@ def warm(src: Path, claims_file: Path | None, repeat: int) -> None:
     best = min(times)
     lines = claims_file.read_bytes().splitlines()
     sys.path.insert(0, str(ROOT))
-    from settlement.schedules import load_region
     from tests.engine.test_properties import Model
+
+    from settlement.schedules import load_region
 
     start = time.perf_counter()
     model = Model(load_region(ROOT / "fee_schedules" / "heilongjiang"))

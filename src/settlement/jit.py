@@ -4,8 +4,9 @@ Every loop of the engine, the columnar reader and the result writer is
 written once, as plain Python over numpy arrays, and declared here with
 :func:`kernel` (called from Python) or :func:`helper` (called only from other
 kernels). Nothing imports numba until the compiled form is wanted: importing
-numba and loading the kernels from its cache costs about a second, compiling
-them 15-30 s, while a few claims run in milliseconds on the source itself.
+numba and loading the kernels from its cache, let alone compiling them on a
+first run, costs far more than a few claims take on the source itself
+(docs/PERFORMANCE.md §7.4).
 
 - A batch of :data:`SMALL` claims or more loads the compiled forms
   (:func:`want`) and runs compiled, as does everything after that in the

@@ -62,7 +62,7 @@ T = TypeVar("T")
 CHUNK = 20_000
 """Lines per chunk when the input comes as lines (settle_stream)."""
 BLOCK_BYTES = 8 << 20
-"""Bytes per block when the input is a file (settle_file): ~6,700 claims of 25 lines (4–16 MB measured alike)."""
+"""Bytes per block when the input is a file (settle_file): ~6,700 claims of 25 lines (docs/PERFORMANCE.md §7.2)."""
 
 COLUMNAR = True
 """The columnar scanner is used (the tests switch it off to compare with the per-line readers alone)."""

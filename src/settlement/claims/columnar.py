@@ -30,8 +30,9 @@ import numpy.typing as npt
 from settlement import jit
 from settlement.engine.tables import Tables
 from settlement.jit import helper, kernel
-from settlement.schedules.types import CATEGORIES, SCHEMES, VISIT_TYPES
+from settlement.schedules.types import CATEGORIES, SCHEMES, VISIT_TYPES, version_in_force
 
+from .checks import birth_day, person_number, real_date, whole_years
 from .models import MAX_ITEMS, MAX_QUANTITY, MAX_UNIT_PRICE
 
 I64 = npt.NDArray[np.int64]
@@ -69,9 +70,6 @@ _P_MAX = MAX_UNIT_PRICE * 10_000
 _MAX_INT_DIGITS = 7
 """Integer digits (leading zeros aside) that can be within either limit; more send the line on."""
 
-# person id (GB 11643), as person_id.check_person_id
-_PID_WEIGHTS = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2], dtype=np.int64)
-_PID_CHECK = np.frombuffer(b"10X98765432", dtype=np.uint8).copy()
 
 
 # ---------------------------------------------------------------- scanning helpers
@@ -81,8 +79,8 @@ _PID_CHECK = np.frombuffer(b"10X98765432", dtype=np.uint8).copy()
 def _ws(buf: U8, p: int, e: int) -> int:
     """First position at or after p that is not JSON whitespace.
 
-    Callers call it only when buf[p] ≤ 32 (compact JSON has no whitespace): the call cost more than the
-    rest of the scan (8.7 → 3.6 µs a claim)."""
+    Callers call it only when buf[p] ≤ 32: compact JSON has none, and calling it at every token cost more
+    than the rest of the scan (docs/PERFORMANCE.md §7.2)."""
     while p < e:
         c = buf[p]
         if c == 32 or c == 9 or c == 10 or c == 13:
@@ -292,16 +290,6 @@ def _number_or_string(buf: U8, p: int, e: int) -> tuple[int, int]:
 
 
 @helper
-def _days_in_month(y: int, m: int) -> int:
-    if m == 2:
-        leap = (y % 4 == 0 and y % 100 != 0) or y % 400 == 0
-        return 29 if leap else 28
-    if m == 4 or m == 6 or m == 9 or m == 11:
-        return 30
-    return 31
-
-
-@helper
 def _digits(buf: U8, s: int, n: int) -> int:
     v = 0
     for j in range(s, s + n):
@@ -320,9 +308,9 @@ def _date(buf: U8, s: int, end: int) -> int:
     y = _digits(buf, s, 4)
     m = _digits(buf, s + 5, 2)
     d = _digits(buf, s + 8, 2)
-    if y < 1 or m < 1 or m > 12 or d < 1 or d > _days_in_month(y, m):
+    if y < 0 or m < 0 or d < 0:
         return -1
-    return y * 10_000 + m * 100 + d
+    return real_date(y, m, d)
 
 
 # ---------------------------------------------------------------- the scanner
@@ -662,8 +650,7 @@ def _scan_kernel(
 
 @kernel
 def _check_kernel(
-    buf: U8, ok: npt.NDArray[np.bool_], claim: I64, item_code: I64,
-    pid_weights: I64, pid_check: U8, effective_from: I64,
+    buf: U8, ok: npt.NDArray[np.bool_], claim: I64, item_code: I64, effective_from: I64,
     hash_slots: I64, entry_version: I64, entry_row: I64, code_buf: U8, code_off: I64,
     person: I64, version: I64, age: I64, item_row: I64,
 ) -> None:
@@ -682,42 +669,16 @@ def _check_kernel(
         if row[4] - s != 18 or row[5] < 0:  # a missing scheme is the per-line path's invalid_claim
             ok[k] = False
             continue
-        body = 0
-        total = 0
-        for j in range(17):
-            c = buf[s + j]
-            if c < 48 or c > 57:
-                total = -1
-                break
-            body = body * 10 + (c - 48)
-            total += (c - 48) * pid_weights[j]
-        last = buf[s + 17]
-        if last == 120:
-            last = 88  # x is X
-        if total < 0 or last != pid_check[total % 11]:
+        number = person_number(buf, s)  # the checks the per-line reader runs (claims.checks)
+        if number < 0:
             ok[k] = False
             continue
-        check_value = 10 if last == 88 else last - 48
-        by = _digits(buf, s + 6, 4)
-        bm = _digits(buf, s + 10, 2)
-        bd = _digits(buf, s + 12, 2)
-        if by < 1 or bm < 1 or bm > 12 or bd < 1 or bd > _days_in_month(by, bm):
-            ok[k] = False
-            continue
+        born = birth_day(buf, s)
         ad = row[8]
-        ay, am, aday = ad // 10_000, ad // 100 % 100, ad % 100
-        if by * 10_000 + bm * 100 + bd > ad:
+        if born < 0 or born > ad:
             ok[k] = False
             continue
-        years = ay - by
-        if am * 100 + aday < bm * 100 + bd:
-            years -= 1
-        # the version in force on the discharge date: the last listed with effective_from on or before it
-        dd = row[9]
-        v = -1
-        for i in range(effective_from.shape[0]):
-            if effective_from[i] <= dd:
-                v = i
+        v = version_in_force(effective_from, row[9])
         if v < 0:
             ok[k] = False
             continue
@@ -748,9 +709,9 @@ def _check_kernel(
         if not known:
             ok[k] = False
             continue
-        person[k] = body * 11 + check_value
+        person[k] = number
         version[k] = v
-        age[k] = years
+        age[k] = whole_years(born, ad)
 
 
 @helper
@@ -857,7 +818,7 @@ def scan_lines(buf: U8, starts: I64, ends: I64, tables: Tables, enabled: bool = 
     index = catalog_index(tables)
     item_row = np.empty(used, dtype=np.int64)
     _check_kernel(
-        buf, ok, claim, item_code, _PID_WEIGHTS, _PID_CHECK, index.effective_from,
+        buf, ok, claim, item_code, index.effective_from,
         index.slots, index.entry_version, index.entry_row, index.code_buf, index.code_off,
         person, version, age, item_row,
     )

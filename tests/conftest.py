@@ -9,10 +9,19 @@ from pathlib import Path
 
 import pytest
 
+from settlement import jit
 from settlement.engine import Tables, compile_tables
 from settlement.schedules import ScheduleSet, load_region
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _compiled_kernels() -> None:
+    """Every test runs the compiled kernels, as a large batch does, so that the differential tests
+    (scanner against the per-line readers, compiled against source) compare what they say. A few
+    claims in a fresh process run the kernels' source instead: tests/engine/test_jit.py."""
+    jit.load()
 
 
 @pytest.fixture(scope="session")

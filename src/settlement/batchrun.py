@@ -25,14 +25,14 @@ import os
 import stat
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import orjson
 
+from settlement import jit
 from settlement.claims import (
     INVALID_CLAIM,
     ClaimError,
@@ -52,6 +52,9 @@ from settlement.results import engine_error, error_result
 from settlement.schedules import load_region
 from settlement.schedules.types import CATEGORIES, SCHEMES, VISIT_TYPES
 
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
 T = TypeVar("T")
@@ -59,7 +62,7 @@ T = TypeVar("T")
 CHUNK = 20_000
 """Lines per chunk when the input comes as lines (settle_stream)."""
 BLOCK_BYTES = 8 << 20
-"""Bytes per block when the input is a file (settle_file): ~6,700 claims of 25 lines (4–16 MB measured alike)."""
+"""Bytes per block when the input is a file (settle_file): ~6,700 claims of 25 lines (docs/PERFORMANCE.md §7.2)."""
 
 COLUMNAR = True
 """The columnar scanner is used (the tests switch it off to compare with the per-line readers alone)."""
@@ -513,8 +516,11 @@ def _run(
         for job in _chain(first, second, jobs):
             emit(prepare(job, tables))
         return count
+    from concurrent.futures import ProcessPoolExecutor  # only here: a process of one block never starts one
+
     global _worker_tables
     _worker_tables = tables  # inherited by forked workers
+    jit.load()  # more than one block: compiled from the start
     _warm_up(tables)  # before the workers are forked: they start with the compiled code loaded
     with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(tables.schedules.region_dir,)) as pool:
         in_flight: deque[Future[PreparedChunk]] = deque()

@@ -11,32 +11,20 @@ orjson's compact one, key for key, which the tests hold it to.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
 
-import numba
 import numpy as np
 import numpy.typing as npt
 import orjson
 
+from settlement import jit
 from settlement.engine.batch import BatchResult, ClaimBatch
 from settlement.engine.tables import Tables
+from settlement.jit import helper, kernel
 
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _jit(fn: F) -> F:
-    return cast(F, numba.njit(cache=True, nogil=True)(fn))
-
-
-def _inline(fn: F) -> F:
-    """A helper compiled into its caller (numba's own inlining: 1.2 → 0.8 µs a result line)."""
-    return cast(F, numba.njit(cache=True, nogil=True, inline="always")(fn))
-
-
 # The fixed text between the values, in writing order.
 _PIECES = (
     b'{"claim_id":',
@@ -77,7 +65,7 @@ _MAX_FIXED = sum(len(p) for p in _PIECES) + 15 * 21
 """Bytes of one result line besides its names and funds: all pieces once, 14 money values and the year."""
 
 
-@_inline
+@helper(inline=True)
 def _put(out: U8, pos: int, src: U8, s: int, e: int) -> int:
     for j in range(s, e):
         out[pos] = src[j]
@@ -85,12 +73,12 @@ def _put(out: U8, pos: int, src: U8, s: int, e: int) -> int:
     return pos
 
 
-@_inline
+@helper(inline=True)
 def _piece(out: U8, pos: int, pieces: U8, piece_off: I64, k: int) -> int:
     return _put(out, pos, pieces, piece_off[k], piece_off[k + 1])
 
 
-@_inline
+@helper(inline=True)
 def _uint(out: U8, pos: int, v: int, min_digits: int) -> int:
     n = 1
     t = v
@@ -105,7 +93,7 @@ def _uint(out: U8, pos: int, v: int, min_digits: int) -> int:
     return pos + n
 
 
-@_inline
+@helper(inline=True)
 def _fen(out: U8, pos: int, fen: int) -> int:
     """Money as yuan with exactly two decimals (money.format_fen)."""
     if fen < 0:
@@ -117,7 +105,7 @@ def _fen(out: U8, pos: int, fen: int) -> int:
     return _uint(out, pos + 1, fen % 100, 2)
 
 
-@_jit
+@kernel
 def _write_kernel(
     plan: I64, out: U8, pieces: U8, piece_off: I64,
     ids: U8, id_off: I64, extra: U8, extra_off: I64,
@@ -283,6 +271,7 @@ def write_results(
     """
     names = names_of(tables)
     n = id_off.shape[0] - 1
+    jit.want(n)
     stop = first + n
     pick = slice(first, stop)
     money = np.empty((_N_MONEY + 2, n), dtype=np.int64)

@@ -3,16 +3,16 @@
 Money is integer fen everywhere; rates are integer basis points (1/10,000).
 There is exactly one rounding rule in the product, :func:`round_half_up_div`;
 every other helper here is built on it so that the counter, the batch and the
-numba kernel can never disagree: `register_jitable` leaves these functions
+compiled kernels can never disagree: `jit.helper` leaves these functions
 plain Python (they work on ints and on numpy arrays alike) and lets the
-compiled kernel call the very same source.
+compiled kernels call the very same source.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
 
-from numba.extending import register_jitable
+from settlement.jit import helper
 
 RATE_SCALE = 10_000
 """Rates are held in basis points: 0.85 is 8500."""
@@ -22,7 +22,7 @@ QTY_SCALE = 10_000
 """Quantities and unit prices are read with at most 4 decimals, held scaled by 10^4."""
 
 
-@register_jitable(inline="always")
+@helper(inline=True)
 def round_half_up_div(numerator: int, denominator: int) -> int:
     """round(numerator / denominator), half up, for numerator >= 0 and even denominator.
 
@@ -36,7 +36,7 @@ DIRECT_LIMIT = (2**63 - 1) // RATE_SCALE
 """Below this, amount × rate fits int64 and needs no split."""
 
 
-@register_jitable(inline="always")
+@helper(inline=True)
 def mul_rate(amount_fen: int, rate_bp: int) -> int:
     """round(amount × rate) in fen for a rate in basis points.
 
@@ -52,7 +52,7 @@ def mul_rate(amount_fen: int, rate_bp: int) -> int:
     return hi * rate_bp + round_half_up_div(lo * rate_bp, RATE_SCALE)
 
 
-@register_jitable(inline="always")
+@helper(inline=True)
 def mul_rate_exact(amount_fen: int, rate_bp: int) -> tuple[int, int]:
     """amount × rate as (whole fen, remainder in 1/10^4 fen), unrounded.
 

@@ -22,28 +22,21 @@ applies no rule of the engine.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
 
-import numba
 import numpy as np
 import numpy.typing as npt
 
+from settlement import jit
 from settlement.engine.tables import Tables
-from settlement.schedules.types import CATEGORIES, SCHEMES, VISIT_TYPES
+from settlement.jit import helper, kernel
+from settlement.schedules.types import CATEGORIES, SCHEMES, VISIT_TYPES, version_in_force
 
+from .checks import birth_day, person_number, real_date, whole_years
 from .models import MAX_ITEMS, MAX_QUANTITY, MAX_UNIT_PRICE
 
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _jit(fn: F) -> F:
-    return cast(F, numba.njit(cache=True, nogil=True)(fn))
-
-
 # The words the scanner knows, in one byte table. Keys first, per object, then
 # the enumerations in the engine's index order (schedules.types), then null.
 _KEYS_CLAIM = ("claim_id", "hospital", "patient", "visit", "diagnosis", "treatment", "sessions", "items")
@@ -77,20 +70,17 @@ _P_MAX = MAX_UNIT_PRICE * 10_000
 _MAX_INT_DIGITS = 7
 """Integer digits (leading zeros aside) that can be within either limit; more send the line on."""
 
-# person id (GB 11643), as person_id.check_person_id
-_PID_WEIGHTS = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2], dtype=np.int64)
-_PID_CHECK = np.frombuffer(b"10X98765432", dtype=np.uint8).copy()
 
 
 # ---------------------------------------------------------------- scanning helpers
 
 
-@_jit
+@helper
 def _ws(buf: U8, p: int, e: int) -> int:
     """First position at or after p that is not JSON whitespace.
 
-    Callers call it only when buf[p] ≤ 32 (compact JSON has no whitespace): the call cost more than the
-    rest of the scan (8.7 → 3.6 µs a claim)."""
+    Callers call it only when buf[p] ≤ 32: compact JSON has none, and calling it at every token cost more
+    than the rest of the scan (docs/PERFORMANCE.md §7.2)."""
     while p < e:
         c = buf[p]
         if c == 32 or c == 9 or c == 10 or c == 13:
@@ -100,7 +90,7 @@ def _ws(buf: U8, p: int, e: int) -> int:
     return p
 
 
-@_jit
+@helper
 def _string(buf: U8, p: int, e: int) -> int:
     """p is just after an opening quote: the closing quote's position, or -1 (escape, control, non-ASCII, DEL)."""
     while p < e:
@@ -113,7 +103,7 @@ def _string(buf: U8, p: int, e: int) -> int:
     return -1
 
 
-@_jit
+@helper
 def _text(buf: U8, p: int, e: int) -> tuple[int, int]:
     """p is just after an opening quote of a value: (closing quote, characters), or (-1, 0).
 
@@ -163,7 +153,7 @@ def _text(buf: U8, p: int, e: int) -> tuple[int, int]:
     return -1, 0
 
 
-@_jit
+@helper
 def _space_at(buf: U8, p: int) -> bool:
     """Whether the character _text took at p is white space as str.isspace has it. _text lets only these
     through: the space, U+00A0 (C2 A0), U+1680 (E1 9A 80) and U+3000 (E3 80 80); the rest of Python's
@@ -180,7 +170,7 @@ def _space_at(buf: U8, p: int) -> bool:
     return False
 
 
-@_jit
+@helper
 def _padded(buf: U8, s: int, e: int) -> bool:
     """An identifier [s, e) of at least one character, strict UTF-8 as _text took it, that begins or ends
     with white space (models.check_identifier refuses it; a blank one begins with white space too)."""
@@ -190,7 +180,7 @@ def _padded(buf: U8, s: int, e: int) -> bool:
     return _space_at(buf, s) or _space_at(buf, last)
 
 
-@_jit
+@helper
 def _word(buf: U8, s: int, end: int, words: U8, word_off: I64, lo: int, hi: int) -> int:
     """Which word in [lo, hi) the bytes buf[s:end] are; -1 for none."""
     n = end - s
@@ -208,7 +198,7 @@ def _word(buf: U8, s: int, end: int, words: U8, word_off: I64, lo: int, hi: int)
     return -1
 
 
-@_jit
+@helper
 def _is_null(buf: U8, p: int, e: int, words: U8, word_off: I64) -> bool:
     a = word_off[W_NULL]
     if p + 4 > e:
@@ -219,7 +209,7 @@ def _is_null(buf: U8, p: int, e: int, words: U8, word_off: I64) -> bool:
     return True
 
 
-@_jit
+@helper
 def _small_int(buf: U8, p: int, e: int) -> tuple[int, int]:
     """A JSON integer without sign of at most 4 digits: (value, position after); (-1, -1) otherwise."""
     if p >= e or buf[p] < 48 or buf[p] > 57:
@@ -237,7 +227,7 @@ def _small_int(buf: U8, p: int, e: int) -> tuple[int, int]:
     return v, p
 
 
-@_jit
+@helper
 def _decimal(buf: U8, p: int, e: int, quoted: bool) -> tuple[int, int]:
     """A plain decimal (digits, optionally a point and digits) × 10^4: (value, position after); (-1, -1) when
     it is not plain, has more than 4 decimals by value or more than _MAX_INT_DIGITS integer digits.
@@ -280,7 +270,7 @@ def _decimal(buf: U8, p: int, e: int, quoted: bool) -> tuple[int, int]:
     return whole * 10_000 + frac, p
 
 
-@_jit
+@helper
 def _number_or_string(buf: U8, p: int, e: int) -> tuple[int, int]:
     """quantity / unit_price: a JSON number or a plain decimal string, × 10^4."""
     if p < e and buf[p] == 34:
@@ -299,17 +289,7 @@ def _number_or_string(buf: U8, p: int, e: int) -> tuple[int, int]:
     return v, after
 
 
-@_jit
-def _days_in_month(y: int, m: int) -> int:
-    if m == 2:
-        leap = (y % 4 == 0 and y % 100 != 0) or y % 400 == 0
-        return 29 if leap else 28
-    if m == 4 or m == 6 or m == 9 or m == 11:
-        return 30
-    return 31
-
-
-@_jit
+@helper
 def _digits(buf: U8, s: int, n: int) -> int:
     v = 0
     for j in range(s, s + n):
@@ -320,7 +300,7 @@ def _digits(buf: U8, s: int, n: int) -> int:
     return v
 
 
-@_jit
+@helper
 def _date(buf: U8, s: int, end: int) -> int:
     """A real ISO date YYYY-MM-DD as y·10^4 + m·100 + d; -1 otherwise."""
     if end - s != 10 or buf[s + 4] != 45 or buf[s + 7] != 45:
@@ -328,15 +308,15 @@ def _date(buf: U8, s: int, end: int) -> int:
     y = _digits(buf, s, 4)
     m = _digits(buf, s + 5, 2)
     d = _digits(buf, s + 8, 2)
-    if y < 1 or m < 1 or m > 12 or d < 1 or d > _days_in_month(y, m):
+    if y < 0 or m < 0 or d < 0:
         return -1
-    return y * 10_000 + m * 100 + d
+    return real_date(y, m, d)
 
 
 # ---------------------------------------------------------------- the scanner
 
 
-@_jit
+@kernel
 def _scan_kernel(
     buf: U8, starts: I64, ends: I64, words: U8, word_off: I64,
     ok: npt.NDArray[np.bool_], claim: I64, item_code: I64, item_qty: I64, item_price: I64,
@@ -668,10 +648,9 @@ def _scan_kernel(
     return cursor
 
 
-@_jit
+@kernel
 def _check_kernel(
-    buf: U8, ok: npt.NDArray[np.bool_], claim: I64, item_code: I64,
-    pid_weights: I64, pid_check: U8, effective_from: I64,
+    buf: U8, ok: npt.NDArray[np.bool_], claim: I64, item_code: I64, effective_from: I64,
     hash_slots: I64, entry_version: I64, entry_row: I64, code_buf: U8, code_off: I64,
     person: I64, version: I64, age: I64, item_row: I64,
 ) -> None:
@@ -690,42 +669,16 @@ def _check_kernel(
         if row[4] - s != 18 or row[5] < 0:  # a missing scheme is the per-line path's invalid_claim
             ok[k] = False
             continue
-        body = 0
-        total = 0
-        for j in range(17):
-            c = buf[s + j]
-            if c < 48 or c > 57:
-                total = -1
-                break
-            body = body * 10 + (c - 48)
-            total += (c - 48) * pid_weights[j]
-        last = buf[s + 17]
-        if last == 120:
-            last = 88  # x is X
-        if total < 0 or last != pid_check[total % 11]:
+        number = person_number(buf, s)  # the checks the per-line reader runs (claims.checks)
+        if number < 0:
             ok[k] = False
             continue
-        check_value = 10 if last == 88 else last - 48
-        by = _digits(buf, s + 6, 4)
-        bm = _digits(buf, s + 10, 2)
-        bd = _digits(buf, s + 12, 2)
-        if by < 1 or bm < 1 or bm > 12 or bd < 1 or bd > _days_in_month(by, bm):
-            ok[k] = False
-            continue
+        born = birth_day(buf, s)
         ad = row[8]
-        ay, am, aday = ad // 10_000, ad // 100 % 100, ad % 100
-        if by * 10_000 + bm * 100 + bd > ad:
+        if born < 0 or born > ad:
             ok[k] = False
             continue
-        years = ay - by
-        if am * 100 + aday < bm * 100 + bd:
-            years -= 1
-        # the version in force on the discharge date: the last listed with effective_from on or before it
-        dd = row[9]
-        v = -1
-        for i in range(effective_from.shape[0]):
-            if effective_from[i] <= dd:
-                v = i
+        v = version_in_force(effective_from, row[9])
         if v < 0:
             ok[k] = False
             continue
@@ -756,12 +709,12 @@ def _check_kernel(
         if not known:
             ok[k] = False
             continue
-        person[k] = body * 11 + check_value
+        person[k] = number
         version[k] = v
-        age[k] = years
+        age[k] = whole_years(born, ad)
 
 
-@_jit
+@helper
 def _hash(buf: U8, s: int, e: int, salt: int) -> int:
     """FNV-1a over the bytes and the salt, kept non-negative."""
     h = np.uint64(14695981039346656037) ^ np.uint64(salt)
@@ -770,7 +723,7 @@ def _hash(buf: U8, s: int, e: int, salt: int) -> int:
     return int(h >> np.uint64(1))
 
 
-@_jit
+@kernel
 def _fill_slots(code_buf: U8, code_off: I64, entry_version: I64, slots: I64) -> None:
     mask = slots.shape[0] - 1
     for entry in range(entry_version.shape[0]):
@@ -854,7 +807,7 @@ def scan_lines(buf: U8, starts: I64, ends: I64, tables: Tables, enabled: bool = 
     person = np.zeros(n, dtype=np.int64)
     version = np.zeros(n, dtype=np.int64)
     age = np.zeros(n, dtype=np.int64)
-    if not enabled or n == 0:
+    if not enabled or n == 0 or not jit.want(n):  # a few lines: the per-line readers alone (jit.SMALL)
         empty = np.zeros(0, dtype=np.int64)
         return ScannedLines(ok, claim, person, version, age, empty, empty, empty)
     capacity = int(np.count_nonzero(buf == 123))  # every item is an object: at most one per '{'
@@ -865,14 +818,14 @@ def scan_lines(buf: U8, starts: I64, ends: I64, tables: Tables, enabled: bool = 
     index = catalog_index(tables)
     item_row = np.empty(used, dtype=np.int64)
     _check_kernel(
-        buf, ok, claim, item_code, _PID_WEIGHTS, _PID_CHECK, index.effective_from,
+        buf, ok, claim, item_code, index.effective_from,
         index.slots, index.entry_version, index.entry_row, index.code_buf, index.code_off,
         person, version, age, item_row,
     )
     return ScannedLines(ok, claim, person, version, age, item_row, item_qty[:used], item_price[:used])
 
 
-@_jit
+@kernel
 def _split_kernel(buf: U8, newlines: I64, starts: I64, ends: I64) -> int:
     """Lines of a block (ends include the newline); blank lines (bytes.strip() empty) are left out."""
     n = 0
@@ -899,13 +852,14 @@ def _split_kernel(buf: U8, newlines: I64, starts: I64, ends: I64) -> int:
 def split_lines(buf: U8) -> tuple[I64, I64]:
     """The non-blank lines of a block of bytes as (starts, ends), as reading a file line by line gives them."""
     newlines = np.flatnonzero(buf == 10).astype(np.int64)
+    jit.want(newlines.shape[0])
     starts = np.empty(newlines.shape[0] + 1, dtype=np.int64)
     ends = np.empty(newlines.shape[0] + 1, dtype=np.int64)
     n = _split_kernel(buf, newlines, starts, ends)
     return starts[:n], ends[:n]
 
 
-@_jit
+@kernel
 def _intern_kernel(buf: U8, start: I64, end: I64, code: I64, first: I64) -> int:
     """Dictionary codes of the byte strings buf[start[i]:end[i]] (start < 0: none, code -1), numbered on
     first sight; first[c] is where code c was first seen. Returns the number of distinct strings."""
@@ -953,7 +907,7 @@ def intern_spans(buf: U8, start: I64, end: I64) -> tuple[I64, I64]:
     return code, first[:count]
 
 
-@_jit
+@kernel
 def _gather_kernel(src: U8, start: I64, off: I64, out: U8) -> None:
     for i in range(start.shape[0]):
         s = start[i]

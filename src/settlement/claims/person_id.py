@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-CHECK = "10X98765432"
+from settlement.schedules.types import ymd
 
+from .checks import BAD_CHECK_CHARACTER, BAD_DIGITS, CHECK, WEIGHTS, WRONG_CHECK, birth_day, person_number, whole_years
+
+__all__ = ["CHECK", "WEIGHTS", "PersonIdError", "age_on", "check_person_id", "normalize_person_id"]
 
 class PersonIdError(ValueError):
     """The person id is not a valid 18-character resident id."""
@@ -18,21 +20,21 @@ def normalize_person_id(value: str) -> str:
 
 
 def check_person_id(value: str, admitted: dt.date) -> dt.date:
-    """Validates the id and returns the birth date it carries."""
+    """Validates the id and returns the birth date it carries (the checks of claims.checks, with their messages)."""
     if len(value) != 18:
         raise PersonIdError(f"person_id must have 18 characters, got {len(value)}")
-    body, check = value[:17], value[17].upper()
-    if not body.isascii() or not body.isdigit():
+    chars = [ord(c) for c in value]
+    number = person_number(chars, 0)
+    if number == BAD_DIGITS:
         raise PersonIdError("person_id: the first 17 characters must be digits")
-    if not (check.isdigit() or check == "X"):
+    if number == BAD_CHECK_CHARACTER:
         raise PersonIdError("person_id: the check character must be a digit or X")
-    expected = CHECK[sum(int(d) * w for d, w in zip(body, WEIGHTS, strict=True)) % 11]
-    if check != expected:
+    if number == WRONG_CHECK:
         raise PersonIdError("person_id check character is wrong")
-    try:
-        birth = dt.date(int(body[6:10]), int(body[10:12]), int(body[12:14]))
-    except ValueError as exc:
-        raise PersonIdError(f"person_id birth date {body[6:14]} is not a real date") from exc
+    born = birth_day(chars, 0)
+    if born < 0:
+        raise PersonIdError(f"person_id birth date {value[6:14]} is not a real date")
+    birth = dt.date(born // 10_000, born // 100 % 100, born % 100)
     if birth > admitted:
         raise PersonIdError(f"person_id birth date {birth.isoformat()} is after admission")
     return birth
@@ -40,7 +42,4 @@ def check_person_id(value: str, admitted: dt.date) -> dt.date:
 
 def age_on(birth: dt.date, day: dt.date) -> int:
     """Whole years on a day (a 29 February birthday counts on 1 March in common years)."""
-    years = day.year - birth.year
-    if (day.month, day.day) < (birth.month, birth.day):
-        years -= 1
-    return years
+    return whole_years(ymd(birth), ymd(day))

@@ -98,10 +98,9 @@ class Accumulators:
         """The person-year totals as views of one array, one row per person-year.
 
         The kernel settles claims in batch order, so it reads and writes the
-        person-years at random (200,000 of them in the benchmark). In seven
-        separate arrays that is seven cache misses a claim, and the kernel
-        waited on memory (bench_engine: ~0.65 µs a claim on a busy host); in one
-        row of ``PERSON_COLUMNS + funds`` int64 it is one or two.
+        person-years at random: in seven separate arrays that is seven cache
+        misses a claim, in one row of ``PERSON_COLUMNS + funds`` int64 one or
+        two (docs/PERFORMANCE.md §7.1, step 6).
         """
         if person.ndim != 2 or person.shape[1] < PERSON_COLUMNS + 1:
             raise ValueError(f"person-year rows need {PERSON_COLUMNS} + fund columns, not {person.shape}")

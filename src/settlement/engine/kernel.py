@@ -5,7 +5,8 @@ Everything that depends on earlier claims — the person-year accumulators
 charity per fund) and the fund-year pools — is carried here, claim by claim,
 in claim order. Caps can change between claims of one person-year (a new
 category period, a mid-year schedule version), so an exact scan beats any
-closed form; numba compiles this same Python source to machine code.
+closed form. Each loop is plain Python source that `settlement.jit` runs as
+it is for a few claims and compiled by numba for many.
 
 The loop reads only pre-gathered int64/bool arrays and writes results in
 place. Nothing here allocates per claim.
@@ -13,11 +14,9 @@ place. Nothing here allocates per claim.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, NamedTuple
 
-import numba
-
+from settlement.jit import helper, kernel
 from settlement.money import RATE_SCALE
 from settlement.money import mul_rate as _mul_rate
 from settlement.money import mul_rate_exact as _mul_rate_exact
@@ -52,6 +51,151 @@ T_ER_PAY = 19
 T_ER_POOL_REM = 20
 T_FUNDS = 21  # then per fund slot: R, pay, person remaining, pool remaining
 T_PER_FUND = 4
+
+
+class ClaimColumns(NamedTuple):
+    """Per claim, what the accumulator kernel reads: the batch's columns and the per-claim steps' results."""
+
+    ok: Any
+    version: Any
+    person_year: Any
+    year_index: Any
+    scheme: Any
+    category: Any
+    visit: Any
+    level: Any
+    flags: Any
+    fixed: Any
+    sd_slot: Any
+    group_slot: Any
+    total: Any
+    in_scope: Any
+    pre_self: Any
+    fixed_amount: Any
+
+
+class LayerRules(NamedTuple):
+    """The schedule tables of §5.3-§5.5 per version (engine.tables.Tables' arrays of the same names)."""
+
+    sd_share_basic: Any
+    sd_share_crit: Any
+    sd_share_assist: Any
+    basic_present: Any
+    basic_ded: Any
+    basic_rate: Any
+    basic_cap: Any
+    basic_red: Any
+    basic_bonus: Any
+    crit_present: Any
+    crit_vt: Any
+    crit_ded: Any
+    crit_cap: Any
+    crit_nbands: Any
+    crit_band_to: Any
+    crit_band_rate: Any
+    crit_red: Any
+    crit_bonus: Any
+    crit_uncapped: Any
+    assist_vt: Any
+    assist_cat: Any
+    assist_ded: Any
+    assist_rate: Any
+    assist_cap: Any
+    fund_count: Any
+    fund_col: Any
+    fund_cat: Any
+    fund_vt: Any
+    fund_group: Any
+    fund_rate: Any
+    fund_cap: Any
+    fund_pool: Any
+    back_present: Any
+    back_cat: Any
+    back_vt: Any
+    back_level: Any
+    back_share: Any
+    er_present: Any
+    er_level: Any
+    er_rate: Any
+    er_cap: Any
+    er_pool: Any
+
+
+class Totals(NamedTuple):
+    """The running totals, updated in place: engine.batch.Accumulators' arrays, in its order."""
+
+    basic_paid: Any
+    critical_base: Any
+    critical_paid: Any
+    assistance_base: Any
+    assistance_paid: Any
+    charity_paid: Any
+    pool_used: Any
+
+
+class Payments(NamedTuple):
+    """Per claim, what the accumulator kernel writes (engine.batch.BatchResult's columns)."""
+
+    base: Any
+    deductible: Any
+    basic: Any
+    critical_illness: Any
+    medical_assistance: Any
+    charity_by_fund: Any
+    charity_eligible: Any
+    emergency_relief: Any
+    backstop: Any
+    patient_pays: Any
+    hospital_bears: Any
+
+
+class ClassifyClaims(NamedTuple):
+    """Per claim, what §5.2 reads."""
+
+    version: Any
+    diagnosis: Any
+    treatment: Any
+    age: Any
+    scheme: Any
+    category: Any
+    level: Any
+    visit: Any
+    flags: Any
+
+
+class GroupRules(NamedTuple):
+    """The diagnosis groups of §5.2 per version; g_match[v, d, g] is computed per batch (distinct diagnoses)."""
+
+    n_groups: Any
+    g_match: Any
+    g_min: Any
+    g_max: Any
+    g_aged: Any
+    g_vt: Any
+    sd_scheme: Any
+    sd_cat: Any
+    sd_level: Any
+
+
+class StandardRules(NamedTuple):
+    """The fixed standards of §5.2 per version; s_treat and s_match are computed per batch."""
+
+    n_std: Any
+    s_group: Any
+    s_index: Any
+    s_treat: Any
+    s_match: Any
+    s_min: Any
+    s_max: Any
+
+
+class Pathways(NamedTuple):
+    """Per claim, what §5.2 writes."""
+
+    group: Any
+    fixed: Any
+    standard: Any
+    no_standard: Any
 
 
 def _line_kernel(
@@ -92,17 +236,10 @@ def _line_kernel(
         out_in_scope[i] = in_scope
 
 
-line_kernel = cast(Callable[..., None], numba.njit(cache=True, nogil=True)(_line_kernel))
+line_kernel = kernel(_line_kernel)
 
 
-def _classify_kernel(
-    version: Any, diagnosis: Any, treatment: Any, age: Any, scheme: Any, category: Any,
-    level: Any, visit: Any, flags: Any,
-    n_groups: Any, g_match: Any, g_min: Any, g_max: Any, g_aged: Any, g_vt: Any,
-    sd_scheme: Any, sd_cat: Any, sd_level: Any,
-    n_std: Any, s_group: Any, s_index: Any, s_treat: Any, s_match: Any, s_min: Any, s_max: Any,
-    out_group: Any, out_fixed: Any, out_standard: Any, out_no_standard: Any,
-) -> None:
+def _classify_kernel(claims: ClassifyClaims, groups: GroupRules, standards: StandardRules, out: Pathways) -> None:
     """§5.2 per claim: first matching group, then the first fitting standard.
 
     g_match[v, d, g] / s_match[v, d, s] say whether diagnosis value d matches
@@ -110,6 +247,10 @@ def _classify_kernel(
     An unidentified patient has no age: a group with an age bound never matches,
     and the claim always takes the standard pathway.
     """
+    version, diagnosis, treatment, age, scheme, category, level, visit, flags = claims
+    n_groups, g_match, g_min, g_max, g_aged, g_vt, sd_scheme, sd_cat, sd_level = groups
+    n_std, s_group, s_index, s_treat, s_match, s_min, s_max = standards
+    out_group, out_fixed, out_standard, out_no_standard = out
     for i in range(version.shape[0]):
         v = version[i]
         d = diagnosis[i]
@@ -139,7 +280,7 @@ def _classify_kernel(
             out_no_standard[i] = True
 
 
-classify_kernel = cast(Callable[..., None], numba.njit(cache=True, nogil=True)(_classify_kernel))
+classify_kernel = kernel(_classify_kernel)
 
 
 def _band_total(e: int, nbands: int, band_to: Any, band_rate: Any, bonus: int) -> int:
@@ -160,32 +301,26 @@ def _band_total(e: int, nbands: int, band_to: Any, band_rate: Any, bonus: int) -
     return whole + _round(frac, RATE_SCALE)
 
 
-_band_total_jit = cast(Callable[..., int], numba.njit(cache=True, nogil=True)(_band_total))
-"""Compiled; plain Python callers (the interpreted kernel) may call it too."""
+helper(_band_total)
 
 
 def _settle_kernel(
-    # per claim
-    ok: Any, version: Any, person_year: Any, year_index: Any, scheme: Any, category: Any,
-    visit: Any, level: Any, flags: Any, fixed: Any, sd_slot: Any, group_slot: Any, total: Any, in_scope: Any,
-    pre_self: Any, fixed_amount: Any, sd_share_basic: Any, sd_share_crit: Any, sd_share_assist: Any,
-    # tables
-    basic_present: Any, basic_ded: Any, basic_rate: Any, basic_cap: Any, basic_red: Any, basic_bonus: Any,
-    crit_present: Any, crit_vt: Any, crit_ded: Any, crit_cap: Any, crit_nbands: Any,
-    crit_band_to: Any, crit_band_rate: Any, crit_red: Any, crit_bonus: Any, crit_uncapped: Any,
-    assist_vt: Any, assist_cat: Any, assist_ded: Any, assist_rate: Any, assist_cap: Any,
-    fund_count: Any, fund_col: Any, fund_cat: Any, fund_vt: Any, fund_group: Any,
-    fund_rate: Any, fund_cap: Any, fund_pool: Any,
-    back_present: Any, back_cat: Any, back_vt: Any, back_level: Any, back_share: Any,
-    er_present: Any, er_level: Any, er_rate: Any, er_cap: Any, er_pool: Any,
-    # accumulators, updated in place
-    acc_basic_paid: Any, acc_crit_base: Any, acc_crit_paid: Any, acc_assist_base: Any,
-    acc_assist_paid: Any, acc_charity_paid: Any, acc_pool_used: Any,
-    # outputs
-    out_base: Any, out_deductible: Any, out_basic: Any, out_crit: Any, out_assist: Any,
-    out_fund: Any, out_eligible: Any, out_er: Any, out_backstop: Any, out_patient: Any, out_hospital: Any,
-    want_trace: bool, trace: Any,
+    claims: ClaimColumns, rules: LayerRules, totals: Totals, out: Payments, want_trace: bool, trace: Any
 ) -> None:
+    """§5.3-§5.5 claim by claim, in order: the totals are updated in place, the payments written."""
+    (ok, version, person_year, year_index, scheme, category, visit, level, flags, fixed, sd_slot, group_slot,
+     total, in_scope, pre_self, fixed_amount) = claims
+    (sd_share_basic, sd_share_crit, sd_share_assist,
+     basic_present, basic_ded, basic_rate, basic_cap, basic_red, basic_bonus,
+     crit_present, crit_vt, crit_ded, crit_cap, crit_nbands, crit_band_to, crit_band_rate, crit_red, crit_bonus,
+     crit_uncapped, assist_vt, assist_cat, assist_ded, assist_rate, assist_cap,
+     fund_count, fund_col, fund_cat, fund_vt, fund_group, fund_rate, fund_cap, fund_pool,
+     back_present, back_cat, back_vt, back_level, back_share,
+     er_present, er_level, er_rate, er_cap, er_pool) = rules
+    (acc_basic_paid, acc_crit_base, acc_crit_paid, acc_assist_base, acc_assist_paid, acc_charity_paid,
+     acc_pool_used) = totals
+    (out_base, out_deductible, out_basic, out_crit, out_assist, out_fund, out_eligible, out_er, out_backstop,
+     out_patient, out_hospital) = out
     n = ok.shape[0]
     er_col = acc_pool_used.shape[1] - 1  # the emergency relief pool: the column after the charity funds'
     for i in range(n):
@@ -241,9 +376,9 @@ def _settle_kernel(
                 after = before + b
                 bonus = crit_bonus[v, c]
                 nb = crit_nbands[v, s]
-                pay = _band_total_jit(
+                pay = _band_total(
                     max(0, after - d), nb, crit_band_to[v, s], crit_band_rate[v, s], bonus
-                ) - _band_total_jit(max(0, before - d), nb, crit_band_to[v, s], crit_band_rate[v, s], bonus)
+                ) - _band_total(max(0, before - d), nb, crit_band_to[v, s], crit_band_rate[v, s], bonus)
                 # an uncapped category still grows critical_paid, but nothing limits it
                 rem = pay if crit_uncapped[v, c] else max(0, crit_cap[v, s] - acc_crit_paid[py])
                 crit = min(pay, rem)
@@ -338,5 +473,5 @@ def _settle_kernel(
             out_patient[i] = base - paid
 
 
-settle_kernel = cast(Callable[..., None], numba.njit(cache=True, nogil=True)(_settle_kernel))
-"""Compiled kernel; `_settle_kernel` is the same code run by the interpreter (used to cross-check)."""
+settle_kernel = kernel(_settle_kernel)
+"""`settle_kernel.py_func` is `_settle_kernel`, the source the tests hold its compiled form to."""

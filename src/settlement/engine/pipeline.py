@@ -9,7 +9,11 @@ batch of one through the very same function.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
+
+from settlement import jit
 
 from . import kernel
 from .batch import (
@@ -30,6 +34,7 @@ from .tables import Tables, icd_rows
 def line_parts(batch: ClaimBatch, tables: Tables) -> tuple[I64, I64, I64, I64, I64]:
     """§5.1: per claim total, fully_self_paid, over_limit, pre_self_paid, in_scope."""
     n = len(batch)
+    jit.want(n)
     fully, over, pre, in_scope = (np.empty(n, dtype=np.int64) for _ in range(4))
     kernel.line_kernel(
         batch.line_start, batch.line_item, batch.line_qty, batch.line_price,
@@ -47,6 +52,7 @@ def classify(batch: ClaimBatch, tables: Tables) -> tuple[I64, B8, I64, I64]:
     the tables); the per-claim first-match logic runs in the compiled kernel.
     """
     n = len(batch)
+    jit.want(n)
     n_v = len(tables.schedules.versions)
     n_d = max(len(batch.diagnosis_values), 1)
     g_match = np.zeros((n_v, n_d, tables.sd_g_min.shape[1]), dtype=np.bool_)
@@ -65,11 +71,15 @@ def classify(batch: ClaimBatch, tables: Tables) -> tuple[I64, B8, I64, I64]:
     no_standard = np.empty(n, dtype=np.bool_)
     t = tables
     kernel.classify_kernel(
-        batch.version, batch.diagnosis, batch.treatment, batch.age, batch.scheme, batch.category,
-        batch.level, batch.visit_type, batch.claim_flags(),
-        t.sd_n_groups, g_match, t.sd_g_min, t.sd_g_max, t.sd_g_aged, t.sd_g_vt, t.sd_scheme, t.sd_cat, t.sd_level,
-        t.sd_n_std, t.sd_s_group, t.sd_s_index, s_treat, s_match, t.sd_s_min, t.sd_s_max,
-        group, fixed, standard, no_standard,
+        kernel.ClassifyClaims(
+            batch.version, batch.diagnosis, batch.treatment, batch.age, batch.scheme, batch.category,
+            batch.level, batch.visit_type, batch.claim_flags(),
+        ),
+        kernel.GroupRules(
+            t.sd_n_groups, g_match, t.sd_g_min, t.sd_g_max, t.sd_g_aged, t.sd_g_vt, t.sd_scheme, t.sd_cat, t.sd_level
+        ),
+        kernel.StandardRules(t.sd_n_std, t.sd_s_group, t.sd_s_index, s_treat, s_match, t.sd_s_min, t.sd_s_max),
+        kernel.Pathways(group, fixed, standard, no_standard),
     )
     error = np.where(no_standard, NO_STANDARD, OK).astype(np.int64)
     return group, fixed, standard, error
@@ -97,6 +107,19 @@ def _standard_amounts(batch: ClaimBatch, tables: Tables, group: I64, fixed: B8, 
     return amount
 
 
+_rules: dict[int, tuple[weakref.ref[Tables], kernel.LayerRules]] = {}
+
+
+def layer_rules(tables: Tables) -> kernel.LayerRules:
+    """The accumulator kernel's tables of a schedule set, gathered once per Tables."""
+    held = _rules.get(id(tables))
+    if held is None or held[0]() is not tables:
+        held = (weakref.ref(tables), kernel.LayerRules(*(getattr(tables, name) for name in kernel.LayerRules._fields)))
+        _rules[id(tables)] = held
+        weakref.finalize(tables, _rules.pop, id(tables), None)  # no Tables kept alive by the cache
+    return held[1]
+
+
 def emergency_eligible(batch: ClaimBatch, tables: Tables) -> B8:
     """§5.5: whether the emergency relief layer applies to each claim (its pool is read), paid or not."""
     flags = batch.claim_flags()
@@ -118,6 +141,7 @@ def settle(
     by batch.person_year and batch.year_index; None starts from zero.
     """
     n = len(batch)
+    jit.want(n)  # a batch of jit.SMALL claims or more runs the compiled kernels
     n_funds = max(tables.n_funds, 1)
     if accumulators is None:
         py_rows = int(batch.person_year.max()) + 1 if n else 0
@@ -142,23 +166,22 @@ def settle(
     eligible = np.zeros((n, n_funds), dtype=np.bool_)
     width = kernel.T_FUNDS + kernel.T_PER_FUND * tables.fund_col.shape[1]
     trace_rows = np.zeros((n if trace else 0, width), dtype=np.int64)
-    t = tables
     kernel.settle_kernel(
-        ok, batch.version, batch.person_year, batch.year_index, batch.scheme, batch.category,
-        batch.visit_type, batch.level, batch.claim_flags(), fixed, sd_slot, group_slot, total, in_scope,
-        pre_self, fixed_amount, t.sd_share_basic, t.sd_share_crit, t.sd_share_assist,
-        t.basic_present, t.basic_ded, t.basic_rate, t.basic_cap, t.basic_red, t.basic_bonus,
-        t.crit_present, t.crit_vt, t.crit_ded, t.crit_cap, t.crit_nbands,
-        t.crit_band_to, t.crit_band_rate, t.crit_red, t.crit_bonus, t.crit_uncapped,
-        t.assist_vt, t.assist_cat, t.assist_ded, t.assist_rate, t.assist_cap,
-        t.fund_count, t.fund_col, t.fund_cat, t.fund_vt, t.fund_group,
-        t.fund_rate, t.fund_cap, t.fund_pool,
-        t.back_present, t.back_cat, t.back_vt, t.back_level, t.back_share,
-        t.er_present, t.er_level, t.er_rate, t.er_cap, t.er_pool,
-        acc.basic_paid, acc.critical_base, acc.critical_paid, acc.assistance_base,
-        acc.assistance_paid, acc.charity_paid, acc.pool_used,
-        base, deductible, basic, crit, assist, by_fund, eligible, emergency, backstop, patient, hospital,
-        trace, trace_rows,
+        kernel.ClaimColumns(
+            ok, batch.version, batch.person_year, batch.year_index, batch.scheme, batch.category,
+            batch.visit_type, batch.level, batch.claim_flags(), fixed, sd_slot, group_slot, total, in_scope,
+            pre_self, fixed_amount,
+        ),
+        layer_rules(tables),
+        kernel.Totals(
+            acc.basic_paid, acc.critical_base, acc.critical_paid, acc.assistance_base,
+            acc.assistance_paid, acc.charity_paid, acc.pool_used,
+        ),
+        kernel.Payments(
+            base, deductible, basic, crit, assist, by_fund, eligible, emergency, backstop, patient, hospital
+        ),
+        trace,
+        trace_rows,
     )
     zero_failed = ~ok
     for column in (total, fully, over_limit, pre_self, in_scope):

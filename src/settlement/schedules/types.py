@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
+
+from settlement.jit import helper
 
 SCHEMES: tuple[str, ...] = ("resident", "employee")
 CATEGORIES: tuple[str, ...] = (
@@ -178,6 +180,23 @@ class ScheduleVersion:
     emergency_relief: EmergencyRelief | None = None
 
 
+def ymd(day: dt.date) -> int:
+    """A date as y·10^4 + m·100 + d, as the compiled scanner reads dates."""
+    return day.year * 10_000 + day.month * 100 + day.day
+
+
+@helper
+def version_in_force(effective_from: Any, day: int) -> int:
+    """The index of the version in force on a day (both y·10^4 + m·100 + d): the last listed whose
+    effective_from is on or before it; -1 if none. The one rule, for the per-line reader
+    (ScheduleSet.index_for) and the compiled scanner alike."""
+    found = -1
+    for i in range(len(effective_from)):
+        if effective_from[i] <= day:
+            found = i
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class ScheduleSet:
     """All versions of one region, oldest first."""
@@ -189,11 +208,7 @@ class ScheduleSet:
 
     def index_for(self, date: dt.date) -> int:
         """The version in force on a discharge date: latest effective_from on or before it; -1 if none."""
-        found = -1
-        for i, version in enumerate(self.versions):
-            if version.effective_from <= date:
-                found = i
-        return found
+        return version_in_force([ymd(v.effective_from) for v in self.versions], ymd(date))
 
     def by_id(self, version_id: str) -> ScheduleVersion:
         for version in self.versions:

@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI
 from starlette.types import Scope
 
 import settlement
+from settlement import jit
 from settlement.engine import Tables, compile_tables
 from settlement.schedules import load_region
 from settlement.web.install import install as install_web
@@ -73,7 +74,8 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
     settings = settings or Settings()
     logmask.install()  # resident ids masked in every log line (service.logmask)
     tables = tables if tables is not None else load_tables(settings)
-    warm_up(tables)
+    warm_up(tables)  # on the kernels' Python source: ready at once
+    jit.compile_in_background(lambda: warm_up(tables))  # then compiled, in a thread (settlement.jit)
     db = make_database(settings)
     ctx = ServiceContext(settings=settings, db=db, tables=tables, tz=ZoneInfo(settings.timezone))
     ctx.previews = PreviewLog(db)

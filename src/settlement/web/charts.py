@@ -12,11 +12,21 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-import altair as alt
-
 from settlement.charts import svg
 
 from .i18n import Gettext, yuan
+
+
+class _Altair:
+    """altair, imported on first use: its import (~0.5 s with narwhals) stays off `serve`'s start."""
+
+    def __getattr__(self, name: str) -> Any:
+        import altair
+
+        return getattr(altair, name)
+
+
+alt: Any = _Altair()
 
 FONT = "Noto Sans CJK SC, Source Han Sans SC, Microsoft YaHei, PingFang SC, sans-serif"
 PART_COLORS = ("#b07a61", "#e0b45a", "#9fb3c8", "#5b6b7f")

@@ -22,7 +22,7 @@ import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -31,7 +31,7 @@ import numpy.typing as npt
 import orjson
 
 from settlement.batchrun import PreparedChunk, prepare_chunk
-from settlement.engine import Accumulators, Tables, settle
+from settlement.engine import Accumulators, BatchResult, ClaimBatch, Tables, settle
 from settlement.engine.batch import PERSON_COLUMNS
 from settlement.engine.state import EMERGENCY_RELIEF
 from settlement.money import format_fen
@@ -207,8 +207,10 @@ class Replay:
         self.acc = Accumulators.zeros(0, 0, self.tables.n_funds)
         self._version_ids = [v.id for v in self.tables.schedules.versions]
 
-    def differ(self, text: str, events: Events | None = None, i: int = 0) -> None:
-        """Records a difference; one of a settlement committed before --from is left out."""
+    def differ(self, text: str, events: Events | None = None, i: int = 0, rank: int = 0) -> None:
+        """Records a difference; one of a settlement committed before --from is left out. A settlement's
+        differences come in commit order, each settlement's by rank (0 cannot be read, 1 version or
+        pathway, 2 amounts), whatever the batches."""
         day = None if events is None or events.day is None else int(events.day[i])
         if self.compare_from is None or day is None or day >= self.compare_from.toordinal():
             self.differences.append(text)
@@ -224,69 +226,81 @@ class Replay:
 
     def settle_step(self, events: Events, start: int, stop: int, chunk: PreparedChunk) -> None:
         """Settled events [start, stop), read into `chunk`; only the last may be one reversed later (its
-        contribution is kept)."""
+        contribution is kept). The chunk is left as it was (a run may be replayed again)."""
         self.settled += stop - start
         failed = {k for k, _ in chunk.errors}
-        for k, text in chunk.errors:
-            self.differ(f"{events.label[start + k]}: cannot be settled again: {text.decode()}", events, start + k)
-        batch = chunk.batch
-        if batch is None:
-            return
-        idx = np.array([start + k for k in range(stop - start) if k not in failed], dtype=np.int64)
-        rows = self.person_rows
-        person_map = np.array([rows.setdefault(key, len(rows)) for key in chunk.person_keys], dtype=np.int64)
-        year_map = np.array([self.year_rows.setdefault(y, len(self.year_rows)) for y in chunk.years], dtype=np.int64)
-        # an unidentified patient keeps -1: no person-year row
-        batch.person_year = np.where(batch.person_year >= 0, np.append(person_map, -1)[batch.person_year], -1)
-        batch.year_index = year_map[batch.year_index]
-        self.acc = self.acc.grow(len(rows), len(self.year_rows))
-        assert self.acc.person is not None
-        last = idx.shape[0] - 1
-        keep = bool(events.reversed_later[idx[last]]) if last >= 0 else False
-        person_row = int(batch.person_year[last]) if last >= 0 else -1
-        before = self.acc.person[person_row].copy() if keep and person_row >= 0 else None
+        found = [
+            (start + k, 0, f"{events.label[start + k]}: cannot be settled again: {text.decode()}")
+            for k, text in chunk.errors
+        ]
+        if chunk.batch is not None:
+            batch = replace(chunk.batch)
+            idx = np.array([start + k for k in range(stop - start) if k not in failed], dtype=np.int64)
+            rows = self.person_rows
+            person_map = np.array([rows.setdefault(key, len(rows)) for key in chunk.person_keys], dtype=np.int64)
+            year_map = np.array(
+                [self.year_rows.setdefault(y, len(self.year_rows)) for y in chunk.years], dtype=np.int64
+            )
+            # an unidentified patient keeps -1: no person-year row
+            batch.person_year = np.where(batch.person_year >= 0, np.append(person_map, -1)[batch.person_year], -1)
+            batch.year_index = year_map[batch.year_index]
+            self.acc = self.acc.grow(len(rows), len(self.year_rows))
+            assert self.acc.person is not None
+            last = idx.shape[0] - 1
+            keep = bool(events.reversed_later[idx[last]]) if last >= 0 else False
+            person_row = int(batch.person_year[last]) if last >= 0 else -1
+            before = self.acc.person[person_row].copy() if keep and person_row >= 0 else None
+            result = self.engine(events, idx, batch)
+            assert self.acc.person is not None
+            if keep:
+                self.contributions[int(events.settlement_seq[idx[last]])] = (
+                    person_row,
+                    self.acc.person[person_row] - before if before is not None else None,
+                    int(batch.year_index[last]),
+                    # the pools' columns: the charity funds', then the emergency relief fund's
+                    np.append(result.charity_by_fund[last], result.emergency_relief[last]),
+                )
+            found += self._compare(events, idx, batch, result)
+        for k, rank, text in sorted(found, key=lambda f: (f[0], f[1])):
+            self.differ(text, events, k, rank)
+
+    def engine(self, events: Events, idx: I64, batch: ClaimBatch) -> BatchResult:
+        """The engine on a batch after every earlier one (its claims are events idx); keeps the accumulators."""
         result = settle(batch, self.tables, self.acc)
         self.acc = result.accumulators
-        assert self.acc.person is not None
-        if keep:
-            year = int(batch.year_index[last])
-            self.contributions[int(events.settlement_seq[idx[last]])] = (
-                person_row,
-                self.acc.person[person_row] - before if before is not None else None,
-                year,
-                # the pools' columns: the charity funds', then the emergency relief fund's
-                np.append(result.charity_by_fund[last], result.emergency_relief[last]),
-            )
-        self._compare(events, idx, batch, result)
+        return result
 
-    def _compare(self, events: Events, idx: I64, batch: Any, result: Any) -> None:
+    def _compare(self, events: Events, idx: I64, batch: Any, result: Any) -> list[tuple[int, int, str]]:
         replayed = np.stack([getattr(result, name) for name in AMOUNTS], axis=1)
         stored = events.amounts[idx]
         wrong = (replayed != stored).any(axis=1) | (result.error != 0)
         fixed = np.asarray(result.pathway_fixed, dtype=np.bool_)
         other = (batch.version != events.version[idx]) | (fixed != events.single_disease[idx])
-        for i in np.flatnonzero(other | wrong).tolist():
+        found: list[tuple[int, int, str]] = []
+        for i in np.flatnonzero(other).tolist():
             k = int(idx[i])
-            if other[i]:
-                version = self._version_ids[int(batch.version[i])]
-                pathway = "single_disease" if fixed[i] else "standard"
-                self.differ(
+            version = self._version_ids[int(batch.version[i])]
+            pathway = "single_disease" if fixed[i] else "standard"
+            found.append(
+                (
+                    k,
+                    1,
                     f"{events.label[k]}: stored {events.version_id[k]}/{events.pathway[k]},"
                     f" replayed {version}/{pathway}",
-                    events,
-                    k,
                 )
+            )
         for i in np.flatnonzero(wrong).tolist():
             k = int(idx[i])
             if result.error[i]:
-                self.differ(f"{events.label[k]}: replayed as an error (no_standard)", events, k)
+                found.append((k, 2, f"{events.label[k]}: replayed as an error (no_standard)"))
                 continue
             parts = [
                 f"{name} stored {format_fen(int(stored[i, j]))}, replayed {format_fen(int(replayed[i, j]))}"
                 for j, name in enumerate(AMOUNTS)
                 if stored[i, j] != replayed[i, j]
             ]
-            self.differ(f"{events.label[k]}: " + "; ".join(parts), events, k)
+            found.append((k, 2, f"{events.label[k]}: " + "; ".join(parts)))
+        return found
 
     def reverse(self, events: Events, i: int) -> None:
         """Takes the replayed settlement's contribution back out (nothing when it could not be replayed)."""
@@ -309,12 +323,33 @@ def replay(parts: Iterable[tuple[Events, list[Step]]], tables: Tables, compare_f
     return state
 
 
-def compare_totals(
-    state: Replay, stored_people: dict[tuple[str, int], list[int]], stored_pools: dict[tuple[str, int], int]
-) -> None:
-    """Each person-year's totals and each pool's use: replay against the stored rows."""
+def replayed_totals(
+    state: Replay,
+) -> tuple[dict[tuple[str, int], list[int]], dict[tuple[str, int], int], set[int]]:
+    """The replay's person-year rows (PERSON_COLUMNS + funds), pool use per (fund, year) and the years seen."""
     funds = list(state.tables.schedules.fund_ids)
     assert state.acc.person is not None
+    width = PERSON_COLUMNS + len(funds)
+    rows = state.acc.person[:, :width].tolist()
+    people = {key: rows[r] for key, r in state.person_rows.items()}
+    pools: dict[tuple[str, int], int] = {}
+    for year, r in state.year_rows.items():
+        for j, fund in enumerate(funds):
+            pools[(fund, year)] = int(state.acc.pool_used[r, j])
+        pools[(EMERGENCY_RELIEF, year)] = int(state.acc.pool_used[r, -1])
+    return people, pools, set(state.year_rows)
+
+
+def total_differences(
+    funds: list[str],
+    people: dict[tuple[str, int], list[int]],
+    pools: dict[tuple[str, int], int],
+    years: set[int],
+    stored_people: dict[tuple[str, int], list[int]],
+    stored_pools: dict[tuple[str, int], int],
+) -> list[str]:
+    """Each person-year's totals and each pool's use (every fund of the tables in each year replayed, and
+    every stored pool): the replay's against the stored rows."""
     names = [
         *(f"basic_paid[{v}]" for v in VISIT_TYPES),
         "critical_base",
@@ -324,9 +359,9 @@ def compare_totals(
         *(f"charity_paid[{f}]" for f in funds),
     ]
     width = PERSON_COLUMNS + len(funds)
-    for key in sorted(set(state.person_rows) | set(stored_people)):
-        row = state.person_rows.get(key)
-        replayed = state.acc.person[row, :width].tolist() if row is not None else [0] * width
+    out: list[str] = []
+    for key in sorted(set(people) | set(stored_people)):
+        replayed = people.get(key, [0] * width)
         stored = stored_people.get(key, [0] * width)
         if replayed != stored:
             parts = [
@@ -334,18 +369,25 @@ def compare_totals(
                 for n, s, r in zip(names, stored, replayed, strict=True)
                 if s != r
             ]
-            state.differ(f"person {key[0]} year {key[1]}: " + "; ".join(parts))
-    years = {y: r for y, r in state.year_rows.items()}
-    keys = {(f, y) for f in funds for y in years} | set(stored_pools)
-    for fund, year in sorted(keys):
-        r = years.get(year)
-        column = -1 if fund == EMERGENCY_RELIEF else funds.index(fund) if fund in funds else None
-        replayed_used = int(state.acc.pool_used[r, column]) if r is not None and column is not None else 0
+            out.append(f"person {key[0]} year {key[1]}: " + "; ".join(parts))
+    for fund, year in sorted({(f, y) for f in funds for y in years} | set(stored_pools)):
+        replayed_used = pools.get((fund, year), 0)
         stored_used = stored_pools.get((fund, year), 0)
         if replayed_used != stored_used:
-            state.differ(
+            out.append(
                 f"pool {fund} {year}: used stored {format_fen(stored_used)}, replayed {format_fen(replayed_used)}"
             )
+    return out
+
+
+def compare_totals(
+    state: Replay, stored_people: dict[tuple[str, int], list[int]], stored_pools: dict[tuple[str, int], int]
+) -> None:
+    """Each person-year's totals and each pool's use: replay against the stored rows."""
+    people, pools, years = replayed_totals(state)
+    funds = list(state.tables.schedules.fund_ids)
+    for text in total_differences(funds, people, pools, years, stored_people, stored_pools):
+        state.differ(text)
 
 
 # -- the database side ---------------------------------------------------------
@@ -491,4 +533,18 @@ def audit(
     return state
 
 
-__all__ = ["Events", "Replay", "Step", "audit", "claim_line", "compare_totals", "plan", "read_totals", "replay"]
+__all__ = [
+    "Events",
+    "Replay",
+    "Step",
+    "audit",
+    "claim_line",
+    "compare_totals",
+    "events_from_rows",
+    "plan",
+    "prepare_steps",
+    "read_totals",
+    "replay",
+    "replayed_totals",
+    "total_differences",
+]

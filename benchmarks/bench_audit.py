@@ -1,17 +1,21 @@
 """`settlement audit` over N stored settlements on the PostgreSQL of 127.0.0.1:5432.
 
-    .venv/bin/python benchmarks/bench_audit.py --settlements 1000000
+    .venv/bin/python benchmarks/bench_audit.py --settlements 1000000 --fill-only   # prints the kept URL
+    .venv/bin/python benchmarks/bench_audit.py --database URL [--workers 2]
+    .venv/bin/python benchmarks/bench_audit.py --database URL --engine dask --workers 2
 
-Creates a throw-away database (dropped at the end), migrates it, and fills it
-fast: --distinct realistic claims (synth.claim_dicts) repeated under new claim
-ids to --settlements, settled once in order by the batch engine, and written
-with COPY — settlements (amounts, request bodies, scheme and category as the
-service stores them), their events, and the person-year totals and pool use
-the run ends with (persons are not registered: the copy runs with
-session_replication_role = replica, so foreign keys are not checked). No
-reversals are generated (the audit's reversal path is tested, not timed here).
-Then times ``settlement.audit.audit`` (the command's work) and reports the
-settlements per second and the differences found (0 expected).
+The fill: --distinct realistic claims (synth.claim_dicts) repeated under new
+claim ids to --settlements, settled once in order by the batch engine; then
+the distinct bodies and the narrow per-settlement columns (amounts, version,
+pathway) go in by COPY, and the wide settlement rows (request bodies as the
+service stores them) are built by PostgreSQL in one INSERT … SELECT; events,
+person-year totals and pool use follow (foreign keys off:
+session_replication_role = replica). No reversals (the reversal path is
+tested, not timed here). --keep / --fill-only keep the database for later
+--database runs. The timed part is ``settlement.audit.audit`` (the command's
+work) or, with --engine dask, ``distributed.audit.audit_on_cluster`` on a
+LocalCluster of --workers single-threaded processes (its start not timed);
+both report the differences found (0 expected) and the peak RSS.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import resource
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -49,6 +54,9 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the database (its URL is printed)")
     parser.add_argument("--database", help="audit this database, filled by an earlier --keep run (no fill)")
     parser.add_argument("--fill-only", action="store_true", help="fill (and keep) the database, do not audit")
+    parser.add_argument("--engine", choices=["local", "dask"], default="local")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="reading processes / Dask workers")
+    parser.add_argument("--partitions", type=int, help="dask: person partitions (default: 2 per worker)")
     args = parser.parse_args()
 
     if args.database:
@@ -111,15 +119,25 @@ def fill(url: str, args: argparse.Namespace) -> None:
         )
         cur.execute(
             "CREATE UNLOGGED TABLE bench_rows (seq bigint, r integer, i integer, version integer, fixed integer, "
-            + ", ".join(f"{a}_fen bigint" for a in AMOUNTS) + ")"
+            + ", ".join(f"{a}_fen bigint" for a in AMOUNTS)
+            + ")"
         )
         with cur.copy("COPY bench_claims FROM STDIN") as copy:
             for i, c in enumerate(claims):
                 visit = c["visit"]
-                copy.write_row((
-                    i, texts[i].decode(), c["hospital"]["id"], c["patient"]["person_id"], c["patient"]["scheme"],
-                    c["patient"]["category"], visit["type"], visit["admitted"], visit["discharged"],
-                ))
+                copy.write_row(
+                    (
+                        i,
+                        texts[i].decode(),
+                        c["hospital"]["id"],
+                        c["patient"]["person_id"],
+                        c["patient"]["scheme"],
+                        c["patient"]["category"],
+                        visit["type"],
+                        visit["admitted"],
+                        visit["discharged"],
+                    )
+                )
         with cur.copy("COPY bench_rows FROM STDIN") as copy:
             for k in range(0, len(rows), 100_000):
                 copy.write(b"\n".join(rows[k : k + 100_000]) + b"\n")
@@ -179,17 +197,59 @@ def audit_run(url: str, args: argparse.Namespace) -> None:
     settings = Settings(database_url=url, schedules=Path(args.schedules))
     tables = compile_tables(load_region(args.schedules))
     engine = make_engine(settings, pooled=False)
+    tz = ZoneInfo("Asia/Shanghai")
+    if args.engine == "dask":
+        audit_dask(engine, tables, tz, args)
+        return
     start, cpu = time.perf_counter(), time.process_time()
-    state = audit(engine, tables, ZoneInfo("Asia/Shanghai"), None, None)
+    state = audit(engine, tables, tz, None, None, args.workers)
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     engine.dispose()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
-        f"audit: {state.settled:,} settlements in {elapsed:.1f} s wall ({cpu:.1f} s CPU in this process,"
-        f" {children.ru_utime + children.ru_stime:.1f} s in its worker processes)"
-        f" → {state.settled / elapsed:,.0f}/s; differences: {len(state.differences)}"
+        f"audit ({args.workers} reading processes): {state.settled:,} settlements in {elapsed:.1f} s wall"
+        f" ({cpu:.1f} s CPU in this process, {children.ru_utime + children.ru_stime:.1f} s in its workers)"
+        f" → {state.settled / elapsed:,.0f}/s; differences: {len(state.differences)}; peak RSS {peak:.0f} MB"
+        f" (workers' {children.ru_maxrss / 1024:.0f} MB)"
     )
     for text in state.differences[:5]:
+        print("  ", text)
+
+
+def _peak_rss() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def audit_dask(engine: Any, tables: Any, tz: ZoneInfo, args: argparse.Namespace) -> None:
+    import logging
+
+    from distributed import Client, LocalCluster
+    from settlement.distributed.audit import audit_on_cluster
+
+    with (
+        LocalCluster(
+            n_workers=args.workers,
+            threads_per_worker=1,
+            processes=True,
+            silence_logs=logging.ERROR,
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        client.run(lambda: __import__("settlement.distributed.audit"))
+        start = time.perf_counter()
+        result = audit_on_cluster(client, engine, tables, tz, None, None, args.partitions or 2 * args.workers)
+        elapsed = time.perf_counter() - start
+        peaks = client.run(_peak_rss)
+    engine.dispose()
+    print(
+        f"audit --engine dask ({args.workers} workers): {result.settled:,} settlements in {elapsed:.1f} s wall"
+        f" ({', '.join(f'{k} {v:.1f} s' for k, v in result.seconds.items())}; {result.rounds} rounds)"
+        f" → {result.settled / elapsed:,.0f}/s; differences: {len(result.differences)};"
+        f" peak RSS: client {_peak_rss():.0f} MB, workers {', '.join(f'{v:.0f}' for v in peaks.values())} MB"
+    )
+    for text in result.differences[:5]:
         print("  ", text)
 
 

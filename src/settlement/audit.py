@@ -426,12 +426,18 @@ def read_prepared(
 _worker: dict[str, Any] = {}
 
 
-def _init_worker(conninfo: str, tables: Tables, tz: str, until: dt.date | None, need_day: bool) -> None:
+def connect_reader(conninfo: str) -> Any:
+    """A connection for reading seq ranges: the reading processes are the parallelism, so no parallel plan
+    (a range's Gather Merge took 300 ms of PostgreSQL's time where the plain nested loop took 180 ms)."""
     import psycopg
 
-    _worker.update(
-        conn=psycopg.connect(conninfo, autocommit=True), tables=tables, tz=ZoneInfo(tz), until=until, need_day=need_day
-    )
+    conn = psycopg.connect(conninfo, autocommit=True)
+    conn.execute("SET max_parallel_workers_per_gather = 0")
+    return conn
+
+
+def _init_worker(conninfo: str, tables: Tables, tz: str, until: dt.date | None, need_day: bool) -> None:
+    _worker.update(conn=connect_reader(conninfo), tables=tables, tz=ZoneInfo(tz), until=until, need_day=need_day)
 
 
 def _read_range(lo: int, hi: int) -> tuple[Events, list[Step], bool]:
@@ -540,6 +546,7 @@ __all__ = [
     "audit",
     "claim_line",
     "compare_totals",
+    "connect_reader",
     "events_from_rows",
     "plan",
     "prepare_steps",

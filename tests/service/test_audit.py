@@ -94,6 +94,14 @@ def test_an_edited_person_year_is_found(client, auth, app):
     assert "critical_base stored" in found.differences[0]
 
 
-@pytest.mark.parametrize("args", [["--from", "2018-13-01"]])
-def test_bad_dates_exit_2(args):
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--from", "2018-13-01"],
+        ["--partitions", "2"],
+        ["--scheduler", "tcp://x:8786"],
+        ["--engine", "dask", "--partitions", "0"],
+    ],
+)
+def test_bad_arguments_exit_2(args):
     assert main(["audit", *args]) == 2

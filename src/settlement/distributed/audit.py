@@ -42,6 +42,7 @@ from settlement.audit import (
     Events,
     Replay,
     Step,
+    connect_reader,
     events_from_rows,
     prepare_steps,
     read_totals,
@@ -73,9 +74,7 @@ def read_range(
     lo: int, hi: int, conninfo: str, tables: Tables, parts: int, tz: str, need_day: bool
 ) -> list[Piece | None]:
     """A read task: the events of seq [lo, hi), split by partition and prepared (None: none of its persons)."""
-    import psycopg
-
-    with psycopg.connect(conninfo) as conn:
+    with connect_reader(conninfo) as conn:
         rows = conn.execute(EVENTS_SQL + " WHERE e.seq >= %s AND e.seq < %s ORDER BY e.seq", (lo, hi)).fetchall()
     split: list[list[Any]] = [[] for _ in range(parts)]
     for row in rows:

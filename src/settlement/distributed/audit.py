@@ -288,7 +288,7 @@ def audit_on_cluster(
             break
         if rounds >= max_rounds:
             raise RuntimeError(f"pool views did not settle after {max_rounds} rounds")
-        views = views_from(client.gather([submit(draws_of, r, pure=False) for r in results]), width)
+        views = client.scatter(views_from(client.gather([submit(draws_of, r, pure=False) for r in results]), width))
         results = [
             submit(replay_partition, pc, tables_f, start, v, r, pure=False)
             for pc, v, r in zip(pieces, views, results, strict=True)

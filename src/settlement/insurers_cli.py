@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -139,11 +140,25 @@ def audit(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"settlement audit: {exc}", file=sys.stderr)
         return 2
+    if args.partitions is not None and args.partitions < 1:
+        print("settlement audit: --partitions must be at least 1", file=sys.stderr)
+        return 2
+    if args.engine != "dask" and (args.scheduler or args.partitions):
+        print("settlement audit: --scheduler and --partitions go with --engine dask", file=sys.stderr)
+        return 2
     settings = Settings()
     engine = make_engine(settings, pooled=False)
     began = time.perf_counter()
     try:
-        state = run(engine, load_tables(settings), ZoneInfo(settings.timezone), start, end)
+        if args.engine == "dask":
+            from settlement.distributed.audit import audit_command
+
+            state: Any = audit_command(args, engine, load_tables(settings), ZoneInfo(settings.timezone), start, end)
+        else:
+            state = run(engine, load_tables(settings), ZoneInfo(settings.timezone), start, end)
+    except ValueError as exc:
+        print(f"settlement audit: {exc}", file=sys.stderr)
+        return 2
     finally:
         engine.dispose()
     for text in state.differences:
@@ -192,4 +207,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         "--from", dest="start", help="report results committed from this day (the replay starts at the first)"
     )
     p.add_argument("--to", dest="end", help="replay up to the events of this day (totals are compared on full runs)")
+    p.add_argument("--engine", choices=["local", "dask"], default="local", help="dask: on a Dask cluster")
+    p.add_argument("--scheduler", help="dask: an existing cluster's scheduler address (default: a local cluster)")
+    p.add_argument("--partitions", type=int, help="dask: person partitions (default: 2 per worker)")
     p.set_defaults(func=audit)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -28,9 +29,9 @@ def settle_examples(client: Any, auth: Any) -> list[dict[str, Any]]:
     return settled
 
 
-def run(app: Any) -> Any:
+def run(app: Any, workers: int | None = None, start: Any = None, end: Any = None) -> Any:
     ctx = app.state.ctx
-    return audit(ctx.db.engine, ctx.tables, ZoneInfo("Asia/Shanghai"), None, None)
+    return audit(ctx.db.engine, ctx.tables, ZoneInfo("Asia/Shanghai"), start, end, workers)
 
 
 def test_replay_agrees_then_finds_corruption(client, auth, app, settings, monkeypatch, capsys):
@@ -64,6 +65,12 @@ def test_replay_agrees_then_finds_corruption(client, auth, app, settings, monkey
         )
     found = run(app)
     assert len(found.differences) == 2, found.differences
+    alone = run(app, workers=1)  # read in this process, not by seq ranges in worker processes: the same
+    assert (alone.differences, alone.settled, alone.reversals) == (found.differences, 31, 2)
+    today = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    assert run(app, start=today + dt.timedelta(days=1)).differences == found.differences[1:]  # totals only
+    before = run(app, end=today - dt.timedelta(days=1))
+    assert (before.settled, before.differences) == (0, [])
     assert found.differences[0].startswith(victim["settlement_id"])
     assert "basic stored" in found.differences[0] and "patient_pays stored" in found.differences[0]
     assert found.differences[1].startswith("pool poverty_relief 2018")
@@ -87,6 +94,14 @@ def test_an_edited_person_year_is_found(client, auth, app):
     assert "critical_base stored" in found.differences[0]
 
 
-@pytest.mark.parametrize("args", [["--from", "2018-13-01"]])
-def test_bad_dates_exit_2(args):
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--from", "2018-13-01"],
+        ["--partitions", "2"],
+        ["--scheduler", "tcp://x:8786"],
+        ["--engine", "dask", "--partitions", "0"],
+    ],
+)
+def test_bad_arguments_exit_2(args):
     assert main(["audit", *args]) == 2

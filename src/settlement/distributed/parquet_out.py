@@ -65,6 +65,10 @@ class ArrowPiece:
     key: Any
     table: Any
 
+    def __sizeof__(self) -> int:
+        """Its bytes, as Dask sizes a result (see partition.Sized)."""
+        return object.__sizeof__(self) + int(self.key.nbytes) + int(self.table.nbytes)
+
 
 def _claim_ids(part: pt.Partition) -> list[str]:
     ids = part.ids.tobytes()

@@ -22,6 +22,7 @@ claim (the argument is in `settlement.distributed.run`).
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,6 +40,31 @@ from settlement.results import engine_error, error_result
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
 B8 = npt.NDArray[np.bool_]
+
+def nbytes(value: object) -> int:
+    """Bytes an object holds in arrays, bytes and strings (its fields', its items'), roughly."""
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    if isinstance(value, (bytes, str)):
+        return len(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return sum(nbytes(getattr(value, f.name)) for f in dataclasses.fields(value))
+    if isinstance(value, (list, tuple)):  # a long list (person keys) from a sample of its items, as dask.sizeof
+        sample = value[:: max(1, len(value) // 16)]
+        return (sum(nbytes(v) for v in sample) * len(value)) // max(1, len(sample)) + 8 * len(value)
+    if isinstance(value, dict):
+        return sum(nbytes(k) + nbytes(v) for k, v in value.items())
+    return 8
+
+
+class Sized:
+    """sys.getsizeof counts the arrays a dataclass holds: Dask sizes a task's result by it (dask.sizeof's
+    fallback) to place the tasks that read it and to decide what to spill; without it a partition of a
+    million claims looks like 56 bytes and is moved to wherever a small input happens to be."""
+
+    def __sizeof__(self) -> int:
+        return object.__sizeof__(self) + nbytes(self)
+
 
 def key_of(block: I64 | int, pos: I64 | int) -> I64:
     """The input-order key of a claim: its block, then its line in the block."""
@@ -90,12 +116,17 @@ def take_ids(ids: U8, id_off: I64, idx: I64) -> tuple[U8, I64]:
 
 
 def person_partition(person_id: str, parts: int) -> int:
-    """A person's partition, the same in every process (Python's hash() of a str is salted per process)."""
-    return int.from_bytes(person_id.encode("utf-8")[-8:].rjust(8, b"\0"), "little") % parts
+    """A person's partition, the same in every process (Python's hash() of a str is salted per process).
+
+    CRC-32 of the whole id: the id's own digits are far from uniform (a birth month's first digit is 0 or 1),
+    and a partition count that is a power of two took only the lowest byte of the last eight characters —
+    with 4 partitions, 2 were empty and one held three quarters of the persons.
+    """
+    return zlib.crc32(person_id.encode("utf-8")) % parts
 
 
 @dataclass
-class Piece:
+class Piece(Sized):
     """The claims of one block that belong to one person partition, in input order."""
 
     block: int
@@ -111,7 +142,7 @@ class Piece:
 
 
 @dataclass
-class BlockPieces:
+class BlockPieces(Sized):
     """A block read and split: its pieces (one per partition), its parse errors and its line count."""
 
     pieces: list[Piece | None]
@@ -181,7 +212,7 @@ def pool_eligible(result: BatchResult, emergency: B8) -> B8:
 # --- a partition --------------------------------------------------------------------------------
 
 @dataclass
-class Partition:
+class Partition(Sized):
     """The claims of some persons, in input order, with their current results and pool views."""
 
     index: int
@@ -272,12 +303,22 @@ def build_partition(index: int, pieces: list[Piece | None], tables: Tables) -> P
     """Pass 1: the partition's claims concatenated and settled with every pool unlimited."""
     present = [p for p in pieces if p is not None]
     batch, key, ids, id_off, discharged = concat_pieces(present)
+    n = len(batch)
+    batch.year_index = np.arange(n, dtype=np.int64)  # each claim its own pool row (the concatenation's copy)
     limits = pool_limits(tables)[batch.version]
     view = unlimited_view(limits)
-    n = len(batch)
-    result = _settle_rows(batch, view, np.arange(n, dtype=np.int64), tables)
+    result = _settle_view(batch, view, int(batch.person_year.max(initial=-1)) + 1, tables)
     emergency = emergency_eligible(batch, tables)
     return Partition(index, batch, key, ids, id_off, discharged, limits, emergency, view, result, n)
+
+
+def _settle_view(batch: ClaimBatch, view: I64, persons: int, tables: Tables) -> BatchResult:
+    """The engine on a batch whose claim i reads pool row i (year_index), holding view[i]."""
+    acc = Accumulators.zeros(persons, len(batch), tables.n_funds)
+    acc.pool_used[:] = view
+    result = settle(batch, tables, acc)
+    result.accumulators = Accumulators.zeros(0, 0, tables.n_funds)  # per-claim pool rows: not kept
+    return result
 
 
 def _settle_rows(batch: ClaimBatch, view: I64, idx: I64, tables: Tables) -> BatchResult:
@@ -287,13 +328,8 @@ def _settle_rows(batch: ClaimBatch, view: I64, idx: I64, tables: Tables) -> Batc
     keep = rows >= 0
     renumber = np.where(keep, np.cumsum(keep) - 1, -1)
     sub.person_year = renumber[local].astype(np.int64)
-    m = len(sub)
-    sub.year_index = np.arange(m, dtype=np.int64)
-    acc = Accumulators.zeros(int(np.count_nonzero(keep)), m, tables.n_funds)
-    acc.pool_used[:] = view[idx]
-    result = settle(sub, tables, acc)
-    result.accumulators = Accumulators.zeros(0, 0, tables.n_funds)  # per-claim pool rows: not kept
-    return result
+    sub.year_index = np.arange(len(sub), dtype=np.int64)
+    return _settle_view(sub, view[idx], int(np.count_nonzero(keep)), tables)
 
 
 def _scatter(into: BatchResult, idx: I64, part: BatchResult) -> BatchResult:
@@ -312,7 +348,7 @@ def _scatter(into: BatchResult, idx: I64, part: BatchResult) -> BatchResult:
 # --- prefix sums ----------------------------------------------------------------------------------
 
 @dataclass
-class Records:
+class Records(Sized):
     """A partition's claims that read one of the pool columns, cut by input range."""
 
     ranges: list[tuple[I64, I64, I64]]
@@ -423,7 +459,7 @@ def stats_of(pair: tuple[Partition, RoundStats]) -> RoundStats:
 # --- output ---------------------------------------------------------------------------------------
 
 @dataclass
-class TextPiece:
+class TextPiece(Sized):
     """Result lines of one partition for one output group: their keys and their text."""
 
     key: I64

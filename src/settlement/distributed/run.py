@@ -286,6 +286,7 @@ def settle_on_cluster(
     t0 = time.perf_counter()
     groups = _bounds(len(jobs), -(-len(jobs) // GROUP_BLOCKS))
     rendered = [submit(output.render, part, run.tables, groups, pure=False) for part in run.partitions]
+    run.partitions.clear()  # each partition is freed once rendered: its results are text from then on
     n_groups = groups.shape[0] - 1
     first_block = [int(g >> 32) for g in groups.tolist()]
     window = 2 * run.workers

@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--file", default=None, help="claims file (generated if missing)")
     parser.add_argument("--replicate", type=int, default=0,
                         help="make the file (if missing) from this many copies of bench_cli's 1/N-sized file")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--workers", type=int, nargs="*", default=[1, 2], help="none: the sequential run only")
     parser.add_argument("--partitions", type=int, default=None, help="default: 2 per worker")
     parser.add_argument("--skip-sequential", action="store_true",
                         help="reuse the sequential output and time of an earlier run (each run its own invocation)")
@@ -118,8 +118,8 @@ def main() -> None:
     timing = reference.with_suffix(".seconds")
     if not args.skip_sequential or not reference.exists():
         wall, peak, _ = _run([*SETTLE, "--schedules", args.schedules, str(path)], reference)
-        print(f"sequential: {wall:.1f} s, {args.claims / wall:,.0f} claims/s, peak {peak:.0f} MB (largest process)",
-              flush=True)
+        print(f"sequential: {wall:.1f} s, {args.claims / wall:,.0f} claims/s, peak {peak:.0f} MB (largest process); "
+              f"load average after {os.getloadavg()[0]:.1f}", flush=True)
         timing.write_text(f"{wall}\n")
         base = wall
     else:
@@ -146,7 +146,7 @@ def main() -> None:
                 f"dask, {workers} worker(s): {wall:.1f} s, {args.claims / wall:,.0f} claims/s "
                 f"({wall / base:.2f}× sequential); identical: {same}; peak RSS: client {peak:.0f} MB, "
                 f"workers {', '.join(f'{mb:.0f}' for _, mb in sorted(peaks.values()))} MB, "
-                f"scheduler (this process) {_peak_mb():.0f} MB",
+                f"scheduler (this process) {_peak_mb():.0f} MB; load average after {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
             print("   " + err.strip().splitlines()[-1], flush=True)

@@ -81,6 +81,25 @@ def claims(
     return [next(streams[rng.randrange(len(streams))]) for _ in range(n)]
 
 
+def with_emergencies(
+    rows: list[dict[str, Any]], share: float, seed: int, unidentified_share: float = 0.3
+) -> list[dict[str, Any]]:
+    """The claims with about `share` of them emergencies (SPEC §3): the visit an emergency and the patient
+    unable to pay, or (about `unidentified_share` of those) an unidentified patient under a temporary id."""
+    rng = random.Random(seed)
+    out: list[dict[str, Any]] = []
+    for i, row in enumerate(rows):
+        row = orjson.loads(orjson.dumps(row))
+        if rng.random() < share:
+            row["visit"]["emergency"] = True
+            if rng.random() < unidentified_share:
+                row["patient"] = {"unidentified": True, "temporary_id": f"T{seed}-{i}"}
+            else:
+                row["patient"]["unable_to_pay"] = True
+        out.append(row)
+    return out
+
+
 BAD_LINES = (
     b'{"bad": 1}',
     b"not json at all",
@@ -117,4 +136,15 @@ def fund_totals(output: bytes) -> dict[tuple[int, str], int]:
         for fund, amount in obj.get("charity_by_fund", {}).items():
             key = (obj["policy_year"], fund)
             totals[key] = totals.get(key, 0) + round(float(amount) * 100)
+    return totals
+
+
+def emergency_totals(output: bytes) -> dict[int, int]:
+    """Emergency relief paid per policy year in fen, from result lines."""
+    totals: dict[int, int] = {}
+    for line in output.splitlines():
+        obj = orjson.loads(line)
+        if "payments" in obj:
+            amount = round(float(obj["payments"]["emergency_relief"]) * 100)
+            totals[obj["policy_year"]] = totals.get(obj["policy_year"], 0) + amount
     return totals

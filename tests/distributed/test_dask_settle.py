@@ -18,9 +18,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from settlement.distributed import partition as pt
 from settlement.distributed.run import Summary, input_jobs, settle_on_cluster
 
-from .helpers import claims, fund_totals, make_region, sequential, tables_of, write_stream
+from .helpers import (
+    claims,
+    emergency_totals,
+    fund_totals,
+    make_region,
+    sequential,
+    tables_of,
+    with_emergencies,
+    write_stream,
+)
 
 distributed = pytest.importorskip("distributed")
 
@@ -137,6 +147,50 @@ def test_pool_dry_on_the_very_first_claim(client: Any, tmp_path: Path) -> None:
     assert later and set(later) == {"0.00"}
 
 
+def _emergency_eligible(row: dict[str, Any]) -> bool:
+    """SPEC §5.5 from the claim itself (the bundled schedules list hospital levels 2 and 3)."""
+    patient = row["patient"]
+    return bool(row["visit"].get("emergency")) and row["hospital"]["level"] in (2, 3) and bool(
+        patient.get("unidentified") or patient.get("unable_to_pay"))
+
+
+def test_emergency_pool_runs_dry_mid_stream(client: Any, tmp_path: Path) -> None:
+    """The emergency relief pool (after the charity funds) runs dry mid-2018 and mid-2019, poverty relief
+    too; unidentified patients (no person-year) and unable-to-pay persons, byte for byte."""
+    region = make_region(tmp_path, {("2018", "emergency_relief"): "60000.00", ("2019", "emergency_relief"): "40000.00",
+                                    ("2018", "poverty_relief"): "3000.00"})
+    tables = tables_of(region)
+    rows = with_emergencies(claims(tables, 1500, 150, seed=31), 0.1, seed=31)
+    path = write_stream(tmp_path / "in.jsonl", rows, bad_every=23, seed=31)
+    expected, summary = assert_same(client, path, tables, parts=3)
+    assert emergency_totals(expected) == {2018: 6_000_000, 2019: 4_000_000}
+    assert fund_totals(expected)[(2018, "poverty_relief")] == 300_000
+    paid = {line["claim_id"]: line["payments"]["emergency_relief"]
+            for line in map(orjson.loads, expected.splitlines()) if "payments" in line}
+    eligible = [paid[r["claim_id"]] for r in rows if _emergency_eligible(r)]
+    dry = max(i for i, amount in enumerate(eligible) if amount != "0.00")
+    assert dry < len(eligible) - 10  # the pool ran dry with eligible claims after it, paid nothing
+    assert any(r["patient"].get("unidentified") and paid[r["claim_id"]] != "0.00" for r in rows)
+    er_column = pt.pool_width(tables) - 1
+    assert any(cols == [er_column] and affected > 0 for cols, affected, _ in summary.rounds)
+
+
+def test_emergency_pool_dry_on_the_very_first_claim(client: Any, tmp_path: Path) -> None:
+    """An emergency relief pool of 0.01 yuan: the first claim, an unidentified patient's, takes it."""
+    region = make_region(tmp_path, {("2018", "emergency_relief"): "0.01"})
+    tables = tables_of(region)
+    rows = with_emergencies(claims(tables, 500, 60, seed=32, years=(2018,)), 0.15, seed=32)
+    first = next(i for i, r in enumerate(rows) if r["patient"].get("unidentified") and _emergency_eligible(r))
+    rows.insert(0, rows.pop(first))
+    path = write_stream(tmp_path / "in.jsonl", rows)
+    expected, _ = assert_same(client, path, tables, parts=4, block_bytes=40_000)
+    lines = [orjson.loads(line) for line in expected.splitlines()]
+    assert lines[0]["payments"]["emergency_relief"] == "0.01"
+    later = [line["payments"]["emergency_relief"] for line, row in zip(lines[1:], rows[1:], strict=True)
+             if _emergency_eligible(row)]
+    assert len(later) > 20 and set(later) == {"0.00"}
+
+
 def test_no_limited_pool_is_one_pass(client: Any, tmp_path: Path) -> None:
     """Pools that never run dry: pass 1 is the result, no persons settled again."""
     region = make_region(tmp_path, {("2018", "poverty_relief"): "null", ("2019", "poverty_relief"): "null",
@@ -179,28 +233,33 @@ POOLS = st.sampled_from(["0.01", "50.00", "800.00", "3000.00", "20000.00", "null
     n=st.integers(1, 80),
     persons=st.integers(1, 12),
     seed=st.integers(0, 10_000),
-    pools=st.tuples(POOLS, POOLS, POOLS, POOLS),
-    mid_year=st.none() | st.tuples(POOLS, POOLS),
+    pools=st.tuples(POOLS, POOLS, POOLS, POOLS, POOLS, POOLS),
+    mid_year=st.none() | st.tuples(POOLS, POOLS, POOLS),
+    emergencies=st.sampled_from([0.0, 0.1, 0.3]),
     parts=st.integers(1, 4),
     block_bytes=st.sampled_from([8_000, 40_000, 1 << 20]),
     bad_every=st.sampled_from([0, 5]),
 )
 def test_property_random_streams_and_pools(
-    client: Any, n: int, persons: int, seed: int, pools: tuple[str, str, str, str],
-    mid_year: tuple[str, str] | None, parts: int, block_bytes: int, bad_every: int,
+    client: Any, n: int, persons: int, seed: int, pools: tuple[str, str, str, str, str, str],
+    mid_year: tuple[str, str, str] | None, emergencies: float, parts: int, block_bytes: int, bad_every: int,
 ) -> None:
-    """Random small streams, pools (0.01 yuan to none), mid-year versions, partitions and blocks."""
+    """Random small streams, pools (0.01 yuan to none: both charity funds and emergency relief), emergency
+    claims (unable to pay, unidentified), mid-year versions, partitions and blocks."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         region = make_region(
             root,
             {("2018", "poverty_relief"): pools[0], ("2018", "children_major_illness"): pools[1],
-             ("2019", "poverty_relief"): pools[2], ("2019", "children_major_illness"): pools[3]},
+             ("2019", "poverty_relief"): pools[2], ("2019", "children_major_illness"): pools[3],
+             ("2018", "emergency_relief"): pools[4], ("2019", "emergency_relief"): pools[5]},
             mid_year=None if mid_year is None else {"poverty_relief": mid_year[0],
-                                                    "children_major_illness": mid_year[1]},
+                                                    "children_major_illness": mid_year[1],
+                                                    "emergency_relief": mid_year[2]},
         )
         tables = tables_of(region)
-        rows = claims(tables, n, persons, seed=seed, child_share=0.4, major_share=0.3)
+        rows = with_emergencies(claims(tables, n, persons, seed=seed, child_share=0.4, major_share=0.3),
+                                emergencies, seed=seed)
         path = write_stream(root / "in.jsonl", rows, bad_every=bad_every, seed=seed)
         assert_same(client, path, tables, parts=parts, block_bytes=block_bytes)
 

@@ -11,34 +11,38 @@ Columns are named by the JSON's keys (English); headers are GLOSSARY.md's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
-from settlement.engine import Tables
+from settlement.engine import BatchResult, Tables
 from settlement.results import engine_error
 from settlement.tabular import Column, arrow_table
 
 from . import partition as pt
 from .run import Job, Output, Progress, Summary, settle_on_cluster
 
-MONEY = (
-    ("total", "医疗费总额"), ("fully_self_paid", "全自费金额"), ("over_limit", "超限价自付金额"),
-    ("pre_self_paid", "先行自付金额"), ("in_scope", "符合政策范围金额"), ("deductible", "起付标准（本次）"),
-    ("basic", "基本医疗保险统筹基金支付"), ("critical_illness", "大病保险支付"),
-    ("medical_assistance", "医疗救助基金支付"), ("charity", "慈善救助支付"), ("backstop", "政府兜底保障"),
-    ("patient_pays", "个人自付"), ("hospital_bears", "医疗机构承担"),
+MONEY: tuple[tuple[str, str, Callable[[BatchResult], npt.NDArray[np.int64]]], ...] = (
+    ("total", "医疗费总额", lambda r: r.total),
+    ("fully_self_paid", "全自费金额", lambda r: r.fully_self_paid),
+    ("over_limit", "超限价自付金额", lambda r: r.over_limit),
+    ("pre_self_paid", "先行自付金额", lambda r: r.pre_self_paid),
+    ("in_scope", "符合政策范围金额", lambda r: r.in_scope),
+    ("deductible", "起付标准（本次）", lambda r: r.deductible),
+    ("basic", "基本医疗保险统筹基金支付", lambda r: r.basic),
+    ("critical_illness", "大病保险支付", lambda r: r.critical_illness),
+    ("medical_assistance", "医疗救助基金支付", lambda r: r.medical_assistance),
+    ("charity", "慈善救助支付", lambda r: r.charity),
+    ("emergency_relief", "疾病应急救助基金支付", lambda r: r.emergency_relief),
+    ("backstop", "政府兜底保障", lambda r: r.backstop),
+    ("patient_pays", "个人自付", lambda r: r.patient_pays),
+    ("hospital_bears", "医疗机构承担", lambda r: r.hospital_bears),
 )
-
-
-def money(tables: Tables) -> tuple[tuple[str, str], ...]:
-    """The money columns: SPEC §6's, and emergency relief after charity when the engine computes it."""
-    if getattr(tables, "er_pool", None) is None:
-        return MONEY
-    at = [k for k, _ in MONEY].index("charity") + 1
-    return (*MONEY[:at], ("emergency_relief", "疾病应急救助基金支付"), *MONEY[at:])
+"""SPEC §6's amounts and payments in its order: the JSON key, GLOSSARY.md's header, the result's column."""
 
 
 def columns(tables: Tables) -> list[Column]:
@@ -51,7 +55,7 @@ def columns(tables: Tables) -> list[Column]:
         Column("policy_year", "年度", "int"),
         Column("pathway", "结算方式"),
         Column("disease_group", "单病种"),
-        *(Column(key, header, "money") for key, header in money(tables)),
+        *(Column(key, header, "money") for key, header, _ in MONEY),
         *(Column(f"charity_{fund}", f"慈善救助支付（{fund}）", "money") for fund in tables.schedules.fund_ids),
     ]
 
@@ -60,6 +64,10 @@ def columns(tables: Tables) -> list[Column]:
 class ArrowPiece:
     key: Any
     table: Any
+
+    def __sizeof__(self) -> int:
+        """Its bytes, as Dask sizes a result (see partition.Sized)."""
+        return object.__sizeof__(self) + int(self.key.nbytes) + int(self.table.nbytes)
 
 
 def _claim_ids(part: pt.Partition) -> list[str]:
@@ -91,9 +99,8 @@ def render_arrow(part: pt.Partition, tables: Tables, bounds: Any) -> list[ArrowP
         "policy_year": batch.policy_year, "pathway": np.where(result.pathway_fixed, "single_disease", "standard"),
         "disease_group": group,
     }
-    for key, _ in money(tables):
-        values[key] = getattr(result, key)
-    valid: dict[str, Any] = {k: ok for k in ("schedule", "policy_year", "pathway", *(m for m, _ in money(tables)))}
+    values.update({key: column(result) for key, _, column in MONEY})
+    valid: dict[str, Any] = {k: ok for k in ("schedule", "policy_year", "pathway", *(m for m, _, _ in MONEY))}
     valid["disease_group"] = ok & (result.group >= 0)
     for col, fund in enumerate(tables.schedules.fund_ids):
         values[f"charity_{fund}"] = result.charity_by_fund[:, col]

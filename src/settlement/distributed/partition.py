@@ -22,6 +22,8 @@ claim (the argument is in `settlement.distributed.run`).
 from __future__ import annotations
 
 import dataclasses
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +33,7 @@ import orjson
 from settlement.batchrun import PreparedChunk
 from settlement.claims.columnar import gather_spans, split_lines
 from settlement.engine import UNLIMITED, Accumulators, BatchResult, ClaimBatch, Tables, settle
+from settlement.engine.pipeline import emergency_eligible
 from settlement.jsonout import write_results
 from settlement.results import engine_error, error_result
 
@@ -38,17 +41,29 @@ I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
 B8 = npt.NDArray[np.bool_]
 
-_CLAIM_COLUMNS = (
-    "version", "policy_year", "person_year", "year_index", "scheme", "category", "visit_type", "level",
-    "age", "sessions", "diagnosis", "treatment",
-)
-_OTHER_FIELDS = ("line_start", "line_item", "line_qty", "line_price", "diagnosis_values", "treatment_values")
+def nbytes(value: object) -> int:
+    """Bytes an object holds in arrays, bytes and strings (its fields', its items'), roughly."""
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    if isinstance(value, (bytes, str)):
+        return len(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return sum(nbytes(getattr(value, f.name)) for f in dataclasses.fields(value))
+    if isinstance(value, (list, tuple)):  # a long list (person keys) from a sample of its items, as dask.sizeof
+        sample = value[:: max(1, len(value) // 16)]
+        return (sum(nbytes(v) for v in sample) * len(value)) // max(1, len(sample)) + 8 * len(value)
+    if isinstance(value, dict):
+        return sum(nbytes(k) + nbytes(v) for k, v in value.items())
+    return 8
 
 
-def _optional_columns(batch: ClaimBatch) -> list[str]:
-    """Per-claim columns a batch may carry or leave None (e.g. flags)."""
-    skip = {*_CLAIM_COLUMNS, *_OTHER_FIELDS}
-    return [f.name for f in dataclasses.fields(batch) if f.name not in skip]
+class Sized:
+    """sys.getsizeof counts the arrays a dataclass holds: Dask sizes a task's result by it (dask.sizeof's
+    fallback) to place the tasks that read it and to decide what to spill; without it a partition of a
+    million claims looks like 56 bytes and is moved to wherever a small input happens to be."""
+
+    def __sizeof__(self) -> int:
+        return object.__sizeof__(self) + nbytes(self)
 
 
 def key_of(block: I64 | int, pos: I64 | int) -> I64:
@@ -67,17 +82,26 @@ def _spans(start: I64, length: I64) -> tuple[I64, I64]:
 def take(batch: ClaimBatch, idx: I64) -> ClaimBatch:
     """Claims idx of a batch, in that order, with their lines; the value lists are shared."""
     pick, line_start = _spans(batch.line_start[idx], np.diff(batch.line_start)[idx])
-    columns: dict[str, object] = {name: getattr(batch, name)[idx] for name in _CLAIM_COLUMNS}
-    for name in _optional_columns(batch):
-        value = getattr(batch, name)
-        columns[name] = None if value is None else value[idx]
-    return dataclasses.replace(
-        batch,
-        **columns,  # type: ignore[arg-type]
+    return ClaimBatch(
+        version=batch.version[idx],
+        policy_year=batch.policy_year[idx],
+        person_year=batch.person_year[idx],
+        year_index=batch.year_index[idx],
+        scheme=batch.scheme[idx],
+        category=batch.category[idx],
+        visit_type=batch.visit_type[idx],
+        level=batch.level[idx],
+        age=batch.age[idx],
+        sessions=batch.sessions[idx],
+        diagnosis=batch.diagnosis[idx],
+        treatment=batch.treatment[idx],
+        diagnosis_values=batch.diagnosis_values,
+        treatment_values=batch.treatment_values,
         line_start=line_start,
         line_item=batch.line_item[pick],
         line_qty=batch.line_qty[pick],
         line_price=batch.line_price[pick],
+        flags=None if batch.flags is None else batch.flags[idx],
     )
 
 
@@ -92,12 +116,17 @@ def take_ids(ids: U8, id_off: I64, idx: I64) -> tuple[U8, I64]:
 
 
 def person_partition(person_id: str, parts: int) -> int:
-    """A person's partition, the same in every process (Python's hash() of a str is salted per process)."""
-    return int.from_bytes(person_id.encode("utf-8")[-8:].rjust(8, b"\0"), "little") % parts
+    """A person's partition, the same in every process (Python's hash() of a str is salted per process).
+
+    CRC-32 of the whole id: the id's own digits are far from uniform (a birth month's first digit is 0 or 1),
+    and a partition count that is a power of two took only the lowest byte of the last eight characters —
+    with 4 partitions, 2 were empty and one held three quarters of the persons.
+    """
+    return zlib.crc32(person_id.encode("utf-8")) % parts
 
 
 @dataclass
-class Piece:
+class Piece(Sized):
     """The claims of one block that belong to one person partition, in input order."""
 
     block: int
@@ -113,7 +142,7 @@ class Piece:
 
 
 @dataclass
-class BlockPieces:
+class BlockPieces(Sized):
     """A block read and split: its pieces (one per partition), its parse errors and its line count."""
 
     pieces: list[Piece | None]
@@ -154,7 +183,7 @@ def split_chunk(block: int, chunk: PreparedChunk, parts: int) -> BlockPieces:
 # --- pool columns ---------------------------------------------------------------------------------
 
 def pool_width(tables: Tables) -> int:
-    """Columns of Accumulators.pool_used for this schedule set."""
+    """Columns of Accumulators.pool_used: the charity funds' (at least one), then the emergency relief fund's."""
     return int(Accumulators.zeros(0, 0, tables.n_funds).pool_used.shape[1])
 
 
@@ -165,41 +194,25 @@ def pool_limits(tables: Tables) -> I64:
     for v in range(n_v):
         for f in range(int(tables.fund_count[v])):
             limits[v, tables.fund_col[v, f]] = tables.fund_pool[v, f]
-    # a pool column after the charity funds (the emergency relief fund's, SPEC §5.5) when the engine keeps one
-    er_pool, er_present = getattr(tables, "er_pool", None), getattr(tables, "er_present", None)
-    if er_pool is not None and er_present is not None and limits.shape[1] > _charity_columns(tables):
-        limits[:, -1] = np.where(er_present, er_pool, UNLIMITED)
+    limits[:, -1] = np.where(tables.er_present, tables.er_pool, UNLIMITED)  # SPEC §5.5: the last column
     return limits
 
 
-def _charity_columns(tables: Tables) -> int:
-    return int(Accumulators.zeros(0, 0, tables.n_funds).charity_paid.shape[1])
+def pool_draws(result: BatchResult) -> I64:
+    """[claim, pool column]: what each claim drew from each pool (the charity funds, then emergency relief)."""
+    return np.column_stack([result.charity_by_fund, result.emergency_relief])
 
 
-def pool_draws(result: BatchResult, width: int) -> I64:
-    """[claim, pool column]: what each claim drew from each pool."""
-    draws = np.zeros((len(result), width), dtype=np.int64)
-    funds = min(width, result.charity_by_fund.shape[1])
-    draws[:, :funds] = result.charity_by_fund[:, :funds]
-    emergency = getattr(result, "emergency_relief", None)
-    if emergency is not None and width > funds:
-        draws[:, -1] = emergency
-    return draws
-
-
-def pool_eligible(result: BatchResult, width: int) -> B8:
-    """[claim, pool column]: whether the claim reads the pool at all (the engine says so per claim)."""
-    eligible = np.zeros((len(result), width), dtype=np.bool_)
-    funds = min(width, result.charity_eligible.shape[1])
-    eligible[:, :funds] = result.charity_eligible[:, :funds]
-    eligible[:, funds:] = True  # a pool without a per-claim flag: every claim may read it (safe, if more work)
-    return eligible
+def pool_eligible(result: BatchResult, emergency: B8) -> B8:
+    """[claim, pool column]: whether the claim reads the pool at all (the engine's charity_eligible, and
+    `emergency`: pipeline.emergency_eligible of the claims, which does not depend on any result)."""
+    return np.column_stack([result.charity_eligible, emergency])
 
 
 # --- a partition --------------------------------------------------------------------------------
 
 @dataclass
-class Partition:
+class Partition(Sized):
     """The claims of some persons, in input order, with their current results and pool views."""
 
     index: int
@@ -212,6 +225,8 @@ class Partition:
     discharged: I64
     limits: I64
     """[claim, pool column]: the pool the claim's version sets."""
+    emergency: B8
+    """Whether the claim reads the emergency relief pool (pipeline.emergency_eligible: its own fields only)."""
     view: I64
     """[claim, pool column]: what the pool had paid before the claim, as the claim was last settled."""
     result: BatchResult
@@ -231,54 +246,52 @@ def concat_pieces(pieces: list[Piece]) -> tuple[ClaimBatch, I64, U8, I64, I64]:
     persons: dict[tuple[str, int], int] = {}
     diagnoses: dict[str, int] = {}
     treatments: dict[str, int] = {}
-    columns: dict[str, list[I64]] = {name: [] for name in _CLAIM_COLUMNS}
-    optional = _optional_columns(pieces[0].batch) if pieces else []
-    extra: dict[str, list[I64]] = {name: [] for name in optional}
-    lines: dict[str, list[I64]] = {"line_item": [], "line_qty": [], "line_price": []}
-    counts: list[I64] = []
-    keys: list[I64] = []
-    ids: list[U8] = []
-    id_len: list[I64] = []
+    person_year: list[I64] = []
+    diagnosis: list[I64] = []
+    treatment: list[I64] = []
     for piece in pieces:
         b = piece.batch
         person_map = np.array([persons.setdefault(k, len(persons)) for k in piece.person_keys] + [-1], dtype=np.int64)
-        for name in _CLAIM_COLUMNS:
-            columns[name].append(getattr(b, name))
-        columns["person_year"][-1] = person_map[b.person_year]
-        columns["diagnosis"][-1] = _remap(b.diagnosis_values, diagnoses)[b.diagnosis]
-        columns["treatment"][-1] = _remap(b.treatment_values, treatments)[b.treatment]
-        for name in optional:
-            value = getattr(b, name)
-            extra[name].append(np.zeros(len(b), dtype=np.int64) if value is None else value)
-        for name in lines:
-            lines[name].append(getattr(b, name))
-        counts.append(np.diff(b.line_start))
-        keys.append(key_of(piece.block, piece.pos))
-        ids.append(piece.ids)
-        id_len.append(np.diff(piece.id_off))
+        person_year.append(person_map[b.person_year])
+        diagnosis.append(_remap(b.diagnosis_values, diagnoses)[b.diagnosis])
+        treatment.append(_remap(b.treatment_values, treatments)[b.treatment])
     empty = np.zeros(0, dtype=np.int64)
 
     def cat(parts: list[I64]) -> I64:
         return np.concatenate(parts) if parts else empty.copy()
 
+    def column(get: Callable[[ClaimBatch], I64]) -> I64:
+        return cat([get(p.batch) for p in pieces])
+
     line_start = np.zeros(sum(len(p.batch) for p in pieces) + 1, dtype=np.int64)
-    np.cumsum(cat(counts), out=line_start[1:])
-    optional_values = {
-        name: cat(extra[name]) if any(getattr(p.batch, name) is not None for p in pieces) else None
-        for name in optional
-    }
+    np.cumsum(cat([np.diff(p.batch.line_start) for p in pieces]), out=line_start[1:])
+    flagged = any(p.batch.flags is not None for p in pieces)
     batch = ClaimBatch(
-        **{name: cat(columns[name]) for name in _CLAIM_COLUMNS},
+        version=column(lambda b: b.version),
+        policy_year=column(lambda b: b.policy_year),
+        person_year=cat(person_year),
+        year_index=column(lambda b: b.year_index),
+        scheme=column(lambda b: b.scheme),
+        category=column(lambda b: b.category),
+        visit_type=column(lambda b: b.visit_type),
+        level=column(lambda b: b.level),
+        age=column(lambda b: b.age),
+        sessions=column(lambda b: b.sessions),
+        diagnosis=cat(diagnosis),
+        treatment=cat(treatment),
         diagnosis_values=list(diagnoses),
         treatment_values=list(treatments),
         line_start=line_start,
-        **{name: cat(parts) for name, parts in lines.items()},
-        **optional_values,  # type: ignore[arg-type]
+        line_item=column(lambda b: b.line_item),
+        line_qty=column(lambda b: b.line_qty),
+        line_price=column(lambda b: b.line_price),
+        flags=cat([p.batch.claim_flags() for p in pieces]) if flagged else None,
     )
     id_off = np.zeros(line_start.shape[0], dtype=np.int64)
-    np.cumsum(cat(id_len), out=id_off[1:])
-    id_bytes = np.concatenate(ids) if ids else np.zeros(0, dtype=np.uint8)
-    return batch, cat(keys), id_bytes, id_off, cat([p.discharged for p in pieces])
+    np.cumsum(cat([np.diff(p.id_off) for p in pieces]), out=id_off[1:])
+    id_bytes = np.concatenate([p.ids for p in pieces]) if pieces else np.zeros(0, dtype=np.uint8)
+    keys = cat([key_of(p.block, p.pos) for p in pieces])
+    return batch, keys, id_bytes, id_off, cat([p.discharged for p in pieces])
 
 
 def unlimited_view(limits: I64) -> I64:
@@ -290,11 +303,22 @@ def build_partition(index: int, pieces: list[Piece | None], tables: Tables) -> P
     """Pass 1: the partition's claims concatenated and settled with every pool unlimited."""
     present = [p for p in pieces if p is not None]
     batch, key, ids, id_off, discharged = concat_pieces(present)
+    n = len(batch)
+    batch.year_index = np.arange(n, dtype=np.int64)  # each claim its own pool row (the concatenation's copy)
     limits = pool_limits(tables)[batch.version]
     view = unlimited_view(limits)
-    n = len(batch)
-    result = _settle_rows(batch, view, np.arange(n, dtype=np.int64), tables)
-    return Partition(index, batch, key, ids, id_off, discharged, limits, view, result, n)
+    result = _settle_view(batch, view, int(batch.person_year.max(initial=-1)) + 1, tables)
+    emergency = emergency_eligible(batch, tables)
+    return Partition(index, batch, key, ids, id_off, discharged, limits, emergency, view, result, n)
+
+
+def _settle_view(batch: ClaimBatch, view: I64, persons: int, tables: Tables) -> BatchResult:
+    """The engine on a batch whose claim i reads pool row i (year_index), holding view[i]."""
+    acc = Accumulators.zeros(persons, len(batch), tables.n_funds)
+    acc.pool_used[:] = view
+    result = settle(batch, tables, acc)
+    result.accumulators = Accumulators.zeros(0, 0, tables.n_funds)  # per-claim pool rows: not kept
+    return result
 
 
 def _settle_rows(batch: ClaimBatch, view: I64, idx: I64, tables: Tables) -> BatchResult:
@@ -304,13 +328,8 @@ def _settle_rows(batch: ClaimBatch, view: I64, idx: I64, tables: Tables) -> Batc
     keep = rows >= 0
     renumber = np.where(keep, np.cumsum(keep) - 1, -1)
     sub.person_year = renumber[local].astype(np.int64)
-    m = len(sub)
-    sub.year_index = np.arange(m, dtype=np.int64)
-    acc = Accumulators.zeros(int(np.count_nonzero(keep)), m, tables.n_funds)
-    acc.pool_used[:] = view[idx]
-    result = settle(sub, tables, acc)
-    result.accumulators = Accumulators.zeros(0, 0, tables.n_funds)  # per-claim pool rows: not kept
-    return result
+    sub.year_index = np.arange(len(sub), dtype=np.int64)
+    return _settle_view(sub, view[idx], int(np.count_nonzero(keep)), tables)
 
 
 def _scatter(into: BatchResult, idx: I64, part: BatchResult) -> BatchResult:
@@ -329,7 +348,7 @@ def _scatter(into: BatchResult, idx: I64, part: BatchResult) -> BatchResult:
 # --- prefix sums ----------------------------------------------------------------------------------
 
 @dataclass
-class Records:
+class Records(Sized):
     """A partition's claims that read one of the pool columns, cut by input range."""
 
     ranges: list[tuple[I64, I64, I64]]
@@ -339,7 +358,7 @@ class Records:
 
 
 def _selected(part: Partition, cols: list[int]) -> I64:
-    eligible = pool_eligible(part.result, part.limits.shape[1])[:, cols]
+    eligible = pool_eligible(part.result, part.emergency)[:, cols]
     return np.flatnonzero(eligible.any(axis=1))
 
 
@@ -348,7 +367,7 @@ def records(part: Partition, cols: list[int], bounds: I64) -> Records:
     sel = _selected(part, cols)
     key = part.key[sel]
     year = part.batch.policy_year[sel]
-    draws = pool_draws(part.result, part.limits.shape[1])[sel][:, cols]
+    draws = pool_draws(part.result)[sel][:, cols]
     cuts = np.searchsorted(key, bounds)
     ranges: list[tuple[I64, I64, I64]] = []
     totals: list[dict[int, I64]] = []
@@ -408,9 +427,8 @@ def apply_view(part: Partition, cols: list[int], tables: Tables, *before: I64) -
     """
     sel = _selected(part, cols)
     new = np.concatenate(before).reshape(-1, len(cols)) if before else np.zeros((0, len(cols)), np.int64)
-    width = part.limits.shape[1]
-    eligible = pool_eligible(part.result, width)[sel][:, cols]
-    draws = pool_draws(part.result, width)[sel][:, cols]
+    eligible = pool_eligible(part.result, part.emergency)[sel][:, cols]
+    draws = pool_draws(part.result)[sel][:, cols]
     limits = part.limits[sel][:, cols]
     seen = np.maximum(0, limits - part.view[sel][:, cols])
     now = np.maximum(0, limits - new)
@@ -441,7 +459,7 @@ def stats_of(pair: tuple[Partition, RoundStats]) -> RoundStats:
 # --- output ---------------------------------------------------------------------------------------
 
 @dataclass
-class TextPiece:
+class TextPiece(Sized):
     """Result lines of one partition for one output group: their keys and their text."""
 
     key: I64

@@ -286,16 +286,21 @@ def settle_on_cluster(
     t0 = time.perf_counter()
     groups = _bounds(len(jobs), -(-len(jobs) // GROUP_BLOCKS))
     rendered = [submit(output.render, part, run.tables, groups, pure=False) for part in run.partitions]
+    run.partitions.clear()  # each partition is freed once rendered: its results are text from then on
     n_groups = groups.shape[0] - 1
+    # each rendered partition split into its groups at once, then released: the groups wait (or spill) one
+    # by one; fetching them from the whole rendered list later unspilled the list once per group
+    pieces = [[submit(_item, r, g, pure=False) for r in rendered] for g in range(n_groups)]
+    del rendered
     first_block = [int(g >> 32) for g in groups.tolist()]
     window = 2 * run.workers
     pending: list[Any] = []
 
     def assemble(g: int) -> Any:
-        pieces = [submit(_item, r, g, pure=False) for r in rendered]
         errors = submit(output.errors, first_block[g], metas[first_block[g] : first_block[g + 1]], run.tables,
                         pure=False)
-        return submit(output.assemble, errors, *pieces, pure=False)
+        group, pieces[g] = pieces[g], []
+        return submit(output.assemble, errors, *group, pure=False)
 
     for g in range(n_groups):
         pending.append(assemble(g))

@@ -139,7 +139,7 @@ class ViewReplay(Replay):
             self.years[int(events.settlement_seq[last])] = int(batch.policy_year[-1])
         self.out_seq.append(events.seq[idx])
         self.out_year.append(np.asarray(batch.policy_year, dtype=np.int64))
-        self.out_draws.append(pt.pool_draws(result, self.width))
+        self.out_draws.append(pt.pool_draws(result))
         return result
 
     def reverse(self, events: Events, i: int) -> None:

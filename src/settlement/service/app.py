@@ -40,9 +40,10 @@ from .schedules.router import router as schedules_router
 from .settlements.counter import warm_up
 from .settlements.pgcounter import PREVIEW_READ
 from .settlements.router import (
-    plain_reversal_body,
+    counter_api,
     preview_counter,
     preview_on_loop,
+    reversal_reason,
     reverse_counter,
     settle_counter,
 )
@@ -144,16 +145,15 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
     openapi.install(app)  # the document says what every route answers (service.openapi)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes, timeout=settings.body_timeout_seconds)
     app.add_middleware(LatencyMiddleware)
-    # the counter's hot routes answered ahead of the stack above (bounded and timed there the same way)
+    # the counter's routes, answered ahead of the stack above (bounded and timed there the same way)
     app.counter = CounterRoutes(
         app,
-        settlements_router,
+        counter_api,
         [
             FrontRoute("/v1/settlements", settle_counter, _body_only),
             FrontRoute("/v1/settlements/preview", preview_counter, _body_only, preview_on_loop),
             FrontRoute("/v1/settlements/{settlement_id}/reversal", reverse_counter, _reversal),
         ],
-        app.behind_front_door,
         body_limit=settings.max_body_bytes,
         threads=settings.worker_threads,
         body_timeout=settings.body_timeout_seconds,
@@ -165,7 +165,6 @@ def _body_only(body: bytes, _params: dict[str, Any], _scope: Scope) -> tuple[Any
     return (body,)
 
 
-def _reversal(body: bytes, params: dict[str, Any], scope: Scope) -> tuple[Any, ...] | None:
-    content_type = next((v for k, v in scope["headers"] if k == b"content-type"), None)
-    plain, reason = plain_reversal_body(body, content_type)
-    return (params["settlement_id"], reason) if plain else None
+def _reversal(body: bytes, params: dict[str, Any], scope: Scope) -> tuple[Any, ...]:
+    header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)
+    return params["settlement_id"], reversal_reason(body, header)

@@ -38,7 +38,6 @@ from .reviews.router import router as reviews_router
 from .reviews.rules import rules_at
 from .schedules.router import router as schedules_router
 from .settlements.counter import warm_up
-from .settlements.pgcounter import PREVIEW_READ
 from .settlements.router import (
     counter_api,
     preview_counter,
@@ -86,15 +85,14 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
         loop_conns = None
         if db.dialect == "postgresql":
-            if settings.preview_connections > 0:  # previews read on the loop, on connections of their own
-                loop_conns = LoopConnections(db.connect_counter, settings.preview_connections, [PREVIEW_READ])
             try:  # the counter's connections opened before the first request, not during the load
                 await anyio.to_thread.run_sync(db.open_counter)
-                if loop_conns is not None:
-                    await anyio.to_thread.run_sync(loop_conns.open)
-            except Exception as exc:  # the database may come up later: /readyz tells; the loop's
-                # connections are opened as previews come (pgloop.LoopConnections._top_up)
+            except Exception as exc:  # the database may come up later: /readyz tells
                 log.warning("counter connections not opened at start: %s", exc)
+            if settings.preview_connections > 0:  # previews read on the loop, on connections of their own
+                kwargs = {**db.counter_kwargs(), "application_name": "settlement-previews"}
+                loop_conns = LoopConnections(db.counter_conninfo(), kwargs, settings.preview_connections)
+                await loop_conns.open()
         app.state.loop_conns = loop_conns
         refresher = start_refresher(ctx)  # review flags, in a thread of its own (reviews.flags)
         # What the worker built to start (schedules, tables, models, the numba kernels, the pools)
@@ -109,7 +107,7 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
         if refresher is not None:
             refresher.stop()
         if loop_conns is not None:
-            loop_conns.close()
+            await loop_conns.close()
         ctx.previews.close()
         db.dispose()
 

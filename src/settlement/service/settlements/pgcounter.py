@@ -57,11 +57,10 @@ from settlement.service.hospitals.service import bind_level
 from settlement.service.persons.service import check_identity
 from settlement.service.pgloop import LoopConnections
 
-from . import counter, pgsettle
+from . import counter
 from .counter import Computation, CounterClaim, compute, prepare
 from .hashing import claim_hash
 from .models import AMOUNTS
-from .pgsettle import json_text
 from .service import (
     Outcome,
     body_of,
@@ -72,6 +71,12 @@ from .service import (
     record_preview,
     replay_or_conflict,
 )
+
+
+def json_text(value: Any) -> str:
+    """A JSON column's value as text, as the counter's statements send it."""
+    return orjson.dumps(value).decode()
+
 
 ATTEMPTS = 3
 """Optimistic tries before the locked way; a retry needs another settlement of the same person
@@ -253,9 +258,9 @@ def write(conn: Any, ctx: ServiceContext, snap: Snapshot, comp: Computation, raw
     cc = snap.cc
     claim = cc.claim
     year = cc.policy_year
-    limits = pgsettle.pool_limits(cc)
+    limits = counter.pool_limits(cc)
     # the pools whose room decided (or may have decided) the amount: their use must not move
-    spent = pgsettle.binding(comp, snap.pools, limits)
+    spent = counter.binding(comp, snap.pools, limits)
     pool_funds: list[str] = []
     amounts: list[int | None] = []
     pool_limits: list[int | None] = []
@@ -360,7 +365,7 @@ def _settle_on(
         if not known:
             known.append(snap.principal)
         if snap.cc.emergency_relief or snap.cc.unidentified:
-            # the emergency relief pool is drawn the locked way only (pgsettle): counter_settle (0002)
+            # the emergency relief pool is drawn the portable way only (service.settle): counter_settle (0002)
             # writes neither that pool nor an unidentified patient; such claims are few
             raise UseLockedPath
         comp = compute(snap.cc, snap.before, snap.pools)

@@ -118,3 +118,20 @@ def test_a_claim_taking_what_a_pool_has_left_draws_exactly_that(client, auth, ap
             select(func.sum(FundPool.used), func.sum(FundPool.allowance)).where(FundPool.fund_id == fund.id)
         ).one()
     assert used == allowances == fund.annual_pool_fen
+
+
+def test_the_write_names_counter_settles_arguments_as_the_database_declares_them(app, using_postgres):
+    # pgcounter.WRITE calls counter_settle in named notation from WRITE_ARGS: every argument the
+    # function takes, each under its name and type, so a change on either side fails here, not under load
+    import pytest
+
+    from settlement.service.settlements.pgcounter import WRITE_ARGS
+
+    if not using_postgres:
+        pytest.skip("counter_settle is PostgreSQL's")
+    with app.state.ctx.db.counter() as conn:
+        (declared,) = conn.execute(
+            "SELECT pg_get_function_identity_arguments('counter_settle'::regproc)"
+        ).fetchone()
+    ours = ", ".join(f"p_{name} {kind.replace('timestamptz', 'timestamp with time zone')}" for name, kind in WRITE_ARGS)
+    assert ours + ", OUT settlement_seq bigint, OUT event_seq bigint" == declared

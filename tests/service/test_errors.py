@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from settlement.service.accumulators.models import PersonCharity, PersonYear
 from settlement.service.funds.models import FundPool
-from settlement.service.settlements import counter, pgcounter, pgsettle
+from settlement.service.settlements import counter, pgcounter
 from settlement.service.settlements.models import LedgerEntry, Settlement, SettlementEvent
 
 JSON = {"Content-Type": "application/json"}
@@ -21,7 +21,7 @@ PERSON = EX01["patient"]["person_id"]
 
 
 def force_locked_way(monkeypatch: Any) -> None:
-    """PostgreSQL: settle through pgsettle's transaction (late pool locks, then the locked way), as
+    """PostgreSQL: settle through service.settle's transaction (the portable, locked way), as
     when settlements.pgcounter cannot settle a claim exactly, so the tests of that path reach it."""
 
     def locked_way(*_args: Any) -> None:
@@ -167,23 +167,23 @@ def _sums(app: Any) -> tuple[Any, ...]:
     [
         (
             "settlement.service.settlements.service._write_ledger",
-            "settlement.service.settlements.service.computed_body",
+            "settlement.service.settlements.service._write_ledger",
         ),
         (
             "settlement.service.settlements.service.add_to_person_year",
-            "settlement.service.settlements.pgsettle.add_to_person_year",
+            "settlement.service.settlements.service.add_to_person_year",
         ),
         (
             "settlement.service.settlements.service.add_pool_used",
-            "settlement.service.settlements.pgsettle.add_pool_used",
+            "settlement.service.settlements.service.add_pool_used",
         ),
     ],
 )
 def test_a_failure_anywhere_in_a_settle_leaves_nothing(
     client, auth, app, registered, monkeypatch, portable, postgres, using_postgres
 ):
-    # PostgreSQL settles through settlements.pgcounter, and when that cannot, through pgsettle (late
-    # pool locks, then the locked way): this test takes the second; SQLite the portable way
+    # PostgreSQL settles through settlements.pgcounter, and when that cannot, through service.settle
+    # (the portable, locked way): this test takes the second; SQLite the portable way
     target = postgres if using_postgres else portable
     first = client.post("/v1/settlements", json=EX01, headers=auth["hospital"])
     assert first.status_code == 201
@@ -255,8 +255,8 @@ def test_deadlock_is_retried(client, auth, app, registered, monkeypatch, using_p
     class Deadlock(Exception):
         sqlstate = "40P01"
 
-    # the pool lock: taken by the draw itself on PostgreSQL (pgsettle), before the engine elsewhere
-    module, name = (pgsettle, "lock_pools") if using_postgres else (service, "lock_pools")
+    # the pool lock of the locked way (service.settle), on either database
+    module, name = service, "lock_pools"
     real = getattr(module, name)
     calls = {"n": 0}
 
@@ -361,7 +361,7 @@ def test_endless_deadlocks_give_503_busy(client, auth, app, registered, monkeypa
     def always(*args: Any, **kwargs: Any) -> Any:
         raise OperationalError("SELECT … FOR UPDATE", {}, Deadlock("deadlock detected"))
 
-    module, name = (pgsettle, "lock_pools") if using_postgres else (service, "lock_pools")
+    module, name = service, "lock_pools"
     monkeypatch.setattr(module, name, always)
     monkeypatch.setattr(app.state.ctx.settings, "transaction_retries", 2)
     if using_postgres:

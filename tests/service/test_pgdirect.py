@@ -70,6 +70,17 @@ def test_errors_are_the_ones_psycopgs_cursor_raises_and_the_connection_stays_usa
     assert pgdirect.execute(conn, "SELECT 1 / $1::int", [1]) == [[b"1"]]
 
 
+def test_a_sqlstate_psycopg_does_not_name_gets_its_class_class_and_diagnostics(conn: Any) -> None:
+    sql = "DO $$BEGIN RAISE EXCEPTION 'odd' USING ERRCODE = '23P99', CONSTRAINT = 'c_odd'; END$$"
+    with pytest.raises(psycopg.Error) as direct:
+        pgdirect.execute(conn, sql, [])
+    with pytest.raises(psycopg.Error) as cursor:
+        conn.execute(sql)
+    assert type(direct.value) is type(cursor.value) is psycopg.IntegrityError
+    assert direct.value.sqlstate == cursor.value.sqlstate == "23P99"
+    assert direct.value.diag.constraint_name == cursor.value.diag.constraint_name == "c_odd"
+
+
 def test_each_statement_is_prepared_once_per_connection(conn: Any) -> None:
     sql = "SELECT $1::int * 2 AS doubled_for_the_prepare_test"
 

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from service_helpers import requires_postgres
 
-from settlement.service.settlements import pgcounter, pgsettle
+from settlement.service.settlements import pgcounter
 
 pytestmark = requires_postgres
 
@@ -60,7 +60,6 @@ def test_claim_lookups_use_the_unique_index_only(pg: Any, analyzed: bool) -> Non
     lookups = {
         "the settle's read": (pgcounter.READ, ("text", "text", "text", "text", "date", "int", "text[]")),
         "the replay": (pgcounter.REPLAY.replace("%s", "$1", 1).replace("%s", "$2", 1), ("text", "text")),
-        "the locked way's check": (pgsettle.FIND.replace("%s", "$1", 1).replace("%s", "$2", 1), ("text", "text")),
     }
     for name, (sql, types) in lookups.items():
         plan = _plan(pg, sql, *types)

@@ -372,36 +372,36 @@ REVERSAL_BODIES = [
 ]
 
 
-def test_plain_reversal_bodies_are_read_as_the_routes_model_reads_them():
-    # the front door (service.counter_routes) answers a reversal itself only for a body it reads
-    # exactly as FastAPI's `ReversalIn | None` body would; every other body goes to FastAPI
+def test_reversal_bodies_are_read_as_the_declared_body_reads_them():
+    # the counter (service.counter_routes) reads a reversal's body itself: as FastAPI reads the
+    # declared `ReversalIn | None` body (no body or null: no reason), refusing what it refuses
+    import pytest
+    from fastapi.exceptions import RequestValidationError
     from pydantic import TypeAdapter, ValidationError
 
-    from settlement.service.settlements.router import plain_reversal_body
+    from settlement.service.errors import ServiceError
+    from settlement.service.settlements.router import reversal_reason
     from settlement.service.settlements.schemas import ReversalIn
 
     model = TypeAdapter(ReversalIn | None)
-    plain = 0
+    read = 0
     for raw in REVERSAL_BODIES:
-        ok, reason = plain_reversal_body(raw, b"application/json")
-        if not ok:
-            assert reason is None
+        try:
+            expected = model.validate_json(raw) if raw else None
+        except ValidationError:
+            with pytest.raises(RequestValidationError) as refused:
+                reversal_reason(raw, "Bearer some-key")
+            assert all(e["loc"][0] == "body" for e in refused.value.errors()), raw[:40]
+            with pytest.raises(ServiceError) as no_key:  # 401 before the body is judged
+                reversal_reason(raw, None)
+            assert no_key.value.status == 401
             continue
-        plain += 1
-        if raw:
-            try:
-                read = model.validate_json(raw)
-            except ValidationError as exc:  # pragma: no cover - the assertion's message
-                raise AssertionError(f"{raw[:40]!r} taken as plain, but the model refuses it: {exc}") from None
-            assert reason == (read.reason if read is not None else None), raw[:40]
-        else:
-            assert reason is None
-    assert plain == 5
-    assert plain_reversal_body(b'{"reason": "x"}', b"text/plain") == (False, None)
-    assert plain_reversal_body(b'{"reason": "x"}', b"application/json; charset=utf-8") == (True, "x")
+        read += 1
+        assert reversal_reason(raw, None) == (expected.reason if expected is not None else None), raw[:40]
+    assert read == 6  # none, {}, null reason, a reason, a long one, and null
 
 
-def test_reversals_the_front_door_declines_get_fastapis_answer(client, auth, app):
+def test_refused_reversal_bodies_are_answered_as_fastapi_answers_them(client, auth, app):
     from prometheus_client import REGISTRY
 
     route = "/v1/settlements/{settlement_id}/reversal"
@@ -423,12 +423,29 @@ def test_reversals_the_front_door_declines_get_fastapis_answer(client, auth, app
         answer = client.post(f"/v1/settlements/{sid}/reversal", content=raw, headers=headers)
         assert answer.status_code == 400 and answer.json()["code"] == "invalid_request", (raw, answer.text)
     assert client.get(f"/v1/settlements/{sid}", headers=auth["reviewer"]).json()["status"] == "settled"
-    # an extra key: declined at the front door, refused by FastAPI's model (ReversalIn forbids extra keys)
+    # an extra key: refused by the model (ReversalIn forbids extra keys), naming the key
     extra = client.post(f"/v1/settlements/{sid}/reversal", content=b'{"reason": "a", "note": 1}', headers=headers)
     assert extra.status_code == 400 and extra.json()["errors"][0]["field"] == "note", extra.text
     answer = client.post(f"/v1/settlements/{sid}/reversal", content=b'{"reason": "a"}', headers=headers)
     assert answer.status_code == 200 and answer.json()["status"] == "reversed", answer.text
-    # and again at the front door: the same stored answer
+    # and again: the same stored answer
     again = client.post(f"/v1/settlements/{sid}/reversal", content=b'{"reason": "b"}', headers=headers)
     assert again.status_code == 200 and again.json() == answer.json()
-    assert count() == before + 6  # each request timed once, whichever way it went
+    assert count() == before + 6  # each request timed once
+
+
+def test_the_counters_paths_answer_other_methods_as_every_path_does(client, auth):
+    # the counter's routes are not FastAPI's (service.counter_routes): another method is still a 405
+    # naming the document's methods, and the paths FastAPI shares still reach its routes
+    reversal = client.put("/v1/settlements/S-1/reversal", headers=auth["hospital"])
+    assert reversal.status_code == 405 and reversal.headers["allow"] == "POST", reversal.text
+    assert reversal.json()["code"] == "method_not_allowed"
+    preview = client.delete("/v1/settlements/preview", headers=auth["hospital"])
+    assert preview.status_code == 405 and preview.headers["allow"] == "POST", preview.text
+    listing = client.put("/v1/settlements", headers=auth["hospital"])
+    assert listing.status_code == 405 and listing.headers["allow"] == "GET, POST", listing.text
+    assert client.get("/v1/settlements", headers=auth["reviewer"]).status_code == 200
+    unknown = client.post("/v1/settlements/preview?x=1", json=EX01, headers=auth["hospital"])
+    assert unknown.status_code == 400 and unknown.json()["code"] == "unknown_parameter", unknown.text
+    text = client.post("/v1/settlements", content=b"{}", headers={**auth["hospital"], "content-type": "text/plain"})
+    assert text.status_code == 415, text.text

@@ -39,11 +39,11 @@ from .reviews.router import router as reviews_router
 from .reviews.rules import rules_at
 from .schedules.router import router as schedules_router
 from .settlements.counter import warm_up
-from .settlements.pgcounter import PREVIEW_READ
 from .settlements.router import (
-    plain_reversal_body,
+    counter_api,
     preview_counter,
     preview_on_loop,
+    reversal_reason,
     reverse_counter,
     settle_counter,
 )
@@ -87,15 +87,14 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
         loop_conns = None
         if db.dialect == "postgresql":
-            if settings.preview_connections > 0:  # previews read on the loop, on connections of their own
-                loop_conns = LoopConnections(db.connect_counter, settings.preview_connections, [PREVIEW_READ])
             try:  # the counter's connections opened before the first request, not during the load
                 await anyio.to_thread.run_sync(db.open_counter)
-                if loop_conns is not None:
-                    await anyio.to_thread.run_sync(loop_conns.open)
-            except Exception as exc:  # the database may come up later: /readyz tells; the loop's
-                # connections are opened as previews come (pgloop.LoopConnections._top_up)
+            except Exception as exc:  # the database may come up later: /readyz tells
                 log.warning("counter connections not opened at start: %s", exc)
+            if settings.preview_connections > 0:  # previews read on the loop, on connections of their own
+                kwargs = {**db.counter_kwargs(), "application_name": "settlement-previews"}
+                loop_conns = LoopConnections(db.counter_conninfo(), kwargs, settings.preview_connections)
+                await loop_conns.open()
         app.state.loop_conns = loop_conns
         refresher = start_refresher(ctx)  # review flags, in a thread of its own (reviews.flags)
         # What the worker built to start (schedules, tables, models, the numba kernels, the pools)
@@ -110,7 +109,7 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
         if refresher is not None:
             refresher.stop()
         if loop_conns is not None:
-            loop_conns.close()
+            await loop_conns.close()
         ctx.previews.close()
         db.dispose()
 
@@ -146,16 +145,15 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
     openapi.install(app)  # the document says what every route answers (service.openapi)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes, timeout=settings.body_timeout_seconds)
     app.add_middleware(LatencyMiddleware)
-    # the counter's hot routes answered ahead of the stack above (bounded and timed there the same way)
+    # the counter's routes, answered ahead of the stack above (bounded and timed there the same way)
     app.counter = CounterRoutes(
         app,
-        settlements_router,
+        counter_api,
         [
             FrontRoute("/v1/settlements", settle_counter, _body_only),
             FrontRoute("/v1/settlements/preview", preview_counter, _body_only, preview_on_loop),
             FrontRoute("/v1/settlements/{settlement_id}/reversal", reverse_counter, _reversal),
         ],
-        app.behind_front_door,
         body_limit=settings.max_body_bytes,
         threads=settings.worker_threads,
         body_timeout=settings.body_timeout_seconds,
@@ -167,7 +165,6 @@ def _body_only(body: bytes, _params: dict[str, Any], _scope: Scope) -> tuple[Any
     return (body,)
 
 
-def _reversal(body: bytes, params: dict[str, Any], scope: Scope) -> tuple[Any, ...] | None:
-    content_type = next((v for k, v in scope["headers"] if k == b"content-type"), None)
-    plain, reason = plain_reversal_body(body, content_type)
-    return (params["settlement_id"], reason) if plain else None
+def _reversal(body: bytes, params: dict[str, Any], scope: Scope) -> tuple[Any, ...]:
+    header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)
+    return params["settlement_id"], reversal_reason(body, header)

@@ -1,125 +1,122 @@
-"""The counter's hot routes, answered at the application's front door.
+"""The counter's hot routes: Starlette ``Route``s answered at the application's front door.
 
-``POST /v1/settlements``, ``POST /v1/settlements/preview`` and
-``POST /v1/settlements/{settlement_id}/reversal`` are nearly all of the
-counter's traffic. Their handlers (settlements.router ``settle_counter``,
-``preview_counter``, ``reverse_counter``) take the raw body and the request and
-do their own key check, so everything between the server and them —
-Starlette's and FastAPI's middleware layers (server errors, telemetry, their
-body limit), our latency and body-limit middlewares, routing, dependency
-solving, anyio's thread-pool hop — only costs CPU: about a third of a worker's
-CPU under load (py-spy, docs/PERFORMANCE.md §3 step 15). :class:`SettlementApp`
-therefore sends those paths to :class:`CounterRoutes` before any of that, and
-CounterRoutes does itself, once, what the layers did for them:
+``POST /v1/settlements``, ``/v1/settlements/preview`` and
+``/v1/settlements/{settlement_id}/reversal`` are nearly all of the counter's
+traffic. They are not FastAPI routes: :class:`SettlementApp` matches them
+(``Route.matches``) before FastAPI's middleware stack and router, whose layers
+only cost CPU for them (docs/PERFORMANCE.md §3 step 15), and :class:`CounterRoutes`
+does once what those layers do for every other route: the body bounds (413,
+408: limits), the strict checks (service.strict, from the routes' declaration),
+the latency histogram, errors rendered by the application's own handlers, and
+the handler in a thread of the counter's executor (or first on the loop, for a
+route with ``on_loop``: the preview, service.pgloop).
 
-- the body bounds (413 on a declared or streamed body over ``max_body_bytes``,
-  408 on one not whole after ``body_timeout_seconds``, as limits.BodyLimitMiddleware);
-- the strict checks every route has (service.strict: unknown query parameters,
-  refused path and query values, the body's Content-Type);
-- the latency histogram with the FastAPI route's template and the status (as
-  metrics.LatencyMiddleware; ``scope["route"]`` is set to that route);
-- errors rendered by the application's own exception handlers
-  (errors.install), so the answers are the same bytes as through FastAPI;
-- the handler in a thread of its own executor: ``loop.run_in_executor`` costs a
-  fraction of anyio's ``run_sync`` (capacity limiter, run variables, cancel
-  scopes); the counter's threads are as many as ``worker_threads``. A route
-  with ``on_loop`` (the preview: service/pgloop.py) is first offered to that
-  coroutine on the event loop itself, and goes to a thread only if it declines.
-
-A route may decline a request (:attr:`FrontRoute.args` returns None: a reversal
-body that is not certainly a valid one); FastAPI then answers it, from the same
-bytes, as it answers every other method and path. The OpenAPI description of
-these routes is FastAPI's, as before.
+The routes are declared for the OpenAPI document and the strict checks by an
+APIRouter that is never mounted (settlements.router ``counter_api``);
+:meth:`SettlementApp.openapi` documents them with the application's routes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
-from .limits import BodyTimeout, read_body, replay, send_timeout, send_too_large
+from .limits import BodyTimeout, read_body, send_timeout, send_too_large
 from .metrics import REQUEST_LATENCY
 from .strict import front_door_problem
-
-ASGI = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 @dataclass(frozen=True)
 class FrontRoute:
     """A POST route answered at the front door.
 
-    ``args(body, path parameters, scope)``, on the event loop: the handler's
-    arguments before ``(request, ctx)``, or None to let FastAPI answer.
+    ``args(body, path parameters, scope)``, on the event loop: the handler's arguments before
+    ``(request, ctx)``; it raises for a body the route refuses.
     ``handler(*args, request, ctx)`` runs in a counter thread and returns the response.
     """
 
     template: str
     handler: Callable[..., Any]
-    args: Callable[[bytes, dict[str, Any], Scope], tuple[Any, ...] | None]
+    args: Callable[[bytes, dict[str, Any], Scope], tuple[Any, ...]]
     on_loop: Callable[..., Awaitable[Any]] | None = None
     """``on_loop(*args, request, ctx)``, awaited on the event loop first: the response, or None to
     run ``handler`` in a counter thread after all."""
 
 
+class _Endpoint:
+    """The ASGI app of one front route (a Starlette ``Route``'s endpoint)."""
+
+    def __init__(self, counter: CounterRoutes, front: FrontRoute, declared: APIRoute) -> None:
+        self.counter, self.front, self.declared = counter, front, declared
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.counter.answer(self.front, self.declared, scope, receive, send)
+
+
 class CounterRoutes:
+    """The front routes of one application, its counter executor and its bounds."""
+
     def __init__(
         self,
         fastapi_app: FastAPI,
-        router: APIRouter,
-        routes: list[FrontRoute],
-        fallback: ASGI,
+        declarations: APIRouter,
+        routes: Sequence[FrontRoute],
         *,
         body_limit: int,
         threads: int,
         body_timeout: float | None = None,
     ) -> None:
         self.fastapi_app = fastapi_app
-        self.fallback = fallback
         self.body_limit = body_limit
         self.body_timeout = body_timeout
-        api_routes = {
-            route.path: route
-            for route in router.routes
-            if isinstance(route, APIRoute) and "POST" in (route.methods or ())
-        }
-        missing = sorted({r.template for r in routes} - set(api_routes))
-        if missing:  # a renamed route would silently fall back to the slow way
-            raise RuntimeError(f"no FastAPI route for {missing}")
-        self.exact = {r.template: (r, api_routes[r.template]) for r in routes if "{" not in r.template}
-        self.templated = [(r, api_routes[r.template]) for r in routes if "{" in r.template]
+        declared = {r.path: r for r in declarations.routes if isinstance(r, APIRoute) and "POST" in (r.methods or ())}
+        missing = sorted({r.template for r in routes} - set(declared))
+        if missing:  # a route the document would not describe
+            raise RuntimeError(f"no declaration for {missing}")
+        self.declared = [declared[r.template] for r in routes]
+        self.routes = [
+            Route(r.template, _Endpoint(self, r, declared[r.template]), methods=["POST"]) for r in routes
+        ]
+        self._alone: frozenset[str] | None = None
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="counter")
         self._timers: dict[tuple[str, int], Any] = {}  # the histogram's child per (route, status)
 
-    def match(self, scope: Scope) -> tuple[FrontRoute, APIRoute, dict[str, Any]] | None:
-        """The front route of a POST to one of these paths, and its path parameters (as FastAPI reads them)."""
-        if scope["type"] != "http" or scope["method"] != "POST":
+    def match(self, scope: Scope) -> Route | None:
+        """The front route for this request (its path parameters put in ``scope``), if any."""
+        if scope["type"] != "http":
             return None
-        path = scope["path"]
-        found = self.exact.get(path)
-        if found is not None:
-            return found[0], found[1], {}
-        for front, api_route in self.templated:
-            m = api_route.path_regex.match(path)
-            if m is not None:
-                convert = api_route.param_convertors
-                return front, api_route, {k: convert[k].convert(v) for k, v in m.groupdict().items()}
+        for route in self.routes:
+            found, child = route.matches(scope)
+            if found is Match.FULL or (found is Match.PARTIAL and route.path in self.alone()):
+                scope.update(child)
+                return route
         return None
 
-    async def __call__(
-        self, scope: Scope, receive: Receive, send: Send, found: tuple[FrontRoute, APIRoute, dict[str, Any]]
+    def alone(self) -> frozenset[str]:
+        """The templates the document lists POST alone for: another method there is the counter's 405;
+        on the others (``GET /v1/settlements``) it is FastAPI's route."""
+        if self._alone is None:
+            paths = self.fastapi_app.openapi()["paths"]
+            self._alone = frozenset(r.path for r in self.routes if set(paths.get(r.path, ())) == {"post"})
+        return self._alone
+
+    async def answer(
+        self, front: FrontRoute, declared: APIRoute, scope: Scope, receive: Receive, send: Send
     ) -> None:
         start = time.perf_counter()
-        front, api_route, params = found
         status = 500
         try:
             try:
@@ -134,24 +131,16 @@ class CounterRoutes:
                 status = 413
                 await send_too_large(scope, receive, send, self.body_limit)
                 return
-            problem = front_door_problem(api_route, scope, params, body)  # as strict.strict_request does
-            if problem is not None:
-                refused = await self._render(Request(scope, receive), problem)
-                status = refused.status_code
-                await refused(scope, receive, send)
-                return
-            args = front.args(body, params, scope)
-            if args is None:  # FastAPI answers (and times) it, from the same body
-                status = 0
-                await self.fallback(scope, replay(body, receive), send)
-                return
-            scope["route"] = api_route
+            params = scope["path_params"]
             scope["app"] = self.fastapi_app  # request.app and request.state, as under FastAPI
-            scope["path_params"] = params
             request = Request(scope, receive)
             ctx = self.fastapi_app.state.ctx
             response: Any = None
             try:
+                problem = front_door_problem(declared, scope, params, body)  # as strict.strict_request does
+                if problem is not None:
+                    raise problem
+                args = front.args(body, params, scope)
                 if front.on_loop is not None:
                     response = await front.on_loop(*args, request, ctx)
                 if response is None:
@@ -163,12 +152,17 @@ class CounterRoutes:
             status = response.status_code
             await response(scope, receive, send)
         finally:
-            if status:
-                timer = self._timers.get((front.template, status))
-                if timer is None:
-                    timer = REQUEST_LATENCY.labels("POST", front.template, str(status))
-                    self._timers[(front.template, status)] = timer
-                timer.observe(time.perf_counter() - start)
+            timer = self._timers.get((front.template, status))
+            if timer is None:
+                timer = REQUEST_LATENCY.labels("POST", front.template, str(status))
+                self._timers[(front.template, status)] = timer
+            timer.observe(time.perf_counter() - start)
+
+    async def refuse_method(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """405 for another method on a path only the front routes have (Allow: errors.allowed_methods)."""
+        request = Request({**scope, "app": self.fastapi_app}, receive)
+        response = await self._render(request, HTTPException(405))
+        await response(scope, receive, send)
 
     async def _render(self, request: Request, exc: Exception) -> Any:
         """The application's own handler for this exception (the nearest class in its MRO)."""
@@ -181,19 +175,33 @@ class CounterRoutes:
 
 
 class SettlementApp(FastAPI):
-    """FastAPI, with the counter's hot routes answered before its middleware stack."""
+    """FastAPI, with the counter's routes answered before its middleware stack."""
 
     counter: CounterRoutes | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         counter = self.counter
-        found = counter.match(scope) if counter is not None else None
-        if found is None:
+        route = counter.match(scope) if counter is not None else None
+        if route is None:
             await super().__call__(scope, receive, send)
-            return
-        assert counter is not None
-        await counter(scope, receive, send, found)
+        elif scope["method"] != "POST":
+            assert counter is not None
+            await counter.refuse_method(scope, receive, send)
+        else:
+            await route.handle(scope, receive, send)
 
-    async def behind_front_door(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """FastAPI's own answer (for a request the front door declined)."""
-        await super().__call__(scope, receive, send)
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document of the application's routes and of the counter's declared ones."""
+        if not self.openapi_schema:
+            declared = self.counter.declared if self.counter is not None else []
+            self.openapi_schema = get_openapi(
+                title=self.title,
+                version=self.version,
+                openapi_version=self.openapi_version,
+                summary=self.summary,
+                description=self.description,
+                routes=[*declared, *self.routes],
+                tags=self.openapi_tags,
+                servers=self.servers,
+            )
+        return self.openapi_schema

@@ -219,13 +219,13 @@ class Database:
             from psycopg_pool import ConnectionPool
 
             pool = ConnectionPool(
-                self._counter_conninfo(),
+                self.counter_conninfo(),
                 # one connection opened before the pool is used, three more then in the background,
                 # the rest as requests wait for one (app.lifespan opens all of them at the start);
                 # all of them count against max_connections
                 min_size=1,
                 max_size=self.counter_pool_size,
-                kwargs=self._counter_kwargs(),
+                kwargs=self.counter_kwargs(),
                 timeout=self.checkout_timeout,
                 open=False,
                 configure=_configure_counter_connection,
@@ -252,10 +252,10 @@ class Database:
             with self.counter() as conn:
                 pg_execute(conn, "SELECT 1")
 
-    def _counter_conninfo(self) -> str:
+    def counter_conninfo(self) -> str:
         return str(self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False))
 
-    def _counter_kwargs(self) -> dict[str, Any]:
+    def counter_kwargs(self) -> dict[str, Any]:
         return {
             "autocommit": True,
             "connect_timeout": 5,
@@ -267,7 +267,7 @@ class Database:
         """One more connection like the counter pool's (autocommit, the same options), outside it."""
         import psycopg
 
-        conn = psycopg.connect(self._counter_conninfo(), **{**self._counter_kwargs(), **overrides})
+        conn = psycopg.connect(self.counter_conninfo(), **{**self.counter_kwargs(), **overrides})
         _configure_counter_connection(conn)
         return conn
 

@@ -9,9 +9,9 @@ counter's load psycopg's machinery was over a third of a settle's Python time
 (py-spy). libpq releases the GIL while it waits for the server, as psycopg does.
 
 What stays psycopg's: the connection and its pool, and every error —
-:func:`execute` raises the exception class psycopg raises for the same result
-(``psycopg.errors.error_from_result``), so retries, 409s and 503s see the same
-SQLSTATEs and types as before.
+:func:`execute` raises the class ``psycopg.errors.lookup`` gives for the
+result's SQLSTATE (its class's, for a code psycopg does not name), with the
+result's diagnostics, so retries, 409s and 503s see psycopg's SQLSTATEs and types.
 
 Parameters go as text: strings, integers, dates and datetimes in ISO form,
 lists of strings as array literals, None as NULL. Results come back as text
@@ -24,10 +24,11 @@ import datetime as dt
 import hashlib
 import weakref
 from collections.abc import Sequence
+from contextlib import suppress
 from typing import Any
 
 from psycopg import pq
-from psycopg.errors import DataError, error_from_result
+from psycopg.errors import DatabaseError, DataError, Error, lookup
 
 _NAMES: dict[str, bytes] = {}
 _PREPARED: weakref.WeakKeyDictionary[Any, set[bytes]] = weakref.WeakKeyDictionary()
@@ -72,7 +73,21 @@ def rows(result: Any, conn: Any) -> list[list[bytes | None]]:
 
 def _check(result: Any, conn: Any) -> None:
     if result.status not in _OK:
-        raise error_from_result(result, encoding=conn.info.encoding)
+        raise error(result, conn.info.encoding)
+
+
+def error(result: Any, encoding: str) -> Error:
+    """psycopg's exception for a failed result, as its cursor raises it: the class ``lookup`` names
+    for the SQLSTATE; for a code it does not name, the DB-API class of the code's class (``23P99``
+    → IntegrityError), else DatabaseError. ``diag`` and ``sqlstate`` read the result's fields."""
+    state = (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode("ascii", "replace")
+    cls: type[Error] = DatabaseError
+    try:
+        cls = lookup(state)
+    except KeyError:
+        with suppress(KeyError):  # the DB-API class above the class code's own (which claims xx000)
+            cls = next(c for c in lookup(state[:2] + "000").__mro__ if getattr(c, "sqlstate", None) is None)
+    return cls(result.get_error_message(encoding), info=result, encoding=encoding)
 
 
 def text(value: Any) -> bytes | None:

@@ -1,33 +1,26 @@
-"""Statements sent by the event loop itself, without a thread: the counter's previews.
+"""The previews' reads awaited on the event loop, on psycopg's AsyncConnectionPool.
 
-A preview is one read and the engine's batch of one. Run in a counter thread
-(counter_routes), each preview paid the hand-over to the thread and back —
-run_in_executor's two futures and a wake-up of the loop through its self-pipe —
-and then queued for the worker's one GIL against the loop and the other
-threads at each step: the read's send, its answer, the engine, the return.
-At 1,600 previews/s those queues, not the work, made the p99
-(docs/PERFORMANCE.md §3, session 4).
+A preview is one read and the engine's batch of one. In a counter thread each
+preview paid the hand-over to the thread and back and queued for the worker's
+GIL against the loop and the other threads at every step; at 1,600 previews/s
+those queues, not the work, made the p99 (docs/PERFORMANCE.md §3, session 4).
+Here the read is awaited on the loop (psycopg's AsyncConnection, a raw cursor:
+the same ``$n`` statement and text rows as pgdirect's, prepared) and the rest
+runs between other requests.
 
-Here the loop sends the read with libpq's asynchronous calls
-(``PQsendQueryPrepared``; ``PQconsumeInput`` when the socket is readable, the
-loop's own selector watching it) and does the rest itself, between other
-requests. The statement is the same prepared one :mod:`pgdirect` sends, with
-the same text values, rows and exceptions.
-
-Each worker keeps ``size`` connections for this, apart from the counter's
-pool; a connection is taken only while its statement is at the server. When
-none is free, :meth:`LoopConnections.execute` returns None and the preview
-takes the thread way: previews never queue on the loop for a connection. A
-connection that broke under a statement is closed, a new one is opened in a
-thread, and that preview too takes the thread way (a read is safe to repeat).
+The pool (``size`` connections a worker, apart from the counter's) is never
+waited on: a preview that finds no connection free, or whose connection broke
+under the read, gets None and takes the thread way (a read is safe to repeat).
+A connection the server ended while idle is never handed out (the pool's
+``check``: db.closed_by_server, no round trip); the pool opens the replacements
+itself, and keeps trying while the database is down.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from . import pgdirect
@@ -35,164 +28,80 @@ from .db import as_dbapi_error, closed_by_server
 
 log = logging.getLogger("settlement.service")
 
+NO_WAIT = 0.001
+"""getconn's timeout (s): psycopg_pool refuses a timeout of 0 even with a connection free."""
+
 
 class LoopConnections:
-    """psycopg connections in autocommit mode, used from one event loop only.
+    """An AsyncConnectionPool of ``size`` autocommit connections, used from one event loop only
+    (created, opened and closed on it: the worker's lifespan)."""
 
-    Invariant: ``alive`` (free, or with a statement at the server) plus
-    ``opening`` never exceeds ``size``. A connection lost, or one that could
-    not be opened (at the start, or while the database was down), is opened
-    again in a thread as previews come, one more a preview, and after a
-    failed try not before ``retry_after`` seconds, so the pool fills up again
-    once the database is back.
-    """
+    def __init__(self, conninfo: str, kwargs: dict[str, Any], size: int) -> None:
+        from psycopg_pool import AsyncConnectionPool
 
-    def __init__(
-        self, connect: Callable[[], Any], size: int, statements: Sequence[str], *, retry_after: float = 1.0
-    ) -> None:
-        self._connect = connect
         self._size = size
-        self._statements = tuple(statements)
-        self._retry_after = retry_after
-        self._free: deque[Any] = deque()  # taken from the left, given back on the right: all in turn
-        self._alive = 0
-        self._opening = 0
-        self._retry_at = 0.0
-        self._closed = False
+        self._pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            conninfo, kwargs=kwargs, min_size=size, max_size=size, open=False, check=_check, name="previews"
+        )
 
     @property
     def free(self) -> int:
-        return len(self._free)
+        return self.stats().get("pool_available", 0)
 
-    def open(self) -> None:
-        """Blocking, in a thread at the worker's start: every connection, its statements prepared."""
-        while self._alive + self._opening < self._size:
-            self._free.append(self._open_one())
-            self._alive += 1
+    def stats(self) -> dict[str, int]:
+        """psycopg_pool's figures (pool_available, connections_lost: found ended by the check, …)."""
+        return self._pool.get_stats()
 
-    def _open_one(self) -> Any:
-        conn = self._connect()
-        try:
-            for sql in self._statements:
-                pgdirect.prepare(conn, sql)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+    async def open(self, timeout: float = 10.0) -> None:
+        """Start the pool, and wait up to ``timeout`` s for all its connections (not an error: a
+        database down at the start is tried again by the pool, and previews take the thread way)."""
+        await self._pool.open()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.free < self._size and loop.time() < deadline:
+            if self._pool.get_stats().get("connections_errors"):  # down: no waiting for it here
+                break
+            await asyncio.sleep(0.01)
+        if self.free < self._size:
+            log.warning("%d of %d loop connections open at the start", self.free, self._size)
 
-    def close(self) -> None:
-        self._closed = True
-        while self._free:
-            self._free.pop().close()
-            self._alive -= 1
+    async def close(self) -> None:
+        await self._pool.close()
 
     async def execute(self, sql: str, params: Sequence[Any]) -> list[list[bytes | None]] | None:
-        """pgdirect.execute's rows, sent from the running loop.
+        """pgdirect.execute's rows, awaited on the running loop.
 
         None when no connection is free, or when the connection broke under the
-        statement (nothing was read; the thread way reads on a connection of
-        its own). The statement's own errors become SQLAlchemy's, as
-        :func:`db.pg_direct` makes them.
+        statement (the thread way reads on a connection of its own). The
+        statement's own errors become SQLAlchemy's, as :func:`db.pg_direct` makes them.
         """
         import psycopg
+        from psycopg_pool import PoolTimeout
 
-        self._top_up()
-        while True:
-            if not self._free:
+        for _ in range(self._size):  # at most every connection tried once
+            if not self.free:
                 return None
-            conn = self._free.popleft()
-            if not closed_by_server(conn):  # ended while idle (db.closed_by_server): never sent to
+            try:
+                conn = await self._pool.getconn(timeout=NO_WAIT)
                 break
-            self._replace(conn)
-        try:
-            result = await _send(conn, pgdirect.prepare(conn, sql), [pgdirect.text(v) for v in params])
-        except psycopg.OperationalError:
-            self._replace(conn)
-            return None
-        except BaseException:  # cancelled with the statement at the server: the connection is not clean
-            self._replace(conn)
-            raise
-        if self._closed or not _idle(conn):
-            lost = conn.closed  # lost under the statement (its error is libpq's): the thread way reads
-            self._replace(conn)
-            if lost:
-                return None
+            except PoolTimeout:  # the one it took was ended by the server (_check): being replaced
+                continue
         else:
-            self._free.append(conn)
+            return None
         try:
-            return pgdirect.rows(result, conn)
+            async with psycopg.AsyncRawCursor(conn) as cur:
+                await cur.execute(sql, params, prepare=True)
+                return pgdirect.rows(cur.pgresult, conn)
         except psycopg.Error as exc:
+            if conn.broken:  # lost under the statement: the pool replaces it, the thread way reads
+                return None
             raise as_dbapi_error(sql, params, exc) from exc
-
-    def _replace(self, conn: Any) -> None:
-        """Close a connection left in an unknown state; open its successor in a thread."""
-        conn.close()
-        self._alive -= 1
-        self._retry_at = 0.0  # a lost connection is replaced at once
-        self._top_up()
-
-    def _top_up(self) -> None:
-        """One more connection opened in a thread, if one is missing and the last try is old enough."""
-        if self._closed or self._alive + self._opening >= self._size:  # the usual case: nothing missing
-            return
-        loop = asyncio.get_running_loop()
-        if loop.time() < self._retry_at:
-            return
-        self._opening += 1
-        future = loop.run_in_executor(None, self._open_one)
-
-        def opened(f: asyncio.Future[Any]) -> None:
-            self._opening -= 1
-            if f.cancelled():
-                return
-            exc = f.exception()
-            if exc is not None:
-                self._retry_at = loop.time() + self._retry_after
-                log.warning("a loop connection could not be opened: %s", exc)
-            elif self._closed:
-                f.result().close()
-            else:
-                self._free.append(f.result())
-                self._alive += 1
-
-        future.add_done_callback(opened)
+        finally:  # a broken one, or one left mid-statement (cancelled), is discarded by the pool
+            await self._pool.putconn(conn)
 
 
-def _idle(conn: Any) -> bool:
-    from psycopg import pq
-
-    pgconn = conn.pgconn
-    return bool(pgconn.status == pq.ConnStatus.OK and pgconn.transaction_status == pq.TransactionStatus.IDLE)
-
-
-async def _send(conn: Any, name: bytes, values: list[bytes | None]) -> Any:
-    """The last result of the prepared statement ``name``, waiting on the loop's selector."""
-    pgconn = conn.pgconn
-    # a blocking-mode connection: the call returns once the query is in the socket's buffer
-    pgconn.send_query_prepared(name, values)
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[Any] = loop.create_future()
-    last: list[Any] = [None]
-
-    def readable() -> None:
-        if done.done():
-            return
-        try:
-            while True:
-                pgconn.consume_input()
-                if pgconn.is_busy():
-                    return  # more to come: wait for the socket again
-                result = pgconn.get_result()
-                if result is None:  # the statement's results are all in
-                    done.set_result(last[0])
-                    return
-                last[0] = result
-        except Exception as exc:  # the connection broke: psycopg's OperationalError
-            done.set_exception(exc)
-
-    fd = pgconn.socket
-    loop.add_reader(fd, readable)
-    try:
-        return await done
-    finally:
-        loop.remove_reader(fd)
+async def _check(conn: Any) -> None:
+    """The pool's check before handing a connection out: not one the server ended while idle."""
+    if closed_by_server(conn):
+        await conn.close()  # closed: the pool discards it and opens another (an idle one it would keep)
+        raise OSError("the server ended this connection")

@@ -195,3 +195,22 @@ def warm_up(tables: Tables) -> None:
         },
     )
     compute(prepare(claim, tables, "resident", "none"), PersonYearTotals(), {})
+
+
+def pool_limits(cc: CounterClaim) -> dict[str, int | None]:
+    """The sizes of the pools the claim's schedule version has (None: unlimited)."""
+    version = cc.tables.schedules.versions[cc.prepared.version]
+    limits: dict[str, int | None] = {fund.id: fund.annual_pool_fen for fund in version.charity_funds}
+    if version.emergency_relief is not None:
+        limits[EMERGENCY_RELIEF] = version.emergency_relief.annual_pool_fen
+    return limits
+
+
+def binding(comp: Computation, used: dict[str, int], limits: dict[str, int | None]) -> list[str]:
+    """Eligible funds whose pool limited (or may have limited) this claim's charity."""
+    out = []
+    for fund, draw in comp.pool_delta.items():
+        limit = limits.get(fund)
+        if limit is not None and draw >= max(0, limit - used.get(fund, 0)):
+            out.append(fund)
+    return out

@@ -57,11 +57,10 @@ from settlement.service.hospitals.service import bind_level
 from settlement.service.persons.service import check_identity
 from settlement.service.pgloop import LoopConnections
 
-from . import counter, pgsettle
+from . import counter
 from .counter import Computation, CounterClaim, compute, prepare
 from .hashing import claim_hash
 from .models import AMOUNTS
-from .pgsettle import json_text
 from .service import (
     Outcome,
     body_of,
@@ -72,6 +71,12 @@ from .service import (
     record_preview,
     replay_or_conflict,
 )
+
+
+def json_text(value: Any) -> str:
+    """A JSON column's value as text, as the counter's statements send it."""
+    return orjson.dumps(value).decode()
+
 
 ATTEMPTS = 3
 """Optimistic tries before the locked way; a retry needs another settlement of the same person
@@ -127,13 +132,27 @@ def _read_statement(settling: bool) -> tuple[str, tuple[str, ...]]:
 READ, READ_PARAMS = _read_statement(settling=True)
 """The one read of a settle (sent with pgdirect: text in, text out; :func:`_read_row` converts)."""
 PREVIEW_READ, PREVIEW_READ_PARAMS = _read_statement(settling=False)
-# bigint[] parameters are sent as array literals (_bigints), like every parameter as text (pgdirect)
-_BIGINT_ARRAYS = (18, 23, 24, 27, 29, 30, 31, 35)  # 1-based positions in counter_settle's signature
+WRITE_ARGS: tuple[tuple[str, str], ...] = (
+    ("settlement_id", "text"), ("hospital_id", "text"), ("claim_id", "text"), ("claim_hash", "text"),
+    ("request_body", "text"), ("key_id", "text"), ("at", "timestamptz"), ("person_id", "text"),
+    ("scheme", "text"), ("category", "text"), ("visit_type", "text"), ("admitted", "date"),
+    ("discharged", "date"), ("year", "integer"), ("schedule_version", "text"), ("pathway", "text"),
+    ("disease_group", "text"), ("amounts", "bigint[]"), ("result", "json"), ("trace", "json"),
+    ("accumulators_after", "json"), ("contribution", "json"), ("expect_totals", "bigint[]"),
+    ("delta_totals", "bigint[]"), ("expect_charity", "text[]"), ("charity_funds", "text[]"),
+    ("charity_amounts", "bigint[]"), ("pool_funds", "text[]"), ("pool_amounts", "bigint[]"),
+    ("pool_limits", "bigint[]"), ("pool_expect", "bigint[]"), ("day", "date"), ("ledger_layers", "text[]"),
+    ("ledger_funds", "text[]"), ("ledger_amounts", "bigint[]"), ("shards", "integer"),
+)
+"""counter_settle's arguments (migration 0002, ``p_`` + name) and their types: the call names each
+one, so the order here is only the order of :func:`write`'s values, and each is sent as text (pgdirect)
+cast to its type (arrays as literals: _bigints, pgdirect.text_array)."""
 WRITE = (
     "SELECT settlement_seq, event_seq FROM counter_settle("
-    + ", ".join(f"${n}::bigint[]" if n in _BIGINT_ARRAYS else f"${n}" for n in range(1, 37))
+    + ", ".join(f"p_{name} => ${n}::{kind}" for n, (name, kind) in enumerate(WRITE_ARGS, start=1))
     + ")"
 )
+
 
 
 def _bigints(values: Any) -> str:
@@ -253,9 +272,9 @@ def write(conn: Any, ctx: ServiceContext, snap: Snapshot, comp: Computation, raw
     cc = snap.cc
     claim = cc.claim
     year = cc.policy_year
-    limits = pgsettle.pool_limits(cc)
+    limits = counter.pool_limits(cc)
     # the pools whose room decided (or may have decided) the amount: their use must not move
-    spent = pgsettle.binding(comp, snap.pools, limits)
+    spent = counter.binding(comp, snap.pools, limits)
     pool_funds: list[str] = []
     amounts: list[int | None] = []
     pool_limits: list[int | None] = []
@@ -278,19 +297,25 @@ def write(conn: Any, ctx: ServiceContext, snap: Snapshot, comp: Computation, raw
     settlement_id = str(uuid.uuid4())
     accumulators_after = comp.accumulators_json(cc.person_id, year)
     fen = comp.fen
-    params = (
-        settlement_id, claim.hospital.id, claim.claim_id, digest, raw.decode("utf-8", errors="replace"),
-        snap.principal.key_id, now, cc.person_id, cc.prepared.scheme, cc.prepared.category, claim.visit.type,
-        claim.visit.admitted, claim.visit.discharged, year, comp.result["schedule"], comp.result["pathway"],
-        comp.result["disease_group"], _bigints(fen[name] for name in AMOUNTS), json_text(comp.result),
-        json_text(comp.trace), json_text(accumulators_after), json_text(comp.contribution_json()),
-        _bigints(totals_values(snap.before)), _bigints(totals_values(contribution)),
-        [f"{f}:{v}" for f, v in sorted(snap.before.charity_paid.items()) if v],
-        [f for f, _ in charity], _bigints(a for _, a in charity),
-        pool_funds, _bigints(amounts), _bigints(pool_limits), _bigints(expect),
-        ctx.business_date(now), [e[0] for e in entries], [e[1] for e in entries], _bigints(e[2] for e in entries),
-        POOL_SHARDS,
-    )
+    values: dict[str, Any] = {
+        "settlement_id": settlement_id, "hospital_id": claim.hospital.id, "claim_id": claim.claim_id,
+        "claim_hash": digest, "request_body": raw.decode("utf-8", errors="replace"),
+        "key_id": snap.principal.key_id, "at": now, "person_id": cc.person_id, "scheme": cc.prepared.scheme,
+        "category": cc.prepared.category, "visit_type": claim.visit.type, "admitted": claim.visit.admitted,
+        "discharged": claim.visit.discharged, "year": year, "schedule_version": comp.result["schedule"],
+        "pathway": comp.result["pathway"], "disease_group": comp.result["disease_group"],
+        "amounts": _bigints(fen[name] for name in AMOUNTS), "result": json_text(comp.result),
+        "trace": json_text(comp.trace), "accumulators_after": json_text(accumulators_after),
+        "contribution": json_text(comp.contribution_json()),
+        "expect_totals": _bigints(totals_values(snap.before)), "delta_totals": _bigints(totals_values(contribution)),
+        "expect_charity": [f"{f}:{v}" for f, v in sorted(snap.before.charity_paid.items()) if v],
+        "charity_funds": [f for f, _ in charity], "charity_amounts": _bigints(a for _, a in charity),
+        "pool_funds": pool_funds, "pool_amounts": _bigints(amounts), "pool_limits": _bigints(pool_limits),
+        "pool_expect": _bigints(expect), "day": ctx.business_date(now), "ledger_layers": [e[0] for e in entries],
+        "ledger_funds": [e[1] for e in entries], "ledger_amounts": _bigints(e[2] for e in entries),
+        "shards": POOL_SHARDS,
+    }
+    params = tuple(values[name] for name, _ in WRITE_ARGS)
     import psycopg
 
     try:
@@ -360,7 +385,7 @@ def _settle_on(
         if not known:
             known.append(snap.principal)
         if snap.cc.emergency_relief or snap.cc.unidentified:
-            # the emergency relief pool is drawn the locked way only (pgsettle): counter_settle (0002)
+            # the emergency relief pool is drawn the portable way only (service.settle): counter_settle (0002)
             # writes neither that pool nor an unidentified patient; such claims are few
             raise UseLockedPath
         comp = compute(snap.cc, snap.before, snap.pools)

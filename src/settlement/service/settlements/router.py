@@ -7,11 +7,12 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.exc import IntegrityError
-from starlette.concurrency import run_in_threadpool
 
 from settlement.claims import Claim
-from settlement.claims.models import Category, refused_character
+from settlement.claims.models import Category
 from settlement.service import metrics
 from settlement.service.auth.keys import Role
 from settlement.service.auth.service import Principal, bearer_key
@@ -43,14 +44,6 @@ CLAIM_BODY: dict[str, Any] = {
 }
 
 
-async def raw_body(request: Request) -> bytes:
-    """The body as bytes: claims are decoded exactly (decimals never pass through float)."""
-    return await request.body()
-
-
-RawBody = Annotated[bytes, Depends(raw_body)]
-
-
 def json_response(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """The body as it is (already in SettlementOut's shape and order), without a second validation pass.
 
@@ -61,16 +54,51 @@ def json_response(body: dict[str, Any], status: int = 200, headers: dict[str, st
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
-@router.post(
+counter_api = APIRouter(prefix="/v1/settlements", tags=["settlements"])
+"""The counter's routes as the OpenAPI document and service.strict read them; never mounted: the
+requests are answered by service.counter_routes (settle_counter, preview_counter, reverse_counter)."""
+
+
+@counter_api.post(
     "/preview",
     response_model=SettlementOut,
     summary="Preview (预结算): the result on current accumulators; stores nothing",
     openapi_extra=CLAIM_BODY,
     responses={400: PROBLEM, 403: PROBLEM, 422: PROBLEM},
 )
-async def preview(raw: RawBody, request: Request, ctx: Ctx) -> Response:
-    # one thread-pool hop for the key check and the work (see deps.principal_of)
-    return await run_in_threadpool(preview_counter, raw, request, ctx)
+def preview() -> None:  # pragma: no cover - a declaration
+    pass  # answered by preview_on_loop or preview_counter (a docstring would be the document's description)
+
+
+@counter_api.post(
+    "",
+    status_code=201,
+    response_model=SettlementOut,
+    summary="Settle (结算) and commit; the same claim again replays the first result",
+    openapi_extra=CLAIM_BODY,
+    responses={
+        200: {
+            "description": "the same claim was settled before: its first result"
+            " (header Idempotent-Replayed: true)"
+        },
+        400: PROBLEM,
+        403: PROBLEM,
+        409: PROBLEM,
+        422: PROBLEM,
+    },
+)
+def settle() -> None:  # pragma: no cover - a declaration
+    pass  # answered by settle_counter
+
+
+@counter_api.post(
+    "/{settlement_id}/reversal",
+    response_model=SettlementOut,
+    summary="Reverse (结算撤销): status reversed, negating ledger entries, contributions out",
+    responses={403: PROBLEM, 404: PROBLEM},
+)
+def reverse(settlement_id: str, data: Annotated[ReversalIn | None, Body()] = None) -> None:  # pragma: no cover
+    pass  # answered by reverse_counter (keys: hospital, its own settlements, and admin)
 
 
 async def preview_on_loop(raw: bytes, request: Request, ctx: Any) -> Response | None:
@@ -98,27 +126,6 @@ def preview_counter(raw: bytes, request: Request, ctx: Any) -> Response:
             session.rollback()  # nothing to keep: a preview never writes
     metrics.PREVIEWS.inc()
     return json_response(body)
-
-
-@router.post(
-    "",
-    status_code=201,
-    response_model=SettlementOut,
-    summary="Settle (结算) and commit; the same claim again replays the first result",
-    openapi_extra=CLAIM_BODY,
-    responses={
-        200: {
-            "description": "the same claim was settled before: its first result"
-            " (header Idempotent-Replayed: true)"
-        },
-        400: PROBLEM,
-        403: PROBLEM,
-        409: PROBLEM,
-        422: PROBLEM,
-    },
-)
-async def settle(raw: RawBody, request: Request, ctx: Ctx) -> Response:
-    return await run_in_threadpool(settle_counter, raw, request, ctx)
 
 
 def settle_counter(raw: bytes, request: Request, ctx: Any) -> Response:
@@ -181,29 +188,6 @@ def _settle_transaction(raw: bytes, request: Request, ctx: Any, known: list[Prin
             return service.after_duplicate(session, known[0], raw)
 
 
-async def bearer_present(request: Request) -> None:
-    """401 before the body is judged (the key itself is checked with the reversal, in one hop)."""
-    bearer_key(request.headers.get("authorization"))
-
-
-@router.post(
-    "/{settlement_id}/reversal",
-    dependencies=[Depends(bearer_present)],
-    response_model=SettlementOut,
-    summary="Reverse (结算撤销): status reversed, negating ledger entries, contributions out",
-    responses={403: PROBLEM, 404: PROBLEM},
-)
-async def reverse(
-    settlement_id: str,
-    request: Request,
-    ctx: Ctx,
-    data: Annotated[ReversalIn | None, Body()] = None,
-) -> Response:
-    # keys: hospital (its own settlements) and admin, checked in the one thread-pool hop below
-    reason = data.reason if data is not None else None
-    return await run_in_threadpool(reverse_counter, settlement_id, reason, request, ctx)
-
-
 def reverse_counter(settlement_id: str, reason: str | None, request: Request, ctx: Any) -> Response:
     """The reversal route's work, from the front door too (service.counter_routes)."""
     outcome = _reverse(ctx, request, settlement_id, reason)
@@ -211,30 +195,22 @@ def reverse_counter(settlement_id: str, reason: str | None, request: Request, ct
     return json_response(outcome.body)
 
 
-def plain_reversal_body(raw: bytes, content_type: bytes | None) -> tuple[bool, str | None]:
-    """(True, reason) when the route's ``ReversalIn | None`` body would certainly accept ``raw``
-    as that reason (none, ``{}``, ``{"reason": null}`` or a short string); (False, None) for
-    anything else, which FastAPI's own body handling then answers (its 400s are the reference)."""
+REVERSAL_BODY: TypeAdapter[ReversalIn | None] = TypeAdapter(ReversalIn | None)
+
+
+def reversal_reason(raw: bytes, header: str | None) -> str | None:
+    """The reason of a reversal's body (none, JSON ``null`` or a ReversalIn), as FastAPI would read
+    the declared ``ReversalIn | None`` body; 401 without a key before a refused body's 400/422."""
     if not raw:
-        return True, None
-    if content_type is not None and content_type.split(b";")[0].strip().lower() != b"application/json":
-        return False, None
+        return None
     try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return False, None
-    if not isinstance(data, dict) or not set(data) <= {"reason"}:
-        return False, None
-    reason = data.get("reason")
-    if reason is None or (
-        isinstance(reason, str) and len(reason) <= REASON_MAX and reason.strip() and refused_character(reason) is None
-    ):
-        return True, reason
-    return False, None
-
-
-REASON_MAX: int = next(m.max_length for m in ReversalIn.model_fields["reason"].metadata if hasattr(m, "max_length"))
-"""ReversalIn.reason's max_length, read from the model."""
+        data = REVERSAL_BODY.validate_json(raw)
+    except ValidationError as exc:
+        bearer_key(header)
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        ) from None
+    return data.reason if data is not None else None
 
 
 def _reverse(ctx: Any, request: Request, settlement_id: str, reason: str | None) -> service.Outcome:

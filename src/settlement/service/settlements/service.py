@@ -53,7 +53,7 @@ from settlement.service.funds.repository import add_pool_used, lock_pools, read_
 from settlement.service.hospitals.service import registered_claim
 from settlement.service.persons.service import identity_for_claim
 
-from . import counter, pgsettle, repository
+from . import counter, repository
 from .counter import Computation, CounterClaim, compute, prepare
 from .hashing import claim_hash
 from .models import LedgerEntry, Settlement, SettlementEvent
@@ -285,31 +285,32 @@ def replay_or_conflict(row: Settlement, digest: str) -> Outcome:
 def settle(session: Session, ctx: ServiceContext, principal: Principal, raw: bytes) -> Outcome:
     """Settles and writes one claim (see the module docstring for the steps and locks).
 
-    On PostgreSQL (where the route comes here only when settlements.pgcounter could
-    not settle the claim) in plain SQL, with pool shards (settlements.pgsettle).
+    The portable way: SQLite, and PostgreSQL when settlements.pgcounter could not
+    settle the claim exactly (its snapshot kept moving, no pool shard with room).
     """
     claim = registered_claim(session, parse_claim(raw, principal, counter_today(ctx)))
-    hospital_id = claim.hospital.id
     digest = claim_hash(claim)  # of the claim at the registry's level: stating it or not is the same claim
-    pg = pg_connection(session)
-    if pg is not None and not pgsettle.exists(pg, hospital_id, claim.claim_id):
-        cc = counter_claim(session, ctx, claim)
-        metrics.POOL_PATHS.labels("locked").inc()
-        body = pgsettle.settle_locked(session, pg, ctx, principal, cc, raw, digest, computed_body)
-        return Outcome(body, created=True)
     return _settle_locked(session, ctx, principal, claim, raw, digest)
 
 
 def _settle_locked(
     session: Session, ctx: ServiceContext, principal: Principal, claim: Claim, raw: bytes, digest: str
 ) -> Outcome:
-    """Steps 2-7 with the pool rows locked before the engine runs (SQLite, and the PostgreSQL fallback)."""
+    """Steps 2-7 with the pool rows locked before the engine runs (SQLite, and the PostgreSQL fallback).
+
+    On PostgreSQL every shard of the pools is locked (fund_id, shard order) and the
+    draws go to shard 0, the fund's allowances spread anew (funds.repository); the
+    event is numbered after the pool locks (event order = commit order on a pool).
+    """
     hospital_id = claim.hospital.id
     existing = repository.find_by_claim(session, hospital_id, claim.claim_id)
     if existing is not None:
         return replay_or_conflict(existing, digest)
     cc = counter_claim(session, ctx, claim)
     year = cc.policy_year
+    limits = counter.pool_limits(cc)  # the pools' sizes, for the shards' allowances (PostgreSQL)
+    if pg_connection(session) is not None:
+        metrics.POOL_PATHS.labels("locked").inc()
 
     # step 4: person-year lock (an unidentified patient has no person-year: the pools' locks suffice)
     before = PersonYearTotals() if cc.unidentified else lock_person_year(session, cc.person_id, year)
@@ -320,7 +321,7 @@ def _settle_locked(
     snapshot = read_pools(session, year, cc.fund_ids)  # step 5: unlocked
     comp = compute(cc, before, snapshot)
     if comp.eligible_funds:
-        locked = lock_pools(session, year, comp.eligible_funds)  # step 6: pool locks
+        locked = lock_pools(session, year, comp.eligible_funds, limits)  # step 6: pool locks
         if any(locked[f] != snapshot[f] for f in comp.eligible_funds):
             comp = compute(cc, before, {**snapshot, **locked})
 
@@ -362,7 +363,7 @@ def _settle_locked(
     _write_ledger(session, ctx, row, event, comp)
     if not cc.unidentified:
         add_to_person_year(session, cc.person_id, year, comp.contribution, +1, now)
-    add_pool_used(session, year, comp.pool_delta)
+    add_pool_used(session, year, comp.pool_delta, limits)
     session.flush()
     return Outcome(body_of(row), created=True)
 

@@ -25,6 +25,7 @@ from sqlalchemy import ColumnElement, Select, exists, false, func, literal, sele
 from sqlalchemy.orm import Session
 
 from settlement.claims.person_id import normalize_person_id
+from settlement.layers import SHARES
 from settlement.money import FEN_PER_YUAN, format_fen
 from settlement.service.auth.keys import Role
 from settlement.service.auth.service import Principal
@@ -422,6 +423,9 @@ def summarize(
 BILL = ("total", "fully_self_paid", "over_limit", "pre_self_paid", "in_scope", "deductible")
 """The bill's parts: every key that sees a settlement sees these (visibility.funds_view)."""
 SHARE_FUND = {"patient_pays": "patient", "hospital_bears": "hospital"}
+SHOWN = (*BILL, *SHARES)
+"""AMOUNTS in the order they are shown and exported: the bill's parts, then the payers in paying order."""
+assert sorted(SHOWN) == sorted(AMOUNTS)
 
 
 def visible_amounts(ctx: ServiceContext, funds: frozenset[str] | None) -> tuple[str, ...]:
@@ -429,11 +433,11 @@ def visible_amounts(ctx: ServiceContext, funds: frozenset[str] | None) -> tuple[
     the bill's parts, the layers it holds, the patient's and hospital's shares if it holds them,
     and charity only when it holds every charity fund (else see own_charity_funds)."""
     if funds is None:
-        return AMOUNTS
+        return SHOWN
     charity_funds = set(ctx.tables.schedules.fund_ids)
     all_charity = bool(charity_funds) and charity_funds <= funds
     return tuple(
-        name for name in AMOUNTS
+        name for name in SHOWN
         if name in BILL or SHARE_FUND.get(name, name) in funds or (name == "charity" and all_charity)
     )
 
@@ -545,7 +549,7 @@ AMOUNT_ZH = {
 
 
 def export_columns(
-    amounts: tuple[str, ...] = AMOUNTS, charity_funds: Mapping[str, str] | None = None
+    amounts: tuple[str, ...] = SHOWN, charity_funds: Mapping[str, str] | None = None
 ) -> list[Column]:
     """The export's columns: GLOSSARY.md's Chinese headers, money in yuan (numbers in .xlsx); the
     amounts the caller sees (visible_amounts), and one column per charity fund ({id: name}) of a key

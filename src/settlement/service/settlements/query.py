@@ -52,15 +52,23 @@ LAYER_FUND_COLUMNS = {"patient": "patient_pays", "hospital": "hospital_bears"}
 """funds.service.fund_ids' names for the two shares that are nobody's fund."""
 
 
-def unprocessable(parameter: str, message: str) -> ServiceError:
+def unprocessable(parameter: str, message: str, status: int = 400) -> ServiceError:
+    """A refused query parameter, named. 400: a value the OpenAPI document does not allow either (the
+    routes' own checks answer first; the pages reach these); refusals of values it allows: ``refused``."""
     return ServiceError(
-        400, "invalid_request", f"{parameter}: {message}",
+        status, "invalid_request", f"{parameter}: {message}",
         errors=[{"field": parameter, "in": "query", "message": message}],
     )
 
 
+def refused(parameter: str, message: str) -> ServiceError:
+    """422: a value the OpenAPI document allows, refused by a rule it cannot state (service.errors'
+    convention) — a cursor this service did not issue, layer_min/layer_max without layer."""
+    return unprocessable(parameter, message, status=422)
+
+
 def yuan_to_fen(parameter: str, text: str | None) -> int | None:
-    """A yuan amount parameter (``1234.5``, ``1234.56``) as fen; 422 naming the parameter otherwise."""
+    """A yuan amount parameter (``1234.5``, ``1234.56``) as fen; 400 naming the parameter otherwise."""
     if text is None or text == "":
         return None
     try:
@@ -144,7 +152,7 @@ def check_filter(ctx: ServiceContext, principal: Principal, flt: SettlementFilte
     if flt.layer is not None and flt.layer not in AMOUNTS:
         raise unprocessable("layer", f"one of {', '.join(AMOUNTS)}; got {flt.layer!r}")
     if (flt.layer_min is not None or flt.layer_max is not None) and flt.layer is None:
-        raise unprocessable("layer", "layer_min and layer_max need layer (the amount they bound)")
+        raise refused("layer", "layer_min and layer_max need layer (the amount they bound)")
     if flt.district is not None and not (flt.district.isdigit() and 2 <= len(flt.district) <= 6):
         raise unprocessable("district", f"a 行政区划代码 prefix of 2-6 digits; got {flt.district!r}")
     if flt.fund is not None:
@@ -331,7 +339,7 @@ def decode_cursor(cursor: str | None, sort: Sort) -> tuple[Any, int] | None:
             value = int(value)
         return value, int(seq)
     except (ValueError, TypeError, KeyError, UnicodeDecodeError):
-        raise unprocessable("cursor", "not one this service returned for this sort") from None
+        raise refused("cursor", "not one this service returned for this sort") from None
 
 
 def ordered(

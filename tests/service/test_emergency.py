@@ -117,3 +117,71 @@ def test_emergency_relief_is_a_known_fund(app):
 
     known = fund_ids(app.state.ctx)
     assert known.index("emergency_relief") == known.index("backstop") - 1  # after the charity funds
+
+
+def _signed_in_reviewer(app: Any) -> Any:
+    """A TestClient signed in as a staff reviewer (the pages' sign-in, not an API key)."""
+    import re
+    import warnings
+
+    from settlement.service.accounts.service import create_user
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    with app.state.ctx.db.write() as session:
+        create_user(session, "clerk", "reviewer", "correct horse battery")
+        session.commit()
+    web = TestClient(app)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', web.get("/login").text).group(1)  # type: ignore[union-attr]
+    signed = web.post("/login", data={"username": "clerk", "password": "correct horse battery", "csrf_token": token,
+                                      "next": ""}, follow_redirects=False)
+    assert signed.status_code == 303, signed.text
+    return web
+
+
+def test_the_pages_show_what_the_emergency_relief_fund_paid(client, auth, app):
+    import csv
+    import io
+    import re
+
+    register(client, auth["reviewer"], EX17["patient"]["person_id"], "employee", "none", valid_from="2019-01-01")
+    body = client.post("/v1/settlements", json=EX17, headers=auth["hospital"]).json()
+    assert body["payments"]["emergency_relief"] == "1273.07"
+    web = _signed_in_reviewer(app)
+
+    # the settlement: the payments table and the waterfall, whose steps take the total down to zero
+    page = web.get(f"/review/settlements/{body['settlement_id']}").text
+    cell = re.search(r'data-key="emergency_relief">([^<]*)<', page)
+    assert cell is not None and cell.group(1) == "¥1,273.07"
+    assert "疾病应急救助" in page
+    chart = page[page.index('id="waterfall"'):]
+    chart = chart[: chart.index("</figure>")]
+    labels = re.findall(r">(¥[0-9,]+\.[0-9]{2})<", chart)
+    assert labels == ["¥2,584.60", "¥1,170.08", "¥1,273.07", "¥141.45"]  # total, basic, the fund, the patient
+
+    def fen(label: str) -> int:
+        return int(label[1:].replace(",", "").replace(".", ""))
+
+    assert fen(labels[0]) == sum(fen(label) for label in labels[1:])
+    assert fen(labels[0]) == round(float(body["amounts"]["total"]) * 100)
+
+    # the queue: the fund's column and its total over the filter
+    queue = web.get("/review/settlements").text
+    total = re.search(r'<td class="num" data-key="emergency_relief">([^<]*)<', queue)
+    assert total is not None and total.group(1) == "¥1,273.07"
+
+    # the export: its Chinese header after the charity column, the amount as a number
+    exported = web.get("/review/settlements/export.csv")
+    assert exported.status_code == 200
+    rows = list(csv.reader(io.StringIO(exported.content.decode("utf-8-sig"))))
+    header = rows[0]
+    assert header.index("疾病应急救助基金支付") == header.index("慈善救助支付") + 1
+    assert rows[1][header.index("疾病应急救助基金支付")] == "1273.07"
+
+    # the dashboard: the layer in the year's totals, and the fund's pool beside the charity pools
+    dashboard = web.get("/review/dashboard").text
+    assert re.search(r"疾病应急救助 <b>¥1,273.07</b>", dashboard)
+    pools = dashboard[dashboard.index('id="pools"'):]
+    assert "疾病应急救助基金" in pools[: pools.index("</table>")]

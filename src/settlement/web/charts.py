@@ -15,6 +15,7 @@ from typing import Any
 from settlement.charts import svg
 
 from .i18n import Gettext, yuan
+from .labels import PAYERS
 
 
 class _Altair:
@@ -136,8 +137,7 @@ def stacked_by(rows: Sequence[dict[str, Any]], x_field: str, x_title: str, _: Ge
                layer_order: Sequence[str], width: int = 600, height: int = 240, horizontal: bool = False) -> str:
     """Payments stacked by layer along x_field (month, category, hospital level): rows {x_field, layer, fen}."""
     data = [{**r, "value": r["fen"] / 100, "label": yuan(r["fen"])} for r in rows]
-    palette = [COLORS.get(k, "#888888") for k in ("basic", "critical_illness", "medical_assistance", "charity",
-                                                  "backstop", "patient_pays", "hospital_bears")]
+    palette = [COLORS.get(k, "#888888") for k in PAYERS]
     enc: dict[str, Any]
     if horizontal:
         enc = {"y": alt.Y(f"{x_field}:N", title=None, sort=None, axis=alt.Axis(labelLimit=160)),

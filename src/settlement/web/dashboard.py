@@ -17,8 +17,10 @@ from sqlalchemy.orm import Session
 from settlement.service.auth.service import Principal
 from settlement.service.settlements.models import Settlement
 
-PAYER_COLUMNS = ("basic", "critical_illness", "medical_assistance", "charity", "backstop", "patient_pays",
-                 "hospital_bears")
+from .labels import PAYERS
+
+PAYER_COLUMNS = PAYERS
+"""Who pays, in paying order (the pages' one list, labels.PAYERS): the sums each figure stacks."""
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from settlement.layers import SHARES
+
 from .i18n import N_
 
 ROLE_LABELS = {
@@ -35,7 +37,7 @@ LAYER_LABELS = {
     "pathway": N_("Pathway"),
 }
 
-PAYERS = ("basic", "critical_illness", "medical_assistance", "charity", "backstop", "patient_pays", "hospital_bears")
+PAYERS = SHARES
 """Who pays a bill, in the order the layers pay (the settlement's money columns)."""
 
 SCHEME_LABELS = {"resident": N_("Urban-rural residents"), "employee": N_("Urban employees")}

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from settlement.schedules.models import EMERGENCY_RELIEF
 from settlement.service.deps import Ctx
 from settlement.service.errors import invalid_request
 from settlement.service.funds.service import pool_status
@@ -87,7 +88,11 @@ def dashboard_page(request: Request, ctx: Ctx, user: User) -> Response:
 def _funds_of_year(ctx: Any, year: int) -> list[str]:
     schedules = ctx.tables.schedules
     index = schedules.index_for(dt.date(year, 12, 31))
-    return [] if index < 0 else [f.id for f in schedules.versions[index].charity_funds]
+    if index < 0:
+        return []
+    version = schedules.versions[index]
+    relief = [EMERGENCY_RELIEF] if version.emergency_relief is not None else []
+    return [f.id for f in version.charity_funds] + relief
 
 
 def _yuan_to_fen(value: str) -> int:

@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
+from settlement.layers import PAYMENTS
 from settlement.money import format_fen
 from settlement.service.db import run_transaction
 from settlement.service.deps import Ctx
@@ -199,7 +200,7 @@ def _queue_row(item: dict[str, Any]) -> dict[str, Any]:
         "settled_at": dt.datetime.fromisoformat(item["settled_at"].replace("Z", "+00:00")),
         "pathway": item["pathway"],
         "total": fen(item["amounts"]["total"]),
-        **{k: fen(payments[k]) for k in ("basic", "critical_illness", "medical_assistance", "charity", "backstop")},
+        **{k: fen(payments[k]) for k in PAYMENTS},
         "patient_pays": fen(item["patient_pays"]),
         "hospital_bears": fen(item["hospital_bears"]),
         **{f"charity:{fund}": fen(v) for fund, v in (item.get("charity_by_fund") or {}).items()},
@@ -230,7 +231,8 @@ def settlement_view(
     ]
     for fund, amount in charity_by_fund.items():
         steps.append((f"charity:{fund}", view.fund_names.get(fund, fund), amount))
-    steps += [(k, _(LAYER_LABELS[k]), fen[k]) for k in ("backstop", "patient_pays", "hospital_bears")]
+    after_charity = PAYERS[PAYERS.index("charity") + 1:]  # emergency relief, backstop, patient, hospital
+    steps += [(k, _(LAYER_LABELS[k]), fen[k]) for k in after_charity]
     parts = [(_(AMOUNT_LABELS[k]), fen[k]) for k in ("fully_self_paid", "over_limit", "pre_self_paid", "in_scope")]
     waterfall = charts.waterfall(steps, fen["total"], parts, _(AMOUNT_LABELS["total"]), _)
     cap_rows = [(cap_label(c.label, view.fund_names, _), c.before_fen, c.after_fen - c.before_fen,

@@ -25,6 +25,7 @@ from sqlalchemy import ColumnElement, Select, exists, false, func, literal, sele
 from sqlalchemy.orm import Session
 
 from settlement.claims.person_id import normalize_person_id
+from settlement.layers import SHARES
 from settlement.money import FEN_PER_YUAN, format_fen
 from settlement.service.auth.keys import Role
 from settlement.service.auth.service import Principal
@@ -51,15 +52,23 @@ LAYER_FUND_COLUMNS = {"patient": "patient_pays", "hospital": "hospital_bears"}
 """funds.service.fund_ids' names for the two shares that are nobody's fund."""
 
 
-def unprocessable(parameter: str, message: str) -> ServiceError:
+def unprocessable(parameter: str, message: str, status: int = 400) -> ServiceError:
+    """A refused query parameter, named. 400: a value the OpenAPI document does not allow either (the
+    routes' own checks answer first; the pages reach these); refusals of values it allows: ``refused``."""
     return ServiceError(
-        400, "invalid_request", f"{parameter}: {message}",
+        status, "invalid_request", f"{parameter}: {message}",
         errors=[{"field": parameter, "in": "query", "message": message}],
     )
 
 
+def refused(parameter: str, message: str) -> ServiceError:
+    """422: a value the OpenAPI document allows, refused by a rule it cannot state (service.errors'
+    convention) — a cursor this service did not issue, layer_min/layer_max without layer."""
+    return unprocessable(parameter, message, status=422)
+
+
 def yuan_to_fen(parameter: str, text: str | None) -> int | None:
-    """A yuan amount parameter (``1234.5``, ``1234.56``) as fen; 422 naming the parameter otherwise."""
+    """A yuan amount parameter (``1234.5``, ``1234.56``) as fen; 400 naming the parameter otherwise."""
     if text is None or text == "":
         return None
     try:
@@ -143,7 +152,7 @@ def check_filter(ctx: ServiceContext, principal: Principal, flt: SettlementFilte
     if flt.layer is not None and flt.layer not in AMOUNTS:
         raise unprocessable("layer", f"one of {', '.join(AMOUNTS)}; got {flt.layer!r}")
     if (flt.layer_min is not None or flt.layer_max is not None) and flt.layer is None:
-        raise unprocessable("layer", "layer_min and layer_max need layer (the amount they bound)")
+        raise refused("layer", "layer_min and layer_max need layer (the amount they bound)")
     if flt.district is not None and not (flt.district.isdigit() and 2 <= len(flt.district) <= 6):
         raise unprocessable("district", f"a 行政区划代码 prefix of 2-6 digits; got {flt.district!r}")
     if flt.fund is not None:
@@ -330,7 +339,7 @@ def decode_cursor(cursor: str | None, sort: Sort) -> tuple[Any, int] | None:
             value = int(value)
         return value, int(seq)
     except (ValueError, TypeError, KeyError, UnicodeDecodeError):
-        raise unprocessable("cursor", "not one this service returned for this sort") from None
+        raise refused("cursor", "not one this service returned for this sort") from None
 
 
 def ordered(
@@ -422,6 +431,9 @@ def summarize(
 BILL = ("total", "fully_self_paid", "over_limit", "pre_self_paid", "in_scope", "deductible")
 """The bill's parts: every key that sees a settlement sees these (visibility.funds_view)."""
 SHARE_FUND = {"patient_pays": "patient", "hospital_bears": "hospital"}
+SHOWN = (*BILL, *SHARES)
+"""AMOUNTS in the order they are shown and exported: the bill's parts, then the payers in paying order."""
+assert sorted(SHOWN) == sorted(AMOUNTS)
 
 
 def visible_amounts(ctx: ServiceContext, funds: frozenset[str] | None) -> tuple[str, ...]:
@@ -429,11 +441,11 @@ def visible_amounts(ctx: ServiceContext, funds: frozenset[str] | None) -> tuple[
     the bill's parts, the layers it holds, the patient's and hospital's shares if it holds them,
     and charity only when it holds every charity fund (else see own_charity_funds)."""
     if funds is None:
-        return AMOUNTS
+        return SHOWN
     charity_funds = set(ctx.tables.schedules.fund_ids)
     all_charity = bool(charity_funds) and charity_funds <= funds
     return tuple(
-        name for name in AMOUNTS
+        name for name in SHOWN
         if name in BILL or SHARE_FUND.get(name, name) in funds or (name == "charity" and all_charity)
     )
 
@@ -545,7 +557,7 @@ AMOUNT_ZH = {
 
 
 def export_columns(
-    amounts: tuple[str, ...] = AMOUNTS, charity_funds: Mapping[str, str] | None = None
+    amounts: tuple[str, ...] = SHOWN, charity_funds: Mapping[str, str] | None = None
 ) -> list[Column]:
     """The export's columns: GLOSSARY.md's Chinese headers, money in yuan (numbers in .xlsx); the
     amounts the caller sees (visible_amounts), and one column per charity fund ({id: name}) of a key

@@ -312,26 +312,11 @@ def list_settlements(
         settled_to=settled_to, district=district, fund=fund, review_status=review_status, flag=flag,
         total_min=total_min, total_max=total_max, layer=layer, layer_min=layer_min, layer_max=layer_max,
     )
-    try:
-        fmt = pick_format(request, format)
-        if fmt != "json":
-            columns, rows, name = query.export(ctx, principal, flt, sort=sort)
-            return file_response(fmt, columns, rows, name, sheet="结算单")
-        return query.search(
-            session, ctx, principal, flt, sort=sort, cursor=cursor,
-            limit=min(limit, ctx.settings.list_limit_max), totals=totals,
-        )
-    except ServiceError as exc:
-        raise rule_refusal(exc, layer) from None
-
-
-def rule_refusal(exc: ServiceError, layer: str | None) -> ServiceError:
-    """422 for the two refusals of values the document allows (service.openapi: 400 is "not what the
-    document allows"): a cursor the service did not issue, layer_min/layer_max without layer.
-
-    query.check_filter and query.decode_cursor answer them 400; query.py is the review branch's to
-    change (once they answer 422 there, this goes)."""
-    fields = [e.get("field") for e in exc.errors or []]
-    if exc.status == 400 and (fields == ["cursor"] or (fields == ["layer"] and layer is None)):
-        return ServiceError(422, exc.code, exc.detail, errors=exc.errors)
-    return exc
+    fmt = pick_format(request, format)
+    if fmt != "json":
+        columns, rows, name = query.export(ctx, principal, flt, sort=sort)
+        return file_response(fmt, columns, rows, name, sheet="结算单")
+    return query.search(
+        session, ctx, principal, flt, sort=sort, cursor=cursor,
+        limit=min(limit, ctx.settings.list_limit_max), totals=totals,
+    )

@@ -10,7 +10,6 @@ same order, and exit alike. One LocalCluster(n_workers=2, threads_per_worker=1) 
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -40,15 +39,6 @@ TZ = ZoneInfo("Asia/Shanghai")
 AT = dt.datetime(2026, 11, 1, 8, tzinfo=dt.UTC)
 
 
-@pytest.fixture(scope="module")
-def client() -> Iterator[Any]:
-    with (
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, silence_logs=logging.ERROR, dashboard_address=None
-        ) as cluster,
-        distributed.Client(cluster) as c,
-    ):
-        yield c
 
 
 @pytest.fixture

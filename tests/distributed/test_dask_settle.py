@@ -7,9 +7,7 @@ really ran dry (else the test would prove nothing), then compares.
 
 from __future__ import annotations
 
-import logging
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +33,6 @@ from .helpers import (
 distributed = pytest.importorskip("distributed")
 
 
-@pytest.fixture(scope="module")
-def client() -> Iterator[Any]:
-    with (
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, silence_logs=logging.ERROR, dashboard_address=None
-        ) as cluster,
-        distributed.Client(cluster) as c,
-    ):
-        yield c
 
 
 def run_dask(client: Any, path: Path, tables: Any, parts: int = 3, block_bytes: int = 200_000) -> tuple[bytes, Summary]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, BinaryIO, Literal
 
+from settlement.catalog import N_
 from settlement.money import format_fen
 
 Kind = Literal["text", "int", "money", "date", "datetime"]
@@ -477,11 +478,6 @@ def arrow_table(columns: Sequence[Column], values: Mapping[str, Any], valid: Map
 # workbook's first sheet (openpyxl, read-only), else CSV text in UTF-8 (with or without a BOM) or
 # GB18030 (a superset of GBK). Cells stay as the file holds them (CSV: str; .xlsx: str, int, float,
 # bool, dt.date for a date cell at midnight, dt.datetime otherwise); the callers check them.
-
-
-def N_(message: str) -> str:
-    """Marks a message id for the pages' catalogs (Babel extracts N_ here, babel.cfg)."""
-    return message
 
 
 class TableError(ValueError):

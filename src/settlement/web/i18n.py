@@ -18,15 +18,12 @@ from pathlib import Path
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
+from settlement.catalog import N_ as N_  # re-exported for the web modules
+
 LOCALE_DIR = Path(__file__).resolve().parents[1] / "locale"
 LANGUAGES = ("zh_CN", "en")
 DEFAULT = "zh_CN"
 LANGUAGE_NAMES = {"zh_CN": "中文", "en": "English"}
-
-
-def N_(message: str) -> str:
-    """Marks a string for the catalog without translating it (translated where it is shown)."""
-    return message
 
 
 @cache

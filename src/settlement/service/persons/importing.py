@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
+from settlement.catalog import N_
 from settlement.claims.person_id import PersonIdError, check_person_id, normalize_person_id
 from settlement.service.auth.service import Principal
 from settlement.service.errors import ServiceError
@@ -66,11 +67,6 @@ PROBLEMS_MAX = 5000
 """At most this many problems are listed (problems_total counts them all)."""
 
 _NOTE = re.compile(r"[(（][^()（）]*[)）]$")
-
-
-def N_(message: str) -> str:
-    """Marks a message id for the pages' catalogs (Babel extracts N_ here, babel.cfg)."""
-    return message
 
 
 @dataclass(frozen=True)

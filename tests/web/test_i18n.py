@@ -3,12 +3,14 @@ the sources use, and the templates hold no text outside them. Money and language
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 from babel.messages.pofile import read_po
+from pydantic import ValidationError
 
 from settlement.web import i18n
 
@@ -31,6 +33,10 @@ def test_every_message_has_a_chinese_translation() -> None:
     zh = _catalog("zh_CN")
     assert zh and not [k for k, v in zh.items() if not v]
     assert set(_catalog("en")) == set(zh)
+    # a translation fills the same placeholders as its message (else rendering it fails on the page)
+    placeholders = re.compile(r"%\((\w+)\)s")
+    wrong = {k: v for k, v in zh.items() if sorted(placeholders.findall(k)) != sorted(placeholders.findall(v))}
+    assert not wrong, wrong
 
 
 def test_the_catalog_holds_every_message_of_the_sources(tmp_path: Path) -> None:
@@ -98,6 +104,42 @@ def test_backend_messages_shown_on_pages_are_in_the_catalog() -> None:
             assert exc.message_id in zh
         else:
             assert report.problems and all(p.text is not None and p.text.id in zh for p in report.problems)
+    # the registry's own checks (person id, district, name, periods): Chinese on a page, the API's English
+    from settlement.catalog import Message, MessageError
+    from settlement.claims.person_id import PersonIdError, check_person_id
+    from settlement.service.persons import schemas
+
+    refusals: list[MessageError] = []
+    for check, value in ((check_person_id, "1"), (check_person_id, "2301021956031204AX"),
+                         (check_person_id, "23010219560312041Y"), (check_person_id, "230102195603120411"),
+                         (check_person_id, "230102195602300419"), (schemas.check_district, "2301"),
+                         (schemas.check_district, "990102"), (schemas.check_district_prefix, "230"),
+                         (schemas.check_name, " "), (schemas.check_name, "长" * 101), (schemas.check_name, "a\u202e")):
+        try:
+            check(value, dt.date(2019, 1, 1)) if check is check_person_id else check(value)  # type: ignore[operator]
+        except MessageError as exc:
+            refusals.append(exc)
+    try:
+        check_person_id("11010120190302001X", dt.date(2019, 1, 1))
+    except MessageError as exc:
+        refusals.append(exc)
+    for model, body in ((schemas.CategoryPeriod, {"category": "none", "valid_from": "2019-01-02",
+                                                  "valid_to": "2019-01-01"}),
+                        (schemas.PersonIn, {"scheme": "resident", "categories": [
+                            {"category": "none", "valid_from": "2019-01-01"},
+                            {"category": "low_income", "valid_from": "2019-02-01"}]})):
+        try:
+            model.model_validate(body)
+        except ValidationError as exc:
+            refusals.extend(e["ctx"]["error"] for e in exc.errors())
+    assert len({r.message.id for r in refusals}) == len(refusals) == 14  # each of the checks' messages
+    for refusal in refusals:
+        assert refusal.message.id in zh, refusal.message.id
+        # a page names the id by its label (the API: person_id)
+        said = refusal.with_subject(Message("Person ID")) if isinstance(refusal, PersonIdError) else refusal.message
+        shown = said.render(gettext)
+        assert shown != str(refusal) and re.search(r"[\u4e00-\u9fff]", shown), shown
+        assert not re.search(r"\b(person_id|district|name|valid_to|valid_from)\b", shown), shown
     # every service error code has a page message in the catalog (or the catalog's general one)
     for code in TITLES:
         assert labels.ERROR_LABELS.get(code, labels.ERROR_OTHER) in zh, code

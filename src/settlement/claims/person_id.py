@@ -4,14 +4,32 @@ from __future__ import annotations
 
 import datetime as dt
 
+from settlement.catalog import N_, Message, MessageError
 from settlement.schedules.types import ymd
 
 from .checks import BAD_CHECK_CHARACTER, BAD_DIGITS, CHECK, WEIGHTS, WRONG_CHECK, birth_day, person_number, whole_years
 
 __all__ = ["CHECK", "WEIGHTS", "PersonIdError", "age_on", "check_person_id", "normalize_person_id"]
 
-class PersonIdError(ValueError):
-    """The person id is not a valid 18-character resident id."""
+
+class PersonIdError(MessageError):
+    """The person id is not a valid 18-character resident id.
+
+    A catalog message whose ``subject`` names the id (``person_id`` in the API's English text; a page
+    or an import names it as its reader sees it: ``with_subject``).
+    """
+
+    def with_subject(self, subject: str | Message) -> Message:
+        """The same message naming the id as ``subject`` (a column's title, a form field's label)."""
+        return Message(self.message.id, {**self.message.values, "subject": subject})
+
+
+SUBJECT = "person_id"
+"""How the API's messages name the id."""
+
+
+def _error(message_id: str, **values: object) -> PersonIdError:
+    return PersonIdError(message_id, subject=SUBJECT, **values)
 
 
 def normalize_person_id(value: str) -> str:
@@ -22,21 +40,21 @@ def normalize_person_id(value: str) -> str:
 def check_person_id(value: str, admitted: dt.date) -> dt.date:
     """Validates the id and returns the birth date it carries (the checks of claims.checks, with their messages)."""
     if len(value) != 18:
-        raise PersonIdError(f"person_id must have 18 characters, got {len(value)}")
+        raise _error(N_("%(subject)s must have 18 characters, got %(length)s"), length=len(value))
     chars = [ord(c) for c in value]
     number = person_number(chars, 0)
     if number == BAD_DIGITS:
-        raise PersonIdError("person_id: the first 17 characters must be digits")
+        raise _error(N_("%(subject)s: the first 17 characters must be digits"))
     if number == BAD_CHECK_CHARACTER:
-        raise PersonIdError("person_id: the check character must be a digit or X")
+        raise _error(N_("%(subject)s: the check character must be a digit or X"))
     if number == WRONG_CHECK:
-        raise PersonIdError("person_id check character is wrong")
+        raise _error(N_("%(subject)s check character is wrong"))
     born = birth_day(chars, 0)
     if born < 0:
-        raise PersonIdError(f"person_id birth date {value[6:14]} is not a real date")
+        raise _error(N_("%(subject)s birth date %(digits)s is not a real date"), digits=value[6:14])
     birth = dt.date(born // 10_000, born // 100 % 100, born % 100)
     if birth > admitted:
-        raise PersonIdError(f"person_id birth date {birth.isoformat()} is after admission")
+        raise _error(N_("%(subject)s birth date %(birth)s is after admission"), birth=birth.isoformat())
     return birth
 
 

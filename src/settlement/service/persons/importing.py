@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from dataclasses import field as dataclass_field  # Problem has a field named field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
-from settlement.catalog import N_
+from settlement.catalog import N_, Message, MessageError
 from settlement.claims.person_id import PersonIdError, check_person_id, normalize_person_id
 from settlement.service.auth.service import Principal
 from settlement.service.errors import ServiceError
@@ -67,32 +66,6 @@ PROBLEMS_MAX = 5000
 """At most this many problems are listed (problems_total counts them all)."""
 
 _NOTE = re.compile(r"[(（][^()（）]*[)）]$")
-
-
-@dataclass(frozen=True)
-class Message:
-    """A problem for people: a catalog message id (English, ``%(name)s`` placeholders) and its values.
-
-    ``str()`` is the English text (the API's ``message``); a page renders it in its language with
-    :meth:`render` (web.routes_persons), values that are Messages themselves translated too.
-    """
-
-    id: str
-    values: Mapping[str, Any] = field(default_factory=dict)
-
-    def render(self, gettext: Callable[[str], str]) -> str:
-        if not self.values:
-            return gettext(self.id)
-        values = {k: v.render(gettext) if isinstance(v, Message) else v for k, v in self.values.items()}
-        return gettext(self.id) % values
-
-    def __str__(self) -> str:
-        return self.render(str)
-
-
-UNTRANSLATED = "%(reason)s"
-"""The id of a reason another module words (the person id's check, schemas' district and name checks):
-shown as it comes, in English, on every page."""
 
 
 def _m(message_id: str, **values: Any) -> Message:
@@ -189,12 +162,19 @@ _DATE = re.compile(r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*�
 _COMPACT_DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
 
 
-class CellProblem(ValueError):
-    """A cell's problem, a catalog message (what follows the column's name)."""
+class CellProblem(MessageError):
+    """A cell's problem, a catalog message: what follows the column's title, or a whole sentence whose
+    value ``column_value`` names the column (the person id's messages: ``subject``)."""
 
-    def __init__(self, message_id: str, **values: Any) -> None:
-        self.message = Message(message_id, values)
-        super().__init__(str(self.message))
+    def __init__(self, message_id: str, *, column_value: str = "", **values: Any) -> None:
+        super().__init__(message_id, **values)
+        self.column_value = column_value
+
+    def located(self, column: str) -> Message:
+        """The problem as the report says it, naming the column by its title in the file."""
+        if self.column_value:
+            return Message(self.message.id, {**self.message.values, self.column_value: column})
+        return Message(N_("%(column)s %(problem)s"), {"column": column, "problem": self.message})
 
 
 def _text(value: Any) -> str:
@@ -247,7 +227,7 @@ def cell_person_id(value: Any) -> str:
     try:
         check_person_id(text, dt.date.max)
     except PersonIdError as exc:
-        raise CellProblem(UNTRANSLATED, reason=str(exc).removeprefix("person_id").lstrip(": ")) from None
+        raise CellProblem(exc.message.id, column_value="subject", **exc.message.values) from None
     return normalize_person_id(text)
 
 
@@ -270,8 +250,8 @@ def cell_district(value: Any) -> str | None:
         return None
     try:
         return check_district(text)
-    except ValueError as exc:
-        raise CellProblem(UNTRANSLATED, reason=str(exc)) from None
+    except MessageError as exc:
+        raise CellProblem(exc.message.id, **exc.message.values) from None
 
 
 def cell_name(value: Any) -> str | None:
@@ -280,8 +260,8 @@ def cell_name(value: Any) -> str | None:
         return None
     try:
         return check_name(text)
-    except ValueError as exc:
-        raise CellProblem(UNTRANSLATED, reason=str(exc)) from None
+    except MessageError as exc:
+        raise CellProblem(exc.message.id, **exc.message.values) from None
 
 
 # -- rows to entries -----------------------------------------------------------------------------
@@ -367,8 +347,7 @@ def parse(sheet: Table, report: ImportReport) -> Parsed:
             try:
                 values[code] = checks[code](cells[index] if index < len(cells) else None)
             except CellProblem as exc:
-                report.add(line, report.columns[code], code,
-                           _m(N_("%(column)s %(problem)s"), column=report.columns[code], problem=exc.message))
+                report.add(line, report.columns[code], code, exc.located(report.columns[code]))
                 bad = True
         if not bad and values["valid_from"] is None:
             report.add(line, report.columns["valid_from"], "valid_from", _m(

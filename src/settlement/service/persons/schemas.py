@@ -1,4 +1,7 @@
-"""Registry requests and responses."""
+"""Registry requests and responses.
+
+The checks' messages are catalog messages (catalog.MessageError): the API gives their English
+text, the pages say them in the reader's language."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from settlement.catalog import N_, MessageError
 from settlement.claims.models import Category, Scheme  # the six categories and two schemes of SPEC §3
 from settlement.service.strict import JsonDate
 
@@ -18,21 +22,26 @@ PROVINCES = frozenset(str(code) for code in (
     50, 51, 52, 53, 54, 61, 62, 63, 64, 65, 71, 81, 82,
 ))
 NAME_MAX = 100
+OVERLAP = N_("category periods %(a)s and %(b)s overlap")
+"""PersonIn's message for two overlapping periods (their indexes from 0)."""
 
 
 def check_district(value: str) -> str:
-    """A 6-digit 行政区划代码 of a real province; ValueError naming what is wrong."""
+    """A 6-digit 行政区划代码 of a real province; MessageError (a ValueError) naming what is wrong."""
     if len(value) != 6 or not value.isascii() or not value.isdigit():
-        raise ValueError(f"district must be a 6-digit 行政区划代码 such as 230102, got {value!r}")
+        raise MessageError(N_("district must be a 6-digit 行政区划代码 such as 230102, got %(value)s"),
+                           value=repr(value))
     if value[:2] not in PROVINCES:
-        raise ValueError(f"district {value}: {value[:2]} is not a province code")
+        raise MessageError(N_("district %(value)s: %(province)s is not a province code"), value=value,
+                           province=value[:2])
     return value
 
 
 def check_district_prefix(value: str) -> str:
     """A district filter: 2, 4 or 6 digits of a 行政区划代码 (province, city, county)."""
     if len(value) not in (2, 4, 6) or not value.isascii() or not value.isdigit():
-        raise ValueError(f"district must be 2, 4 or 6 digits of a 行政区划代码, got {value!r}")
+        raise MessageError(N_("district must be 2, 4 or 6 digits of a 行政区划代码, got %(value)s"),
+                           value=repr(value))
     return value
 
 
@@ -40,11 +49,11 @@ def check_name(value: str) -> str:
     """A person's name, trimmed: not blank, at most 100 characters, no control or bidi characters."""
     value = value.strip()
     if not value:
-        raise ValueError("name is blank (leave it out instead)")
+        raise MessageError(N_("name is blank (leave it out instead)"))
     if len(value) > NAME_MAX:
-        raise ValueError(f"name is longer than {NAME_MAX} characters")
+        raise MessageError(N_("name is longer than %(max)s characters"), max=NAME_MAX)
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in value):
-        raise ValueError("name contains control or direction-formatting characters")
+        raise MessageError(N_("name contains control or direction-formatting characters"))
     return value
 
 
@@ -62,7 +71,7 @@ class CategoryPeriod(BaseModel):
     @model_validator(mode="after")
     def _ordered(self) -> CategoryPeriod:
         if self.valid_to is not None and self.valid_to < self.valid_from:
-            raise ValueError("valid_to is before valid_from")
+            raise MessageError(N_("valid_to is before valid_from"))
         return self
 
 
@@ -102,7 +111,7 @@ class PersonIn(BaseModel):
         clashes = overlaps(self.categories)
         if clashes:
             a, b = clashes[0]
-            raise ValueError(f"category periods {a} and {b} overlap")
+            raise MessageError(OVERLAP, a=a, b=b)
         return self
 
 

@@ -147,7 +147,7 @@ def test_edit_a_person_with_validation(page: Any, server: Server) -> None:
     rows.nth(1).locator("input[name=valid_from]").fill("2019-06-01")
     page.click("form.edit button[type=submit]")
     page.wait_for_selector("#edit-errors")
-    assert "overlap" in page.locator("#edit-errors").inner_text()
+    assert "第 1 段与第 2 段救助类别期间重叠" in page.locator("#edit-errors").inner_text()
     with server.api("reviewer") as api:
         assert api.get(f"/v1/persons/{person['person_id']}").json()["categories"] == before["categories"]
     # end the first period the day before: saved, with a history record

@@ -107,6 +107,14 @@ def test_registration_says_a_bad_person_id_in_chinese_and_refuses_a_registered_o
     page.click("form.edit button[type=submit]")
     assert f"{good} 已在救助对象名册中" in _errors(page)
     _unchanged(server, good, person, changes)
+    # the edit form registers nobody: an edit of an id not in the registry is 404, nothing written
+    token = page.locator("input[name=csrf_token]").first.get_attribute("value")
+    stranger = valid_id("23010219880808002")
+    response = page.request.post(f"{server.base}/review/persons/{stranger}/edit", form={
+        "csrf_token": token, "scheme": "resident", "category": "none", "valid_from": "2019-01-01", "valid_to": ""})
+    assert response.status == 404
+    with server.api("reviewer") as api:
+        assert api.get(f"/v1/persons/{stranger}").status_code == 404
 
 
 def test_import_dry_run_says_bad_ids_districts_and_names_in_chinese(page: Any, server: Server, tmp_path: Any) -> None:

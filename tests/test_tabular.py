@@ -9,6 +9,7 @@ import io
 import openpyxl
 import pytest
 
+from settlement.catalog import MessageError
 from settlement.tabular import (
     BOM,
     Column,
@@ -131,5 +132,7 @@ def test_xlsx_date_cells_are_dates_and_numbers_keep_their_type() -> None:
     ],
 )
 def test_a_file_that_is_no_table_says_why(data: bytes, name: str, says: str) -> None:
-    with pytest.raises(TableError, match=says):
+    with pytest.raises(TableError, match=says) as caught:
         read_table(data, name)
+    # one way to carry a translatable error: a catalog.MessageError whose English text is the API's
+    assert isinstance(caught.value, MessageError) and str(caught.value) == str(caught.value.message)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, BinaryIO, Literal
 
-from settlement.catalog import N_
+from settlement.catalog import N_, MessageError
 from settlement.money import format_fen
 
 Kind = Literal["text", "int", "money", "date", "datetime"]
@@ -480,16 +480,9 @@ def arrow_table(columns: Sequence[Column], values: Mapping[str, Any], valid: Map
 # bool, dt.date for a date cell at midnight, dt.datetime otherwise); the callers check them.
 
 
-class TableError(ValueError):
-    """The file cannot be read as a table at all (the message says why and what to do).
-
-    ``message_id`` is a catalog id with ``%(name)s`` placeholders and ``values`` fill them, so a
-    page can say it in its language; ``str()`` is the English text.
-    """
-
-    def __init__(self, message_id: str, **values: Any) -> None:
-        self.message_id, self.values = message_id, values
-        super().__init__(message_id % values if values else message_id)
+class TableError(MessageError):
+    """The file cannot be read as a table at all: a catalog message saying why and what to do
+    (``str()`` the English text, ``message`` for a page in its language)."""
 
 
 @dataclass

@@ -461,7 +461,7 @@ def _check(
         report.format, report.encoding, report.sheet = sheet.format, sheet.encoding, sheet.sheet
         parsed = parse(sheet, report)
     except TableError as exc:
-        report.add(None, "", "(file)", _m(exc.message_id, **exc.values))
+        report.add(None, "", "(file)", exc.message)
         return report, Parsed()
     report.persons = len(parsed.entries)
     if not report.problems_total and not parsed.entries:

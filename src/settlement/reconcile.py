@@ -20,7 +20,8 @@ Their file (read by settlement.tabular.read_table, as registry imports are): CSV
 without a BOM, or GBK/GB18030) or ``.xlsx``,
 header ``hospital_id,claim_id,amount`` and an optional ``settlement_id`` (any
 order); ``amount`` in yuan with at most two decimals. A bad file raises
-:class:`InputDefects` with every defect and its line (the header is line 1).
+:class:`InputDefects` with every defect and its line (the header is line 1), each a catalog
+:class:`~settlement.catalog.Message`: English for the API and the command line, the page's language on a page.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from typing import Any
 
 import orjson
 
-from settlement.claims.models import refused_character
+from settlement.catalog import N_, Message, MessageError
+from settlement.claims.models import REFUSED_CHARACTERS
 from settlement.money import format_fen
 from settlement.tabular import Column, TableError, cell_text, is_blank, read_table
 
@@ -64,10 +66,13 @@ ITEM_COLUMNS = [
 ]
 
 
+Defects = list[tuple[int | None, Message]]
+
+
 class InputDefects(Exception):
     """A file that cannot be used: every defect, each with its line (None: the file as a whole)."""
 
-    def __init__(self, name: str, found: list[tuple[int | None, str]]) -> None:
+    def __init__(self, name: str, found: Defects) -> None:
         self.name = name
         self.found = found
         super().__init__("\n".join(self.defects))
@@ -213,19 +218,19 @@ def sha256(data: bytes) -> str:
 
 
 def parse_amount(text: str) -> int:
-    """Yuan with at most two decimals (a sign allowed) → fen; ValueError otherwise."""
+    """Yuan with at most two decimals (a sign allowed) → fen; MessageError (a ValueError) otherwise."""
     text = text.strip()
     if not AMOUNT.fullmatch(text):
-        raise ValueError(f"not an amount in yuan with at most two decimals: {text!r}")
+        raise MessageError(N_("not an amount in yuan with at most two decimals: %(text)s"), text=repr(text))
     try:
         return int(Decimal(text) * 100)
     except InvalidOperation:
-        raise ValueError(f"not an amount: {text!r}") from None
+        raise MessageError(N_("not an amount: %(text)s"), text=repr(text)) from None
 
 
 def read_theirs(data: bytes, name: str, *, need_hospital: bool) -> list[Theirs]:
     """Their lines, or InputDefects listing every defect with its line (read by settlement.tabular)."""
-    defects: list[tuple[int | None, str]] = []
+    defects: Defects = []
     out: list[Theirs] = []
     required = ("hospital_id", "claim_id", "amount") if need_hospital else ("claim_id", "amount")
     allowed = {"hospital_id", "claim_id", "amount", "settlement_id"}
@@ -233,17 +238,19 @@ def read_theirs(data: bytes, name: str, *, need_hospital: bool) -> list[Theirs]:
         table = read_table(data, name)
         first = table.header()
         if first is None:
-            raise InputDefects(name, [(None, f"empty file (expected a header {','.join(required)})")])
+            raise InputDefects(name, [(None, Message(N_("empty file (expected a header %(columns)s)"),
+                                                     {"columns": ",".join(required)}))])
         number, header = first
         header = [c.lower() for c in header]
         for column in header:
             if column not in allowed:
-                defects.append((number, f"unknown column {column!r} (allowed: {', '.join(sorted(allowed))})"))
+                defects.append((number, Message(N_("unknown column %(column)s (allowed: %(allowed)s)"),
+                                                {"column": repr(column), "allowed": ", ".join(sorted(allowed))})))
         for column in required:
             if column not in header:
-                defects.append((number, f"missing column {column!r}"))
+                defects.append((number, Message(N_("missing column %(column)s"), {"column": repr(column)})))
         if len(set(header)) != len(header):
-            defects.append((number, "a column is named twice"))
+            defects.append((number, Message(N_("a column is named twice"))))
         if defects:
             raise InputDefects(name, defects)
         for number, cells in table.rows:
@@ -253,20 +260,21 @@ def read_theirs(data: bytes, name: str, *, need_hospital: bool) -> list[Theirs]:
             while len(values) > len(header) and values[-1] == "":
                 values.pop()
             if len(values) != len(header):
-                defects.append((number, f"{len(values)} fields, the header has {len(header)}"))
+                defects.append((number, Message(N_("%(count)s fields, the header has %(columns)s"),
+                                                {"count": len(values), "columns": len(header)})))
                 continue
             theirs = _their_line(number, dict(zip(header, values, strict=True)), required, defects)
             if theirs is not None:
                 out.append(theirs)
     except TableError as exc:
-        raise InputDefects(name, [*defects, (None, str(exc))]) from None
+        raise InputDefects(name, [*defects, (None, exc.message)]) from None
     if defects:
         raise InputDefects(name, defects)
     return out
 
 
 def _their_line(
-    number: int, row: dict[str, str], required: tuple[str, ...], defects: list[tuple[int | None, str]]
+    number: int, row: dict[str, str], required: tuple[str, ...], defects: Defects
 ) -> Theirs | None:
     bad = False
     for column in ("hospital_id", "claim_id", "settlement_id"):
@@ -274,18 +282,20 @@ def _their_line(
         if value is None:
             continue
         if column in required and not value:
-            defects.append((number, f"{column}: empty"))
+            defects.append((number, Message(N_("%(column)s: empty"), {"column": column})))
             bad = True
         elif len(value) > MAX_FIELD:
-            defects.append((number, f"{column}: longer than {MAX_FIELD} characters"))
+            defects.append((number, Message(N_("%(column)s: longer than %(max)s characters"),
+                                            {"column": column, "max": MAX_FIELD})))
             bad = True
-        elif (why := refused_character(value)) is not None:  # a NUL, a control or bidi character
-            defects.append((number, f"{column}: {why}"))
+        elif (found := REFUSED_CHARACTERS.search(value)) is not None:  # a NUL, a control or bidi character
+            defects.append((number, Message(N_("%(column)s: holds the character U+%(code)s, which is not allowed"),
+                                            {"column": column, "code": f"{ord(found.group()):04X}"})))
             bad = True
     try:
         amount = parse_amount(row["amount"])
-    except ValueError as exc:
-        defects.append((number, f"amount: {exc}"))
+    except MessageError as exc:
+        defects.append((number, Message(N_("amount: %(problem)s"), {"problem": exc.message})))
         bad = True
     if bad:
         return None
@@ -299,7 +309,7 @@ def ours_from_results(lines: Iterable[bytes], fund: str, name: str) -> list[Ours
     """Every result line whose amount for `fund` (a layer of ``payments`` or a charity fund id) is not zero;
     error lines skipped. InputDefects for a line that is not a result, or a fund no line knows."""
     out: list[Ours] = []
-    defects: list[tuple[int | None, str]] = []
+    defects: Defects = []
     known: set[str] = set()
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
@@ -320,12 +330,14 @@ def ours_from_results(lines: Iterable[bytes], fund: str, name: str) -> list[Ours
             if not isinstance(claim_id, str):
                 raise ValueError("claim_id is not a string")
         except (ValueError, KeyError, TypeError) as exc:
-            defects.append((number, f"not a settle result line ({exc})"))
+            problem = exc.message if isinstance(exc, MessageError) else str(exc)
+            defects.append((number, Message(N_("not a settle result line (%(problem)s)"), {"problem": problem})))
             continue
         if amount:
             out.append(Ours(None, claim_id, amount))
     if not defects and fund not in known and known:
-        defects.append((None, f"no result pays fund {fund!r}; the results know: {', '.join(sorted(known))}"))
+        defects.append((None, Message(N_("no result pays fund %(fund)s; the results know: %(known)s"),
+                                      {"fund": repr(fund), "known": ", ".join(sorted(known))})))
     if defects:
         raise InputDefects(name, defects)
     return out

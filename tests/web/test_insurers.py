@@ -177,8 +177,33 @@ def test_a_bad_file_shows_every_defect_and_stores_nothing(ins_page: Any, server:
     with page.expect_response(re.compile(r".*/insurers/reconciliations$")) as answer:
         page.click("#reconcile-form button[type=submit]")
     assert answer.value.status == 422
-    defects = page.locator("#reconcile-defects tbody tr").all_inner_texts()
-    assert [d.split("\t")[0] for d in defects] == ["2", "3", "4"]
+    defects = [d.split("\t") for d in page.locator("#reconcile-defects tbody tr").all_inner_texts()]
+    assert [d[0] for d in defects] == ["2", "3", "4"]
+    # on the Chinese page, in Chinese (the file's column names as the file has them); the API in English
+    assert [d[1] for d in defects] == ["amount（金额）：'1.234' 不是以元为单位、最多两位小数的金额",
+                                       "claim_id：为空", "有 2 个字段，表头有 3 列"]
+    assert page.locator("#reconcile-message").inner_text() == "bad.csv：3 处错误，未保存任何内容"
+    assert page.locator("#runs tbody tr").count() == before
+    with server.api("insurer") as api:
+        refused = api.post("/v1/reconciliations", data=params,
+                           files={"file": (path.name, path.read_bytes(), "text/csv")})
+    assert refused.status_code == 422
+    assert [e["message"] for e in refused.json()["errors"]] == [
+        "amount: not an amount in yuan with at most two decimals: '1.234'", "claim_id: empty",
+        "2 fields, the header has 3"]
+    # a file that is no table, and a period that ends before it starts: said in Chinese too
+    path.write_bytes(b"\xd0\xcf\x11\xe0" + bytes(60))
+    page.set_input_files("#reconcile-form input[type=file]", str(path))
+    page.click("#reconcile-form button[type=submit]")
+    assert page.locator("#reconcile-defects tbody tr").all_inner_texts() == [
+        "–\t这是旧版 Excel .xls 文件：请另存为 .xlsx（Excel 2007 或更高版本）或 CSV"]
+    page.fill("#reconcile-form input[name=from]", params["to"])
+    page.fill("#reconcile-form input[name=to]", params["from"])
+    page.set_input_files("#reconcile-form input[type=file]", str(path))
+    with page.expect_response(re.compile(r".*/insurers/reconciliations$")) as answer:
+        page.click("#reconcile-form button[type=submit]")
+    assert answer.value.status == 400
+    assert page.locator("#reconcile-message").inner_text() == "期间的结束日期（至）早于开始日期（自）。"
     assert page.locator("#runs tbody tr").count() == before
 
 

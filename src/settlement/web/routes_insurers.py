@@ -18,7 +18,8 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 
-from settlement.reconcile import DIFFERENCES, ITEM_COLUMNS, KINDS, parse_amount
+from settlement.catalog import Message, MessageError
+from settlement.reconcile import DIFFERENCES, ITEM_COLUMNS, KINDS, Defects, InputDefects, parse_amount
 from settlement.service.accounts.service import SignedIn
 from settlement.service.deps import Ctx
 from settlement.service.errors import ServiceError, forbidden, invalid_request
@@ -30,7 +31,7 @@ from settlement.service.statements.service import LINE_COLUMNS, ROW_COLUMNS, mon
 
 from . import charts
 from .i18n import N_
-from .labels import LAYER_LABELS
+from .labels import ERROR_LABELS, ERROR_OTHER, LAYER_LABELS
 from .render import gettext_for, language_of, page
 from .routes_review import parse_date, query_filters
 from .session import User, check_csrf, require_role
@@ -211,8 +212,8 @@ async def close(request: Request, ctx: Ctx, user: User) -> Response:
 
 
 def _upload_page(request: Request, ctx: Any, user: SignedIn, *, values: dict[str, str] | None = None,
-                 defects: list[dict[str, Any]] | None = None, message: str | None = None,
-                 status: int = 200) -> Response:
+                 defects: Defects | None = None, message: Message | None = None, status: int = 200) -> Response:
+    """The upload form (with what was wrong with the last one, said in the page's language) and the past runs."""
     gettext = gettext_for(language_of(request, user))
     funds = visible_funds(ctx, user)
     if not funds:
@@ -225,8 +226,10 @@ def _upload_page(request: Request, ctx: Any, user: SignedIn, *, values: dict[str
         runs = reconciliations.list_runs(session, user.principal)
     for r in runs:
         r["difference_fen"] = parse_amount(r["summary"]["difference"])
+    shown = [{"line": line, "message": m.render(gettext)} for line, m in defects] if defects is not None else None
     return page(request, "insurers/reconciliations.html", user, status=status, funds=funds,
-                names=fund_names(ctx, gettext), values=values, defects=defects, message=message, runs=runs)
+                names=fund_names(ctx, gettext), values=values, defects=shown,
+                message=message.render(gettext) if message is not None else None, runs=runs)
 
 
 @router.get("/insurers/reconciliations")
@@ -245,11 +248,10 @@ async def reconcile(request: Request, ctx: Ctx, user: User) -> Response:
     check_csrf(user, form)
     values = {k: str(form.get(k) or "").strip() for k in ("fund", "from", "to")}
     upload = form.get("file")
-    gettext = gettext_for(language_of(request, user))
     try:
-        start, end = _form_day(values["from"], "from"), _form_day(values["to"], "to")
+        start, end = _form_day(values["from"], N_("Booked from")), _form_day(values["to"], N_("to"))
         if upload is None or isinstance(upload, str) or not upload.filename:
-            raise invalid_request(gettext("Choose their file (CSV or .xlsx)."))
+            raise MessageError(N_("Choose their file (CSV or .xlsx)."))
         data = await upload.read()
         name = upload.filename
 
@@ -258,18 +260,30 @@ async def reconcile(request: Request, ctx: Ctx, user: User) -> Response:
                 return reconciliations.run(session, ctx, user.principal, values["fund"], start, end, name, data)
 
         created = await run_in_threadpool(work)
+    except MessageError as exc:  # the form's own checks: the form again, saying what is missing
+        return _upload_page(request, ctx, user, values=values, message=exc.message, status=400)
     except ServiceError as exc:  # the form again, with what is wrong (a bad file: every defect, its line)
-        defects = exc.errors if exc.code == "invalid_file" else None
-        return _upload_page(request, ctx, user, values=values, defects=defects, message=exc.detail,
-                            status=exc.status)
+        if isinstance(exc.__cause__, InputDefects):  # reconciliations.service.run's invalid_file
+            found = exc.__cause__.found
+            said = Message(N_("%(file)s: %(count)s defect(s); nothing was stored"),
+                           {"file": exc.__cause__.name, "count": len(found)})
+            return _upload_page(request, ctx, user, values=values, defects=found, message=said, status=exc.status)
+        fields = {str(e.get("field")) for e in exc.errors or ()}
+        said = Message(PERIOD_BACKWARDS if "to" in fields else ERROR_LABELS.get(exc.code, ERROR_OTHER))
+        return _upload_page(request, ctx, user, values=values, message=said, status=exc.status)
     return RedirectResponse(f"/insurers/reconciliations/{created['id']}", status_code=303)
 
 
-def _form_day(value: str, name: str) -> dt.date:
+PERIOD_BACKWARDS = N_("The period ends (to) before it starts (from).")
+"""What the form says for the service's refusal of a period whose end is before its start (field "to")."""
+
+
+def _form_day(value: str, label: str) -> dt.date:
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        raise invalid_request(f"{name}: not a date (YYYY-MM-DD): {value!r}") from None
+        raise MessageError(N_("%(field)s: not a date (YYYY-MM-DD): %(value)s"), field=Message(label),
+                           value=repr(value)) from None
 
 
 @router.get("/insurers/reconciliations/{run_id}")

@@ -166,7 +166,7 @@ async def add_review(settlement_id: str, request: Request, ctx: Ctx, user: User)
         _ = gettext_for(language_of(request, user))
         field = str(next((e.get("field") for e in exc.errors or () if e.get("field")), "decision"))
         if field == "note":
-            message = _(NOTE_PROBLEMS.get(exc.code, N_("The note is too long (at most 2,000 characters).")))
+            message = _(NOTE_PROBLEMS.get(exc.code, NOTE_TOO_LONG))
         else:
             message = _("Choose one of the decisions.")
         return settlement_view(request, ctx, user, settlement_id, status=422,
@@ -176,6 +176,8 @@ async def add_review(settlement_id: str, request: Request, ctx: Ctx, user: User)
 
 NOTE_PROBLEMS = {"note_required": N_("A query or a recovery needs a note saying why.")}
 """The review form's messages for the service's codes (catalog message ids, translated at render)."""
+NOTE_TOO_LONG = N_("The note is too long (at most 2,000 characters).")
+"""The note's other refusal (reviews.service.NOTE_MAX), a module constant so that Babel extracts it."""
 
 
 def _fen(value: str) -> int:

@@ -49,8 +49,8 @@ def run(
             422,
             "invalid_file",
             f"{name}: {len(exc.found)} defect(s); nothing was stored",
-            errors=[{"line": line, "message": message} for line, message in exc.found],
-        ) from None
+            errors=[{"line": line, "message": str(message)} for line, message in exc.found],
+        ) from exc  # the page says the defects (catalog messages) in its language from the cause
     ours = [
         Ours(r["hospital_id"], r["claim_id"], r["amount"], r["settlement_id"], r["reversed"])
         for r in per_settlement(session, ctx, principal, fund, start, end)

@@ -112,6 +112,18 @@ def test_a_form_without_its_csrf_token_is_refused(page: Any, server: Server) -> 
     assert page.locator("h1").inner_text() == "待审核结算单"
 
 
+def test_a_bad_filter_in_a_pages_url_is_said_in_chinese(page: Any, server: Server) -> None:
+    """The page's own checks of its filters, on the error page in the page's language (the English text for
+    the administrator under it)."""
+    answer = page.goto(f"{server.base}/review/dashboard?district=23x")
+    assert answer is not None and answer.status == 400
+    assert page.locator("#error-message").inner_text() == "行政区划代码应为 2、4 或 6 位数字，填写的是 '23x'"
+    answer = page.goto(f"{server.base}/review/settlements?settled_from=2019-13-01")
+    assert answer is not None and answer.status == 400
+    assert page.locator("#error-message").inner_text() == "settled_from：'2019-13-01' 不是日期（格式 YYYY-MM-DD）"
+    assert "settled_from: not a date (YYYY-MM-DD): '2019-13-01'" in (page.locator("details").text_content() or "")
+
+
 def test_an_api_key_opens_no_page(server: Server) -> None:
     for role in ("hospital_h0002", "reviewer", "admin"):
         response = httpx.get(f"{server.base}/review/settlements", headers={

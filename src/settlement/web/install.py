@@ -11,6 +11,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from settlement.catalog import MessageError
 from settlement.service.errors import ServiceError, problem_response
 
 from . import charts, routes_auth, routes_dashboard, routes_insurers, routes_persons, routes_review
@@ -84,7 +85,10 @@ def _install_error_pages(app: FastAPI) -> None:
         if request.url.path.startswith(("/review/", "/insurers")):
             _ = gettext_for(language_of(request, None))
             heading = _("Not found") if exc.status == 404 else _("Cannot do this")
-            message = _(ERROR_LABELS.get(exc.code, ERROR_OTHER))
+            # raised from a catalog message (a page's own check): say it; else the code's words
+            cause = exc.__cause__
+            message = (cause.message.render(_) if isinstance(cause, MessageError)
+                       else _(ERROR_LABELS.get(exc.code, ERROR_OTHER)))
             return page(request, "error.html", None, status=exc.status, heading=heading, message=message,
                         detail=exc.detail)
         if previous is not None:

@@ -8,10 +8,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from settlement.catalog import MessageError
 from settlement.schedules.models import EMERGENCY_RELIEF
 from settlement.service.deps import Ctx
 from settlement.service.errors import invalid_request
 from settlement.service.funds.service import pool_status
+from settlement.service.persons.schemas import check_district_prefix
 
 from . import charts, dashboard
 from .labels import CATEGORY_LABELS, LAYER_LABELS, LEVEL_LABELS
@@ -38,8 +40,11 @@ def dashboard_page(request: Request, ctx: Ctx, user: User) -> Response:
     _ = gettext_for(language_of(request, user))
     filters = query_filters(request, ("from", "to", "district", "year"))
     district = filters.get("district")
-    if district is not None and not (district.isdigit() and len(district) in (2, 4, 6)):
-        raise invalid_request("district: a 行政区划代码 prefix of 2, 4 or 6 digits")
+    if district is not None:
+        try:
+            check_district_prefix(district)
+        except MessageError as exc:  # the error page says it in its language
+            raise invalid_request(str(exc)) from exc
     flt = dashboard.DashboardFilter(parse_date(filters, "from"), parse_date(filters, "to"), district)
     principal = user.principal
     with ctx.db.read() as session:

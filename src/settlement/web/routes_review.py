@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
+from settlement.catalog import MessageError
 from settlement.layers import PAYMENTS
 from settlement.money import format_fen
 from settlement.service.db import run_transaction
@@ -55,7 +56,8 @@ def parse_date(filters: dict[str, str], name: str) -> dt.date | None:
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        raise invalid_request(f"{name}: not a date (YYYY-MM-DD): {value!r}") from None
+        problem = MessageError(N_("%(field)s: not a date (YYYY-MM-DD): %(value)s"), field=name, value=repr(value))
+    raise invalid_request(str(problem)) from problem  # the error page says it in its language
 
 
 def settlement_filter(filters: dict[str, str]) -> query.SettlementFilter:

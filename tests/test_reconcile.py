@@ -130,6 +130,9 @@ def test_ours_from_results_skips_errors_and_zero_amounts() -> None:
     with pytest.raises(InputDefects) as unknown:
         ours_from_results([json.dumps(x).encode() for x in lines], "nope", "r.jsonl")
     assert "no result pays fund 'nope'" in unknown.value.defects[0]
+    with pytest.raises(InputDefects) as number:  # a defect with its line, not a crash
+        ours_from_results([b'{"claim_id": "A", "payments": {"basic": 1}}'], "basic", "r.jsonl")
+    assert number.value.defects == ["r.jsonl:1: not a settle result line (the amount of basic is not a string of yuan)"]
 
 
 def test_cli_exit_codes_json_and_report(tmp_path, capsys) -> None:

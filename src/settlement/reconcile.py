@@ -325,6 +325,8 @@ def ours_from_results(lines: Iterable[bytes], fund: str, name: str) -> list[Ours
             value = payments.get(fund, by_fund.get(fund))
             if value is None:
                 continue
+            if not isinstance(value, str):
+                raise ValueError(f"the amount of {fund} is not a string of yuan")
             amount = parse_amount(value)
             claim_id = obj["claim_id"]
             if not isinstance(claim_id, str):

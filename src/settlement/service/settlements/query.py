@@ -6,9 +6,11 @@ always agree on which settlements a filter means. Visibility is applied here too
 a hospital key sees its own hospital's settlements only, a district-scoped reviewer
 those of persons registered in the district (``persons.district`` starts with it).
 
-Indexes behind the common filters (migration 0006, docs/PERFORMANCE.md): the flags'
+Indexes behind the common filters (migrations 0006 and 0011, docs/PERFORMANCE.md §9): the flags'
 (rule, settlement_seq), the review status projection's (status, settlement_seq), a
-BRIN on settled_at, and the existing ones on (hospital_id, seq), (person_id, …), discharged.
+BRIN on settled_at, the queue's covering index on seq, and the existing ones on
+(hospital_id, seq), (person_id, …), discharged. The totals of a filter of settled dates only
+add the refresher's block totals (settlements.rollup, migration 0013) to the rows at either end.
 """
 
 from __future__ import annotations

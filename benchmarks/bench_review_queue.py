@@ -7,10 +7,12 @@
 2. fills it in SQL (INSERT … SELECT generate_series, not through the API): persons with districts,
    settlements settled over a year (amounts that add up, a result JSON per row), reviews and review
    statuses for a third of them, the flags their amounts imply, and the charity ledger entries;
-3. starts ``settlement serve`` (one worker, the flags refresher off) and times the queue's common
+3. sums the block totals (settlements.rollup.refresh, as the service's refresher would; ``--blocks off``
+   empties them instead: every total from the rows, for the A/B of docs/PERFORMANCE.md §9.1c);
+4. starts ``settlement serve`` (one worker, the flags refresher off) and times the queue's common
    filters (first page of 50 with the count and totals of the whole filter): p50/p95 of N requests
    each, after warm-up;
-4. exports ~100,000 rows as .xlsx and as CSV, timing each and sampling the server's RSS every 20 ms.
+5. exports ~100,000 rows as .xlsx and as CSV, timing each and sampling the server's RSS every 20 ms.
 
 The machine is shared (8 people, 2 cores): the figures are what one run saw, not a capacity.
 """
@@ -212,6 +214,29 @@ def index_insert_cost(url: str, rows: int = 5000, rounds: int = 4) -> None:
               f" median {statistics.median(values):.0f}")
 
 
+def blocks(url: str, on: bool) -> None:
+    """The block totals (settlements.rollup) summed up to the closed seq, or emptied."""
+    import datetime as dt
+
+    from settlement.service.config import Settings
+    from settlement.service.db import make_database
+    from settlement.service.settlements import rollup
+
+    if not on:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DELETE FROM settlement_seq_blocks")
+        print("block totals: none (every total from the rows)", flush=True)
+        return
+    settings = Settings(database_url=url)
+    db = make_database(settings)
+    try:
+        t = time.perf_counter()
+        written = rollup.refresh(db, margin=dt.timedelta(seconds=settings.flags_refresh_margin_seconds))
+        print(f"block totals: {written} blocks written in {time.perf_counter() - t:.1f} s", flush=True)
+    finally:
+        db.dispose()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -310,6 +335,8 @@ def main() -> int:
     parser.add_argument("--index-insert-cost", action="store_true",
                         help="with --url: time one-row inserts with and without ix_settlements_queue, then stop")
     parser.add_argument("--queries", help="only the queries whose label contains one of these (comma-separated)")
+    parser.add_argument("--blocks", choices=("on", "off"), default="on",
+                        help="on: the block totals summed before the queries; off: emptied (totals from the rows)")
     args = parser.parse_args()
 
     name = None
@@ -334,6 +361,7 @@ def main() -> int:
         if args.fill_only:
             args.keep = True
             return 0
+        blocks(url, args.blocks == "on")
         key = subprocess.run([settlement, "keys", "create", "--role", "reviewer", "--label", "bench"], env=env,
                              check=True, capture_output=True, text=True).stdout.strip()
         port = free_port()

@@ -29,7 +29,7 @@ def _check(url: str) -> None:
     settings = Settings(database_url=url)
     upgrade(settings)
     upgrade(settings)  # idempotent
-    assert current(settings) == "0011"
+    assert current(settings) == "0013"
     engine = make_engine(settings, pooled=False)
     try:
         with engine.connect() as conn:
@@ -45,7 +45,7 @@ def _check(url: str) -> None:
             assert set(inspect(conn).get_table_names()) <= {"alembic_version"}
         assert _counter_functions(engine) == 0
         upgrade(settings)
-        assert current(settings) == "0011"
+        assert current(settings) == "0013"
     finally:
         engine.dispose()
 

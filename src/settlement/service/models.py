@@ -11,6 +11,7 @@ from .previews.models import PreviewRecord
 from .reconciliations.models import ReconciliationItem, ReconciliationRun
 from .reviews.models import FlagCheck, FlagRefreshState, Review, ReviewStatus, SeqMark, SettlementFlag
 from .settlements.models import LedgerEntry, Settlement, SettlementEvent
+from .settlements.rollup import seq_blocks
 from .statements.models import PeriodClose
 
 metadata = Base.metadata
@@ -43,4 +44,5 @@ __all__ = [
     "StaffUser",
     "WebSession",
     "metadata",
+    "seq_blocks",
 ]

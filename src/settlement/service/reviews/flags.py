@@ -392,7 +392,10 @@ __all__ = ["BackgroundRefresher", "RefreshStats", "refresh", "reset", "status"]
 
 
 def start_refresher(ctx: Any) -> BackgroundRefresher | None:
-    """The service's background refresher (None when ``flags_refresh_seconds`` is 0)."""
+    """The service's background refresher (None when ``flags_refresh_seconds`` is 0): the flags, then
+    the block totals of the queue (settlements.rollup), which move on the seq marks a run writes."""
+    from settlement.service.settlements import rollup
+
     from .rules import rules_at
 
     settings = ctx.settings
@@ -400,6 +403,12 @@ def start_refresher(ctx: Any) -> BackgroundRefresher | None:
         return None
     rules = rules_at(str(settings.review_rules) if settings.review_rules else None)
     margin = dt.timedelta(seconds=settings.flags_refresh_margin_seconds)
-    refresher = BackgroundRefresher(lambda: refresh(ctx.db, rules, margin=margin), settings.flags_refresh_seconds)
+
+    def run() -> RefreshStats:
+        stats = refresh(ctx.db, rules, margin=margin)
+        rollup.refresh(ctx.db, margin=margin)
+        return stats
+
+    refresher = BackgroundRefresher(run, settings.flags_refresh_seconds)
     refresher.start()
     return refresher

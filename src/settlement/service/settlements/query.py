@@ -6,9 +6,11 @@ always agree on which settlements a filter means. Visibility is applied here too
 a hospital key sees its own hospital's settlements only, a district-scoped reviewer
 those of persons registered in the district (``persons.district`` starts with it).
 
-Indexes behind the common filters (migration 0006, docs/PERFORMANCE.md): the flags'
+Indexes behind the common filters (migrations 0006 and 0011, docs/PERFORMANCE.md §9): the flags'
 (rule, settlement_seq), the review status projection's (status, settlement_seq), a
-BRIN on settled_at, and the existing ones on (hospital_id, seq), (person_id, …), discharged.
+BRIN on settled_at, the queue's covering index on seq, and the existing ones on
+(hospital_id, seq), (person_id, …), discharged. The totals of a filter of settled dates only
+add the refresher's block totals (settlements.rollup, migration 0013) to the rows at either end.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from settlement.service.errors import ServiceError
 from settlement.service.persons.models import Person
 from settlement.tabular import Column
 
+from . import rollup
 from .models import AMOUNTS, LedgerEntry, Settlement
 
 SORTS: dict[str, Any] = {
@@ -412,20 +415,42 @@ def summarize(
     flt = check_filter(ctx, principal, flt)
     names = visible_amounts(ctx, principal.funds)
     sums = [func.coalesce(func.sum(getattr(Settlement, f"{name}_fen")), 0) for name in names]
-    where = conditions(ctx, principal, flt, seq_bounds(session, ctx, flt))
-    row = session.execute(select(func.count(), *sums).where(*where)).one()
-    totals = {name: int(row[i + 1]) for i, name in enumerate(names)}
+    bounds = seq_bounds(session, ctx, flt)
+    run = _block_run(session, ctx, principal, flt, bounds, names)
+    # the rows' sums over the seq range, or over what is left of it on either side of the blocks' run
+    ranges = [bounds] if run is None else [(bounds[0], run.low), (run.high, bounds[1])]
+    count, totals = (0, dict.fromkeys(names, 0)) if run is None else (run.count, dict(run.totals))
+    for part in ranges:
+        row = session.execute(select(func.count(), *sums).where(*conditions(ctx, principal, flt, part))).one()
+        count += int(row[0])
+        for i, name in enumerate(names):
+            totals[name] += int(row[i + 1])
     own = own_charity_funds(ctx, principal.funds)
     if own:
         le = LedgerEntry
-        matching = select(Settlement.seq).where(*where)
+        matching = select(Settlement.seq).where(*conditions(ctx, principal, flt, bounds))
         per_fund = dict(session.execute(
             select(le.fund, func.sum(le.amount_fen))
             .where(le.kind == "settled", le.fund.in_(own), le.settlement_seq.in_(matching))
             .group_by(le.fund)
         ).all())
         totals.update({f"charity:{fund}": int(per_fund.get(fund) or 0) for fund in own})
-    return {"count": int(row[0]), "totals": totals}
+    return {"count": count, "totals": totals}
+
+
+def _block_run(
+    session: Session, ctx: ServiceContext, principal: Principal, flt: SettlementFilter, bounds: Bounds,
+    names: tuple[str, ...],
+) -> rollup.Run | None:
+    """The stored blocks' run inside the filter (settlements.rollup), when the filter is settled dates
+    only and the caller sees every settlement; None otherwise (the rows are summed)."""
+    if principal.funds is not None or principal.district is not None:
+        return None
+    if replace(flt, settled_from=None, settled_to=None) != SettlementFilter():
+        return None  # a condition the blocks cannot answer (a status, a hospital, a district, …)
+    start = None if flt.settled_from is None else _day_start(ctx, flt.settled_from)
+    end = None if flt.settled_to is None else _day_start(ctx, flt.settled_to + dt.timedelta(days=1))
+    return rollup.totals(session, bounds, start, end, names)
 
 
 BILL = ("total", "fully_self_paid", "over_limit", "pre_self_paid", "in_scope", "deductible")

@@ -32,10 +32,10 @@ import orjson
 
 from settlement.batchrun import PreparedChunk, prepare_chunk
 from settlement.engine import Accumulators, BatchResult, ClaimBatch, Tables, settle
-from settlement.engine.batch import PERSON_COLUMNS
 from settlement.engine.state import EMERGENCY_RELIEF
+from settlement.engine.totals import COLUMNS, PERSON_COLUMNS, TOTALS
 from settlement.money import format_fen
-from settlement.schedules.types import CATEGORIES, SCHEMES, VISIT_TYPES
+from settlement.schedules.types import CATEGORIES, SCHEMES
 from settlement.service.settlements.models import AMOUNTS  # the row's <name>_fen columns, compared
 
 I64 = npt.NDArray[np.int64]
@@ -351,11 +351,7 @@ def total_differences(
     """Each person-year's totals and each pool's use (every fund of the tables in each year replayed, and
     every stored pool): the replay's against the stored rows."""
     names = [
-        *(f"basic_paid[{v}]" for v in VISIT_TYPES),
-        "critical_base",
-        "critical_paid",
-        "assistance_base",
-        "assistance_paid",
+        *(t.field if t.key is None else f"{t.field}[{t.key}]" for t in TOTALS),
         *(f"charity_paid[{f}]" for f in funds),
     ]
     width = PERSON_COLUMNS + len(funds)
@@ -497,8 +493,7 @@ def read_totals(conn: Any, funds: list[str]) -> tuple[dict[tuple[str, int], list
     people: dict[tuple[str, int], list[int]] = {}
     for row in conn.execute(
         text(
-            "SELECT person_id, policy_year, basic_paid_inpatient, basic_paid_outpatient, basic_paid_chronic_outpatient,"
-            " critical_base, critical_paid, assistance_base, assistance_paid FROM person_year_accumulators"
+            f"SELECT person_id, policy_year, {', '.join(COLUMNS)} FROM person_year_accumulators"
         )
     ):
         people[(row[0], int(row[1]))] = [int(v) for v in row[2:]] + [0] * len(funds)

@@ -15,6 +15,8 @@ from settlement.service.config import Settings
 from settlement.service.db import make_engine
 from settlement.service.migrate import alembic_config, current, upgrade
 from settlement.service.models import metadata
+from settlement.service.settlements import pgfunctions
+from settlement.service.settlements.pgfunctions import counter_reverse_body, counter_settle_body
 
 
 def _counter_functions(engine: Any) -> int:
@@ -23,6 +25,18 @@ def _counter_functions(engine: Any) -> int:
         return 0
     with engine.connect() as conn:
         return int(conn.execute(text("SELECT count(*) FROM pg_proc WHERE proname = 'counter_settle'")).scalar_one())
+
+
+def _stored_bodies(engine: Any) -> dict[str, str]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT proname, prosrc FROM pg_proc WHERE proname IN ('counter_settle', 'counter_reverse')")
+        ).all()
+    return {name: body for name, body in rows}
+
+
+def _generated_bodies() -> dict[str, str]:
+    return {"counter_settle": counter_settle_body(), "counter_reverse": counter_reverse_body()}
 
 
 def _check(url: str) -> None:
@@ -38,6 +52,8 @@ def _check(url: str) -> None:
             tables = set(inspect(conn).get_table_names())
         assert set(metadata.tables) <= tables
         assert _counter_functions(engine) == (1 if engine.dialect.name == "postgresql" else 0)
+        if engine.dialect.name == "postgresql":
+            assert _stored_bodies(engine) == _generated_bodies()
         # and back down to nothing, and up again
         config = alembic_config(settings.sqlalchemy_url)
         command.downgrade(config, "base")
@@ -108,3 +124,39 @@ def test_pool_rows_of_0001_survive_the_shards_and_back(tmp_path, postgres):
     finally:
         engine.dispose()
         cleanup()
+
+
+@requires_postgres
+def test_the_counter_functions_are_regenerated_from_the_declared_totals(tmp_path):
+    # the functions are repeatable: an upgrade that ends at head re-creates each one whose text in
+    # the database is not the one generated from engine.totals now (a new total: its column lists)
+    url, cleanup = fresh_database_url(tmp_path, postgres=True)
+    settings = Settings(database_url=url)
+    engine = make_engine(settings, pooled=False)
+    try:
+        upgrade(settings)
+        assert _stored_bodies(engine) == _generated_bodies()
+        # a stale text (as a database migrated by an older release would have) is replaced
+        with engine.begin() as conn:
+            conn.execute(text(pgfunctions.statements()["counter_reverse"].replace("'already'", "'done'")))
+        assert _stored_bodies(engine)["counter_reverse"] != counter_reverse_body()
+        upgrade(settings)
+        assert _stored_bodies(engine) == _generated_bodies()
+    finally:
+        engine.dispose()
+        cleanup()
+
+
+def test_a_declared_total_reaches_the_counter_functions():
+    from settlement.engine.totals import TOTALS, Total
+
+    declared = (*TOTALS, Total("extra_paid", "extra", None, "basic"), Total("other_x", "other", "x", "basic"))
+    settle, reverse = counter_settle_body(declared), counter_reverse_body(declared)
+    n = len(TOTALS)
+    assert f"extra_paid = extra_paid + p_delta_totals[{n + 1}]" in settle
+    assert f"other_x = other_x + p_delta_totals[{n + 2}]" in settle
+    assert "a.extra_paid,\n        a.other_x] INTO v_totals" in settle
+    assert f"VALUES (p_person_id, p_year, {', '.join(['0'] * (n + 2))})" in settle
+    assert "extra_paid = extra_paid - coalesce((v_py ->> 'extra')::bigint, 0)" in reverse
+    assert "other_x = other_x - coalesce((v_py -> 'other' ->> 'x')::bigint, 0)" in reverse
+    assert counter_settle_body() != settle and "extra_paid" not in counter_settle_body()

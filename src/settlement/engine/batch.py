@@ -8,10 +8,12 @@ rules can be evaluated once per distinct value.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import numpy.typing as npt
+
+from .totals import FIELDS, LAYOUT, PERSON_COLUMNS
 
 I64 = npt.NDArray[np.int64]
 B8 = npt.NDArray[np.bool_]
@@ -95,27 +97,19 @@ class Accumulators:
 
     @classmethod
     def interleaved(cls, person: I64, pool_used: I64) -> Accumulators:
-        """The person-year totals as views of one array, one row per person-year.
+        """The person-year totals as views of one array, one row per person-year (columns: engine.totals).
 
         The kernel settles claims in batch order, so it reads and writes the
-        person-years at random: in seven separate arrays that is seven cache
-        misses a claim, in one row of ``PERSON_COLUMNS + funds`` int64 one or
+        person-years at random: in separate arrays that is a cache miss per
+        total a claim, in one row of ``PERSON_COLUMNS + funds`` int64 one or
         two (docs/PERFORMANCE.md §7.1, step 6).
         """
         if person.ndim != 2 or person.shape[1] < PERSON_COLUMNS + 1:
             raise ValueError(f"person-year rows need {PERSON_COLUMNS} + fund columns, not {person.shape}")
         if pool_used.ndim != 2 or pool_used.shape[1] != person.shape[1] - PERSON_COLUMNS + 1:
             raise ValueError(f"pool rows need the fund columns + emergency relief, not {pool_used.shape}")
-        return cls(
-            basic_paid=person[:, 0:3],
-            critical_base=person[:, 3],
-            critical_paid=person[:, 4],
-            assistance_base=person[:, 5],
-            assistance_paid=person[:, 6],
-            charity_paid=person[:, PERSON_COLUMNS:],
-            pool_used=pool_used,
-            person=person,
-        )
+        views = {name: person[:, place] for name, place in LAYOUT.items()}
+        return cls(**views, charity_paid=person[:, PERSON_COLUMNS:], pool_used=pool_used, person=person)
 
     @classmethod
     def zeros(cls, person_years: int, years: int, funds: int) -> Accumulators:
@@ -131,13 +125,12 @@ class Accumulators:
 
     def grow(self, person_years: int, years: int) -> Accumulators:
         """The same totals with room for more rows (new rows start at zero), interleaved."""
-        rows = max(person_years, self.critical_base.shape[0])
+        rows = max(person_years, self.charity_paid.shape[0])
         year_rows = max(years, self.pool_used.shape[0])
         if self.person is not None and (rows, year_rows) == (self.person.shape[0], self.pool_used.shape[0]):
             return self
         grown = Accumulators.zeros(rows, year_rows, self.charity_paid.shape[1])
-        for name in ("basic_paid", "critical_base", "critical_paid", "assistance_base", "assistance_paid",
-                     "charity_paid", "pool_used"):
+        for name in _ARRAYS:
             old = getattr(self, name)
             getattr(grown, name)[: old.shape[0]] = old
         return grown
@@ -145,20 +138,28 @@ class Accumulators:
     def copy(self) -> Accumulators:
         if self.person is not None:
             return Accumulators.interleaved(self.person.copy(), self.pool_used.copy())
-        return Accumulators(
-            self.basic_paid.copy(),
-            self.critical_base.copy(),
-            self.critical_paid.copy(),
-            self.assistance_base.copy(),
-            self.assistance_paid.copy(),
-            self.charity_paid.copy(),
-            self.pool_used.copy(),
-        )
+        return Accumulators(**{name: getattr(self, name).copy() for name in _ARRAYS})
+
+    def person_values(self, row: int) -> list[int]:
+        """One person-year's totals in the order of engine.totals.TOTALS (charity apart); interleaved only."""
+        return self._person()[row, :PERSON_COLUMNS].tolist()  # type: ignore[no-any-return]
+
+    def set_person_values(self, row: int, values: list[int]) -> None:
+        """Sets one person-year's totals, given in the order of engine.totals.TOTALS; interleaved only."""
+        if len(values) != PERSON_COLUMNS:
+            raise ValueError(f"{len(values)} values for the {PERSON_COLUMNS} totals of engine.totals.TOTALS")
+        self._person()[row, :PERSON_COLUMNS] = values
+
+    def _person(self) -> I64:
+        if self.person is None:
+            raise ValueError("these accumulators are separate arrays, not interleaved rows (Accumulators.interleaved)")
+        return self.person
 
 
-PERSON_COLUMNS = 7
-"""Columns of an interleaved person-year row before the funds: basic paid (3 visit types),
-critical base, critical paid, assistance base, assistance paid."""
+_ARRAYS = (*FIELDS, "charity_paid", "pool_used")
+"""Accumulators' arrays, in its fields' order."""
+if tuple(f.name for f in fields(Accumulators))[: len(_ARRAYS)] != _ARRAYS:
+    raise RuntimeError("engine.batch.Accumulators' person-year fields are not engine.totals.FIELDS, in order")
 
 
 @dataclass

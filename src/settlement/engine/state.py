@@ -7,11 +7,14 @@ so that the database never needs to know the engine's array layout.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from settlement.schedules.types import VISIT_TYPES
 
 from .batch import Accumulators
+from .totals import FIELDS, KEYS, LAYOUT, TOTALS
 
 EMERGENCY_RELIEF = "emergency_relief"
 """The emergency relief fund's pool, named like a charity fund's in the named pools below."""
@@ -19,7 +22,7 @@ EMERGENCY_RELIEF = "emergency_relief"
 
 @dataclass
 class PersonYearTotals:
-    """Running totals of one person in one policy year, in fen."""
+    """Running totals of one person in one policy year, in fen (the fields of engine.totals)."""
 
     basic_paid: dict[str, int] = field(default_factory=lambda: dict.fromkeys(VISIT_TYPES, 0))
     critical_base: int = 0
@@ -29,16 +32,58 @@ class PersonYearTotals:
     charity_paid: dict[str, int] = field(default_factory=dict)
 
     def minus(self, other: PersonYearTotals) -> PersonYearTotals:
-        """Field-by-field difference: what one settlement added (its contribution)."""
+        """Total-by-total difference: what one settlement added (its contribution)."""
+        named: dict[str, Any] = {}
+        for name, keys in _SHAPE:
+            a, b = getattr(self, name), getattr(other, name)
+            named[name] = a - b if keys is None else {k: a.get(k, 0) - b.get(k, 0) for k in keys}
         funds = set(self.charity_paid) | set(other.charity_paid)
-        return PersonYearTotals(
-            basic_paid={k: self.basic_paid.get(k, 0) - other.basic_paid.get(k, 0) for k in VISIT_TYPES},
-            critical_base=self.critical_base - other.critical_base,
-            critical_paid=self.critical_paid - other.critical_paid,
-            assistance_base=self.assistance_base - other.assistance_base,
-            assistance_paid=self.assistance_paid - other.assistance_paid,
-            charity_paid={f: self.charity_paid.get(f, 0) - other.charity_paid.get(f, 0) for f in sorted(funds)},
-        )
+        charity = {f: self.charity_paid.get(f, 0) - other.charity_paid.get(f, 0) for f in sorted(funds)}
+        return PersonYearTotals(**named, charity_paid=charity)
+
+
+if tuple(f.name for f in fields(PersonYearTotals)) != (*FIELDS, "charity_paid"):
+    raise RuntimeError("engine.state.PersonYearTotals' fields are not engine.totals.FIELDS, in order")
+
+
+def totals_values(t: PersonYearTotals) -> list[int]:
+    """The totals in the order of engine.totals.TOTALS (charity apart); a missing key is 0."""
+    out: list[int] = []
+    for name, keys in _SHAPE:
+        value = getattr(t, name)
+        if keys is None:
+            out.append(value)
+        else:
+            out.extend([value.get(k, 0) for k in keys])
+    return out
+
+
+def totals_from_values(values: Sequence[int], charity: dict[str, int]) -> PersonYearTotals:
+    """The totals given in the order of engine.totals.TOTALS, and the charity paid per fund."""
+    if len(values) != len(TOTALS):
+        raise ValueError(f"{len(values)} values for the {len(TOTALS)} totals of engine.totals.TOTALS")
+    named: dict[str, Any] = {
+        name: values[place] if isinstance(place, int) else dict(zip(KEYS[name], values[place], strict=True))
+        for name, place in LAYOUT.items()
+    }
+    return PersonYearTotals(**named, charity_paid=charity)
+
+
+_SHAPE = tuple((name, KEYS.get(name)) for name in FIELDS)
+"""Each field and its keys (None: one total), in row order."""
+
+
+def totals_json(t: PersonYearTotals, convert: Callable[[int], Any] | None = None) -> dict[str, Any]:
+    """The totals as JSON members, field -> value or -> {key: value} (engine.totals order, charity apart),
+    each value convert(value) if given: the settlement's contribution and accumulators_after."""
+    out: dict[str, Any] = {}
+    for name, keys in _SHAPE:
+        value = getattr(t, name)
+        if convert is None:
+            out[name] = value if keys is None else {k: value.get(k, 0) for k in keys}
+        else:
+            out[name] = convert(value) if keys is None else {k: convert(value.get(k, 0)) for k in keys}
+    return out
 
 
 def one_row(person: PersonYearTotals, pool_used: dict[str, int], fund_ids: tuple[str, ...]) -> Accumulators:
@@ -46,12 +91,7 @@ def one_row(person: PersonYearTotals, pool_used: dict[str, int], fund_ids: tuple
 
     pool_used names the charity funds' pools and EMERGENCY_RELIEF's."""
     acc = Accumulators.zeros(1, 1, len(fund_ids))
-    for k, vt in enumerate(VISIT_TYPES):
-        acc.basic_paid[0, k] = person.basic_paid.get(vt, 0)
-    acc.critical_base[0] = person.critical_base
-    acc.critical_paid[0] = person.critical_paid
-    acc.assistance_base[0] = person.assistance_base
-    acc.assistance_paid[0] = person.assistance_paid
+    acc.set_person_values(0, totals_values(person))
     for col, fund_id in enumerate(fund_ids):
         acc.charity_paid[0, col] = person.charity_paid.get(fund_id, 0)
         acc.pool_used[0, col] = pool_used.get(fund_id, 0)
@@ -63,17 +103,21 @@ def read_row(
     acc: Accumulators, fund_ids: tuple[str, ...], person_row: int = 0, year_row: int = 0
 ) -> tuple[PersonYearTotals, dict[str, int]]:
     """The named totals of one person-year row and the pools of one year row."""
-    person = PersonYearTotals(
-        basic_paid={vt: int(acc.basic_paid[person_row, k]) for k, vt in enumerate(VISIT_TYPES)},
-        critical_base=int(acc.critical_base[person_row]),
-        critical_paid=int(acc.critical_paid[person_row]),
-        assistance_base=int(acc.assistance_base[person_row]),
-        assistance_paid=int(acc.assistance_paid[person_row]),
-        charity_paid={f: int(acc.charity_paid[person_row, col]) for col, f in enumerate(fund_ids)},
+    person = totals_from_values(
+        acc.person_values(person_row),
+        {f: int(acc.charity_paid[person_row, col]) for col, f in enumerate(fund_ids)},
     )
     pools = {f: int(acc.pool_used[year_row, col]) for col, f in enumerate(fund_ids)}
     pools[EMERGENCY_RELIEF] = int(acc.pool_used[year_row, -1])
     return person, pools
 
 
-__all__ = ["EMERGENCY_RELIEF", "PersonYearTotals", "one_row", "read_row"]
+__all__ = [
+    "EMERGENCY_RELIEF",
+    "PersonYearTotals",
+    "one_row",
+    "read_row",
+    "totals_from_values",
+    "totals_json",
+    "totals_values",
+]

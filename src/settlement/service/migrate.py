@@ -6,10 +6,11 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from .config import Settings
 from .db import make_engine
+from .settlements import pgfunctions
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 ADVISORY_LOCK = 7_720_180_101  # serializes concurrent `settlement serve` starts on PostgreSQL
@@ -23,7 +24,11 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(settings: Settings, revision: str = "head") -> None:
-    """Brings the database of these settings to ``revision``, in one transaction."""
+    """Brings the database of these settings to ``revision``, in one transaction.
+
+    At head on PostgreSQL it then re-creates the counter's functions whose text is not the one
+    generated from the current declaration of the totals (settlements.pgfunctions): they are
+    repeatable, so a new total needs no migration of its own for them."""
     engine = make_engine(settings, pooled=False)
     try:
         with engine.begin() as conn:
@@ -32,8 +37,18 @@ def upgrade(settings: Settings, revision: str = "head") -> None:
             config = alembic_config(settings.sqlalchemy_url)
             config.attributes["connection"] = conn
             command.upgrade(config, revision)
+            if conn.dialect.name == "postgresql" and _at_head(config, conn):
+                pgfunctions.refresh(conn)  # the counter's functions, from the totals declared now
     finally:
         engine.dispose()
+
+
+def _at_head(config: Config, conn: Connection) -> bool:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(config).get_current_head()
+    return MigrationContext.configure(conn).get_current_revision() == head
 
 
 def current(settings: Settings) -> str | None:

@@ -4,7 +4,7 @@ and the sum of every amount per block of 1,024 settlement seqs, kept by the refr
 (docs/PERFORMANCE.md §9.1c). Empty here; the service's refresher fills it from block 0.
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-11-30 02:30:00
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0013"
-down_revision: str | None = "0011"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -14,37 +14,38 @@ import datetime as dt
 
 from sqlalchemy import (
     CheckConstraint,
+    Column,
     ForeignKey,
     ForeignKeyConstraint,
     Integer,
     String,
+    Table,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from settlement.engine.totals import COLUMNS
 from settlement.service.db import Base, Fen, UtcDateTime
+
+PERSON_YEAR = Table(
+    "person_year_accumulators",
+    Base.metadata,
+    Column("person_id", String(18), ForeignKey("persons.person_id"), primary_key=True),
+    Column("policy_year", Integer, primary_key=True),
+    *(Column(name, Fen, nullable=False, default=0) for name in COLUMNS),
+    Column("updated_at", UtcDateTime, nullable=True),
+    CheckConstraint(" AND ".join(f"{name} >= 0" for name in COLUMNS), name="non_negative"),
+)
+"""One row per (person, policy year): a column per total of engine.totals.TOTALS."""
 
 
 class PersonYear(Base):
-    __tablename__ = "person_year_accumulators"
-    __table_args__ = (
-        CheckConstraint(
-            "basic_paid_inpatient >= 0 AND basic_paid_outpatient >= 0"
-            " AND basic_paid_chronic_outpatient >= 0 AND critical_base >= 0 AND critical_paid >= 0"
-            " AND assistance_base >= 0 AND assistance_paid >= 0",
-            name="non_negative",
-        ),
-    )
+    """The ORM class of PERSON_YEAR; its totals are attributes named by engine.totals.COLUMNS."""
 
-    person_id: Mapped[str] = mapped_column(ForeignKey("persons.person_id"), primary_key=True)
-    policy_year: Mapped[int] = mapped_column(Integer, primary_key=True)
-    basic_paid_inpatient: Mapped[int] = mapped_column(Fen, default=0)
-    basic_paid_outpatient: Mapped[int] = mapped_column(Fen, default=0)
-    basic_paid_chronic_outpatient: Mapped[int] = mapped_column(Fen, default=0)
-    critical_base: Mapped[int] = mapped_column(Fen, default=0)
-    critical_paid: Mapped[int] = mapped_column(Fen, default=0)
-    assistance_base: Mapped[int] = mapped_column(Fen, default=0)
-    assistance_paid: Mapped[int] = mapped_column(Fen, default=0)
-    updated_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    __table__ = PERSON_YEAR
+
+    person_id: Mapped[str]
+    policy_year: Mapped[int]
+    updated_at: Mapped[dt.datetime | None]
 
 
 class PersonCharity(Base):

@@ -1,26 +1,21 @@
-"""Reading, locking and moving a person-year's totals."""
+"""Reading, locking and moving a person-year's totals (their columns: engine.totals)."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from settlement.engine.state import PersonYearTotals
-from settlement.schedules.types import VISIT_TYPES
+from settlement.engine.state import PersonYearTotals, totals_from_values, totals_values
+from settlement.engine.totals import COLUMNS
 from settlement.service.db import insert_ignore, pg_connection, pg_execute, pg_executemany
 
-from .models import PersonCharity, PersonYear
+from .models import PERSON_YEAR, PersonCharity, PersonYear
 
-BASIC_COLUMNS = {vt: f"basic_paid_{vt}" for vt in VISIT_TYPES}
-TOTAL_COLUMNS = (
-    *BASIC_COLUMNS.values(),
-    "critical_base",
-    "critical_paid",
-    "assistance_base",
-    "assistance_paid",
-)
+TOTAL_COLUMNS = COLUMNS
+"""The totals' columns of person_year_accumulators (engine.totals), the order of totals_values."""
 
 # PostgreSQL: the same reads and writes as plain statements (see db.pg_connection)
 _COLS = ", ".join(TOTAL_COLUMNS)
@@ -44,26 +39,11 @@ PG_ADD_CHARITY = (
 )
 
 
-def totals_values(t: PersonYearTotals) -> list[int]:
-    """The totals in the order of TOTAL_COLUMNS (charity apart)."""
-    return [*(t.basic_paid.get(vt, 0) for vt in VISIT_TYPES), t.critical_base, t.critical_paid,
-            t.assistance_base, t.assistance_paid]
-
-
-def totals_from_row(values: tuple[int, ...] | None, charity: dict[str, int]) -> PersonYearTotals:
+def totals_from_row(values: Sequence[int] | None, charity: dict[str, int]) -> PersonYearTotals:
     """A row's TOTAL_COLUMNS (None: no row yet, zeros) and the person's charity rows as totals."""
     if values is None or values[0] is None:
         return PersonYearTotals(charity_paid=charity)
-    basic = dict(zip(BASIC_COLUMNS, values[: len(BASIC_COLUMNS)], strict=True))
-    critical_base, critical_paid, assistance_base, assistance_paid = values[len(BASIC_COLUMNS) :]
-    return PersonYearTotals(
-        basic_paid=basic,
-        critical_base=critical_base,
-        critical_paid=critical_paid,
-        assistance_base=assistance_base,
-        assistance_paid=assistance_paid,
-        charity_paid=charity,
-    )
+    return totals_from_values(values, charity)
 
 
 def _pg_charity(pg: object, person_id: str, year: int) -> dict[str, int]:
@@ -73,14 +53,7 @@ def _pg_charity(pg: object, person_id: str, year: int) -> dict[str, int]:
 def _totals(row: PersonYear | None, charity: dict[str, int]) -> PersonYearTotals:
     if row is None:
         return PersonYearTotals(charity_paid=charity)
-    return PersonYearTotals(
-        basic_paid={vt: int(getattr(row, col)) for vt, col in BASIC_COLUMNS.items()},
-        critical_base=row.critical_base,
-        critical_paid=row.critical_paid,
-        assistance_base=row.assistance_base,
-        assistance_paid=row.assistance_paid,
-        charity_paid=charity,
-    )
+    return totals_from_values([getattr(row, c) for c in TOTAL_COLUMNS], charity)
 
 
 def _charity(session: Session, person_id: str, year: int) -> dict[str, int]:
@@ -122,21 +95,12 @@ def lock_person_year(session: Session, person_id: str, year: int) -> PersonYearT
     if exists is None:
         insert_ignore(
             session,
-            PersonYear.__table__,  # type: ignore[arg-type]
+            PERSON_YEAR,
             [
                 {
                     "person_id": person_id,
                     "policy_year": year,
-                    **dict.fromkeys(
-                        [
-                            *BASIC_COLUMNS.values(),
-                            "critical_base",
-                            "critical_paid",
-                            "assistance_base",
-                            "assistance_paid",
-                        ],
-                        0,
-                    ),
+                    **dict.fromkeys(TOTAL_COLUMNS, 0),
                 }
             ],
             ["person_id", "policy_year"],
@@ -172,14 +136,10 @@ def add_to_person_year(
             pg_executemany(pg, PG_ADD_CHARITY, rows)
         return
     values = {
-        BASIC_COLUMNS[vt]: getattr(PersonYear, BASIC_COLUMNS[vt]) + sign * delta.basic_paid.get(vt, 0)
-        for vt in VISIT_TYPES
-        if delta.basic_paid.get(vt, 0)
+        column: PERSON_YEAR.c[column] + sign * amount
+        for column, amount in zip(TOTAL_COLUMNS, totals_values(delta), strict=True)
+        if amount
     }
-    for name in ("critical_base", "critical_paid", "assistance_base", "assistance_paid"):
-        amount = getattr(delta, name)
-        if amount:
-            values[name] = getattr(PersonYear, name) + sign * amount
     session.execute(
         update(PersonYear)
         .where(PersonYear.person_id == person_id, PersonYear.policy_year == year)
@@ -206,3 +166,18 @@ def add_to_person_year(
             .values(paid=PersonCharity.paid + sign * amount)
             .execution_options(synchronize_session=False)
         )
+
+
+__all__ = [
+    "PG_ADD",
+    "PG_ADD_CHARITY",
+    "PG_CHARITY",
+    "PG_LOCK",
+    "PG_READ",
+    "TOTAL_COLUMNS",
+    "add_to_person_year",
+    "lock_person_year",
+    "read_person_year",
+    "totals_from_row",
+    "totals_values",
+]

@@ -14,7 +14,7 @@ from typing import Any
 from settlement.claims import BatchBuilder, Claim, ClaimError, PreparedClaim, prepare_claim
 from settlement.engine import ClaimBatch, Tables, settle
 from settlement.engine.pipeline import emergency_eligible
-from settlement.engine.state import EMERGENCY_RELIEF, PersonYearTotals, one_row, read_row
+from settlement.engine.state import EMERGENCY_RELIEF, PersonYearTotals, one_row, read_row, totals_json
 from settlement.engine.trace import render_trace
 from settlement.money import format_fen
 from settlement.results import claim_result, engine_error
@@ -99,15 +99,8 @@ class Computation:
         return {f: self.pools_after[f] - self.pools_before.get(f, 0) for f in self.pools_after}
 
     def contribution_json(self) -> dict[str, Any]:
-        c = self.contribution  # by hand: dataclasses.asdict deep-copies, ~50 µs a settle
-        person_year = {
-            "basic_paid": dict(c.basic_paid),
-            "critical_base": c.critical_base,
-            "critical_paid": c.critical_paid,
-            "assistance_base": c.assistance_base,
-            "assistance_paid": c.assistance_paid,
-            "charity_paid": dict(c.charity_paid),
-        }
+        c = self.contribution  # not dataclasses.asdict: it deep-copies
+        person_year = {**totals_json(c), "charity_paid": dict(c.charity_paid)}
         return {"person_year": person_year, "pool_used": self.pool_delta}
 
     def accumulators_json(self, person_id: str, year: int) -> dict[str, Any]:
@@ -115,11 +108,7 @@ class Computation:
         return {
             "person_id": person_id or None,  # an unidentified patient has none, nor totals of his own
             "policy_year": year,
-            "basic_paid": {vt: format_fen(v) for vt, v in after.basic_paid.items()},
-            "critical_base": format_fen(after.critical_base),
-            "critical_paid": format_fen(after.critical_paid),
-            "assistance_base": format_fen(after.assistance_base),
-            "assistance_paid": format_fen(after.assistance_paid),
+            **totals_json(after, format_fen),
             "charity_paid": {f: format_fen(v) for f, v in after.charity_paid.items()},
             "pool_used": {f: format_fen(v) for f, v in self.pools_after.items()},
         }

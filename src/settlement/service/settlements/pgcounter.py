@@ -10,7 +10,7 @@ hot routes take a plain psycopg connection in autocommit mode
    date, the person-year totals and charity rows, and the year's pools — one
    snapshot, no lock;
 2. the engine runs on that snapshot (same ``compute`` as every other path);
-3. **one write**: ``counter_settle(...)`` (migration 0002), a single statement
+3. **one write**: ``counter_settle(...)`` (:mod:`.pgfunctions`), a single statement
    that is its own transaction. It locks the person-year row and checks the
    totals are still the snapshot's, holds spent pools FOR SHARE and checks
    them, draws on the others with ``used + d <= pool``, writes the settlement,
@@ -86,9 +86,8 @@ MOVED = "SE409"  # the SQLSTATE counter_settle raises when the snapshot no longe
 NEEDS_LOCK = "SE410"  # ... and when no shard of a pool has room for a draw the pool as a whole may have
 
 TOTALS = TOTAL_COLUMNS
-if TOTALS != ("basic_paid_inpatient", "basic_paid_outpatient", "basic_paid_chronic_outpatient",
-              "critical_base", "critical_paid", "assistance_base", "assistance_paid"):
-    raise RuntimeError("counter_settle (migration 0002) reads and adds the totals in another order")
+"""The person-year totals' columns, in the order counter_settle (service.settlements.pgfunctions, generated
+from the same declaration, engine.totals) reads and adds them."""
 
 
 def _read_statement(settling: bool) -> tuple[str, tuple[str, ...]]:
@@ -144,7 +143,7 @@ WRITE_ARGS: tuple[tuple[str, str], ...] = (
     ("pool_limits", "bigint[]"), ("pool_expect", "bigint[]"), ("day", "date"), ("ledger_layers", "text[]"),
     ("ledger_funds", "text[]"), ("ledger_amounts", "bigint[]"), ("shards", "integer"),
 )
-"""counter_settle's arguments (migration 0002, ``p_`` + name) and their types: the call names each
+"""counter_settle's arguments (:mod:`.pgfunctions`, ``p_`` + name) and their types: the call names each
 one, so the order here is only the order of :func:`write`'s values, and each is sent as text (pgdirect)
 cast to its type (arrays as literals: _bigints, pgdirect.text_array)."""
 WRITE = (

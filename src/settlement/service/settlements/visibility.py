@@ -17,16 +17,13 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.sql.elements import ColumnElement
 
+from settlement.engine.totals import FIELD_LAYERS
+
 from .models import LedgerEntry, Settlement
 
 LAYERS = ("basic", "critical_illness", "medical_assistance", "emergency_relief", "backstop")
-ACCUMULATOR_FUND = {
-    "basic_paid": "basic",
-    "critical_base": "critical_illness",
-    "critical_paid": "critical_illness",
-    "assistance_base": "medical_assistance",
-    "assistance_paid": "medical_assistance",
-}
+ACCUMULATOR_FUND = FIELD_LAYERS
+"""A person-year total of accumulators_after -> the layer a fund-limited key must hold to see it."""
 
 
 def paid_by(funds: frozenset[str]) -> ColumnElement[bool]:

@@ -185,7 +185,11 @@ class BatchResult:
     charity: I64
     charity_by_fund: I64  # [claim, fund]
     charity_eligible: B8  # [claim, fund]
+    charity_pool_bound: B8  # [claim, fund]
+    """Where the fund's pool room decided the claim's charity (the kernel's clamp; a tie included)."""
     emergency_relief: I64
+    emergency_relief_pool_bound: B8
+    """Where the emergency relief pool's room decided the claim's amount."""
     backstop: I64
     patient_pays: I64
     hospital_bears: I64

@@ -147,6 +147,9 @@ class Payments(NamedTuple):
     backstop: Any
     patient_pays: Any
     hospital_bears: Any
+    pool_bound: Any
+    """[claim, pool column] (the layout of Totals.pool_used): True where the pool's remaining room
+    decided the amount drawn (amount = room; a tie with the rate or the person's cap included)."""
 
 
 class ClassifyClaims(NamedTuple):
@@ -320,7 +323,7 @@ def _settle_kernel(
     (acc_basic_paid, acc_crit_base, acc_crit_paid, acc_assist_base, acc_assist_paid, acc_charity_paid,
      acc_pool_used) = totals
     (out_base, out_deductible, out_basic, out_crit, out_assist, out_fund, out_eligible, out_er, out_backstop,
-     out_patient, out_hospital) = out
+     out_patient, out_hospital, out_pool_bound) = out
     n = ok.shape[0]
     er_col = acc_pool_used.shape[1] - 1  # the emergency relief pool: the column after the charity funds'
     for i in range(n):
@@ -422,6 +425,8 @@ def _settle_kernel(
             person_rem = max(0, fund_cap[v, f] - acc_charity_paid[py, col])
             pool_rem = max(0, fund_pool[v, f] - acc_pool_used[yi, col])
             amount = min(pay, person_rem, pool_rem)
+            if amount >= pool_rem:  # the pool's room decided it (never for an unlimited pool)
+                out_pool_bound[i, col] = True
             acc_charity_paid[py, col] += amount
             acc_pool_used[yi, col] += amount
             out_fund[i, col] = amount
@@ -442,6 +447,8 @@ def _settle_kernel(
             pay = _mul_rate(max(0, e), er_rate[v])
             pool_rem = max(0, er_pool[v] - acc_pool_used[yi, er_col])
             er = min(pay, er_cap[v], pool_rem)
+            if er >= pool_rem:
+                out_pool_bound[i, er_col] = True
             acc_pool_used[yi, er_col] += er
             paid += er
             if want_trace:

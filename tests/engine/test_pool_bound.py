@@ -27,7 +27,12 @@ def _claim(examples_dir: Path, claim_id: str) -> dict[str, Any]:
 def _settle(tables: Tables, claim: dict[str, Any], pool: str, used: int) -> BatchResult:
     prepared = prepare_claim(validate_claim(claim), tables)
     batch = BatchBuilder().build([prepared])
-    return settle(batch, tables, one_row(PersonYearTotals(), {pool: used}, tables.schedules.fund_ids))
+    acc = one_row(PersonYearTotals(), {pool: used}, tables.schedules.fund_ids)
+    untraced = settle(batch, tables, acc)
+    assert untraced.charity_pool_bound is None and untraced.emergency_relief_pool_bound is None
+    result = settle(batch, tables, acc, trace=True)  # the flags are written with the trace (the counter's)
+    assert result.charity_pool_bound is not None and result.emergency_relief_pool_bound is not None
+    return result
 
 
 WANTS = {"EX-01": 53_745, "EX-15": 701_964}
@@ -48,9 +53,11 @@ def test_the_flag_is_set_where_the_charity_pools_room_decided(
     room = size if room_minus_want is None else want + room_minus_want
     result = _settle(tables, claim, "poverty_relief", size - room)
     assert int(result.charity_by_fund[0, col]) == min(want, room)
-    assert bool(result.charity_pool_bound[0, col]) == (room <= want)  # a tie: the pool could have decided
-    assert not result.charity_pool_bound[0, [c for c in range(len(fund_ids)) if c != col]].any()
-    assert not result.emergency_relief_pool_bound[0]
+    charity, relief = result.charity_pool_bound, result.emergency_relief_pool_bound
+    assert charity is not None and relief is not None
+    assert bool(charity[0, col]) == (room <= want)  # a tie: the pool could have decided
+    assert not charity[0, [c for c in range(len(fund_ids)) if c != col]].any()
+    assert not relief[0]
 
 
 @pytest.mark.parametrize("room_minus_want", [None, -1, 0, 1])
@@ -66,5 +73,7 @@ def test_the_flag_is_set_where_the_emergency_relief_pools_room_decided(
     room = size if room_minus_want is None else want + room_minus_want
     result = _settle(tables, claim, EMERGENCY_RELIEF, size - room)
     assert int(result.emergency_relief[0]) == min(want, room)
-    assert bool(result.emergency_relief_pool_bound[0]) == (room <= want)
-    assert not result.charity_pool_bound.any()  # an unidentified patient draws on no charity fund
+    charity, relief = result.charity_pool_bound, result.emergency_relief_pool_bound
+    assert charity is not None and relief is not None
+    assert bool(relief[0]) == (room <= want)
+    assert not charity.any()  # an unidentified patient draws on no charity fund

@@ -148,8 +148,9 @@ class Payments(NamedTuple):
     patient_pays: Any
     hospital_bears: Any
     pool_bound: Any
-    """[claim, pool column] (the layout of Totals.pool_used): True where the pool's remaining room
-    decided the amount drawn (amount = room; a tie with the rate or the person's cap included)."""
+    """[claim, pool column] (the layout of Totals.pool_used), written with the trace only: True where
+    the pool's remaining room decided the amount drawn (amount = room; a tie with the rate or the
+    person's cap included)."""
 
 
 class ClassifyClaims(NamedTuple):
@@ -425,8 +426,6 @@ def _settle_kernel(
             person_rem = max(0, fund_cap[v, f] - acc_charity_paid[py, col])
             pool_rem = max(0, fund_pool[v, f] - acc_pool_used[yi, col])
             amount = min(pay, person_rem, pool_rem)
-            if amount >= pool_rem:  # the pool's room decided it (never for an unlimited pool)
-                out_pool_bound[i, col] = True
             acc_charity_paid[py, col] += amount
             acc_pool_used[yi, col] += amount
             out_fund[i, col] = amount
@@ -437,6 +436,7 @@ def _settle_kernel(
                 trace[i, t0 + 1] = pay
                 trace[i, t0 + 2] = person_rem
                 trace[i, t0 + 3] = pool_rem
+                out_pool_bound[i, col] = amount >= pool_rem  # the room decided it (never an unlimited pool's)
         # §5.5 emergency relief: emergency care of a patient unidentified or unable to pay; one pool a year
         er = 0
         declared = (fl & _EMERGENCY) != 0 and (fl & (_UNABLE_TO_PAY | _UNIDENTIFIED)) != 0
@@ -447,8 +447,6 @@ def _settle_kernel(
             pay = _mul_rate(max(0, e), er_rate[v])
             pool_rem = max(0, er_pool[v] - acc_pool_used[yi, er_col])
             er = min(pay, er_cap[v], pool_rem)
-            if er >= pool_rem:
-                out_pool_bound[i, er_col] = True
             acc_pool_used[yi, er_col] += er
             paid += er
             if want_trace:
@@ -456,6 +454,7 @@ def _settle_kernel(
                 trace[i, T_ER_E] = e
                 trace[i, T_ER_PAY] = pay
                 trace[i, T_ER_POOL_REM] = pool_rem
+                out_pool_bound[i, er_col] = er >= pool_rem
         # §5.5 backstop
         backstop = 0
         if not unidentified and back_present[v] and back_cat[v, c] and back_vt[v, k] and back_level[v, lv]:

@@ -143,10 +143,12 @@ def compute(cc: CounterClaim, before: PersonYearTotals, pools: dict[str, int]) -
     eligible = [
         f for f in cc.fund_ids if f == EMERGENCY_RELIEF or bool(result.charity_eligible[0, fund_ids.index(f)])
     ]
+    charity_bound, relief_bound = result.charity_pool_bound, result.emergency_relief_pool_bound
+    if charity_bound is None or relief_bound is None:  # pragma: no cover - settled with the trace above
+        raise RuntimeError("the engine wrote no pool flags without the trace")
     bound = tuple(
         f for f in eligible
-        if (result.emergency_relief_pool_bound[0] if f == EMERGENCY_RELIEF
-            else result.charity_pool_bound[0, fund_ids.index(f)])
+        if (relief_bound[0] if f == EMERGENCY_RELIEF else charity_bound[0, fund_ids.index(f)])
     )
     return Computation(
         result=body,

@@ -166,8 +166,8 @@ def _sums(app: Any) -> tuple[Any, ...]:
     ("portable", "postgres"),
     [
         (
-            "settlement.service.settlements.service._write_ledger",
-            "settlement.service.settlements.service._write_ledger",
+            "settlement.service.settlements.repository.insert_ledger",
+            "settlement.service.settlements.repository.insert_ledger",
         ),
         (
             "settlement.service.settlements.service.add_to_person_year",

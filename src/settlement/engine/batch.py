@@ -186,7 +186,12 @@ class BatchResult:
     charity: I64
     charity_by_fund: I64  # [claim, fund]
     charity_eligible: B8  # [claim, fund]
+    charity_pool_bound: B8 | None  # [claim, fund]
+    """Where the fund's pool room decided the claim's charity (the kernel's clamp; a tie included).
+    With the trace only (None without): the counter's batch of one asks for both."""
     emergency_relief: I64
+    emergency_relief_pool_bound: B8 | None
+    """Where the emergency relief pool's room decided the claim's amount; with the trace only."""
     backstop: I64
     patient_pays: I64
     hospital_bears: I64

@@ -147,6 +147,10 @@ class Payments(NamedTuple):
     backstop: Any
     patient_pays: Any
     hospital_bears: Any
+    pool_bound: Any
+    """[claim, pool column] (the layout of Totals.pool_used), written with the trace only: True where
+    the pool's remaining room decided the amount drawn (amount = room; a tie with the rate or the
+    person's cap included)."""
 
 
 class ClassifyClaims(NamedTuple):
@@ -320,7 +324,7 @@ def _settle_kernel(
     (acc_basic_paid, acc_crit_base, acc_crit_paid, acc_assist_base, acc_assist_paid, acc_charity_paid,
      acc_pool_used) = totals
     (out_base, out_deductible, out_basic, out_crit, out_assist, out_fund, out_eligible, out_er, out_backstop,
-     out_patient, out_hospital) = out
+     out_patient, out_hospital, out_pool_bound) = out
     n = ok.shape[0]
     er_col = acc_pool_used.shape[1] - 1  # the emergency relief pool: the column after the charity funds'
     for i in range(n):
@@ -432,6 +436,7 @@ def _settle_kernel(
                 trace[i, t0 + 1] = pay
                 trace[i, t0 + 2] = person_rem
                 trace[i, t0 + 3] = pool_rem
+                out_pool_bound[i, col] = amount >= pool_rem  # the room decided it (never an unlimited pool's)
         # §5.5 emergency relief: emergency care of a patient unidentified or unable to pay; one pool a year
         er = 0
         declared = (fl & _EMERGENCY) != 0 and (fl & (_UNABLE_TO_PAY | _UNIDENTIFIED)) != 0
@@ -449,6 +454,7 @@ def _settle_kernel(
                 trace[i, T_ER_E] = e
                 trace[i, T_ER_PAY] = pay
                 trace[i, T_ER_POOL_REM] = pool_rem
+                out_pool_bound[i, er_col] = er >= pool_rem
         # §5.5 backstop
         backstop = 0
         if not unidentified and back_present[v] and back_cat[v, c] and back_vt[v, k] and back_level[v, lv]:

@@ -164,6 +164,7 @@ def settle(
     emergency, backstop, patient, hospital = out(), out(), out(), out()
     by_fund = np.zeros((n, n_funds), dtype=np.int64)
     eligible = np.zeros((n, n_funds), dtype=np.bool_)
+    pool_bound = np.zeros((n if trace else 0, n_funds + 1), dtype=np.bool_)  # acc.pool_used's columns
     width = kernel.T_FUNDS + kernel.T_PER_FUND * tables.fund_col.shape[1]
     trace_rows = np.zeros((n if trace else 0, width), dtype=np.int64)
     kernel.settle_kernel(
@@ -178,7 +179,8 @@ def settle(
             acc.assistance_paid, acc.charity_paid, acc.pool_used,
         ),
         kernel.Payments(
-            base, deductible, basic, crit, assist, by_fund, eligible, emergency, backstop, patient, hospital
+            base, deductible, basic, crit, assist, by_fund, eligible, emergency, backstop, patient, hospital,
+            pool_bound,
         ),
         trace,
         trace_rows,
@@ -205,7 +207,9 @@ def settle(
         charity=by_fund.sum(axis=1),
         charity_by_fund=by_fund,
         charity_eligible=eligible,
+        charity_pool_bound=pool_bound[:, :-1] if trace else None,
         emergency_relief=emergency,
+        emergency_relief_pool_bound=pool_bound[:, -1] if trace else None,
         backstop=backstop,
         patient_pays=patient,
         hospital_bears=hospital,

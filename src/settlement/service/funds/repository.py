@@ -1,4 +1,5 @@
-"""All access to pool rows goes through this module (and the counter's write functions of migration 0002).
+"""All access to pool rows goes through this module (and the counter's write functions of migration 0002):
+SQLAlchemy Core, the same statements on PostgreSQL and SQLite.
 
 The pool rows are the hottest rows of the service (every eligible claim of
 the year draws on them). A fund-year is POOL_SHARDS rows on PostgreSQL, each
@@ -16,7 +17,7 @@ from collections.abc import Iterable
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from settlement.service.db import insert_ignore, pg_connection, pg_execute
+from settlement.service.db import insert_ignore
 
 from .models import FundPool
 
@@ -25,31 +26,10 @@ POOL_SHARDS = 4
 so up to this many commit side by side instead of one per WAL flush. Every exact total (a spent
 pool, the last money, the locked way) locks all of them, so more is not free."""
 
-PG_READ = (
-    "SELECT fund_id, sum(used) FROM fund_pools WHERE policy_year = %s AND fund_id = ANY(%s) GROUP BY fund_id"
-)
-# every shard row of these fund-years, in lock order; the caller sums them
-PG_LOCK = (
-    "SELECT fund_id, used FROM fund_pools WHERE policy_year = %s AND fund_id = ANY(%s)"
-    " ORDER BY fund_id, shard FOR UPDATE"
-)
-PG_ENSURE = "SELECT pool_shards_ensure(%s, %s, %s, %s)"
-PG_REBALANCE = "SELECT pool_rebalance(%s, %s, %s)"
-# a draw of the locked way: shard 0 takes it (its allowance with it: pool_rebalance spreads them anew)
-PG_ADD = (
-    "UPDATE fund_pools SET used = used + %(amount)s, allowance = allowance + %(amount)s"
-    " WHERE fund_id = %(fund)s AND policy_year = %(year)s AND shard = 0"
-)
-
-
 def read_pools(session: Session, year: int, fund_ids: Iterable[str]) -> dict[str, int]:
     """Pool use as committed now, without locks (previews, reads); 0 for a fund not yet drawn on."""
     funds = sorted(set(fund_ids))
     used = dict.fromkeys(funds, 0)
-    pg = pg_connection(session) if funds else None
-    if pg is not None:
-        used.update({fund: int(value) for fund, value in pg_execute(pg, PG_READ, (year, funds))})
-        return used
     if funds:
         rows = session.execute(
             select(FundPool.fund_id, func.sum(FundPool.used))
@@ -67,33 +47,22 @@ def lock_pools(
 
     Returns their use. Held until commit: no other settlement can draw on
     these pools in between, so a pool is never overdrawn (SPEC §5.5).
-    ``limits`` (PostgreSQL): the pools' sizes, for the shards' allowances.
+    ``limits`` (PostgreSQL): the pools' sizes, for the shards' allowances
+    (``pool_shards_ensure``, migration 0002); SQLite keeps one row, shard 0.
     """
     funds = sorted(set(fund_ids))
     if not funds:
         return {}
-    pg = pg_connection(session)
-    if pg is not None:
+    if session.get_bind().dialect.name == "postgresql":
         for fund in funds:
-            pg_execute(pg, PG_ENSURE, (fund, year, (limits or {}).get(fund), POOL_SHARDS))
-        used = dict.fromkeys(funds, 0)
-        for fund, value in pg_execute(pg, PG_LOCK, (year, funds)):
-            used[fund] += int(value)
-        return used
-    present = set(
-        session.scalars(
-            select(FundPool.fund_id).where(
-                FundPool.policy_year == year, FundPool.fund_id.in_(funds)
-            )
+            session.execute(select(func.pool_shards_ensure(fund, year, (limits or {}).get(fund), POOL_SHARDS)))
+    else:
+        insert_ignore(
+            session,
+            FundPool.__table__,  # type: ignore[arg-type]
+            [{"fund_id": f, "policy_year": year, "shard": 0, "used": 0} for f in funds],
+            ["fund_id", "policy_year", "shard"],
         )
-    )
-    missing = [f for f in funds if f not in present]
-    insert_ignore(
-        session,
-        FundPool.__table__,  # type: ignore[arg-type]
-        [{"fund_id": f, "policy_year": year, "shard": 0, "used": 0} for f in missing],
-        ["fund_id", "policy_year", "shard"],
-    )
     rows = session.execute(
         select(FundPool.fund_id, FundPool.used)
         .where(FundPool.policy_year == year, FundPool.fund_id.in_(funds))
@@ -109,23 +78,23 @@ def lock_pools(
 def add_pool_used(
     session: Session, year: int, deltas: dict[str, int], limits: dict[str, int | None] | None = None
 ) -> None:
-    """Adds to the use of pools locked by lock_pools in this transaction (shard 0 takes it).
+    """Adds to the use of pools locked by lock_pools in this transaction: shard 0 takes it, its
+    allowance with it (NULL on SQLite stays NULL).
 
     PostgreSQL: then spreads the allowances anew over the fund's shards
-    (pool_rebalance), so that they add up to the pool again.
+    (``pool_rebalance``, migration 0002), so that they add up to the pool again.
     """
-    pg = pg_connection(session)
+    postgres = session.get_bind().dialect.name == "postgresql"
     for fund, amount in sorted(deltas.items()):
         if not amount:
             continue
-        if pg is not None:
-            if pg_execute(pg, PG_ADD, {"amount": amount, "fund": fund, "year": year}).rowcount != 1:
-                raise RuntimeError(f"pool {fund}/{year} has no shard 0 to add to")
-            pg_execute(pg, PG_REBALANCE, (fund, year, (limits or {}).get(fund)))
-            continue
-        session.execute(
+        done = session.execute(
             update(FundPool)
             .where(FundPool.fund_id == fund, FundPool.policy_year == year, FundPool.shard == 0)
-            .values(used=FundPool.used + amount)
+            .values(used=FundPool.used + amount, allowance=FundPool.allowance + amount)
             .execution_options(synchronize_session=False)
         )
+        if done.rowcount != 1:  # type: ignore[attr-defined]
+            raise RuntimeError(f"pool {fund}/{year} has no shard 0 to add to")
+        if postgres:
+            session.execute(select(func.pool_rebalance(fund, year, (limits or {}).get(fund))))

@@ -85,6 +85,10 @@ class Computation:
     """The amounts of AMOUNTS, in fen."""
     charity_fen: dict[str, int]
     """Charity paid per eligible fund, in fen."""
+    pools_bound: tuple[str, ...]
+    """The eligible funds whose pool's remaining room decided the amount (the engine's clamp,
+    BatchResult.charity_pool_bound / emergency_relief_pool_bound): their use must not move before
+    the write (pgcounter.write)."""
 
     @property
     def eligible_funds(self) -> tuple[str, ...]:
@@ -128,6 +132,13 @@ def compute(cc: CounterClaim, before: PersonYearTotals, pools: dict[str, int]) -
     eligible = [
         f for f in cc.fund_ids if f == EMERGENCY_RELIEF or bool(result.charity_eligible[0, fund_ids.index(f)])
     ]
+    charity_bound, relief_bound = result.charity_pool_bound, result.emergency_relief_pool_bound
+    if charity_bound is None or relief_bound is None:  # pragma: no cover - settled with the trace above
+        raise RuntimeError("the engine wrote no pool flags without the trace")
+    bound = tuple(
+        f for f in eligible
+        if (relief_bound[0] if f == EMERGENCY_RELIEF else charity_bound[0, fund_ids.index(f)])
+    )
     return Computation(
         result=body,
         trace=render_trace(result, cc.batch, 0, tables),
@@ -137,6 +148,7 @@ def compute(cc: CounterClaim, before: PersonYearTotals, pools: dict[str, int]) -
         pools_after={f: pools_after[f] for f in eligible},
         fen={name: int(getattr(result, name)[0]) for name in AMOUNTS},
         charity_fen={f: int(result.charity_by_fund[0, fund_ids.index(f)]) for f in eligible if f != EMERGENCY_RELIEF},
+        pools_bound=bound,
     )
 
 
@@ -194,12 +206,3 @@ def pool_limits(cc: CounterClaim) -> dict[str, int | None]:
         limits[EMERGENCY_RELIEF] = version.emergency_relief.annual_pool_fen
     return limits
 
-
-def binding(comp: Computation, used: dict[str, int], limits: dict[str, int | None]) -> list[str]:
-    """Eligible funds whose pool limited (or may have limited) this claim's charity."""
-    out = []
-    for fund, draw in comp.pool_delta.items():
-        limit = limits.get(fund)
-        if limit is not None and draw >= max(0, limit - used.get(fund, 0)):
-            out.append(fund)
-    return out

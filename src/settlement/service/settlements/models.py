@@ -18,7 +18,7 @@ Invariants and what protects them:
   (migration 0009);
 - its ledger entries sum to its total, and a reversal's to minus it: written
   together from the one engine result in the one transaction
-  (settlements.service._write_ledger);
+  (settlements.service.settle, or counter_settle);
 - reversed at most once: the settlement row's FOR UPDATE lock and the unique
   constraint on (settlement_seq, kind) of ``settlement_events``.
 """

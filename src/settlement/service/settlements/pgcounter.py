@@ -272,8 +272,7 @@ def write(conn: Any, ctx: ServiceContext, snap: Snapshot, comp: Computation, raw
     claim = cc.claim
     year = cc.policy_year
     limits = counter.pool_limits(cc)
-    # the pools whose room decided (or may have decided) the amount: their use must not move
-    spent = counter.binding(comp, snap.pools, limits)
+    spent = comp.pools_bound  # the pools whose room decided the amount (the engine's): their use must not move
     pool_funds: list[str] = []
     amounts: list[int | None] = []
     pool_limits: list[int | None] = []

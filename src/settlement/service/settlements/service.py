@@ -31,7 +31,7 @@ import base64
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -56,8 +56,10 @@ from settlement.service.persons.service import identity_for_claim
 from . import counter, repository
 from .counter import Computation, CounterClaim, compute, prepare
 from .hashing import claim_hash
-from .models import LedgerEntry, Settlement, SettlementEvent
+from .repository import StoredSettlement
 from .visibility import funds_view
+
+R = TypeVar("R", bound=StoredSettlement)
 
 
 @dataclass
@@ -186,7 +188,7 @@ def _summary(
     return body
 
 
-def summary_of(row: Settlement) -> dict[str, Any]:
+def summary_of(row: StoredSettlement) -> dict[str, Any]:
     return _summary(
         settlement_id=row.settlement_id,
         status=row.status,
@@ -203,7 +205,7 @@ def summary_of(row: Settlement) -> dict[str, Any]:
     )
 
 
-def body_of(row: Settlement) -> dict[str, Any]:
+def body_of(row: StoredSettlement) -> dict[str, Any]:
     """The stored settlement as the API returns it: first result, trace, totals after."""
     body = summary_of(row)
     body["trace"] = row.trace
@@ -269,7 +271,7 @@ def computed_body(
 # -- settle ----------------------------------------------------------------------
 
 
-def replay_or_conflict(row: Settlement, digest: str) -> Outcome:
+def replay_or_conflict(row: StoredSettlement, digest: str) -> Outcome:
     if row.claim_hash == digest:
         return Outcome(body_of(row), created=False)
     raise ServiceError(
@@ -326,73 +328,60 @@ def _settle_locked(
             comp = compute(cc, before, {**snapshot, **locked})
 
     now = ctx.now()
-    row = Settlement(
-        settlement_id=str(uuid.uuid4()),
-        hospital_id=hospital_id,
-        claim_id=claim.claim_id,
-        claim_hash=digest,
-        request_body=raw.decode("utf-8", errors="replace"),
-        key_id=principal.key_id,
-        status="settled",
-        settled_at=now,
-        reversed_at=None,
-        person_id=cc.person_id or None,
-        scheme=cc.prepared.scheme or None,
-        category=cc.prepared.category or None,
-        temporary_id=claim.temporary_id,
-        emergency=claim.visit.emergency,
-        unable_to_pay=claim.unable_to_pay,
-        visit_type=claim.visit.type,
-        admitted=claim.visit.admitted,
-        discharged=claim.visit.discharged,
-        policy_year=year,
-        schedule_version=comp.result["schedule"],
-        pathway=comp.result["pathway"],
-        disease_group=comp.result["disease_group"],
-        result=comp.result,
-        trace=comp.trace,
-        accumulators_after=comp.accumulators_json(cc.person_id, year),
-        contribution=comp.contribution_json(),
-        **{f"{name}_fen": value for name, value in comp.fen.items()},
+    settlement_id = str(uuid.uuid4())
+    accumulators_after = comp.accumulators_json(cc.person_id, year)
+    seq = repository.insert_settlement(  # step 7: the unique (hospital_id, claim_id) constraint fires here
+        session,
+        {
+            "settlement_id": settlement_id,
+            "hospital_id": hospital_id,
+            "claim_id": claim.claim_id,
+            "claim_hash": digest,
+            "request_body": raw.decode("utf-8", errors="replace"),
+            "key_id": principal.key_id,
+            "status": "settled",
+            "settled_at": now,
+            "reversed_at": None,
+            "person_id": cc.person_id or None,
+            "scheme": cc.prepared.scheme or None,
+            "category": cc.prepared.category or None,
+            "temporary_id": claim.temporary_id,
+            "emergency": claim.visit.emergency,
+            "unable_to_pay": claim.unable_to_pay,
+            "visit_type": claim.visit.type,
+            "admitted": claim.visit.admitted,
+            "discharged": claim.visit.discharged,
+            "policy_year": year,
+            "schedule_version": comp.result["schedule"],
+            "pathway": comp.result["pathway"],
+            "disease_group": comp.result["disease_group"],
+            "result": comp.result,
+            "trace": comp.trace,
+            "accumulators_after": accumulators_after,
+            "contribution": comp.contribution_json(),
+            **{f"{name}_fen": value for name, value in comp.fen.items()},
+        },
     )
-    session.add(row)
-    session.flush()  # step 7: the unique (hospital_id, claim_id) constraint fires here at latest
-    event = SettlementEvent(settlement_seq=row.seq, kind="settled", at=now, key_id=principal.key_id)
-    session.add(event)
-    session.flush()
-    _write_ledger(session, ctx, row, event, comp)
+    event_seq = repository.insert_event(session, seq, "settled", now, principal.key_id)
+    day = ctx.business_date(now)
+    repository.insert_ledger(  # one entry per payer that pays; they sum to the total
+        session,
+        [
+            {
+                "settlement_seq": seq, "event_seq": event_seq, "kind": "settled", "hospital_id": hospital_id,
+                "layer": layer, "fund": fund, "amount_fen": amount, "business_date": day, "at": now,
+            }
+            for layer, fund, amount in counter.ledger_amounts(comp)
+            if amount
+        ],
+    )
     if not cc.unidentified:
         add_to_person_year(session, cc.person_id, year, comp.contribution, +1, now)
     add_pool_used(session, year, comp.pool_delta, limits)
-    session.flush()
-    return Outcome(body_of(row), created=True)
-
-
-def _write_ledger(
-    session: Session,
-    ctx: ServiceContext,
-    row: Settlement,
-    event: SettlementEvent,
-    comp: Computation,
-) -> None:
-    """One entry per payer that pays (zero amounts are not written); they sum to the total."""
-    amounts = counter.ledger_amounts(comp)
-    day = ctx.business_date(event.at)
-    session.add_all(
-        LedgerEntry(
-            settlement_seq=row.seq,
-            event_seq=event.seq,
-            kind="settled",
-            hospital_id=row.hospital_id,
-            layer=layer,
-            fund=fund,
-            amount_fen=amount,
-            business_date=day,
-            at=event.at,
-        )
-        for layer, fund, amount in amounts
-        if amount
+    body = computed_body(
+        cc, comp, status="settled", settlement_id=settlement_id, settled_at=now, accumulators_after=accumulators_after
     )
+    return Outcome(body, created=True)
 
 
 def after_duplicate(session: Session, principal: Principal, raw: bytes) -> Outcome:
@@ -407,7 +396,7 @@ def after_duplicate(session: Session, principal: Principal, raw: bytes) -> Outco
 # -- reverse ---------------------------------------------------------------------
 
 
-def visible(row: Settlement | None, principal: Principal, settlement_id: str) -> Settlement:
+def visible(row: R | None, principal: Principal, settlement_id: str) -> R:
     """The settlement if this key may see it; another hospital's is a 404, like a missing one."""
     if row is None or not principal.sees_hospital(row.hospital_id):
         raise not_found(f"no settlement {settlement_id}")
@@ -427,46 +416,21 @@ def reverse(
     Later settlements of the person are not recomputed (SPEC §9). On PostgreSQL the
     route reverses in one statement instead (settlements.pgcounter.reverse).
     """
-    row = visible(
-        repository.lock(session, settlement_id), principal, settlement_id
-    )  # settlement lock
+    row = visible(repository.lock(session, settlement_id), principal, settlement_id)  # settlement lock
     if row.status == "reversed":
         return Outcome(body_of(row), created=False)
     contribution = PersonYearTotals(**row.contribution["person_year"])
     pool_delta: dict[str, int] = {f: int(v) for f, v in row.contribution["pool_used"].items()}
     if row.person_id is not None:  # then the person-year lock (an unidentified patient has none)
         lock_person_year(session, row.person_id, row.policy_year)
-    lock_pools(
-        session, row.policy_year, [f for f, v in pool_delta.items() if v]
-    )  # then pools, in order
+    lock_pools(session, row.policy_year, [f for f, v in pool_delta.items() if v])  # then pools, in order
     now = ctx.now()
-    event = SettlementEvent(
-        settlement_seq=row.seq, kind="reversed", at=now, key_id=principal.key_id, reason=reason
-    )
-    session.add(event)
-    session.flush()
-    day = ctx.business_date(now)
-    session.add_all(
-        LedgerEntry(
-            settlement_seq=row.seq,
-            event_seq=event.seq,
-            kind="reversed",
-            hospital_id=row.hospital_id,
-            layer=entry.layer,
-            fund=entry.fund,
-            amount_fen=-entry.amount_fen,
-            business_date=day,
-            at=now,
-        )
-        for entry in repository.ledger_of(session, row.seq, "settled")
-    )
+    event_seq = repository.insert_event(session, row.seq, "reversed", now, principal.key_id, reason)
+    repository.insert_reversal_ledger(session, row.seq, event_seq, ctx.business_date(now), now)
     if row.person_id is not None:
         add_to_person_year(session, row.person_id, row.policy_year, contribution, -1, now)
     add_pool_used(session, row.policy_year, {f: -v for f, v in pool_delta.items()})
-    row.status = "reversed"
-    row.reversed_at = now
-    session.flush()
-    return Outcome(body_of(row), created=True)
+    return Outcome(body_of(repository.mark_reversed(session, row.seq, now)), created=True)
 
 
 # -- reads -----------------------------------------------------------------------

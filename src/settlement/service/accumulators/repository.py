@@ -10,33 +10,12 @@ from sqlalchemy.orm import Session
 
 from settlement.engine.state import PersonYearTotals, totals_from_values, totals_values
 from settlement.engine.totals import COLUMNS
-from settlement.service.db import insert_ignore, pg_connection, pg_execute, pg_executemany
+from settlement.service.db import insert_ignore
 
 from .models import PERSON_YEAR, PersonCharity, PersonYear
 
 TOTAL_COLUMNS = COLUMNS
 """The totals' columns of person_year_accumulators (engine.totals), the order of totals_values."""
-
-# PostgreSQL: the same reads and writes as plain statements (see db.pg_connection)
-_COLS = ", ".join(TOTAL_COLUMNS)
-PG_READ = f"SELECT {_COLS} FROM person_year_accumulators WHERE person_id = %s AND policy_year = %s"
-PG_CHARITY = "SELECT fund_id, paid FROM person_year_charity WHERE person_id = %s AND policy_year = %s"
-# one round trip creates the row if absent and locks it: ON CONFLICT DO UPDATE takes the row lock
-PG_LOCK = (
-    f"INSERT INTO person_year_accumulators (person_id, policy_year, {_COLS})"
-    f" VALUES (%s, %s{', 0' * len(TOTAL_COLUMNS)})"
-    " ON CONFLICT (person_id, policy_year) DO UPDATE SET updated_at = person_year_accumulators.updated_at"
-    f" RETURNING {_COLS}"
-)
-PG_ADD = (
-    "UPDATE person_year_accumulators SET updated_at = %s, "
-    + ", ".join(f"{c} = {c} + %s" for c in TOTAL_COLUMNS)
-    + " WHERE person_id = %s AND policy_year = %s"
-)
-PG_ADD_CHARITY = (
-    "INSERT INTO person_year_charity (person_id, policy_year, fund_id, paid) VALUES (%s, %s, %s, %s)"
-    " ON CONFLICT (person_id, policy_year, fund_id) DO UPDATE SET paid = person_year_charity.paid + EXCLUDED.paid"
-)
 
 
 def totals_from_row(values: Sequence[int] | None, charity: dict[str, int]) -> PersonYearTotals:
@@ -44,10 +23,6 @@ def totals_from_row(values: Sequence[int] | None, charity: dict[str, int]) -> Pe
     if values is None or values[0] is None:
         return PersonYearTotals(charity_paid=charity)
     return totals_from_values(values, charity)
-
-
-def _pg_charity(pg: object, person_id: str, year: int) -> dict[str, int]:
-    return {fund: int(paid) for fund, paid in pg_execute(pg, PG_CHARITY, (person_id, year))}
 
 
 def _totals(row: PersonYear | None, charity: dict[str, int]) -> PersonYearTotals:
@@ -67,10 +42,6 @@ def _charity(session: Session, person_id: str, year: int) -> dict[str, int]:
 
 def read_person_year(session: Session, person_id: str, year: int) -> PersonYearTotals:
     """The totals as committed now, without a lock (previews and reads); zeros for a new year."""
-    pg = pg_connection(session)
-    if pg is not None:
-        values = pg_execute(pg, PG_READ, (person_id, year)).fetchone()
-        return totals_from_row(values, _pg_charity(pg, person_id, year))
     row = session.get(PersonYear, (person_id, year))
     return _totals(row, _charity(session, person_id, year))
 
@@ -81,12 +52,6 @@ def lock_person_year(session: Session, person_id: str, year: int) -> PersonYearT
     This lock is what makes one person's settlements serialize (SPEC §9): the
     first lock a settle or a reversal takes after the settlement row.
     """
-    pg = pg_connection(session)
-    if pg is not None:
-        values = pg_execute(pg, PG_LOCK, (person_id, year)).fetchone()
-        # the charity rows are read after the lock is held: a fresh snapshot sees every
-        # settlement of this person that committed before (READ COMMITTED)
-        return totals_from_row(values, _pg_charity(pg, person_id, year))
     exists = session.scalar(
         select(PersonYear.policy_year).where(
             PersonYear.person_id == person_id, PersonYear.policy_year == year
@@ -123,18 +88,6 @@ def add_to_person_year(
     now: dt.datetime,
 ) -> None:
     """Adds sign × delta to the locked person-year row and its charity rows."""
-    pg = pg_connection(session)
-    if pg is not None:
-        amounts = [sign * a for a in totals_values(delta)]
-        pg_execute(pg, PG_ADD, (now, *amounts, person_id, year))
-        rows = [(person_id, year, f, sign * a) for f, a in sorted(delta.charity_paid.items()) if a]
-        if sign < 0:  # reversals on PostgreSQL: settlements.pgcounter.reverse (counter_reverse)
-            raise ValueError("PostgreSQL reversals take their contribution out in counter_reverse")
-        if len(rows) == 1:
-            pg_execute(pg, PG_ADD_CHARITY, rows[0])
-        elif rows:
-            pg_executemany(pg, PG_ADD_CHARITY, rows)
-        return
     values = {
         column: PERSON_YEAR.c[column] + sign * amount
         for column, amount in zip(TOTAL_COLUMNS, totals_values(delta), strict=True)
@@ -169,11 +122,6 @@ def add_to_person_year(
 
 
 __all__ = [
-    "PG_ADD",
-    "PG_ADD_CHARITY",
-    "PG_CHARITY",
-    "PG_LOCK",
-    "PG_READ",
     "TOTAL_COLUMNS",
     "add_to_person_year",
     "lock_person_year",

@@ -24,6 +24,7 @@ from settlement.engine.batch import ClaimBatch, claim_flags
 from settlement.engine.tables import Tables
 from settlement.schedules.types import CATEGORIES, SCHEMES, VISIT_TYPES
 
+from .checks import catalog_index
 from .models import PATIENT_TAG, Claim
 from .person_id import PersonIdError, age_on, check_person_id, normalize_person_id
 from .record import ClaimRecord
@@ -302,8 +303,7 @@ def prepare_claim(
             f" {record.discharged}",
             record.claim_id,
         )
-    rows = tables.catalog_rows[version]
-    items = [rows.get(code, -1) for code in record.codes]
+    items = catalog_index(tables).rows_of(record.codes, version)
     if -1 in items:
         unknown = list(dict.fromkeys(code for code, row in zip(record.codes, items, strict=True) if row < 0))
         raise ClaimError(UNKNOWN_ITEM, f"unknown item codes: {', '.join(unknown)}", record.claim_id)

@@ -378,3 +378,26 @@ def test_the_catalog_index_gives_one_answer_both_ways(tables: Tables) -> None:
         assert index.rows_of(codes, version) == expected
         scanned = [catalog_row(data, int(off[i]), int(off[i + 1]), version, table) for i in range(len(codes))]
         assert scanned == expected
+
+
+def test_a_block_and_the_counters_builder_make_the_same_batch(tables: Tables) -> None:
+    """prepare_chunk (the scanner's columns, rows numbered by number_rows) and BatchBuilder (prepared
+    claims one by one, as the counter's) build one batch: the same columns and rows on first sight."""
+    from dataclasses import fields
+
+    from settlement.claims import BatchBuilder, prepare_claim, validate_claim
+
+    claims = list(claim_dicts(60, population(7, seed=3), tables, seed=5))
+    claims[3]["visit"]["emergency"] = True  # a claim with a flag: the per-line path
+    lines = [orjson.dumps(c) for c in claims]
+    chunk = batchrun.prepare_chunk(lines, tables)
+    assert chunk.batch is not None and len(chunk.batch) == 60
+    builder = BatchBuilder()
+    built = builder.build([prepare_claim(validate_claim(c), tables) for c in claims])
+    for f in fields(built):
+        if f.name != "flags":
+            a, b = getattr(chunk.batch, f.name), getattr(built, f.name)
+            assert (np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b), f.name
+    assert np.array_equal(chunk.batch.claim_flags(), built.claim_flags())
+    assert chunk.person_keys == list(builder.person_rows) and chunk.years == list(builder.year_rows)
+    assert len(chunk.person_keys) < 60  # people with several claims a year: rows shared

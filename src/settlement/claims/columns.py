@@ -158,6 +158,14 @@ def person_number(person_id: str) -> int:
 
 def columns_of(prepared: list[PreparedClaim]) -> ClaimColumns:
     """Prepared claims gathered into columns, in their order."""
+    return _gather(prepared, {}, {})[0]
+
+
+def _gather(
+    prepared: list[PreparedClaim], person_rows: dict[tuple[str, int], int], year_rows: dict[int, int]
+) -> tuple[ClaimColumns, I64, I64]:
+    """The columns of the prepared claims, and their person-year and year rows in the dicts given (numbered
+    on first sight, in the same pass: the counter builds a batch of one claim per request)."""
     n = len(prepared)
     diag_ids: dict[str, int] = {}
     treat_ids: dict[str, int] = {}
@@ -165,9 +173,10 @@ def columns_of(prepared: list[PreparedClaim]) -> ClaimColumns:
     for p in prepared:
         r = p.record
         unidentified = r.unidentified
+        year = r.discharged.year
         rows.append((
             p.version,
-            r.discharged.year,
+            year,
             -1 if unidentified else person_number(p.person_id),
             0 if unidentified else _SCHEME_IX[p.scheme],
             0 if unidentified else _CATEGORY_IX[p.category],
@@ -179,12 +188,14 @@ def columns_of(prepared: list[PreparedClaim]) -> ClaimColumns:
             -1 if r.treatment is None else treat_ids.setdefault(r.treatment, len(treat_ids)),
             claim_flags(r.emergency, r.unable_to_pay, unidentified),
             len(p.items),
+            -1 if unidentified else person_rows.setdefault((p.person_id, year), len(person_rows)),
+            year_rows.setdefault(year, len(year_rows)),
         ))
-    cols = np.array(rows, dtype=np.int64).reshape(n, 13).T
+    cols = np.array(rows, dtype=np.int64).reshape(n, 15).T
     line_start = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(cols[12], out=line_start[1:])
     total = int(line_start[-1])
-    return ClaimColumns(
+    columns = ClaimColumns(
         version=cols[0],
         policy_year=cols[1],
         person=cols[2],
@@ -204,6 +215,7 @@ def columns_of(prepared: list[PreparedClaim]) -> ClaimColumns:
         line_qty=_concat([p.record.quantity for p in prepared]),
         line_price=_concat([p.record.unit_price for p in prepared]),
     )
+    return columns, cols[13], cols[14]
 
 
 def _concat(parts: list[I64]) -> I64:
@@ -224,17 +236,8 @@ class BatchBuilder:
     year_rows: dict[int, int] = field(default_factory=dict)
 
     def build(self, prepared: list[PreparedClaim]) -> ClaimBatch:
-        person_rows = self.person_rows
-        year_rows = self.year_rows
-        person_year: list[int] = []
-        year_index: list[int] = []
-        for p in prepared:
-            year = p.record.discharged.year
-            person_year.append(-1 if p.unidentified else person_rows.setdefault((p.person_id, year), len(person_rows)))
-            year_index.append(year_rows.setdefault(year, len(year_rows)))
-        return build_batch(
-            columns_of(prepared), np.array(person_year, dtype=np.int64), np.array(year_index, dtype=np.int64)
-        )
+        columns, person_year, year_index = _gather(prepared, self.person_rows, self.year_rows)
+        return build_batch(columns, person_year, year_index)
 
     def take(self, batch: ClaimBatch, person_keys: list[tuple[str, int]], years: list[int]) -> None:
         """The batch's own rows (person_keys[r]: its row r's normalised person id and policy year; years[r]

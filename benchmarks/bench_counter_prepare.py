@@ -50,7 +50,8 @@ def main() -> None:
         for c, s, k in given:
             counter.prepare(c, tables, s, k)
         means.append((time.perf_counter() - start) / len(given))
-    print(f"counter.prepare ({'compiled' if args.compiled else 'source'}): median {statistics.median(means) * 1e6:.1f} µs,"
+    form = "compiled" if args.compiled else "source"
+    print(f"counter.prepare ({form}): median {statistics.median(means) * 1e6:.1f} µs,"
           f" best {min(means) * 1e6:.1f} µs a claim ({len(given)} examples × {args.rounds} rounds)")
 
 

@@ -95,7 +95,7 @@ def test_a_file_read_in_byte_ranges_by_the_workers(
 
 
 def test_the_compiled_readers_caches_keep_no_schedule_set_alive(region_dir: Path) -> None:
-    from settlement.claims import columnar
+    from settlement.claims import checks
     from settlement.engine import compile_tables
     from settlement.schedules import load_region
 
@@ -103,12 +103,12 @@ def test_the_compiled_readers_caches_keep_no_schedule_set_alive(region_dir: Path
     lines = [orjson.dumps(c) for c in claim_dicts(3, population(3, seed=1), tables, seed=1)]
     assert len(StreamSettler(tables).settle_lines(lines)) == 3
     key = id(tables)
-    assert key in columnar._indexes and key in jsonout._names
+    assert key in checks._indexes and key in jsonout._names
     ref = weakref.ref(tables)
     del tables
     gc.collect()
     assert ref() is None
-    assert key not in columnar._indexes and key not in jsonout._names
+    assert key not in checks._indexes and key not in jsonout._names
 
 
 MONEY = ("total", "fully_self_paid", "over_limit", "pre_self_paid", "in_scope", "deductible", "basic",

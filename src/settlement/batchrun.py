@@ -43,14 +43,13 @@ from settlement.claims import (
     validate_claim,
 )
 from settlement.claims.columnar import NONE_CATEGORY, gather_spans, intern_spans, scan_lines, split_lines
+from settlement.claims.columns import BatchBuilder, ClaimColumns, build_batch, columns_of, number_rows
 from settlement.claims.fast import fast_records
 from settlement.claims.record import ClaimRecord
 from settlement.engine import Accumulators, BatchResult, ClaimBatch, Tables, compile_tables, settle
-from settlement.engine.batch import UNIDENTIFIED, claim_flags
 from settlement.jsonout import write_results
 from settlement.results import engine_error, error_result
 from settlement.schedules import load_region
-from settlement.schedules.types import CATEGORIES, SCHEMES, VISIT_TYPES
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -106,13 +105,6 @@ class PreparedChunk:
         return text
 
 
-def _person_number(person_id: str) -> int:
-    """A checked, normalised person id as the number the scanner computes: 17 digits × 11 + check value.
-
-    Only to find the batch's person-years at once; the run keys its rows by the id itself."""
-    return int(person_id[:17]) * 11 + (10 if person_id[17] == "X" else int(person_id[17]))
-
-
 def _codes(buf: bytes, data: U8, start: I64, end: I64, into: dict[str, int]) -> I64:
     """Dictionary codes (in `into`, keyed by text) of the UTF-8 strings buf[start[i]:end[i]]; -1 where start < 0."""
     local, first = intern_spans(data, start, end)
@@ -122,6 +114,14 @@ def _codes(buf: bytes, data: U8, start: I64, end: I64, into: dict[str, int]) -> 
         [into.setdefault(buf[start[f] : end[f]].decode("utf-8"), len(into)) for f in first.tolist()], dtype=np.int64
     )
     return np.where(local >= 0, known[local], -1)
+
+
+def _recode(codes: I64, values: list[str], into: dict[str, int]) -> I64:
+    """Dictionary codes into `values` as codes in `into` (keyed by text, extended); -1 stays -1."""
+    if not values:
+        return codes
+    known = np.array([into.setdefault(v, len(into)) for v in values], dtype=np.int64)
+    return np.where(codes >= 0, known[codes], -1)
 
 
 def prepare_lines(buf: bytes, starts: I64, ends: I64, tables: Tables) -> PreparedChunk:
@@ -164,27 +164,27 @@ def prepare_lines(buf: bytes, starts: I64, ends: I64, tables: Tables) -> Prepare
     rows, qty, price = [scanned.item_row], [scanned.item_qty], [scanned.item_price]
     pool = int(scanned.item_row.shape[0])
     flags = np.zeros(n, dtype=np.int64)  # the scanner takes only claims without any (no emergency key)
-    for k, p in prepared:
-        r = p.record
-        flags[k] = claim_flags(r.emergency, r.unable_to_pay, r.unidentified)
-        version[k], age[k], year[k] = p.version, p.age, r.discharged.year
-        discharged[k] = r.discharged.year * 10_000 + r.discharged.month * 100 + r.discharged.day
-        if r.unidentified:  # no person, no person-year row (below)
-            person[k], scheme[k], category[k] = -1, 0, 0
-        else:
-            person[k] = _person_number(p.person_id)
-            scheme[k], category[k] = SCHEMES.index(p.scheme), CATEGORIES.index(p.category)
-        visit_type[k], level[k], sessions[k] = VISIT_TYPES.index(r.visit_type), p.level, r.sessions
-        diagnosis[k] = diag_ids.setdefault(r.diagnosis, len(diag_ids))
-        treatment[k] = -1 if r.treatment is None else treat_ids.setdefault(r.treatment, len(treat_ids))
-        item_first[k], item_count[k] = pool, len(p.items)
-        pool += len(p.items)
-        rows.append(np.array(p.items, dtype=np.int64))
-        qty.append(r.quantity)
-        price.append(r.unit_price)
-        encoded = orjson.dumps(r.claim_id)
-        slow_ids.append((k, encoded))
-        id_len[k] = len(encoded)
+    if prepared:  # the per-line claims, gathered as the counter's are (columns_of), into their lines
+        ks = np.array([k for k, _ in prepared], dtype=np.int64)
+        per = columns_of([p for _, p in prepared])
+        version[ks], year[ks], person[ks], age[ks] = per.version, per.policy_year, per.person, per.age
+        scheme[ks], category[ks], visit_type[ks] = per.scheme, per.category, per.visit_type
+        level[ks], sessions[ks] = per.level, per.sessions
+        if per.flags is not None:
+            flags[ks] = per.flags
+        diagnosis[ks] = _recode(per.diagnosis, per.diagnosis_values, diag_ids)
+        treatment[ks] = _recode(per.treatment, per.treatment_values, treat_ids)
+        item_first[ks] = pool + per.line_start[:-1]
+        item_count[ks] = np.diff(per.line_start)
+        rows.append(per.line_item)
+        qty.append(per.line_qty)
+        price.append(per.line_price)
+        for k, p in prepared:
+            d = p.record.discharged
+            discharged[k] = d.year * 10_000 + d.month * 100 + d.day
+            encoded = orjson.dumps(p.record.claim_id)
+            slow_ids.append((k, encoded))
+            id_len[k] = len(encoded)
 
     # the batch, in input order
     id_off = np.zeros(m + 1, dtype=np.int64)
@@ -199,20 +199,10 @@ def prepare_lines(buf: bytes, starts: I64, ends: I64, tables: Tables) -> Prepare
     line_start = np.zeros(m + 1, dtype=np.int64)
     np.cumsum(counts, out=line_start[1:])
     pick = np.repeat(item_first[order] - line_start[:-1], counts) + np.arange(int(line_start[-1]), dtype=np.int64)
-    years_u, year_index = np.unique(year[order], return_inverse=True)
-    batch_flags = flags[order]
-    identified = np.flatnonzero((batch_flags & UNIDENTIFIED) == 0)
-    _, person_index = np.unique(person[order][identified], return_inverse=True)
-    person_year_key = person_index * len(years_u) + year_index[identified]
-    _, first, person_year_of = np.unique(person_year_key, return_index=True, return_inverse=True)
-    first = identified[first]
-    person_year = np.full(m, -1, dtype=np.int64)
-    person_year[identified] = person_year_of
-    batch = ClaimBatch(
+    cols = ClaimColumns(
         version=version[order],
         policy_year=year[order],
-        person_year=person_year.astype(np.int64),
-        year_index=year_index.astype(np.int64),
+        person=person[order],
         scheme=scheme[order],
         category=category[order],
         visit_type=visit_type[order],
@@ -221,22 +211,25 @@ def prepare_lines(buf: bytes, starts: I64, ends: I64, tables: Tables) -> Prepare
         sessions=sessions[order],
         diagnosis=diagnosis[order],
         treatment=treatment[order],
+        flags=flags[order] if flags.any() else None,
         diagnosis_values=list(diag_ids),
         treatment_values=list(treat_ids),
         line_start=line_start,
         line_item=np.concatenate(rows)[pick],
         line_qty=np.concatenate(qty)[pick],
         line_price=np.concatenate(price)[pick],
-        flags=batch_flags if batch_flags.any() else None,
     )
+    own = number_rows(cols)
     return PreparedChunk(
         size=n,
         errors=errors,
         ids=ids,
         id_off=id_off,
-        batch=batch,
-        person_keys=_person_keys(buf, order[first], claim[:, 3], year, {k: p.person_id for k, p in prepared}),
-        years=years_u.tolist(),
+        batch=build_batch(cols, own.person_year, own.year_index),
+        person_keys=_person_keys(
+            buf, order[own.person_first], claim[:, 3], year, {k: p.person_id for k, p in prepared}
+        ),
+        years=own.years,
         discharged=discharged[order],
     )
 
@@ -272,9 +265,19 @@ class StreamSettler:
 
     def __init__(self, tables: Tables) -> None:
         self.tables = tables
-        self.person_rows: dict[tuple[str, int], int] = {}
-        self.year_rows: dict[int, int] = {}
+        self.rows = BatchBuilder()
+        """The run's person-year and year rows (each chunk's own rows become these: BatchBuilder.take)."""
         self.accumulators = Accumulators.zeros(0, 0, tables.n_funds)
+
+    @property
+    def person_rows(self) -> dict[tuple[str, int], int]:
+        """(normalised person id, policy year) → the accumulators' person-year row."""
+        return self.rows.person_rows
+
+    @property
+    def year_rows(self) -> dict[int, int]:
+        """Policy year → the accumulators' pool row."""
+        return self.rows.year_rows
 
     def settle_lines(self, lines: list[bytes] | list[str]) -> list[dict[str, Any]]:
         """Results as §6 objects (see settle_lines_json for the text)."""
@@ -294,15 +297,8 @@ class StreamSettler:
         batch = chunk.batch
         if batch is None:
             return None
-        rows = self.person_rows
-        person_map = np.array([rows.setdefault(key, len(rows)) for key in chunk.person_keys], dtype=np.int64)
-        year_map = np.array([self.year_rows.setdefault(y, len(self.year_rows)) for y in chunk.years], dtype=np.int64)
-        if batch.flags is None:
-            batch.person_year = person_map[batch.person_year]
-        else:  # unidentified patients keep -1: no person-year row
-            batch.person_year = np.where(batch.person_year >= 0, np.append(person_map, -1)[batch.person_year], -1)
-        batch.year_index = year_map[batch.year_index]
-        self.accumulators = self.accumulators.grow(len(self.person_rows), len(self.year_rows))
+        self.rows.take(batch, chunk.person_keys, chunk.years)
+        self.accumulators = self.accumulators.grow(len(self.rows.person_rows), len(self.rows.year_rows))
         result = settle(batch, self.tables, self.accumulators)
         self.accumulators = result.accumulators
         return result

@@ -357,3 +357,47 @@ def test_a_lone_surrogate_is_an_error_line_and_the_run_goes_on(
         assert "error" not in orjson.loads(columnar[1])
     paired = good.replace(b'"claim_id":"', b'"claim_id":"\\ud83d\\ude00', 1)  # a pair is a character
     assert orjson.loads(StreamSettler(tables).settle_lines_json([paired])[0])["claim_id"].startswith("\U0001f600")
+
+
+def test_the_catalog_index_gives_one_answer_both_ways(tables: Tables) -> None:
+    """The per-claim reader's look-up (rows_of) and the scanner's (catalog_row over the UTF-8 bytes; its
+    compiled form is held to the per-line readers by the tests above) agree on every code of every
+    version, on codes of another version only, and on codes of no version."""
+    from settlement.claims.checks import catalog_index, catalog_row
+
+    index = catalog_index(tables)
+    assert catalog_index(tables) is index
+    table = index.table
+    every = sorted({code for rows in tables.catalog_rows for code in rows})
+    assert any(code not in rows for rows in tables.catalog_rows for code in every)  # a code of one version only
+    codes = [*every, "NOT-A-CODE", "", every[0] + " ", "项目"]
+    data = np.frombuffer(b"".join(c.encode() for c in codes), dtype=np.uint8)
+    off = np.cumsum([0, *(len(c.encode()) for c in codes)])
+    for version, rows in enumerate(tables.catalog_rows):
+        expected = [rows.get(code, -1) for code in codes]
+        assert index.rows_of(codes, version) == expected
+        scanned = [catalog_row(data, int(off[i]), int(off[i + 1]), version, table) for i in range(len(codes))]
+        assert scanned == expected
+
+
+def test_a_block_and_the_counters_builder_make_the_same_batch(tables: Tables) -> None:
+    """prepare_chunk (the scanner's columns, rows numbered by number_rows) and BatchBuilder (prepared
+    claims one by one, as the counter's) build one batch: the same columns and rows on first sight."""
+    from dataclasses import fields
+
+    from settlement.claims import BatchBuilder, prepare_claim, validate_claim
+
+    claims = list(claim_dicts(60, population(7, seed=3), tables, seed=5))
+    claims[3]["visit"]["emergency"] = True  # a claim with a flag: the per-line path
+    lines = [orjson.dumps(c) for c in claims]
+    chunk = batchrun.prepare_chunk(lines, tables)
+    assert chunk.batch is not None and len(chunk.batch) == 60
+    builder = BatchBuilder()
+    built = builder.build([prepare_claim(validate_claim(c), tables) for c in claims])
+    for f in fields(built):
+        if f.name != "flags":
+            a, b = getattr(chunk.batch, f.name), getattr(built, f.name)
+            assert (np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b), f.name
+    assert np.array_equal(chunk.batch.claim_flags(), built.claim_flags())
+    assert chunk.person_keys == list(builder.person_rows) and chunk.years == list(builder.year_rows)
+    assert len(chunk.person_keys) < 60  # people with several claims a year: rows shared

@@ -1,5 +1,6 @@
 """Claims: the JSON of SPEC §3, validated and turned into the engine's columnar batch."""
 
+from .columns import BatchBuilder
 from .models import Claim
 from .parse import (
     ERROR_ORDER,
@@ -8,7 +9,6 @@ from .parse import (
     NO_SCHEDULE,
     NO_STANDARD,
     UNKNOWN_ITEM,
-    BatchBuilder,
     ClaimError,
     DuplicateKeyError,
     PreparedClaim,

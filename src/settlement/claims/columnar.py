@@ -21,7 +21,6 @@ applies no rule of the engine.
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +31,16 @@ from settlement.engine.tables import Tables
 from settlement.jit import helper, kernel
 from settlement.schedules.types import CATEGORIES, SCHEMES, VISIT_TYPES, version_in_force
 
-from .checks import birth_day, person_number, real_date, whole_years
+from .checks import (
+    CatalogTable,
+    birth_day,
+    catalog_index,
+    catalog_row,
+    code_hash,
+    person_number,
+    real_date,
+    whole_years,
+)
 from .models import MAX_ITEMS, MAX_QUANTITY, MAX_UNIT_PRICE
 
 I64 = npt.NDArray[np.int64]
@@ -650,8 +658,7 @@ def _scan_kernel(
 
 @kernel
 def _check_kernel(
-    buf: U8, ok: npt.NDArray[np.bool_], claim: I64, item_code: I64, effective_from: I64,
-    hash_slots: I64, entry_version: I64, entry_row: I64, code_buf: U8, code_off: I64,
+    buf: U8, ok: npt.NDArray[np.bool_], claim: I64, item_code: I64, effective_from: I64, catalog: CatalogTable,
     person: I64, version: I64, age: I64, item_row: I64,
 ) -> None:
     """The checks after the claim's own (SPEC §6 order): person id, schedule, catalog codes, for ok lines.
@@ -660,7 +667,6 @@ def _check_kernel(
     person[k] the person id as a number (17 digits × 11 + check value, x = X), version[k], age[k] on
     admission, item_row[i] the global catalog row of each item.
     """
-    mask = hash_slots.shape[0] - 1
     for k in range(ok.shape[0]):
         if not ok[k]:
             continue
@@ -684,24 +690,7 @@ def _check_kernel(
             continue
         known = True
         for i in range(row[15], row[15] + row[16]):
-            cs = item_code[i, 0]
-            ce = item_code[i, 1]
-            h = _hash(buf, cs, ce, v)
-            found = -1
-            slot = h & mask
-            while hash_slots[slot] >= 0:
-                entry = hash_slots[slot]
-                if entry_version[entry] == v and code_off[entry + 1] - code_off[entry] == ce - cs:
-                    same = True
-                    a = code_off[entry]
-                    for j in range(ce - cs):
-                        if buf[cs + j] != code_buf[a + j]:
-                            same = False
-                            break
-                    if same:
-                        found = entry_row[entry]
-                        break
-                slot = (slot + 1) & mask
+            found = catalog_row(buf, item_code[i, 0], item_code[i, 1], v, catalog)
             if found < 0:
                 known = False
                 break
@@ -712,76 +701,6 @@ def _check_kernel(
         person[k] = number
         version[k] = v
         age[k] = whole_years(born, ad)
-
-
-@helper
-def _hash(buf: U8, s: int, e: int, salt: int) -> int:
-    """FNV-1a over the bytes and the salt, kept non-negative."""
-    h = np.uint64(14695981039346656037) ^ np.uint64(salt)
-    for j in range(s, e):
-        h = (h ^ np.uint64(buf[j])) * np.uint64(1099511628211)
-    return int(h >> np.uint64(1))
-
-
-@kernel
-def _fill_slots(code_buf: U8, code_off: I64, entry_version: I64, slots: I64) -> None:
-    mask = slots.shape[0] - 1
-    for entry in range(entry_version.shape[0]):
-        slot = _hash(code_buf, code_off[entry], code_off[entry + 1], entry_version[entry]) & mask
-        while slots[slot] >= 0:
-            slot = (slot + 1) & mask
-        slots[slot] = entry
-
-
-@dataclass(frozen=True)
-class CatalogIndex:
-    """Every version's catalog codes in one open-addressing hash table the check kernel reads."""
-
-    slots: I64
-    entry_version: I64
-    entry_row: I64
-    code_buf: U8
-    code_off: I64
-    effective_from: I64
-    """Per version, y·10^4 + m·100 + d, in the schedule set's order."""
-
-    @classmethod
-    def build(cls, tables: Tables) -> CatalogIndex:
-        codes: list[bytes] = []
-        versions: list[int] = []
-        rows: list[int] = []
-        for v, catalog in enumerate(tables.catalog_rows):
-            for code, row in catalog.items():
-                codes.append(code.encode("utf-8"))
-                versions.append(v)
-                rows.append(row)
-        size = 1
-        while size < 2 * len(codes) + 2:
-            size *= 2
-        slots = np.full(size, -1, dtype=np.int64)
-        code_buf = np.frombuffer(b"".join(codes), dtype=np.uint8).copy() if codes else np.zeros(0, np.uint8)
-        code_off = np.cumsum([0, *(len(c) for c in codes)]).astype(np.int64)
-        entry_version = np.array(versions, dtype=np.int64)
-        _fill_slots(code_buf, code_off, entry_version, slots)
-        effective_from = np.array(
-            [v.effective_from.year * 10_000 + v.effective_from.month * 100 + v.effective_from.day
-             for v in tables.schedules.versions],
-            dtype=np.int64,
-        )
-        return cls(slots, entry_version, np.array(rows, dtype=np.int64), code_buf, code_off, effective_from)
-
-
-_indexes: dict[int, tuple[weakref.ref[Tables], CatalogIndex]] = {}
-
-
-def catalog_index(tables: Tables) -> CatalogIndex:
-    """The index of a schedule set, built once per Tables."""
-    held = _indexes.get(id(tables))
-    if held is None or held[0]() is not tables:
-        held = (weakref.ref(tables), CatalogIndex.build(tables))
-        _indexes[id(tables)] = held
-        weakref.finalize(tables, _indexes.pop, id(tables), None)  # no Tables kept alive by the cache
-    return held[1]
 
 
 @dataclass
@@ -817,11 +736,7 @@ def scan_lines(buf: U8, starts: I64, ends: I64, tables: Tables, enabled: bool = 
     used = _scan_kernel(buf, starts, ends, WORDS, WORD_OFF, ok, claim, item_code, item_qty, item_price)
     index = catalog_index(tables)
     item_row = np.empty(used, dtype=np.int64)
-    _check_kernel(
-        buf, ok, claim, item_code, index.effective_from,
-        index.slots, index.entry_version, index.entry_row, index.code_buf, index.code_off,
-        person, version, age, item_row,
-    )
+    _check_kernel(buf, ok, claim, item_code, index.effective_from, index.table, person, version, age, item_row)
     return ScannedLines(ok, claim, person, version, age, item_row, item_qty[:used], item_price[:used])
 
 
@@ -875,7 +790,7 @@ def _intern_kernel(buf: U8, start: I64, end: I64, code: I64, first: I64) -> int:
             code[i] = -1
             continue
         e = end[i]
-        slot = _hash(buf, s, e, 0) & mask
+        slot = code_hash(buf, s, e, 0) & mask
         while True:
             c = slots[slot]
             if c < 0:

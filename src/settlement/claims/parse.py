@@ -1,4 +1,4 @@
-"""Claims in: JSON text → validated claims → the engine's columnar batch.
+"""Claims in: JSON text → validated claims, checked and ready for a batch (claims.columns builds it).
 
 Checks run in the order of SPEC §6 — every `invalid_claim` check first, then
 the person id, the schedule, the catalog — so a claim with several defects
@@ -9,21 +9,17 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import orjson
 from pydantic import ValidationError
 
-from settlement.engine.batch import ClaimBatch, claim_flags
 from settlement.engine.tables import Tables
-from settlement.schedules.types import CATEGORIES, SCHEMES, VISIT_TYPES
 
+from .checks import catalog_index
 from .models import PATIENT_TAG, Claim
 from .person_id import PersonIdError, age_on, check_person_id, normalize_person_id
 from .record import ClaimRecord
@@ -302,8 +298,7 @@ def prepare_claim(
             f" {record.discharged}",
             record.claim_id,
         )
-    rows = tables.catalog_rows[version]
-    items = [rows.get(code, -1) for code in record.codes]
+    items = catalog_index(tables).rows_of(record.codes, version)
     if -1 in items:
         unknown = list(dict.fromkeys(code for code, row in zip(record.codes, items, strict=True) if row < 0))
         raise ClaimError(UNKNOWN_ITEM, f"unknown item codes: {', '.join(unknown)}", record.claim_id)
@@ -321,78 +316,3 @@ def prepare_claim(
         category=category or record.category or "none",
         level=record.level,
     )
-
-
-@dataclass
-class BatchBuilder:
-    """Collects prepared claims into a ClaimBatch.
-
-    Person-year and year rows are numbered on first sight and the numbering
-    persists across batches, so a caller settling chunk after chunk can carry
-    one Accumulators through (see Accumulators.grow). An unidentified patient
-    has no person-year row (-1).
-    """
-
-    person_rows: dict[tuple[str, int], int] = field(default_factory=dict)
-    year_rows: dict[int, int] = field(default_factory=dict)
-
-    def build(self, prepared: list[PreparedClaim]) -> ClaimBatch:
-        n = len(prepared)
-        diag_ids: dict[str, int] = {}
-        treat_ids: dict[str, int] = {}
-        scheme_ix = {s: i for i, s in enumerate(SCHEMES)}
-        cat_ix = {c: i for i, c in enumerate(CATEGORIES)}
-        vt_ix = {v: i for i, v in enumerate(VISIT_TYPES)}
-        person_rows = self.person_rows
-        year_rows = self.year_rows
-        rows: list[tuple[int, ...]] = []
-        for p in prepared:
-            r = p.record
-            year = r.discharged.year
-            unidentified = r.unidentified
-            rows.append((
-                p.version,
-                year,
-                -1 if unidentified else person_rows.setdefault((p.person_id, year), len(person_rows)),
-                year_rows.setdefault(year, len(year_rows)),
-                0 if unidentified else scheme_ix[p.scheme],
-                0 if unidentified else cat_ix[p.category],
-                vt_ix[r.visit_type],
-                p.level,
-                p.age,
-                r.sessions,
-                diag_ids.setdefault(r.diagnosis, len(diag_ids)),
-                -1 if r.treatment is None else treat_ids.setdefault(r.treatment, len(treat_ids)),
-                len(p.items),
-                claim_flags(r.emergency, r.unable_to_pay, unidentified),
-            ))
-        cols = np.array(rows, dtype=np.int64).reshape(n, 14).T
-        lengths = np.zeros(n + 1, dtype=np.int64)
-        lengths[1:] = cols[12]
-        line_start = np.cumsum(lengths)
-        total = int(line_start[-1])
-        return ClaimBatch(
-            version=cols[0],
-            policy_year=cols[1],
-            person_year=cols[2],
-            year_index=cols[3],
-            scheme=cols[4],
-            category=cols[5],
-            visit_type=cols[6],
-            level=cols[7],
-            age=cols[8],
-            sessions=cols[9],
-            diagnosis=cols[10],
-            treatment=cols[11],
-            diagnosis_values=list(diag_ids),
-            treatment_values=list(treat_ids),
-            line_start=line_start,
-            line_item=np.fromiter(chain.from_iterable(p.items for p in prepared), np.int64, total),
-            line_qty=_concat([p.record.quantity for p in prepared]),
-            line_price=_concat([p.record.unit_price for p in prepared]),
-            flags=cols[13],
-        )
-
-
-def _concat(parts: list[npt.NDArray[np.int64]]) -> npt.NDArray[np.int64]:
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)

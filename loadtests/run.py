@@ -238,7 +238,10 @@ def main(argv: list[str] | None = None) -> int:
         (out / "metrics-before.txt").write_bytes(get(f"{base}/metrics", admin))
         locust_env = dict(
             os.environ,
-            PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+            # the load generator is this checkout's, its claims too (loadtests.ab: the service may be another's)
+            PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]).rstrip(
+                os.pathsep
+            ),
             LOADTEST_SEED=str(out / "seed.json"),
             LOADTEST_RATE=str(args.rate),
             LOADTEST_USERS=str(users),

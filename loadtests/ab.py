@@ -120,8 +120,10 @@ def one_run(driver: Path, arm: Path, mix: str, seconds: int, rate: float, out: P
     report = out / "report.json"
     if report.exists():
         data = json.loads(report.read_text())
-        client = data["client"].get("all") or next(iter(data["client"].values()))
+        client = data["client"].get("all") or next(iter(data["client"].values()), None)
         cpu = data["run"].get("cpu", {})
+        if client is None:  # no request answered in the measured window
+            return row
         row.update(
             ok_s=client["ok_per_s"], p99=client["service"]["p99_ms"], corrected=client["corrected"]["p99_ms"],
             errors=client["errors"], cpu_ms=cpu.get("service_ms_per_request"), other=cpu.get("other_cpu_s"),
@@ -165,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         driver = trees[1]  # NEW_REV's loadtests drive both arms
         for arm in (0, 1):  # numba's cache of a fresh worktree filled, not measured: a small run
             print(f"warm-up {labels[arm]} ({commits[arm]}) …", flush=True)
-            row = one_run(driver, trees[arm], "counter", 5, 20, out / f"warmup-{labels[arm]}", args,
+            row = one_run(driver, trees[arm], "counter", 20, 20, out / f"warmup-{labels[arm]}", args,
                           ["--persons", "2000"])
             if row["exit"] != 0:
                 print(f"the warm-up of {labels[arm]} failed (exit {row['exit']}): see {out}", file=sys.stderr)

@@ -109,6 +109,7 @@ class LoopConnections:
         loop = asyncio.get_running_loop()
         start = loop.time()
         deadline = start + self.timeout
+        waited_on = False
         while True:
             left = deadline - loop.time()
             try:
@@ -116,9 +117,10 @@ class LoopConnections:
                     raise PoolTimeout("no connection free")
                 conn = await self._pool.getconn(timeout=left)
             except PoolTimeout as exc:
-                if deadline > start + self.timeout or not await self._reachable():
+                if waited_on or not await self._reachable():
                     raise OperationalError("connect", {}, exc) from exc
-                deadline = start + self.busy_timeout  # the database answers: the pool is busy or refilling
+                waited_on = True  # the database answers: the pool is busy or refilling
+                deadline = start + self.busy_timeout
                 continue
             if closed_by_server(conn):  # ended while idle: given back closed, the pool opens another
                 await conn.close()

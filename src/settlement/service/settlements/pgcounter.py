@@ -191,12 +191,8 @@ class Snapshot:
     pools: dict[str, int]
 
 
-def read(
-    conn: Any, ctx: ServiceContext, key: str, raw: bytes, claim: Claim | None, *, settling: bool = True
-) -> Snapshot:
-    """The one read, then every check before the engine in the SPEC §6 / service order.
-
-    ``settling``: also look for an earlier settlement of the claim (a preview does not care).
+def read(conn: Any, ctx: ServiceContext, key: str, raw: bytes, claim: Claim | None) -> Snapshot:
+    """A settle's one read, then every check before the engine in the SPEC §6 / service order.
 
     ``claim`` is None when the body did not validate: then only the key is
     looked up (an invalid key is a 401 whatever the body) and the claim's error
@@ -209,7 +205,7 @@ def read(
         hospital_principal(key, pg_execute(conn, KEY_SQL, (key_id,)).fetchone())
         decode_claim(raw, counter_today(ctx))  # raises the claim's own error
         raise AssertionError("decode_claim accepted a body it refused before")
-    sql, params = read_statement(ctx, key_id, claim, settling=settling)
+    sql, params = read_statement(ctx, key_id, claim, settling=True)
     return snapshot(ctx, key, claim, pg_direct(conn, sql, params)[0])
 
 

@@ -9,7 +9,8 @@ seed and locust's load generator: locust imports NEW_REV's ``src``), with
 ``PYTHONPATH=<arm's worktree>/src`` for the rest, so the arm's own migrations make its
 schema and keys and the arm's ``settlement serve`` answers; each run on a fresh
 database (``--database-url``, dropped and created by run.py), under
-``flock /work/wt/bench.lock`` when that file exists (one hold per run). The arms
+``flock /work/wt/bench.lock`` when that file exists (one hold per run). Each arm
+first gets one unmeasured 20 s run (numba's cache of a fresh worktree). The arms
 alternate ABBA: round 1 old then new, round 2 new then old, … (per mix: previews
 first, then the counter mix).
 
@@ -108,7 +109,8 @@ def one_run(driver: Path, arm: Path, mix: str, seconds: int, rate: float, out: P
     """run.py of the driver's checkout against the arm's service; the table's figures of its report."""
     env = dict(os.environ, PYTHONPATH=str(arm / "src"))
     cmd = [sys.executable, "-m", "loadtests.run", "--mix", mix, "--duration", str(seconds), "--rate", f"{rate:g}",
-           "--database-url", args.database_url, "--out", str(out), *args.run_arg, *(extra or [])]
+           "--database-url", args.database_url, "--out", str(out), "--ready-timeout", "900", *args.run_arg,
+           *(extra or [])]
     with bench_lock(args.lock):
         start = dt.datetime.now(dt.UTC).strftime("%H:%M:%S")
         before = load()

@@ -176,6 +176,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=0, help="service port (default: a free one)")
     p.add_argument("--out", type=Path, default=None, help="report folder (default loadtests/reports/<run id>)")
     p.add_argument("--serve-env", action="append", default=[], help="extra NAME=VALUE for the service")
+    p.add_argument("--ready-timeout", type=float, default=90.0,
+                   help="seconds the service may take to answer /readyz (a first start compiles)")
     return p.parse_args(argv)
 
 
@@ -227,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     status = 2
     try:
-        wait_ready(base, server, timeout=90)
+        wait_ready(base, server, timeout=args.ready_timeout)
         if args.seed_via == "api":
             t1 = time.perf_counter()
             from loadtests.common import build_persons

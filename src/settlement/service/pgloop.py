@@ -33,6 +33,9 @@ RECONNECT_TIMEOUT = 2.0
 long (a few attempts, backing off), and the next preview that waits has the pool open one at once;
 with the default (5 min, backing off to minutes) previews would wait long after an outage."""
 
+PROBE_TTL = 0.25
+"""Seconds a probe's answer (the database reachable or not) serves the previews that time out."""
+
 Rows = list[list[bytes | None]]
 
 
@@ -54,6 +57,8 @@ class LoopConnections:
         self._conninfo, self._kwargs = conninfo, kwargs
         self._size = size
         self.timeout, self.busy_timeout = timeout, busy_timeout
+        self._probe: asyncio.Future[bool] | None = None
+        self._probe_at = 0.0
         self._pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             conninfo, kwargs=kwargs, min_size=size, max_size=size, open=False, name="previews",
             reconnect_timeout=RECONNECT_TIMEOUT,
@@ -129,7 +134,16 @@ class LoopConnections:
             return conn
 
     async def _reachable(self) -> bool:
-        """A fresh connection opens."""
+        """A fresh connection opens: one probe at a time, its answer shared for PROBE_TTL s (under
+        overload every preview waits past ``timeout``; a connection each would feed the overload)."""
+        loop = asyncio.get_running_loop()
+        probe = self._probe
+        if probe is None or (probe.done() and loop.time() - self._probe_at > PROBE_TTL):
+            self._probe_at = loop.time()
+            probe = self._probe = asyncio.ensure_future(self._connects())
+        return await asyncio.shield(probe)
+
+    async def _connects(self) -> bool:
         import psycopg
 
         try:

@@ -199,8 +199,9 @@ def main(argv: list[str] | None = None) -> int:
                 run_mix, seconds, rate = MIXES[mix]
                 for arm in order:
                     name = f"{n}-{labels[arm]}"
+                    seconds = args.duration or seconds
                     print(f"{mix} {name} ({commits[arm]}): {seconds} s at {rate:g} req/s …", flush=True)
-                    row = one_run(driver, trees[arm], run_mix, args.duration or seconds, rate,
+                    row = one_run(driver, trees[arm], run_mix, seconds, rate,
                                   out / f"{mix}-{name}", args)
                     print("  " + line(name, commits[arm], row), flush=True)
                     rows[mix].append((name, arm, row))

@@ -63,6 +63,20 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float) -> None
     raise RuntimeError(f"the service was not ready within {timeout:.0f} s")
 
 
+def wait_quiet(server_pid: int, timeout: float = 180.0) -> float:
+    """After /readyz, until the service's processes use under 0.1 CPU s in a second (a worker may
+    compile or load its kernels in the background once ready: settlement.jit); the seconds waited."""
+    started = time.monotonic()
+    before = cpu_snapshot(server_pid)["service"]
+    while time.monotonic() - started < timeout:
+        time.sleep(1.0)
+        now = cpu_snapshot(server_pid)["service"]
+        if now - before < 0.1:
+            break
+        before = now
+    return round(time.monotonic() - started, 1)
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM to the process group this driver started (the service and its workers), then wait."""
     if proc.poll() is not None:
@@ -230,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     status = 2
     try:
         wait_ready(base, server, timeout=args.ready_timeout)
+        print(f"the service was quiet {wait_quiet(server.pid)} s after it was ready")
         if args.seed_via == "api":
             t1 = time.perf_counter()
             from loadtests.common import build_persons

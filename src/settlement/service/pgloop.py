@@ -6,7 +6,8 @@ pays no hand-over to a counter thread and no queue for the GIL behind them
 pgdirect's ``$n`` statement and text rows, prepared.
 
 A preview waits for a connection up to ``timeout`` s (Database.checkout_timeout);
-then a fresh connection is tried: refused, the database is down (503 now);
+then a fresh connection is tried (one at a time, its answer shared for
+PROBE_TTL s): refused, the database is down (503 now);
 opened, the pool is busy or still reconnecting after an outage, and the preview
 waits on, up to ``busy_timeout`` s in all. A connection the server ended while
 idle is never used (db.closed_by_server, no round trip); one lost under the read

@@ -63,6 +63,20 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float) -> None
     raise RuntimeError(f"the service was not ready within {timeout:.0f} s")
 
 
+def wait_quiet(server_pid: int, timeout: float = 180.0) -> float:
+    """After /readyz, until the service's processes use under 0.1 CPU s in a second (a worker may
+    compile or load its kernels in the background once ready: settlement.jit); the seconds waited."""
+    started = time.monotonic()
+    before = cpu_snapshot(server_pid)["service"]
+    while time.monotonic() - started < timeout:
+        time.sleep(1.0)
+        now = cpu_snapshot(server_pid)["service"]
+        if now - before < 0.1:
+            break
+        before = now
+    return round(time.monotonic() - started, 1)
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM to the process group this driver started (the service and its workers), then wait."""
     if proc.poll() is not None:
@@ -176,6 +190,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=0, help="service port (default: a free one)")
     p.add_argument("--out", type=Path, default=None, help="report folder (default loadtests/reports/<run id>)")
     p.add_argument("--serve-env", action="append", default=[], help="extra NAME=VALUE for the service")
+    p.add_argument("--ready-timeout", type=float, default=90.0,
+                   help="seconds the service may take to answer /readyz (a first start compiles)")
     return p.parse_args(argv)
 
 
@@ -227,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     status = 2
     try:
-        wait_ready(base, server, timeout=90)
+        wait_ready(base, server, timeout=args.ready_timeout)
+        print(f"the service was quiet {wait_quiet(server.pid)} s after it was ready")
         if args.seed_via == "api":
             t1 = time.perf_counter()
             from loadtests.common import build_persons
@@ -238,7 +255,10 @@ def main(argv: list[str] | None = None) -> int:
         (out / "metrics-before.txt").write_bytes(get(f"{base}/metrics", admin))
         locust_env = dict(
             os.environ,
-            PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+            # the load generator is this checkout's, its claims too (loadtests.ab: the service may be another's)
+            PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]).rstrip(
+                os.pathsep
+            ),
             LOADTEST_SEED=str(out / "seed.json"),
             LOADTEST_RATE=str(args.rate),
             LOADTEST_USERS=str(users),

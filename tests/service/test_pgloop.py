@@ -1,4 +1,4 @@
-"""service/pgloop.py: previews read on the event loop answer exactly as the thread way, on PostgreSQL."""
+"""service/pgloop.py: PostgreSQL's previews, read on the event loop, answer as the portable preview does."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pytest
 from service_helpers import example, example_claims, register_examples
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from settlement.engine import Tables
 from settlement.service.app import create_app
 from settlement.service.config import Settings
+from settlement.service.db import is_unavailable
 from settlement.service.pgloop import LoopConnections
 
 with warnings.catch_warnings():
@@ -36,7 +38,7 @@ def started(settings: Settings, service_tables: Tables, using_postgres: bool) ->
 
 @pytest.fixture
 def loop_reads(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """What LoopConnections.execute answered, call by call (None: the thread way answered)."""
+    """What LoopConnections.execute answered, call by call."""
     seen: list[Any] = []
     execute = LoopConnections.execute
 
@@ -62,39 +64,53 @@ def _requests(auth: dict[str, dict[str, str]]) -> list[tuple[str, dict[str, str]
         ("reviewer key", auth["reviewer"], example("EX-01")),
         ("another hospital's claim", auth["H0031"], other_hospital),
         ("not a claim", auth["hospital"], {"claim_id": "X"}),
+        ("not a claim, unknown key", {"Authorization": "Bearer stl_000000000000_nothing"}, {"claim_id": "X"}),
+        ("not a claim, reviewer key", auth["reviewer"], {"claim_id": "X"}),
     ]
     return cases
 
 
-def test_previews_on_the_loop_answer_byte_for_byte_as_in_a_thread(
+def _portable(app: Any, headers: dict[str, str], body: Any) -> tuple[int, bytes]:
+    """The portable preview (SQLite's: settlements.router.preview_counter) on the same database:
+    its status and body, or its refusal's status and problem body."""
+    from starlette.requests import Request
+
+    from settlement.service.errors import ServiceError
+    from settlement.service.settlements.router import preview_counter
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/settlements/preview", "app": app,
+             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]}
+    try:
+        response = preview_counter(orjson.dumps(body), Request(scope), app.state.ctx)
+    except ServiceError as exc:
+        return exc.status, orjson.dumps({"code": exc.code, "detail": exc.detail})
+    return response.status_code, bytes(response.body)
+
+
+def test_previews_on_the_loop_answer_as_the_portable_preview(
     started: Any, client: Any, auth: dict[str, dict[str, str]], loop_reads: list[Any]
 ) -> None:
     app, loop_client = started
     assert app.state.loop_conns.free == app.state.ctx.settings.preview_connections
     register_examples(client, auth["reviewer"])
-    answers = []
     for name, headers, body in _requests(auth):
-        answers.append((name, loop_client.post("/v1/settlements/preview", json=body, headers=headers)))
-    # the claims that validate, under a well-formed key, were read on the loop; the others are
-    # refused before any read, in the thread way's order
-    # EX-19 and EX-20 (the refused shapes of an unidentified patient) do not validate: not read
-    assert len(loop_reads) == len([c for c in example_claims() if c["claim_id"] not in ("EX-19", "EX-20")]) + 3
-    assert all(rows is not None for rows in loop_reads)
-    conns, app.state.loop_conns = app.state.loop_conns, None  # now the counter threads answer
-    try:
-        for name, first in answers:
-            headers, body = next((h, b) for n, h, b in _requests(auth) if n == name)
-            second = loop_client.post("/v1/settlements/preview", json=body, headers=headers)
-            assert (first.status_code, first.headers["content-type"]) == (
-                second.status_code,
-                second.headers["content-type"],
-            ), name
-            assert first.content == second.content, name
-    finally:
-        app.state.loop_conns = conns
-    statuses = {name: r.status_code for name, r in answers}
+        answer = loop_client.post("/v1/settlements/preview", json=body, headers=headers)
+        status, expected = _portable(app, headers, body)
+        assert answer.status_code == status, (name, answer.text)
+        if status == 200:
+            assert answer.content == expected, name
+        else:
+            problem = answer.json()
+            assert orjson.dumps({"code": problem["code"], "detail": problem["detail"]}) == expected, name
+    # read on the loop: the claims that validate under a well-formed key (the key and the claim), and
+    # the bodies that do not validate under one (the key alone); none before a key is well formed
+    not_read = {"no key", "malformed key"}
+    assert len(loop_reads) == len(_requests(auth)) - len(not_read)
+    statuses = {name: loop_client.post("/v1/settlements/preview", json=b, headers=h).status_code
+                for name, h, b in _requests(auth)}
     assert statuses["EX-01"] == 200 and statuses["no key"] == 401 and statuses["reviewer key"] == 403
     assert statuses["another hospital's claim"] == 403 and statuses["not a claim"] in (400, 422)
+    assert statuses["not a claim, unknown key"] == 401 and statuses["not a claim, reviewer key"] == 403
 
 
 PREVIEW_PIDS = (
@@ -115,10 +131,10 @@ def test_a_loop_connection_that_broke_is_replaced_and_its_preview_still_answered
         for pid in pids:
             admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))  # returns once it is gone
     response = loop_client.post("/v1/settlements/preview", json=example("EX-01"), headers=auth["hospital"])
-    assert response.status_code == 200, response.text  # the thread way, or a new loop connection, answered
-    # every free connection was seen closed by the server (db.closed_by_server, the pool's check)
-    # before any statement was sent on it, and given up for a new one
-    assert len(loop_reads) == 1 and conns.stats().get("connections_lost") == size
+    assert response.status_code == 200, response.text  # on a new loop connection
+    # every free connection was seen closed by the server (db.closed_by_server) before any
+    # statement was sent on it, and given back closed for the pool to replace
+    assert len(loop_reads) == 1 and conns.stats().get("returns_bad") == size
 
     async def replaced() -> int:
         for _ in range(100):
@@ -134,20 +150,25 @@ def test_a_loop_connection_that_broke_is_replaced_and_its_preview_still_answered
     assert response.status_code == 200 and loop_reads[-1] is not None
 
 
-def test_no_free_connection_means_none_and_errors_are_sqlalchemys(settings: Settings, using_postgres: bool) -> None:
+def test_a_preview_waits_for_a_busy_connection_up_to_its_bound_and_errors_are_sqlalchemys(
+    settings: Settings, using_postgres: bool
+) -> None:
     if not using_postgres:
         pytest.skip("loop connections are PostgreSQL's")
     from settlement.service.db import make_database
 
     db = make_database(settings)
 
-    async def run() -> tuple[Any, Any, int, int]:
-        conns = LoopConnections(db.counter_conninfo(), db.counter_kwargs(), 1)
+    async def run() -> tuple[Any, Any, Any, int, int]:
+        conns = LoopConnections(db.counter_conninfo(), db.counter_kwargs(), 1, timeout=0.05, busy_timeout=0.1)
         await conns.open()
         try:
-            slow = asyncio.ensure_future(conns.execute("SELECT pg_sleep(0.2), $1::text", ["a"]))
+            slow = asyncio.ensure_future(conns.execute("SELECT pg_sleep(0.5), $1::text", ["a"]))
             await asyncio.sleep(0.05)
-            busy = await conns.execute("SELECT $1::int + 1", [1])  # the one connection is at the server
+            with pytest.raises(OperationalError) as busy:  # the one connection is at the server all along
+                await conns.execute("SELECT $1::int + 1", [1])
+            conns.busy_timeout = 5.0
+            waited = await conns.execute("SELECT $1::int + 1", [2])  # ... until the sleep is over
             await slow
             with pytest.raises(DBAPIError) as refused:
                 await conns.execute("SELECT 1 / $1::int", [0])
@@ -156,11 +177,12 @@ def test_no_free_connection_means_none_and_errors_are_sqlalchemys(settings: Sett
             free = conns.free
         finally:
             await conns.close()
-        return busy, answer, free, conns.free
+        return busy.value, waited, answer, free, conns.free
 
     try:
-        busy, answer, free, after = asyncio.run(run())
-        assert busy is None
+        busy, waited, answer, free, after = asyncio.run(run())
+        assert is_unavailable(busy)  # a 503 (errors.install)
+        assert waited == [[b"3"]]
         assert answer == [[b"42"]]  # the connection came back after the error
         assert free == 1
         assert after == 0
@@ -189,21 +211,22 @@ def test_connections_that_could_not_be_opened_are_opened_once_the_database_answe
         conns = LoopConnections(db.counter_conninfo(), db.counter_kwargs(), 2)
         try:
             await conns.open()  # as at a worker's start with the database down: not an error
-            refused = await conns.execute("SELECT $1::int + 1", [1])  # none: the thread way answers
+            with pytest.raises(OperationalError) as refused:  # the fresh connection refused: 503
+                await conns.execute("SELECT $1::int + 1", [1])
             allow(True)
-            for _ in range(1500):  # previews keep coming; each finds none free until the pool refilled
-                answer = await conns.execute("SELECT $1::int + 1", [41])
-                if answer is not None and conns.free == 2:
-                    return refused, answer, conns.free
+            answer = await conns.execute("SELECT $1::int + 1", [41])  # waits for the pool's reconnection
+            for _ in range(500):
+                if conns.free == 2:
+                    break
                 await asyncio.sleep(0.01)
-            return refused, None, conns.free
+            return refused.value, answer, conns.free
         finally:
             await conns.close()
 
     allow(False)
     try:
         refused, answer, free = asyncio.run(run())
-        assert refused is None
+        assert is_unavailable(refused)
         assert answer == [[b"42"]] and free == 2  # filled up to its size, and no more
     finally:
         allow(True)

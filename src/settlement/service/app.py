@@ -23,7 +23,7 @@ from . import errors, logmask, openapi
 from .config import Settings, region_dir
 from .context import ServiceContext
 from .counter_routes import CounterRoutes, FrontRoute, SettlementApp
-from .db import make_database
+from .db import BUSY_TIMEOUT, make_database
 from .funds.router import router as funds_router
 from .health import router as health_router
 from .hospitals.router import router as hospitals_router
@@ -91,10 +91,13 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
                 await anyio.to_thread.run_sync(db.open_counter)
             except Exception as exc:  # the database may come up later: /readyz tells
                 log.warning("counter connections not opened at start: %s", exc)
-            if settings.preview_connections > 0:  # previews read on the loop, on connections of their own
-                kwargs = {**db.counter_kwargs(), "application_name": "settlement-previews"}
-                loop_conns = LoopConnections(db.counter_conninfo(), kwargs, settings.preview_connections)
-                await loop_conns.open()
+            # previews read on the loop, on connections of their own
+            kwargs = {**db.counter_kwargs(), "application_name": "settlement-previews"}
+            loop_conns = LoopConnections(
+                db.counter_conninfo(), kwargs, settings.preview_connections,
+                timeout=db.checkout_timeout, busy_timeout=BUSY_TIMEOUT,
+            )
+            await loop_conns.open()
         app.state.loop_conns = loop_conns
         refresher = start_refresher(ctx)  # review flags, in a thread of its own (reviews.flags)
         # What the worker built to start (schedules, tables, models, the numba kernels, the pools)
@@ -151,7 +154,9 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
         counter_api,
         [
             FrontRoute("/v1/settlements", settle_counter, _body_only),
-            FrontRoute("/v1/settlements/preview", preview_counter, _body_only, preview_on_loop),
+            FrontRoute("/v1/settlements/preview", preview_on_loop, _body_only, on_loop=True)
+            if db.dialect == "postgresql"
+            else FrontRoute("/v1/settlements/preview", preview_counter, _body_only),
             FrontRoute("/v1/settlements/{settlement_id}/reversal", reverse_counter, _reversal),
         ],
         body_limit=settings.max_body_bytes,

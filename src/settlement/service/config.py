@@ -71,9 +71,9 @@ class Settings(BaseSettings):
     db_max_overflow: int = 4
     preview_connections: int = Field(
         8,
+        ge=1,
         description="PostgreSQL: connections per worker on which previews read from the event loop"
-        " (service/pgloop.py; a preview that finds none free reads in a counter thread); 0: all"
-        " previews in the counter threads",
+        " (service/pgloop.py; a preview waits for one as a settle waits for a counter connection)",
     )
     lock_timeout_ms: int = Field(5000, description="PostgreSQL lock_timeout per statement")
     statement_timeout_ms: int = 30000

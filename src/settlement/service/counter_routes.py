@@ -8,8 +8,8 @@ only cost CPU for them (docs/PERFORMANCE.md §3 step 15), and :class:`CounterRou
 does once what those layers do for every other route: the body bounds (413,
 408: limits), the strict checks (service.strict, from the routes' declaration),
 the latency histogram, errors rendered by the application's own handlers, and
-the handler in a thread of the counter's executor (or first on the loop, for a
-route with ``on_loop``: the preview, service.pgloop).
+the handler in a thread of the counter's executor (or awaited on the loop, for a
+route with ``on_loop``: PostgreSQL's preview, service.pgloop).
 
 The routes are declared for the OpenAPI document and the strict checks by an
 APIRouter that is never mounted (settlements.router ``counter_api``);
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -45,15 +45,14 @@ class FrontRoute:
 
     ``args(body, path parameters, scope)``, on the event loop: the handler's arguments before
     ``(request, ctx)``; it raises for a body the route refuses.
-    ``handler(*args, request, ctx)`` runs in a counter thread and returns the response.
+    ``handler(*args, request, ctx)`` runs in a counter thread and returns the response; with
+    ``on_loop``, it is a coroutine function awaited on the event loop instead.
     """
 
     template: str
     handler: Callable[..., Any]
     args: Callable[[bytes, dict[str, Any], Scope], tuple[Any, ...]]
-    on_loop: Callable[..., Awaitable[Any]] | None = None
-    """``on_loop(*args, request, ctx)``, awaited on the event loop first: the response, or None to
-    run ``handler`` in a counter thread after all."""
+    on_loop: bool = False
 
 
 class _Endpoint:
@@ -141,9 +140,9 @@ class CounterRoutes:
                 if problem is not None:
                     raise problem
                 args = front.args(body, params, scope)
-                if front.on_loop is not None:
-                    response = await front.on_loop(*args, request, ctx)
-                if response is None:
+                if front.on_loop:
+                    response = await front.handler(*args, request, ctx)
+                else:
                     response = await asyncio.get_running_loop().run_in_executor(
                         self.executor, partial(front.handler, *args, request, ctx)
                     )

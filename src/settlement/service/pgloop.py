@@ -1,19 +1,18 @@
-"""The previews' reads awaited on the event loop, on psycopg's AsyncConnectionPool.
+"""PostgreSQL's previews: their one read awaited on the event loop, on psycopg's AsyncConnectionPool.
 
-A preview is one read and the engine's batch of one. In a counter thread each
-preview paid the hand-over to the thread and back and queued for the worker's
-GIL against the loop and the other threads at every step; at 1,600 previews/s
-those queues, not the work, made the p99 (docs/PERFORMANCE.md §3, session 4).
-Here the read is awaited on the loop (psycopg's AsyncConnection, a raw cursor:
-the same ``$n`` statement and text rows as pgdirect's, prepared) and the rest
-runs between other requests.
+A preview is one read and the engine's batch of one; awaited on the loop it
+pays no hand-over to a counter thread and no queue for the GIL behind them
+(docs/PERFORMANCE.md §3, session 4). The read is psycopg's AsyncRawCursor with
+pgdirect's ``$n`` statement and text rows, prepared.
 
-The pool (``size`` connections a worker, apart from the counter's) is never
-waited on: a preview that finds no connection free, or whose connection broke
-under the read, gets None and takes the thread way (a read is safe to repeat).
-A connection the server ended while idle is never handed out (the pool's
-``check``: db.closed_by_server, no round trip); the pool opens the replacements
-itself, and keeps trying while the database is down.
+A preview waits for a connection up to ``timeout`` s (Database.checkout_timeout);
+then a fresh connection is tried (one at a time, its answer shared for
+PROBE_TTL s): refused, the database is down (503 now);
+opened, the pool is busy or still reconnecting after an outage, and the preview
+waits on, up to ``busy_timeout`` s in all. A connection the server ended while
+idle is never used (db.closed_by_server, no round trip); one lost under the read
+has the idle ones checked and the read sent once more on another (a read is safe
+to repeat), then 503.
 """
 
 from __future__ import annotations
@@ -21,27 +20,49 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
+
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from . import pgdirect
 from .db import as_dbapi_error, closed_by_server
 
 log = logging.getLogger("settlement.service")
 
-NO_WAIT = 0.001
-"""getconn's timeout (s): psycopg_pool refuses a timeout of 0 even with a connection free."""
+RECONNECT_TIMEOUT = 2.0
+"""psycopg_pool's reconnect_timeout (s): a connection that cannot be reopened is given up after this
+long (a few attempts, backing off), and the next preview that waits has the pool open one at once;
+with the default (5 min, backing off to minutes) previews would wait long after an outage."""
+
+PROBE_TTL = 0.25
+"""Seconds a probe's answer (the database reachable or not) serves the previews that time out."""
+
+Rows = list[list[bytes | None]]
+
+
+class Reader(Protocol):
+    """Where a preview sends its read: the worker's :class:`LoopConnections`, or an :class:`OwnConnection`."""
+
+    async def execute(self, sql: str, params: Sequence[Any]) -> Rows: ...
 
 
 class LoopConnections:
     """An AsyncConnectionPool of ``size`` autocommit connections, used from one event loop only
     (created, opened and closed on it: the worker's lifespan)."""
 
-    def __init__(self, conninfo: str, kwargs: dict[str, Any], size: int) -> None:
+    def __init__(
+        self, conninfo: str, kwargs: dict[str, Any], size: int, *, timeout: float = 0.5, busy_timeout: float = 10.0
+    ) -> None:
         from psycopg_pool import AsyncConnectionPool
 
+        self._conninfo, self._kwargs = conninfo, kwargs
         self._size = size
+        self.timeout, self.busy_timeout = timeout, busy_timeout
+        self._probe: asyncio.Future[bool] | None = None
+        self._probe_at = 0.0
         self._pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-            conninfo, kwargs=kwargs, min_size=size, max_size=size, open=False, check=_check, name="previews"
+            conninfo, kwargs=kwargs, min_size=size, max_size=size, open=False, name="previews",
+            reconnect_timeout=RECONNECT_TIMEOUT,
         )
 
     @property
@@ -49,12 +70,12 @@ class LoopConnections:
         return self.stats().get("pool_available", 0)
 
     def stats(self) -> dict[str, int]:
-        """psycopg_pool's figures (pool_available, connections_lost: found ended by the check, …)."""
+        """psycopg_pool's figures (pool_available, returns_bad: closed ones given back, …)."""
         return self._pool.get_stats()
 
     async def open(self, timeout: float = 10.0) -> None:
         """Start the pool, and wait up to ``timeout`` s for all its connections (not an error: a
-        database down at the start is tried again by the pool, and previews take the thread way)."""
+        database down at the start is tried again when previews wait for a connection)."""
         await self._pool.open()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -68,40 +89,112 @@ class LoopConnections:
     async def close(self) -> None:
         await self._pool.close()
 
-    async def execute(self, sql: str, params: Sequence[Any]) -> list[list[bytes | None]] | None:
-        """pgdirect.execute's rows, awaited on the running loop.
+    async def execute(self, sql: str, params: Sequence[Any]) -> Rows:
+        """pgdirect.execute's rows, awaited on the running loop; errors as SQLAlchemy's (db.pg_direct's).
 
-        None when no connection is free, or when the connection broke under the
-        statement (the thread way reads on a connection of its own). The
-        statement's own errors become SQLAlchemy's, as :func:`db.pg_direct` makes them.
+        A connection lost under the statement: the idle ones checked (psycopg_pool's check, a round
+        trip each, only now) and the statement sent once more on another.
         """
-        import psycopg
+        for attempt in (1, 2):
+            conn = await self._connection()
+            try:
+                return await run(conn, sql, params)
+            except DBAPIError as exc:
+                if attempt == 2 or not exc.connection_invalidated:  # invalidated: lost under the statement
+                    raise
+                log.warning("a loop connection was lost under a statement, once more on another")
+            finally:  # a closed one, or one left mid-statement (cancelled), is discarded by the pool
+                await self._pool.putconn(conn)
+            await self._pool.check()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _connection(self) -> Any:
+        """A live connection of the pool (see the module's docstring for the waits). A preview keeps
+        its place in the pool's queue while the probe runs: under overload every preview waits past
+        ``timeout``, and one queued again at the back waited twice (measured: p50 0.5 s → 1.2 s)."""
         from psycopg_pool import PoolTimeout
 
-        for _ in range(self._size):  # at most every connection tried once
-            if not self.free:
-                return None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.busy_timeout
+        probed = False
+        while True:
+            left = deadline - loop.time()
             try:
-                conn = await self._pool.getconn(timeout=NO_WAIT)
-                break
-            except PoolTimeout:  # the one it took was ended by the server (_check): being replaced
+                if left <= 0:
+                    raise PoolTimeout("no connection free")
+                if probed or self.free:
+                    conn = await self._pool.getconn(timeout=left)
+                else:
+                    get = asyncio.ensure_future(self._pool.getconn(timeout=left))
+                    try:
+                        done, _ = await asyncio.wait((get,), timeout=self.timeout)
+                        if not done:
+                            probed = True
+                            if not await self._reachable() and not get.done():
+                                raise PoolTimeout("the database is unavailable")
+                        conn = await get
+                    except BaseException:
+                        if not get.done():
+                            get.cancel()  # psycopg_pool gives back a connection it was handing over
+                        elif not get.cancelled() and get.exception() is None:
+                            await self._pool.putconn(get.result())
+                        raise
+            except PoolTimeout as exc:
+                raise OperationalError("connect", {}, exc) from exc
+            if closed_by_server(conn):  # ended while idle: given back closed, the pool opens another
+                await conn.close()
+                await self._pool.putconn(conn)
                 continue
-        else:
-            return None
+            return conn
+
+    async def _reachable(self) -> bool:
+        """A fresh connection opens: one probe at a time, its answer shared for PROBE_TTL s (under
+        overload every preview waits past ``timeout``; a connection each would feed the overload)."""
+        loop = asyncio.get_running_loop()
+        probe = self._probe
+        if probe is None or (probe.done() and loop.time() - self._probe_at > PROBE_TTL):
+            self._probe_at = loop.time()
+            probe = self._probe = asyncio.ensure_future(self._connects())
+        return await asyncio.shield(probe)
+
+    async def _connects(self) -> bool:
+        import psycopg
+
         try:
-            async with psycopg.AsyncRawCursor(conn) as cur:
-                await cur.execute(sql, params, prepare=True)
-                return pgdirect.rows(cur.pgresult, conn)
+            conn = await psycopg.AsyncConnection.connect(self._conninfo, **{**self._kwargs, "connect_timeout": 2})
+        except psycopg.Error:
+            return False
+        await conn.close()
+        return True
+
+
+class OwnConnection:
+    """One connection for one preview, where no worker's pool is open (an application whose lifespan
+    did not run, as the tests' TestClient without ``with``: each request on an event loop of its own)."""
+
+    def __init__(self, conninfo: str, kwargs: dict[str, Any]) -> None:
+        self._conninfo, self._kwargs = conninfo, kwargs
+
+    async def execute(self, sql: str, params: Sequence[Any]) -> Rows:
+        import psycopg
+
+        try:
+            conn = await psycopg.AsyncConnection.connect(self._conninfo, **self._kwargs)
         except psycopg.Error as exc:
-            if conn.broken:  # lost under the statement: the pool replaces it, the thread way reads
-                return None
-            raise as_dbapi_error(sql, params, exc) from exc
-        finally:  # a broken one, or one left mid-statement (cancelled), is discarded by the pool
-            await self._pool.putconn(conn)
+            raise OperationalError("connect", {}, exc) from exc
+        try:
+            return await run(conn, sql, params)
+        finally:
+            await conn.close()
 
 
-async def _check(conn: Any) -> None:
-    """The pool's check before handing a connection out: not one the server ended while idle."""
-    if closed_by_server(conn):
-        await conn.close()  # closed: the pool discards it and opens another (an idle one it would keep)
-        raise OSError("the server ended this connection")
+async def run(conn: Any, sql: str, params: Sequence[Any]) -> Rows:
+    """The statement on ``conn`` (prepared), its text rows; psycopg's errors as SQLAlchemy's."""
+    import psycopg
+
+    try:
+        async with psycopg.AsyncRawCursor(conn) as cur:
+            await cur.execute(sql, params, prepare=True)
+            return pgdirect.rows(cur.pgresult, conn)
+    except psycopg.Error as exc:
+        raise as_dbapi_error(sql, params, exc, conn) from exc

@@ -55,7 +55,7 @@ from settlement.service.errors import ServiceError, claim_problem, not_found, un
 from settlement.service.funds.repository import POOL_SHARDS
 from settlement.service.hospitals.service import bind_level
 from settlement.service.persons.service import check_identity
-from settlement.service.pgloop import LoopConnections
+from settlement.service.pgloop import Reader
 
 from . import counter
 from .counter import Computation, CounterClaim, compute, prepare
@@ -190,12 +190,8 @@ class Snapshot:
     pools: dict[str, int]
 
 
-def read(
-    conn: Any, ctx: ServiceContext, key: str, raw: bytes, claim: Claim | None, *, settling: bool = True
-) -> Snapshot:
-    """The one read, then every check before the engine in the SPEC §6 / service order.
-
-    ``settling``: also look for an earlier settlement of the claim (a preview does not care).
+def read(conn: Any, ctx: ServiceContext, key: str, raw: bytes, claim: Claim | None) -> Snapshot:
+    """A settle's one read, then every check before the engine in the SPEC §6 / service order.
 
     ``claim`` is None when the body did not validate: then only the key is
     looked up (an invalid key is a 401 whatever the body) and the claim's error
@@ -208,7 +204,7 @@ def read(
         hospital_principal(key, pg_execute(conn, KEY_SQL, (key_id,)).fetchone())
         decode_claim(raw, counter_today(ctx))  # raises the claim's own error
         raise AssertionError("decode_claim accepted a body it refused before")
-    sql, params = read_statement(ctx, key_id, claim, settling=settling)
+    sql, params = read_statement(ctx, key_id, claim, settling=True)
     return snapshot(ctx, key, claim, pg_direct(conn, sql, params)[0])
 
 
@@ -415,30 +411,33 @@ def _stored(found: tuple[Any, ...]) -> Any:
     return SimpleNamespace(**dict(zip(STORED_COLUMNS, found, strict=True)))
 
 
-def preview(ctx: ServiceContext, header: str | None, raw: bytes) -> dict[str, Any]:
-    """The result on the totals committed now: one read, the engine, nothing written."""
-    key, claim = _key_and_claim(ctx, header, raw)
-    snap = ctx.db.on_counter(lambda conn: read(conn, ctx, key, raw, claim, settling=False))  # a read: repeatable
-    return preview_body(ctx, snap)
+KEY_READ = KEY_SQL.replace("%s", "$1")
+"""auth.service.KEY_SQL with pgdirect's placeholder: a preview's only read when its body does not validate."""
 
 
-async def preview_on_loop(
-    ctx: ServiceContext, header: str | None, raw: bytes, loop_conns: LoopConnections
-) -> dict[str, Any] | None:
-    """:func:`preview` with its read sent from the event loop: no thread, no GIL hand-over.
+async def preview(ctx: ServiceContext, header: str | None, raw: bytes, conns: Reader) -> dict[str, Any]:
+    """The result on the totals committed now: one read awaited on the event loop (service.pgloop),
+    the engine, nothing written.
 
-    None when the thread way must answer: a body that does not validate or a
-    malformed key (their errors come from :func:`read`, in its order), or no
-    loop connection free right now.
+    Refused in :func:`read`'s order: no key, a malformed key, a key not valid or not a
+    hospital's (a read of the key alone when the body does not validate), then the body's error.
     """
-    key, claim = _key_and_claim(ctx, header, raw)
+    key = bearer_key(header)
+    refused: ServiceError | None = None
+    try:
+        claim: Claim | None = decode_claim(raw, counter_today(ctx))
+    except ServiceError as exc:
+        claim, refused = None, exc
     key_id = key_id_of(key)
-    if claim is None or key_id is None:
-        return None
+    if key_id is None:
+        raise unauthorized("the API key is malformed")
+    if claim is None:
+        found = await conns.execute(KEY_READ, [key_id])
+        hospital_principal(key, tuple(None if v is None else v.decode() for v in found[0]) if found else None)
+        assert refused is not None
+        raise refused
     sql, params = read_statement(ctx, key_id, claim, settling=False)
-    found = await loop_conns.execute(sql, params)
-    if found is None:
-        return None
+    found = await conns.execute(sql, params)
     return preview_body(ctx, snapshot(ctx, key, claim, found[0]))
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from settlement.claims import Claim
 from settlement.claims.models import Category
-from settlement.service import metrics
+from settlement.service import metrics, pgloop
 from settlement.service.auth.keys import Role
 from settlement.service.auth.service import Principal, bearer_key
 from settlement.service.db import run_transaction, violated_constraint
@@ -67,7 +67,7 @@ requests are answered by service.counter_routes (settle_counter, preview_counter
     responses={400: PROBLEM, 403: PROBLEM, 422: PROBLEM},
 )
 def preview() -> None:  # pragma: no cover - a declaration
-    pass  # answered by preview_on_loop or preview_counter (a docstring would be the document's description)
+    pass  # answered by preview_on_loop (PostgreSQL) or preview_counter (a docstring: the description)
 
 
 @counter_api.post(
@@ -101,23 +101,18 @@ def reverse(settlement_id: str, data: Annotated[ReversalIn | None, Body()] = Non
     pass  # answered by reverse_counter (keys: hospital, its own settlements, and admin)
 
 
-async def preview_on_loop(raw: bytes, request: Request, ctx: Any) -> Response | None:
-    """The preview answered on the event loop (service.pgloop), or None: the thread way answers."""
-    loop_conns = getattr(request.app.state, "loop_conns", None)
-    if loop_conns is None:
-        return None
-    body = await pgcounter.preview_on_loop(ctx, request.headers.get("authorization"), raw, loop_conns)
-    if body is None:
-        return None
+async def preview_on_loop(raw: bytes, request: Request, ctx: Any) -> Response:
+    """PostgreSQL's preview, awaited on the event loop (pgcounter.preview on service.pgloop's connections)."""
+    conns: pgloop.Reader | None = getattr(request.app.state, "loop_conns", None)
+    if conns is None:  # the lifespan did not run (tests' clients): a connection for this request
+        conns = pgloop.OwnConnection(ctx.db.counter_conninfo(), ctx.db.counter_kwargs())
+    body = await pgcounter.preview(ctx, request.headers.get("authorization"), raw, conns)
     metrics.PREVIEWS.inc()
     return json_response(body)
 
 
 def preview_counter(raw: bytes, request: Request, ctx: Any) -> Response:
-    if ctx.db.dialect == "postgresql":  # one statement, no session (settlements.pgcounter)
-        body = pgcounter.preview(ctx, request.headers.get("authorization"), raw)
-        metrics.PREVIEWS.inc()
-        return json_response(body)
+    """The portable preview (SQLite), in a counter thread."""
     with ctx.db.read() as session:  # opened here: a session dependency costs two thread-pool hops
         try:
             principal = principal_of(request, ctx, Role.HOSPITAL, session=session)

@@ -6,7 +6,8 @@ pays no hand-over to a counter thread and no queue for the GIL behind them
 pgdirect's ``$n`` statement and text rows, prepared.
 
 A preview waits for a connection up to ``timeout`` s (Database.checkout_timeout);
-then a fresh connection is tried (one at a time, its answer shared for
+then, unless a read of the pool answered within ANSWERED_WITHIN s (busy, not down),
+a fresh connection is tried (one at a time, its answer shared for
 PROBE_TTL s): refused, the database is down (503 now);
 opened, the pool is busy or still reconnecting after an outage, and the preview
 waits on, up to ``busy_timeout`` s in all. A connection the server ended while
@@ -37,6 +38,11 @@ with the default (5 min, backing off to minutes) previews would wait long after 
 PROBE_TTL = 0.25
 """Seconds a probe's answer (the database reachable or not) serves the previews that time out."""
 
+ANSWERED_WITHIN = 1.0
+"""Seconds after a read of the pool answered in which the database counts as reachable without a
+probe: under a sustained overload every preview waits past ``timeout``, and a probe's fresh
+connection every PROBE_TTL s cost ~0.8 ms of service CPU a preview (docs/PERFORMANCE.md §5.5)."""
+
 Rows = list[list[bytes | None]]
 
 
@@ -60,6 +66,7 @@ class LoopConnections:
         self.timeout, self.busy_timeout = timeout, busy_timeout
         self._probe: asyncio.Future[bool] | None = None
         self._probe_at = 0.0
+        self._answered_at = float("-inf")
         self._pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             conninfo, kwargs=kwargs, min_size=size, max_size=size, open=False, name="previews",
             reconnect_timeout=RECONNECT_TIMEOUT,
@@ -98,7 +105,9 @@ class LoopConnections:
         for attempt in (1, 2):
             conn = await self._connection()
             try:
-                return await run(conn, sql, params)
+                rows = await run(conn, sql, params)
+                self._answered_at = asyncio.get_running_loop().time()
+                return rows
             except DBAPIError as exc:
                 if attempt == 2 or not exc.connection_invalidated:  # invalidated: lost under the statement
                     raise
@@ -148,9 +157,12 @@ class LoopConnections:
             return conn
 
     async def _reachable(self) -> bool:
-        """A fresh connection opens: one probe at a time, its answer shared for PROBE_TTL s (under
-        overload every preview waits past ``timeout``; a connection each would feed the overload)."""
+        """A read of the pool answered within ANSWERED_WITHIN s, or else a fresh connection opens: one
+        probe at a time, its answer shared for PROBE_TTL s (under overload every preview waits past
+        ``timeout``; a connection each would feed the overload)."""
         loop = asyncio.get_running_loop()
+        if loop.time() - self._answered_at <= ANSWERED_WITHIN:
+            return True  # busy, not down: a read of the pool has just answered
         probe = self._probe
         if probe is None or (probe.done() and loop.time() - self._probe_at > PROBE_TTL):
             self._probe_at = loop.time()

@@ -26,9 +26,7 @@ def totals_from_row(values: Sequence[int] | None, charity: dict[str, int]) -> Pe
 
 
 def _totals(row: PersonYear | None, charity: dict[str, int]) -> PersonYearTotals:
-    if row is None:
-        return PersonYearTotals(charity_paid=charity)
-    return totals_from_values([getattr(row, c) for c in TOTAL_COLUMNS], charity)
+    return totals_from_row(None if row is None else [getattr(row, c) for c in TOTAL_COLUMNS], charity)
 
 
 def _charity(session: Session, person_id: str, year: int) -> dict[str, int]:

@@ -125,6 +125,15 @@ def code_hash(buf: U8, s: int, e: int, salt: int) -> int:
 
 
 @helper
+def same_bytes(a: U8, a0: int, b: U8, b0: int, n: int) -> bool:
+    """Whether a[a0:a0 + n] and b[b0:b0 + n] hold the same bytes (the hash tables' key comparison)."""
+    for j in range(n):  # noqa: SIM110 - a loop numba compiles (no generator)
+        if a[a0 + j] != b[b0 + j]:
+            return False
+    return True
+
+
+@helper
 def catalog_row(buf: U8, s: int, e: int, version: int, table: CatalogTable) -> int:
     """The global catalog row of the code buf[s:e] (UTF-8) in a version's catalog; -1 when it is not there."""
     slots = table.slots
@@ -135,14 +144,9 @@ def catalog_row(buf: U8, s: int, e: int, version: int, table: CatalogTable) -> i
     while slots[slot] >= 0:
         entry = slots[slot]
         a = code_off[entry]
-        if table.entry_version[entry] == version and code_off[entry + 1] - a == e - s:
-            same = True
-            for j in range(e - s):
-                if buf[s + j] != code_buf[a + j]:
-                    same = False
-                    break
-            if same:
-                return int(table.entry_row[entry])
+        if (table.entry_version[entry] == version and code_off[entry + 1] - a == e - s
+                and same_bytes(buf, s, code_buf, a, e - s)):
+            return int(table.entry_row[entry])
         slot = (slot + 1) & mask
     return -1
 

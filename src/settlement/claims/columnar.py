@@ -39,6 +39,7 @@ from .checks import (
     code_hash,
     person_number,
     real_date,
+    same_bytes,
     whole_years,
 )
 from .models import MAX_ITEMS, MAX_QUANTITY, MAX_UNIT_PRICE
@@ -801,15 +802,9 @@ def _intern_kernel(buf: U8, start: I64, end: I64, code: I64, first: I64) -> int:
                 break
             f = first[c]
             fs = start[f]
-            if end[f] - fs == e - s:
-                same = True
-                for j in range(e - s):
-                    if buf[s + j] != buf[fs + j]:
-                        same = False
-                        break
-                if same:
-                    code[i] = c
-                    break
+            if end[f] - fs == e - s and same_bytes(buf, s, buf, fs, e - s):
+                code[i] = c
+                break
             slot = (slot + 1) & mask
     return count
 

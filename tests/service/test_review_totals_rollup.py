@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 import random
 import uuid
 from dataclasses import replace
@@ -173,3 +174,22 @@ def test_a_settlement_committed_below_a_mark_is_in_its_block(client, auth, app, 
         assert blocks[1] == 2 and everything["count"] == 5
     else:  # what the margin is for: block 1 was summed while seq 2 was in flight, and stays short
         assert blocks[1] == 1 and everything["count"] == 4
+
+
+def test_the_flags_refresh_command_advances_the_block_totals(client, auth, app, settings, monkeypatch, capsys):
+    """``settlement flags refresh`` sums the blocks its seq mark closes, not only the flags: the refresh every
+    caller runs (the command, the demo's seeding, the service's background loop) advances both."""
+    from settlement.cli import main
+
+    monkeypatch.setattr(rollup, "BLOCK", 2)
+    settle_ex01(client, auth, 5)  # seqs 1..5
+    monkeypatch.setenv("SETTLEMENT_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("SETTLEMENT_FLAGS_REFRESH_MARGIN_SECONDS", "0")
+    assert main(["flags", "refresh"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    with app.state.ctx.db.read() as session:
+        blocks = dict(session.execute(select(rollup.seq_blocks.c.block, rollup.seq_blocks.c.count)).all())
+    assert printed["checked"] == 5 and printed["blocks"] == 3
+    assert blocks == {0: 1, 1: 2, 2: 2}  # seqs 1, 2-3, 4-5: closed by the mark this run took (margin 0)
+    assert main(["flags", "refresh"]) == 0  # nothing new: no block written twice
+    assert json.loads(capsys.readouterr().out)["blocks"] == 0

@@ -15,7 +15,10 @@ C. moves the watermarks: a watermark moves up to the *mark* (the highest seq see
    how long a settle or reversal transaction lives (statement and lock timeouts), so
    no transaction can still commit a seq at or below it. Rows that commit out of seq
    order are therefore never skipped; the cost is re-reading the margin's rows, which
-   their check rows (A) or the diff against stored flags (B) make cheap.
+   their check rows (A) or the diff against stored flags (B) make cheap;
+D. sums the queue's block totals closed by the seq marks (settlements.rollup), so every
+   caller (the service's background loop, ``settlement flags refresh``, the demo's
+   seeding) advances both.
 
 Writes are diffs: a flag row is written only when it appears, changes or goes away.
 One refresher at a time: each transaction first locks the ``flag_refresh_state`` row
@@ -41,6 +44,7 @@ from sqlalchemy.orm import Session
 
 from settlement.service.db import Database, insert_ignore, is_unavailable, sqlstate
 from settlement.service.persons.models import Person, PersonCategory
+from settlement.service.settlements import rollup
 from settlement.service.settlements.models import AMOUNTS, Settlement, SettlementEvent
 
 from .models import FlagCheck, FlagRefreshState, SeqMark, SettlementFlag
@@ -66,6 +70,8 @@ class RefreshStats:
     """Persons whose person rules were evaluated."""
     added: int = 0
     removed: int = 0
+    blocks: int = 0
+    """Block totals of the queue summed (settlements.rollup)."""
     busy: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -315,6 +321,8 @@ def refresh(
             session.commit()
     except RefresherBusy:
         stats.busy = True
+        return stats
+    stats.blocks = rollup.refresh(db, margin=margin, clock=clock)  # D: the block totals the marks close
     return stats
 
 
@@ -379,7 +387,7 @@ class BackgroundRefresher:
         while not self._stop.wait(self._interval):
             try:
                 stats = self._run()
-                if stats.checked or stats.added or stats.removed:
+                if stats.checked or stats.added or stats.removed or stats.blocks:
                     log.info("flags refreshed: %s", stats.as_dict())
             except Exception as exc:  # the database may be down: try again next time
                 if is_unavailable(exc):
@@ -392,10 +400,8 @@ __all__ = ["BackgroundRefresher", "RefreshStats", "refresh", "reset", "status"]
 
 
 def start_refresher(ctx: Any) -> BackgroundRefresher | None:
-    """The service's background refresher (None when ``flags_refresh_seconds`` is 0): the flags, then
-    the block totals of the queue (settlements.rollup), which move on the seq marks a run writes."""
-    from settlement.service.settlements import rollup
-
+    """The service's background refresher (None when ``flags_refresh_seconds`` is 0): :func:`refresh`, the
+    flags and the queue's block totals, every ``flags_refresh_seconds``."""
     from .rules import rules_at
 
     settings = ctx.settings
@@ -405,9 +411,7 @@ def start_refresher(ctx: Any) -> BackgroundRefresher | None:
     margin = dt.timedelta(seconds=settings.flags_refresh_margin_seconds)
 
     def run() -> RefreshStats:
-        stats = refresh(ctx.db, rules, margin=margin)
-        rollup.refresh(ctx.db, margin=margin)
-        return stats
+        return refresh(ctx.db, rules, margin=margin)
 
     refresher = BackgroundRefresher(run, settings.flags_refresh_seconds)
     refresher.start()

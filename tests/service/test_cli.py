@@ -64,7 +64,7 @@ def test_keys_create_prints_the_key_alone(tmp_path: Path, monkeypatch: Any, caps
 
 def test_persons_import_and_db_upgrade(tmp_path: Path, monkeypatch: Any, capsys: Any) -> None:
     db = tmp_path / "cli.db"
-    assert "revision 0013" in cli(["db", "upgrade"], monkeypatch, capsys, db)[1]
+    assert "revision 0014" in cli(["db", "upgrade"], monkeypatch, capsys, db)[1]
     good = tmp_path / "persons.csv"
     good.write_text(
         "person_id,scheme,category,valid_from,valid_to\n23010219560312041x,resident,registered_poor,2018-01-01,\n"

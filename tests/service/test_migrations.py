@@ -43,7 +43,7 @@ def _check(url: str) -> None:
     settings = Settings(database_url=url)
     upgrade(settings)
     upgrade(settings)  # idempotent
-    assert current(settings) == "0013"
+    assert current(settings) == "0014"
     engine = make_engine(settings, pooled=False)
     try:
         with engine.connect() as conn:
@@ -61,7 +61,7 @@ def _check(url: str) -> None:
             assert set(inspect(conn).get_table_names()) <= {"alembic_version"}
         assert _counter_functions(engine) == 0
         upgrade(settings)
-        assert current(settings) == "0013"
+        assert current(settings) == "0014"
     finally:
         engine.dispose()
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, BigInteger, CheckConstraint, Date, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from settlement.service.db import Base, SerialKey, UtcDateTime
+from settlement.service.db import Base, Fen, SerialKey, UtcDateTime
 from settlement.service.settlements.models import AMOUNTS, LISTED, Settlement
 
 DECISIONS = ("approve", "query", "recover", "comment")
@@ -53,19 +53,46 @@ class Review(Base):
     """The bulk approval that wrote this record (one id per bulk call), else null."""
 
 
+REVIEWED_CARRIED = ("settled_at", "admitted", "discharged", *(f"{name}_fen" for name in AMOUNTS))
+"""The settlement's columns a review status row carries (copied when the row is first written; a
+settlement never changes them): what the queue sums and sorts by, so that a filter of review status
+(and settled dates) reads this table's index alone (settlements.query, migration 0014)."""
+
+
 class ReviewStatus(Base):
-    """A settlement's current review status: a projection of its records (no row: pending)."""
+    """A settlement's current review status: a projection of its records (no row: pending), with
+    the settlement's dates and amounts (REVIEWED_CARRIED) beside it."""
 
     __tablename__ = "settlement_review_status"
     __table_args__ = (
         CheckConstraint("status IN ('approved', 'queried', 'recovery')", name="status"),
-        Index("ix_settlement_review_status_status_settlement_seq", "status", "settlement_seq"),
+        Index(
+            "ix_settlement_review_status_status_settlement_seq", "status", "settlement_seq",
+            postgresql_include=list(REVIEWED_CARRIED),
+        ),
     )
 
     settlement_seq: Mapped[int] = mapped_column(ForeignKey("settlements.seq"), primary_key=True)
     status: Mapped[str] = mapped_column(String(16))
     review_id: Mapped[int] = mapped_column(ForeignKey("settlement_reviews.id"))
     at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    settled_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    admitted: Mapped[dt.date] = mapped_column(Date)
+    discharged: Mapped[dt.date] = mapped_column(Date)
+    total_fen: Mapped[int] = mapped_column(Fen)
+    fully_self_paid_fen: Mapped[int] = mapped_column(Fen)
+    over_limit_fen: Mapped[int] = mapped_column(Fen)
+    pre_self_paid_fen: Mapped[int] = mapped_column(Fen)
+    in_scope_fen: Mapped[int] = mapped_column(Fen)
+    deductible_fen: Mapped[int] = mapped_column(Fen)
+    basic_fen: Mapped[int] = mapped_column(Fen)
+    critical_illness_fen: Mapped[int] = mapped_column(Fen)
+    medical_assistance_fen: Mapped[int] = mapped_column(Fen)
+    charity_fen: Mapped[int] = mapped_column(Fen)
+    backstop_fen: Mapped[int] = mapped_column(Fen)
+    patient_pays_fen: Mapped[int] = mapped_column(Fen)
+    hospital_bears_fen: Mapped[int] = mapped_column(Fen)
+    emergency_relief_fen: Mapped[int] = mapped_column(Fen)
 
 
 class SettlementFlag(Base):
@@ -158,6 +185,7 @@ Index(
 
 __all__ = [
     "DECISIONS",
+    "REVIEWED_CARRIED",
     "REVIEW_STATUSES",
     "STATUS_OF",
     "FlagCheck",

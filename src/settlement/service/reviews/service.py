@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table, func, literal, select
+from sqlalchemy import ColumnElement, Table, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -29,7 +28,7 @@ from settlement.service.settlements import repository
 from settlement.service.settlements.models import Settlement
 from settlement.service.settlements.query import SettlementFilter, matching_seqs, review_facts
 
-from .models import DECISIONS, STATUS_OF, Review, ReviewStatus
+from .models import DECISIONS, REVIEWED_CARRIED, STATUS_OF, Review, ReviewStatus
 
 REVIEWERS = (Role.REVIEWER, Role.ADMIN)
 NOTE_MAX = 2000
@@ -100,23 +99,26 @@ def _check_decision(decision: str, note: str | None) -> str | None:
     return note
 
 
-def _upsert_status(session: Session, rows: Sequence[dict[str, Any]] | Any, *, from_select: Any = None) -> None:
-    """Moves review statuses to these records' decisions unless a later record already moved them."""
+def _upsert_status(session: Session, status: str, *records: ColumnElement[bool]) -> None:
+    """Moves the review statuses of the settlements of these records (conditions on ``settlement_reviews``) to
+    ``status`` unless a later record already moved them; a new status row carries its settlement's
+    REVIEWED_CARRIED columns, read beside the record (they never change, so a moved row keeps them)."""
     table = ReviewStatus.__table__
     assert isinstance(table, Table)
     make = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    stmt = make(table)
-    if from_select is not None:
-        stmt = make(table).from_select(["settlement_seq", "status", "review_id", "at"], from_select)
+    source = (
+        select(Review.settlement_seq, literal(status), Review.id, Review.at,
+               *(getattr(Settlement, name) for name in REVIEWED_CARRIED))
+        .join_from(Review, Settlement, Settlement.seq == Review.settlement_seq)
+        .where(*records)  # a WHERE: SQLite's INSERT … SELECT … ON CONFLICT needs one after a join
+    )
+    stmt = make(table).from_select(["settlement_seq", "status", "review_id", "at", *REVIEWED_CARRIED], source)
     stmt = stmt.on_conflict_do_update(
         index_elements=["settlement_seq"],
         set_={"status": stmt.excluded.status, "review_id": stmt.excluded.review_id, "at": stmt.excluded.at},
         where=table.c.review_id < stmt.excluded.review_id,
     )
-    if from_select is not None:
-        session.execute(stmt)
-    else:
-        session.execute(stmt, list(rows))
+    session.execute(stmt)
 
 
 def add_review(
@@ -139,10 +141,7 @@ def add_review(
     session.add(review)
     session.flush()
     if decision in STATUS_OF:
-        _upsert_status(
-            session, [{"settlement_seq": row.seq, "status": STATUS_OF[decision], "review_id": review.id,
-                       "at": review.at}]
-        )
+        _upsert_status(session, STATUS_OF[decision], Review.id == review.id)
     return record_of(review, row.settlement_id)
 
 
@@ -221,12 +220,7 @@ def bulk_approve(
                 ).where(Settlement.seq.in_(part)).order_by(Settlement.seq),
             )
         )
-        _upsert_status(
-            session, (),
-            from_select=select(Review.settlement_seq, literal("approved"), Review.id, Review.at).where(
-                Review.settlement_seq.in_(part), Review.batch_id == batch
-            ),
-        )
+        _upsert_status(session, "approved", Review.settlement_seq.in_(part), Review.batch_id == batch)
     session.flush()
     return {"batch_id": batch, "approved": count, "total": format_fen(total), "actor": principal.actor,
             "at": _iso(now)}

@@ -225,10 +225,7 @@ def conditions(
         where.append(s.discharged >= flt.discharged_from)
     if flt.discharged_to is not None:
         where.append(s.discharged <= flt.discharged_to)
-    if flt.settled_from is not None:
-        where.append(s.settled_at >= _day_start(ctx, flt.settled_from))
-    if flt.settled_to is not None:
-        where.append(s.settled_at < _day_start(ctx, flt.settled_to + dt.timedelta(days=1)))
+    where.extend(_settled_in(ctx, flt, s.settled_at))
     if flt.total_min is not None:
         where.append(s.total_fen >= flt.total_min)
     if flt.total_max is not None:
@@ -258,6 +255,35 @@ def conditions(
         if district is not None:
             where.append(_in_district(district))
     return where
+
+
+def _settled_in(ctx: ServiceContext, flt: SettlementFilter, column: Any) -> list[ColumnElement[bool]]:
+    """The filter's settled-date range as conditions on this settled_at column."""
+    where = []
+    if flt.settled_from is not None:
+        where.append(column >= _day_start(ctx, flt.settled_from))
+    if flt.settled_to is not None:
+        where.append(column < _day_start(ctx, flt.settled_to + dt.timedelta(days=1)))
+    return where
+
+
+def _reviewed_only(principal: Principal, flt: SettlementFilter) -> bool:
+    """Whether the (checked) filter is a review status other than pending, perhaps with settled dates, and
+    nothing else, for a caller that sees every settlement and amount: then the review status rows, which
+    carry their settlements' dates and amounts (reviews.models.REVIEWED_CARRIED), answer it alone — one
+    range of their index instead of one probe of the settlements' per match (PERFORMANCE.md §9.1e)."""
+    if principal.funds is not None or principal.district is not None:
+        return False
+    if flt.review_status is None or flt.review_status == "pending":
+        return False
+    return replace(flt, review_status=None, settled_from=None, settled_to=None) == SettlementFilter()
+
+
+def _reviewed_conditions(ctx: ServiceContext, flt: SettlementFilter, bounds: Bounds) -> list[ColumnElement[bool]]:
+    """A _reviewed_only filter as conditions on ``settlement_review_status``."""
+    from settlement.service.reviews.models import ReviewStatus as rs
+
+    return [rs.status == flt.review_status, *_within(rs.settlement_seq, bounds), *_settled_in(ctx, flt, rs.settled_at)]
 
 
 def _in_district(prefix: str) -> ColumnElement[bool]:
@@ -378,9 +404,12 @@ def page(
     limit: int = 50,
 ) -> tuple[list[Settlement], str | None]:
     """One page of the filter's settlements (ORM rows) and the next page's cursor (None on the last)."""
+    from settlement.service.reviews.models import ReviewStatus
+
     flt = check_filter(ctx, principal, flt)
     order = Sort.parse(sort)
-    where = conditions(ctx, principal, flt, seq_bounds(session, ctx, flt))
+    bounds = seq_bounds(session, ctx, flt)
+    where = conditions(ctx, principal, flt, bounds)
     # two steps: the page's seqs from the queue's covering index (index-only, however many rows the
     # filter matches before the sort), then their ~1 kB rows, limit of them only
     column = SORTS[order.key]
@@ -394,6 +423,10 @@ def page(
             .cte("matching").prefix_with("MATERIALIZED")
         )
         keys = ordered(select(matching.c.seq, matching.c.value), order, after, (matching.c.seq, matching.c.value))
+    elif _reviewed_only(principal, flt):  # the review status rows' own index, their carried sort column
+        seq = ReviewStatus.settlement_seq
+        value = seq if column.key == "seq" else getattr(ReviewStatus, column.key)
+        keys = ordered(select(seq, value).where(*_reviewed_conditions(ctx, flt, bounds)), order, after, (seq, value))
     else:
         keys = ordered(select(Settlement.seq, column).where(*where), order, after)
     found = session.execute(keys.limit(limit + 1)).all()
@@ -416,6 +449,12 @@ def summarize(
     names = visible_amounts(ctx, principal.funds)
     sums = [func.coalesce(func.sum(getattr(Settlement, f"{name}_fen")), 0) for name in names]
     bounds = seq_bounds(session, ctx, flt)
+    if _reviewed_only(principal, flt):  # the review status rows' carried amounts (one range of their index)
+        from settlement.service.reviews.models import ReviewStatus
+
+        carried = [func.coalesce(func.sum(getattr(ReviewStatus, f"{name}_fen")), 0) for name in names]
+        row = session.execute(select(func.count(), *carried).where(*_reviewed_conditions(ctx, flt, bounds))).one()
+        return {"count": int(row[0]), "totals": {name: int(row[i + 1]) for i, name in enumerate(names)}}
     run = _block_run(session, ctx, principal, flt, bounds, names)
     # the rows' sums over the seq range, or over what is left of it on either side of the blocks' run
     ranges = [bounds] if run is None else [(bounds[0], run.low), (run.high, bounds[1])]

@@ -34,6 +34,8 @@ from typing import Any
 import httpx
 import psycopg
 
+from settlement.service.settlements.models import AMOUNTS
+
 ADMIN = os.environ.get("SETTLEMENT_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 ROOT = Path(__file__).resolve().parents[1]
 YEAR_START = "2025-01-01 00:00:00+08"
@@ -92,8 +94,11 @@ def fill(url: str, n: int) -> None:
             conn.execute(definition)
         print(f"indexes {', '.join(name for name, _d in indexes)}: {time.perf_counter() - t:.1f} s", flush=True)
         t = time.perf_counter()
+        carried = ("settled_at", "admitted", "discharged", *(f"{name}_fen" for name in AMOUNTS))
         for sql in AFTER:
-            conn.execute(sql)
+            sql = sql.replace("{carried}", ", ".join(carried))
+            sql = sql.replace("{carried_s}", ", ".join(f"s.{c}" for c in carried))
+            conn.execute(sql)  # type: ignore[arg-type]
         print(f"events, ledger, reviews, flags: {time.perf_counter() - t:.1f} s", flush=True)
         t = time.perf_counter()
         conn.execute("VACUUM ANALYZE")
@@ -161,9 +166,11 @@ AFTER = [
     " SELECT seq, CASE WHEN seq % 30 = 0 THEN 'query' WHEN seq % 31 = 0 THEN 'recover' ELSE 'approve' END,"
     " CASE WHEN seq % 30 = 0 OR seq % 31 = 0 THEN '请说明' END, 'bench', settled_at + interval '2 days'"
     " FROM settlements WHERE seq % 3 = 0",
-    "INSERT INTO settlement_review_status (settlement_seq, status, review_id, at)"
-    " SELECT settlement_seq, CASE decision WHEN 'approve' THEN 'approved' WHEN 'query' THEN 'queried'"
-    " ELSE 'recovery' END, id, at FROM settlement_reviews",
+    # the status rows carry their settlement's dates and amounts (migration 0014), as the service writes them
+    "INSERT INTO settlement_review_status (settlement_seq, status, review_id, at, {carried})"
+    " SELECT r.settlement_seq, CASE r.decision WHEN 'approve' THEN 'approved' WHEN 'query' THEN 'queried'"
+    " ELSE 'recovery' END, r.id, r.at, {carried_s}"
+    " FROM settlement_reviews r JOIN settlements s ON s.seq = r.settlement_seq",
     # the flags the amounts imply, as the refresher would write them
     "INSERT INTO settlement_flags (settlement_seq, rule, figures, threshold, at)"
     " SELECT seq, 'backstop_paid', json_build_object('backstop', backstop_fen), '{}'::json, now()"
@@ -256,19 +263,18 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def timed(client: httpx.Client, params: dict[str, Any], runs: int) -> tuple[list[float], dict[str, Any]]:
+def timed(client: httpx.Client, params: dict[str, Any], runs: int) -> tuple[list[float], list[float], dict[str, Any]]:
+    """(the times of ``runs`` requests after 2 warm-ups, the warm-ups' times, the last body); ms."""
     body: dict[str, Any] = {}
-    for _ in range(2):  # warm-up
-        client.get("/v1/settlements", params=params)
     times = []
-    for _ in range(runs):
+    for _ in range(runs + 2):  # 2 warm-ups first
         t = time.perf_counter()
         response = client.get("/v1/settlements", params=params)
         times.append((time.perf_counter() - t) * 1000)
         if response.status_code != 200:
             raise SystemExit(f"{params}: {response.status_code} {response.text[:300]}")
         body = response.json()
-    return times, body
+    return times[2:], times[:2], body
 
 
 MONTH = {"settled_from": "2025-11-01", "settled_to": "2025-11-30"}
@@ -334,6 +340,7 @@ def main() -> int:
     parser.add_argument("--no-export", action="store_true", help="the queries only")
     parser.add_argument("--index-insert-cost", action="store_true",
                         help="with --url: time one-row inserts with and without ix_settlements_queue, then stop")
+    parser.add_argument("--each", action="store_true", help="print every run's time, in order, under each query")
     parser.add_argument("--queries", help="only the queries whose label contains one of these (comma-separated)")
     parser.add_argument("--blocks", choices=("on", "off"), default="on",
                         help="on: the block totals summed before the queries; off: emptied (totals from the rows)")
@@ -382,9 +389,12 @@ def main() -> int:
             for label, params in [] if args.export_only else QUERIES:
                 if wanted is not None and not any(w in label for w in wanted):
                     continue
-                times, body = timed(client, {**params, "limit": 50}, args.runs)
+                times, warm, body = timed(client, {**params, "limit": 50}, args.runs)
                 p95 = statistics.quantiles(times, n=20)[-1]
                 print(f"{label:<44} {body['count']:>8} {statistics.median(times):>8.1f} {p95:>8.1f}", flush=True)
+                if args.each:
+                    print("    warm-ups, then each run, ms:", " ".join(f"{t:.0f}" for t in warm), "|",
+                          " ".join(f"{t:.0f}" for t in times), flush=True)
             # ~100,000 rows: 36.5 days of a year's 1,000,000
             span = {"settled_from": "2025-02-01", "settled_to": "2025-03-09"}
             rows = client.get("/v1/settlements", params={**span, "limit": 1}).json()["count"]

@@ -11,7 +11,8 @@
    empties them instead: every total from the rows, for the A/B of docs/PERFORMANCE.md §9.1c);
 4. starts ``settlement serve`` (one worker, the flags refresher off) and times the queue's common
    filters (first page of 50 with the count and totals of the whole filter): p50/p95 of N requests
-   each, after warm-up;
+   each, after 2 warm-ups (the new server's first two requests, a process's cold start, are printed
+   apart: docs/PERFORMANCE.md §9.1e);
 5. exports ~100,000 rows as .xlsx and as CSV, timing each and sampling the server's RSS every 20 ms.
 
 The machine is shared (8 people, 2 cores): the figures are what one run saw, not a capacity.
@@ -386,12 +387,17 @@ def main() -> int:
             print(f"\n{'query (first page of 50, count and totals of the whole filter)':<44} {'count':>8}"
                   f" {'p50 ms':>8} {'p95 ms':>8}")
             wanted = args.queries.split(",") if args.queries else None
+            cold = True
             for label, params in [] if args.export_only else QUERIES:
                 if wanted is not None and not any(w in label for w in wanted):
                     continue
                 times, warm, body = timed(client, {**params, "limit": 50}, args.runs)
                 p95 = statistics.quantiles(times, n=20)[-1]
                 print(f"{label:<44} {body['count']:>8} {statistics.median(times):>8.1f} {p95:>8.1f}", flush=True)
+                if cold:  # a fresh server process: its first requests are slower, whatever the data (§9.1e)
+                    print(f"    the server's first two requests (warm-ups, not in p50/p95): {warm[0]:.0f},"
+                          f" {warm[1]:.0f} ms", flush=True)
+                    cold = False
                 if args.each:
                     print("    warm-ups, then each run, ms:", " ".join(f"{t:.0f}" for t in warm), "|",
                           " ".join(f"{t:.0f}" for t in times), flush=True)

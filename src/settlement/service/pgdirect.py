@@ -37,7 +37,7 @@ _PREPARED: weakref.WeakKeyDictionary[Any, set[bytes]] = weakref.WeakKeyDictionar
 _OK = (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK)
 
 
-def _name(sql: str) -> bytes:
+def statement_name(sql: str) -> bytes:
     """A statement's name from its text: another text (a test's injected fault) is another statement."""
     name = _NAMES.get(sql)
     if name is None:
@@ -54,14 +54,19 @@ def execute(conn: Any, sql: str, params: Sequence[Any]) -> list[list[bytes | Non
 
 def prepare(conn: Any, sql: str) -> bytes:
     """The name ``sql`` is prepared under on this connection, prepared now if it was not yet."""
-    name = _name(sql)
-    prepared = _PREPARED.get(conn)
-    if prepared is None:
-        prepared = _PREPARED[conn] = set()
+    name, prepared = statement_name(sql), prepared_on(conn)
     if name not in prepared:
         _check(conn.pgconn.prepare(name, sql.encode()), conn)
         prepared.add(name)
     return name
+
+
+def prepared_on(conn: Any) -> set[bytes]:
+    """The names of the statements prepared on this connection (so far as this module prepared them)."""
+    prepared = _PREPARED.get(conn)
+    if prepared is None:
+        prepared = _PREPARED[conn] = set()
+    return prepared
 
 
 def rows(result: Any, conn: Any) -> list[list[bytes | None]]:

@@ -2,8 +2,8 @@
 
 A preview is one read and the engine's batch of one; awaited on the loop it
 pays no hand-over to a counter thread and no queue for the GIL behind them
-(docs/PERFORMANCE.md §3, session 4). The read is psycopg's AsyncRawCursor with
-pgdirect's ``$n`` statement and text rows, prepared.
+(docs/PERFORMANCE.md §3, session 4). The read is pgdirect's ``$n`` statement, prepared, text
+in and text out, sent through the pool's connection's ``pgconn`` (:func:`run`).
 
 A preview waits for a connection up to ``timeout`` s (Database.checkout_timeout);
 then, unless a read of the pool answered within ANSWERED_WITHIN s (busy, not down),
@@ -201,12 +201,57 @@ class OwnConnection:
 
 
 async def run(conn: Any, sql: str, params: Sequence[Any]) -> Rows:
-    """The statement on ``conn`` (prepared), its text rows; psycopg's errors as SQLAlchemy's."""
+    """The statement on ``conn`` (prepared once a connection, as pgdirect's), its text rows; psycopg's
+    errors as SQLAlchemy's. Sent and read through ``conn.pgconn`` (psycopg's documented libpq access)
+    on the loop's selector: less than half the CPU of an AsyncRawCursor a read (PERFORMANCE.md §5.7)."""
     import psycopg
 
+    pgconn = conn.pgconn
     try:
-        async with psycopg.AsyncRawCursor(conn) as cur:
-            await cur.execute(sql, params, prepare=True)
-            return pgdirect.rows(cur.pgresult, conn)
+        name, prepared = pgdirect.statement_name(sql), pgdirect.prepared_on(conn)
+        if name not in prepared:
+            pgconn.send_prepare(name, sql.encode())
+            pgdirect.rows(await _result(pgconn), conn)
+            prepared.add(name)
+        pgconn.send_query_prepared(name, [pgdirect.text(v) for v in params])
+        return pgdirect.rows(await _result(pgconn), conn)
     except psycopg.Error as exc:
         raise as_dbapi_error(sql, params, exc, conn) from exc
+
+
+async def _result(pgconn: Any) -> Any:
+    """The last result of what was just sent on this non-blocking connection: the rest of the query
+    flushed, then its results read as the socket has them, on the running loop's selector."""
+    loop = asyncio.get_running_loop()
+    fd = pgconn.socket
+    while pgconn.flush():  # 1: libpq could not write it all yet
+        writable: asyncio.Future[None] = loop.create_future()
+        loop.add_writer(fd, writable.set_result, None)
+        try:
+            await writable
+        finally:
+            loop.remove_writer(fd)
+    done: asyncio.Future[Any] = loop.create_future()
+    last: list[Any] = [None]
+
+    def readable() -> None:
+        if done.done():
+            return
+        try:
+            while True:
+                pgconn.consume_input()
+                if pgconn.is_busy():
+                    return  # more to come: wait for the socket again
+                result = pgconn.get_result()
+                if result is None:  # all of the statement's results are in
+                    done.set_result(last[0])
+                    return
+                last[0] = result
+        except Exception as exc:  # the connection broke: psycopg's OperationalError
+            done.set_exception(exc)
+
+    loop.add_reader(fd, readable)
+    try:
+        return await done
+    finally:
+        loop.remove_reader(fd)

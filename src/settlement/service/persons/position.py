@@ -88,7 +88,7 @@ def year_position(
         if found is None:
             raise ServiceError(404, "not_found", f"person {person_id} is not in the registry")
         person = found
-    today = ctx.now().astimezone(ctx.tz).date()
+    today = ctx.today()
     day = today if year == today.year else dt.date(year, 12, 31) if year < today.year else dt.date(year, 1, 1)
     index = ctx.tables.schedules.index_for(day)
     if index < 0:

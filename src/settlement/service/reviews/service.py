@@ -15,19 +15,20 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table, func, literal, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table, literal, select
 from sqlalchemy.orm import Session
 
 from settlement.money import format_fen
 from settlement.service.auth.keys import Role
 from settlement.service.auth.service import Principal, check_role
 from settlement.service.context import ServiceContext
+from settlement.service.db import upsert
 from settlement.service.errors import ServiceError, not_found
 from settlement.service.persons.models import Person
 from settlement.service.settlements import repository
 from settlement.service.settlements.models import Settlement
 from settlement.service.settlements.query import SettlementFilter, matching_seqs, review_facts
+from settlement.service.settlements.service import visible
 
 from .models import DECISIONS, STATUS_OF, Review, ReviewStatus
 
@@ -55,9 +56,7 @@ def check_district(session: Session, principal: Principal, person_id: str | None
 def settlement_for(session: Session, principal: Principal, settlement_id: str) -> Settlement:
     """The settlement if the caller may see it (hospital keys: their own; district reviewers: their
     district's persons); 404 otherwise, the same as for one that does not exist."""
-    row = repository.get(session, settlement_id)
-    if row is None or not principal.sees_hospital(row.hospital_id):
-        raise not_found(f"no settlement {settlement_id}")
+    row = visible(repository.get(session, settlement_id), principal, settlement_id)
     check_district(session, principal, row.person_id, settlement_id)
     return row
 
@@ -104,10 +103,9 @@ def _upsert_status(session: Session, rows: Sequence[dict[str, Any]] | Any, *, fr
     """Moves review statuses to these records' decisions unless a later record already moved them."""
     table = ReviewStatus.__table__
     assert isinstance(table, Table)
-    make = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    stmt = make(table)
+    stmt = upsert(session, table)
     if from_select is not None:
-        stmt = make(table).from_select(["settlement_seq", "status", "review_id", "at"], from_select)
+        stmt = stmt.from_select(["settlement_seq", "status", "review_id", "at"], from_select)
     stmt = stmt.on_conflict_do_update(
         index_elements=["settlement_seq"],
         set_={"status": stmt.excluded.status, "review_id": stmt.excluded.review_id, "at": stmt.excluded.at},
@@ -231,10 +229,3 @@ def bulk_approve(
     return {"batch_id": batch, "approved": count, "total": format_fen(total), "actor": principal.actor,
             "at": _iso(now)}
 
-
-def counts_by_status(session: Session) -> dict[str, int]:
-    """How many settlements are in each review status (pending: no status row)."""
-    rows = dict(session.execute(select(ReviewStatus.status, func.count()).group_by(ReviewStatus.status)).all())
-    reviewed = sum(rows.values())
-    pending = (session.scalar(select(func.count()).select_from(Settlement)) or 0) - reviewed
-    return {"pending": pending, **{k: int(v) for k, v in rows.items()}}

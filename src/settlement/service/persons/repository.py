@@ -48,14 +48,8 @@ def lock_person(
     blocking settlements, whose foreign keys take only KEY SHARE locks.
     """
     exists = session.scalar(select(Person.person_id).where(Person.person_id == person_id))
-    created = False
-    if exists is None:
-        created = bool(
-            _insert_new(
-                session,
-                [{"person_id": person_id, "scheme": scheme, "created_at": now, "updated_at": now}],
-            )
-        )
+    row = {"person_id": person_id, "scheme": scheme, "created_at": now, "updated_at": now}
+    created = exists is None and bool(_insert_new(session, [row]))
     person = session.scalars(
         select(Person)
         .where(Person.person_id == person_id)

@@ -199,8 +199,7 @@ def read_accumulators(
     pid = service.visible_person(session, principal, person_id).person_id
     policy_year = year if year is not None else ctx.today().year
     totals = read_person_year(session, pid, policy_year)
-    charity = dict.fromkeys(ctx.tables.schedules.fund_ids, 0)
-    charity.update(totals.charity_paid)
+    charity = {**dict.fromkeys(ctx.tables.schedules.fund_ids, 0), **totals.charity_paid}
     return AccumulatorsOut(
         person_id=pid,
         policy_year=policy_year,

@@ -83,9 +83,7 @@ def _check_decision(decision: str, note: str | None) -> str | None:
             422, "invalid_request", f"decision: one of {', '.join(DECISIONS)}; got {decision!r}",
             errors=[{"field": "decision", "in": "body", "message": f"one of {', '.join(DECISIONS)}"}],
         )
-    note = note.strip() if note is not None else None
-    if note == "":
-        note = None
+    note = (note or "").strip() or None  # blank: no note
     if note is not None and len(note) > NOTE_MAX:
         raise ServiceError(
             422, "invalid_request", f"note: at most {NOTE_MAX} characters",

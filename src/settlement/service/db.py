@@ -92,7 +92,6 @@ class Base(DeclarativeBase):
 
 @dataclass
 class Database:
-    url: str
     engine: Engine
     read: sessionmaker[Session]
     """Sessions for reads (and for writes that need no serialization on SQLite)."""
@@ -384,7 +383,6 @@ def make_database(settings: Settings) -> Database:
     else:
         write = read
     return Database(
-        url=settings.sqlalchemy_url,
         engine=engine,
         read=read,
         write=write,

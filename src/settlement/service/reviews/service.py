@@ -10,7 +10,6 @@ for, nor delays, a reversal at the counter.
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -28,7 +27,7 @@ from settlement.service.persons.models import Person
 from settlement.service.settlements import repository
 from settlement.service.settlements.models import Settlement
 from settlement.service.settlements.query import SettlementFilter, matching_seqs, review_facts
-from settlement.service.settlements.service import visible
+from settlement.service.settlements.service import iso_utc, visible
 
 from .models import DECISIONS, STATUS_OF, Review, ReviewStatus
 
@@ -61,10 +60,6 @@ def settlement_for(session: Session, principal: Principal, settlement_id: str) -
     return row
 
 
-def _iso(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-
-
 def record_of(review: Review, settlement_id: str) -> dict[str, Any]:
     return {
         "id": review.id,
@@ -72,7 +67,7 @@ def record_of(review: Review, settlement_id: str) -> dict[str, Any]:
         "decision": review.decision,
         "note": review.note,
         "actor": review.actor,
-        "at": _iso(review.at),
+        "at": iso_utc(review.at),
         "batch_id": review.batch_id,
     }
 
@@ -225,5 +220,5 @@ def bulk_approve(
         )
     session.flush()
     return {"batch_id": batch, "approved": count, "total": format_fen(total), "actor": principal.actor,
-            "at": _iso(now)}
+            "at": iso_utc(now)}
 

@@ -66,7 +66,8 @@ class Outcome:
     created: bool
 
 
-def _iso(value: dt.datetime | None) -> str | None:
+def iso_utc(value: dt.datetime | None) -> str | None:
+    """A time as the API writes it: ISO 8601 in UTC with a Z."""
     if value is None:
         return None
     if value.tzinfo is None:  # SQLite returns naive UTC
@@ -162,8 +163,8 @@ def _summary(
         "settlement_id": settlement_id,
         "status": status,
         "hospital_id": hospital_id,
-        "settled_at": _iso(settled_at),
-        "reversed_at": _iso(reversed_at),
+        "settled_at": iso_utc(settled_at),
+        "reversed_at": iso_utc(reversed_at),
         "claim_id": result["claim_id"],  # the response model's order (router.json_response)
         "person_id": person_id,
         "scheme": scheme,

@@ -39,11 +39,9 @@ BULK_MAX = 100_000
 
 def district_of(session: Session, person_id: str | None) -> str | None:
     """The person's registry district (行政区划代码), None when unknown."""
-    column = Person.__table__.c.get("district")
-    if column is None or person_id is None:
+    if person_id is None:
         return None
-    value = session.scalar(select(column).where(Person.person_id == person_id))
-    return str(value) if value is not None else None
+    return session.scalar(select(Person.district).where(Person.person_id == person_id))
 
 
 def check_district(session: Session, principal: Principal, person_id: str | None, what: str) -> None:

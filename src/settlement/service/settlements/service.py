@@ -135,16 +135,13 @@ def counter_claim(session: Session, ctx: ServiceContext, claim: Claim) -> Counte
     """Person id, registry identity, schedule and catalog, in the SPEC §6 order.
 
     An unidentified patient has no person id to check and needs no registry entry (SPEC §9)."""
-    if claim.temporary_id is not None:
+    scheme = category = None
+    if claim.temporary_id is None:
         try:
-            return prepare(claim, ctx.tables, None, None)
-        except ClaimError as exc:
-            raise claim_problem(exc) from None
-    try:
-        check_person_id(claim.patient.person_id, claim.visit.admitted)
-    except PersonIdError as exc:
-        raise ServiceError(422, "invalid_person_id", str(exc), claim_id=claim.claim_id) from None
-    scheme, category = identity_for_claim(session, claim)
+            check_person_id(claim.patient.person_id, claim.visit.admitted)
+        except PersonIdError as exc:
+            raise ServiceError(422, "invalid_person_id", str(exc), claim_id=claim.claim_id) from None
+        scheme, category = identity_for_claim(session, claim)
     try:
         return prepare(claim, ctx.tables, scheme, category)
     except ClaimError as exc:

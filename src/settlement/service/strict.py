@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from typing import Annotated, Any, TypeVar
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 from fastapi import Request
@@ -39,8 +39,6 @@ from settlement.claims.models import refused_character
 from settlement.claims.parse import DuplicateKeyError, decode_json
 
 from .errors import ServiceError, invalid_request
-
-T = TypeVar("T")
 
 VALUE_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028-\\u202e\\u2066-\\u2069]*" \
     "[^\\s\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028-\\u202e\\u2066-\\u2069]" \
@@ -64,34 +62,33 @@ def _dependants(dependant: Any) -> Iterator[Any]:
         yield from _dependants(sub)
 
 
-def _per_route(route: APIRoute, name: str, compute: Callable[[], T]) -> T:
-    """``compute()`` once per route, kept on it (a route's declaration does not change)."""
-    if name not in vars(route):
-        setattr(route, name, compute())
-    found: T = getattr(route, name)
-    return found
-
-
 def query_names(route: APIRoute) -> frozenset[str]:
     """The query parameters a route declares (its own and its dependencies'), by the name a client sends."""
-    return _per_route(route, "_strict_query_names", lambda: frozenset(
-        p.alias for d in _dependants(route.dependant) for p in d.query_params
-    ))
+    cached = getattr(route, "_strict_query_names", None)
+    if cached is None:
+        cached = frozenset(p.alias for d in _dependants(route.dependant) for p in d.query_params)
+        route._strict_query_names = cached  # type: ignore[attr-defined]  # computed once per route
+    return cached
 
 
 def has_body_model(route: APIRoute) -> bool:
     """Whether FastAPI parses the route's body into a model (the claim routes read theirs as bytes)."""
-    return _per_route(route, "_strict_body_model", lambda: any(d.body_params for d in _dependants(route.dependant)))
+    cached = getattr(route, "_strict_body_model", None)
+    if cached is None:
+        cached = any(d.body_params for d in _dependants(route.dependant))
+        route._strict_body_model = cached  # type: ignore[attr-defined]
+    return bool(cached)
 
 
 def body_media_types(route: APIRoute) -> frozenset[str]:
     """The media types a route's body may be sent as: JSON for a body model, else what its
     ``openapi_extra`` request body lists (none: the route reads no body)."""
-    def compute() -> frozenset[str]:
+    cached = getattr(route, "_strict_media_types", None)
+    if cached is None:
         extra = (route.openapi_extra or {}).get("requestBody", {}).get("content", {})
-        return frozenset({*extra, *(["application/json"] if has_body_model(route) else [])})
-
-    return _per_route(route, "_strict_media_types", compute)
+        cached = frozenset({*extra, *(["application/json"] if has_body_model(route) else [])})
+        route._strict_media_types = cached  # type: ignore[attr-defined]
+    return cached
 
 
 ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -100,10 +97,14 @@ ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 def date_names(route: APIRoute) -> frozenset[str]:
     """The route's query parameters that are dates: only YYYY-MM-DD (pydantic would also read ``0``
     as 1970-01-01), as the document's ``format: date`` says."""
-    return _per_route(route, "_strict_date_names", lambda: frozenset(
-        p.alias for d in _dependants(route.dependant) for p in d.query_params
-        if "datetime.date" in str(p.field_info.annotation) or p.field_info.annotation is dt.date
-    ))
+    cached = getattr(route, "_strict_date_names", None)
+    if cached is None:
+        cached = frozenset(
+            p.alias for d in _dependants(route.dependant) for p in d.query_params
+            if "datetime.date" in str(p.field_info.annotation) or p.field_info.annotation is dt.date
+        )
+        route._strict_date_names = cached  # type: ignore[attr-defined]
+    return cached
 
 
 def media_type(content_type: str | None) -> str:

@@ -100,11 +100,8 @@ def create_app(settings: Settings | None = None, *, tables: Tables | None = None
             await loop_conns.open()
         app.state.loop_conns = loop_conns
         refresher = start_refresher(ctx)  # review flags, in a thread of its own (reviews.flags)
-        # What the worker built to start (schedules, tables, models, the numba kernels, the pools)
-        # lives as long as it does. Left in the collector's oldest generation, every full
-        # collection under load walked all of it: 25-80 ms pauses in the middle of requests, the
-        # previews' p99 (docs/PERFORMANCE.md §3, session 4). Frozen, a full collection only walks
-        # what requests made since.
+        # What the worker built to start lives as long as it does: frozen, a full collection walks
+        # only what requests made since, not all of it (docs/PERFORMANCE.md §3, row 23).
         gc.collect()
         gc.freeze()
         yield

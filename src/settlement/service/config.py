@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field
@@ -52,13 +51,9 @@ class Settings(BaseSettings):
         description="a request body not whole this long after its headers: 408 and the connection closed"
         " (slow clients); the headers' own bound is the reverse proxy's (deploy/nginx/settlement.conf)",
     )
-    timezone: str = Field(
-        "Asia/Shanghai", description="the day of a statement is a day in this zone"
-    )
-    # 4, not 16: the threads of a worker share one GIL, and every runnable thread more is one more
-    # in the queue for it. At the counter's 715 requests/s, 16 threads gave a settle p99 of 42 ms,
-    # 6 gave 24.5 and 4 gave 16.8; at 1,600 previews/s 16 gave 98 ms and 4 gave 29 (docs/
-    # PERFORMANCE.md §3, session 4). Four in flight per worker still cover the commit's flush wait.
+    timezone: str = Field("Asia/Shanghai", description="the day of a statement is a day in this zone")
+    # 4, not 16: the threads of a worker share one GIL, and every runnable thread more is one more in
+    # the queue for it (docs/PERFORMANCE.md §3, row 22); four still cover the commit's flush wait.
     worker_threads: int = Field(
         4,
         description="threads per worker process running requests; each holds at most one connection",
@@ -99,7 +94,3 @@ class Settings(BaseSettings):
     def sqlalchemy_url(self) -> str:
         return normalize_database_url(self.database_url)
 
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return Settings()

@@ -25,6 +25,10 @@ class ServiceContext:
     def now(self) -> dt.datetime:
         return dt.datetime.now(dt.UTC)
 
+    def today(self) -> dt.date:
+        """Today in the service's time zone."""
+        return self.business_date(self.now())
+
     def business_date(self, at: dt.datetime) -> dt.date:
         """The day an event counts on in statements: its date in the service's time zone."""
         return at.astimezone(self.tz).date()

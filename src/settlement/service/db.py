@@ -97,7 +97,6 @@ class Base(DeclarativeBase):
 
 @dataclass
 class Database:
-    url: str
     engine: Engine
     read: sessionmaker[Session]
     """Sessions for reads (and for writes that need no serialization on SQLite)."""
@@ -195,8 +194,10 @@ class Database:
 
     def _reachable(self) -> bool:
         """A fresh connection opens (the pool may have waited for its own, backing off)."""
+        import psycopg
+
         try:
-            self.connect_counter(connect_timeout=2).close()
+            psycopg.connect(self.counter_conninfo(), **{**self.counter_kwargs(), "connect_timeout": 2}).close()
         except Exception:
             return False
         return True
@@ -252,7 +253,8 @@ class Database:
 
     def ping(self) -> None:
         """Readiness: the ORM's connections and the counter's own (PostgreSQL) answer a statement."""
-        ping(self.engine)
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
         if self.dialect == "postgresql":
             with self.counter() as conn:
                 pg_execute(conn, "SELECT 1")
@@ -267,14 +269,6 @@ class Database:
             "options": self.connect_options,
             "application_name": "settlement-counter",
         }
-
-    def connect_counter(self, **overrides: Any) -> Any:
-        """One more connection like the counter pool's (autocommit, the same options), outside it."""
-        import psycopg
-
-        conn = psycopg.connect(self.counter_conninfo(), **{**self.counter_kwargs(), **overrides})
-        _configure_counter_connection(conn)
-        return conn
 
     def open_counter(self) -> None:
         """At the service's start: all db_pool_size counter connections, before the first request
@@ -303,7 +297,6 @@ def _check_idle(pool: Any) -> None:
         pool.check()
     except Exception as exc:  # closed meanwhile by another request's _mark_down: nothing to check
         log.info("counter pool not checked: %s", exc)
-"""Seconds between two attempts to reopen the counter's connections while the database is down."""
 
 
 def closed_by_server(conn: Any) -> bool:
@@ -395,7 +388,6 @@ def make_database(settings: Settings) -> Database:
     else:
         write = read
     return Database(
-        url=settings.sqlalchemy_url,
         engine=engine,
         read=read,
         write=write,
@@ -506,17 +498,17 @@ def run_transaction(
 # -- dialect helpers --------------------------------------------------------
 
 
+def upsert(session: Session, table: Table) -> Any:
+    """INSERT into ``table`` with its ON CONFLICT clauses, for the session's database (PostgreSQL or SQLite)."""
+    return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(table)
+
+
 def insert_ignore(
     session: Session, table: Table, rows: Sequence[dict[str, Any]], keys: Iterable[str]
 ) -> None:
     """INSERT … ON CONFLICT (keys) DO NOTHING, on PostgreSQL and SQLite alike."""
-    if not rows:
-        return
-    name = session.get_bind().dialect.name
-    insert = postgresql.insert if name == "postgresql" else sqlite.insert
-    # one statement with the rows as parameters: compiled once, cached, sent in batches
-    stmt = insert(table).on_conflict_do_nothing(index_elements=list(keys))
-    session.execute(stmt, list(rows))
+    if rows:  # one statement with the rows as parameters: compiled once, cached, sent in batches
+        session.execute(upsert(session, table).on_conflict_do_nothing(index_elements=list(keys)), list(rows))
 
 
 # -- PostgreSQL: plain statements on the session's own connection --------------
@@ -573,17 +565,3 @@ def pg_direct(pg: Any, sql: str, params: Sequence[Any]) -> list[list[bytes | Non
     except psycopg.Error as exc:
         raise as_dbapi_error(sql, params, exc, pg) from exc
 
-
-def pg_executemany(pg: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-    import psycopg
-
-    cursor = pg.cursor()
-    try:
-        cursor.executemany(sql, rows)
-    except psycopg.Error as exc:
-        raise as_dbapi_error(sql, rows, exc, pg) from exc
-
-
-def ping(engine: Engine) -> None:
-    with engine.connect() as conn:
-        conn.execute(text("SELECT 1"))

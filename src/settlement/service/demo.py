@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from .auth.keys import Role
 from .auth.models import ApiKey
@@ -28,7 +29,6 @@ DEMO_PERSONS: dict[str, tuple[str, str]] = {
     "230702201108020092": ("resident", "none"),
     "230402196301150331": ("resident", "subsistence_allowance"),
 }
-DEMO_HOSPITALS = ("H0002", "H0007", "H0031")
 DEMO_HOSPITAL_ENTRIES: dict[str, tuple[str, int, str]] = {  # name, level (as the examples state it), district
     "H0002": ("示例二级医院", 2, "230102"),
     "H0007": ("示例一级医院", 1, "230103"),
@@ -64,45 +64,25 @@ def existing_data(settings: Settings) -> str | None:
 def setup(settings: Settings) -> list[tuple[str, str]]:
     """Registers the demo persons (valid from 2018-01-01) and hospitals that are not registered yet
     (an entry already there is left as it is) and creates keys; returns (name, key)."""
+
+    def work(session: Session) -> list[tuple[str, str]]:
+        now = dt.datetime.now(dt.UTC)
+        registered = set(session.scalars(select(Person.person_id).where(Person.person_id.in_(DEMO_PERSONS))))
+        hospitals = set(session.scalars(select(Hospital.hospital_id)))
+        for person_id, (scheme, category) in DEMO_PERSONS.items():
+            if person_id not in registered:  # never reset someone already registered
+                data = PersonIn(scheme=scheme, categories=[CategoryPeriod(category=category, valid_from=DEMO_FROM)])
+                put_person(session, DEMO_ACTOR, person_id, data, now)
+        for hospital_id, (name, level, district) in DEMO_HOSPITAL_ENTRIES.items():
+            if hospital_id not in hospitals:
+                put_hospital(session, hospital_id, HospitalIn(name=name, level=level, district=district), "demo", now)
+        keys = [(f"HOSPITAL_{h}_KEY", create_key(session, Role.HOSPITAL, hospital_id=h, label=f"demo {h}"))
+                for h in DEMO_HOSPITAL_ENTRIES]
+        return keys + [(f"{role.value.upper()}_KEY", create_key(session, role, label=f"demo {role.value}"))
+                       for role in (Role.REVIEWER, Role.INSURER, Role.ADMIN)]
+
     db = make_database(settings)
     try:
-
-        def work(session: object) -> list[tuple[str, str]]:
-            from sqlalchemy.orm import Session
-
-            assert isinstance(session, Session)
-            now = dt.datetime.now(dt.UTC)
-            registered = set(session.scalars(select(Person.person_id).where(Person.person_id.in_(DEMO_PERSONS))))
-            hospitals = set(session.scalars(select(Hospital.hospital_id)))
-            for person_id, (scheme, category) in DEMO_PERSONS.items():
-                if person_id in registered:  # never reset someone already registered
-                    continue
-                data = PersonIn(
-                    scheme=scheme,
-                    categories=[CategoryPeriod(category=category, valid_from=DEMO_FROM)],
-                )
-                put_person(session, DEMO_ACTOR, person_id, data, now)
-            for hospital_id, (name, level, district) in DEMO_HOSPITAL_ENTRIES.items():
-                if hospital_id in hospitals:
-                    continue
-                entry = HospitalIn(name=name, level=level, district=district)
-                put_hospital(session, hospital_id, entry, "demo", now)
-            keys = [
-                (
-                    f"HOSPITAL_{h}_KEY",
-                    create_key(session, Role.HOSPITAL, hospital_id=h, label=f"demo {h}"),
-                )
-                for h in DEMO_HOSPITALS
-            ]
-            for role in (Role.REVIEWER, Role.INSURER, Role.ADMIN):
-                keys.append(
-                    (
-                        f"{role.value.upper()}_KEY",
-                        create_key(session, role, label=f"demo {role.value}"),
-                    )
-                )
-            return keys
-
         return run_transaction(db.write, work)
     finally:
         db.dispose()

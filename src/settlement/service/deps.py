@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
@@ -20,6 +20,8 @@ async def get_ctx(request: Request) -> ServiceContext:
 
 
 Ctx = Annotated[ServiceContext, Depends(get_ctx)]
+PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+"""A route's own problem status in ``responses=``; service.openapi gives it the Problem schema."""
 
 
 def read_session(ctx: Ctx) -> Iterator[Session]:

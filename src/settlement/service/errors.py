@@ -26,15 +26,6 @@ log = logging.getLogger("settlement.service")
 
 PROBLEM = "application/problem+json"
 
-# claim codes of SPEC §6 and the service's own, with their HTTP status
-CLAIM_STATUS = {
-    "invalid_claim": 422,
-    "invalid_person_id": 422,
-    "no_schedule": 422,
-    "unknown_item": 422,
-    "no_standard": 422,
-}
-
 TITLES = {
     "invalid_claim": "The claim is not valid",
     "invalid_person_id": "The person id is not a valid resident id",
@@ -88,10 +79,10 @@ class ServiceError(Exception):
 
 
 def claim_problem(error: ClaimError, status: int | None = None) -> ServiceError:
-    """A SPEC §6 claim error as a problem (field errors for invalid_claim)."""
+    """A SPEC §6 claim error as a problem (422 unless told; field errors for invalid_claim)."""
     errors = [dict(e) for e in error.fields] if error.code == "invalid_claim" else None
     return ServiceError(
-        status or CLAIM_STATUS.get(error.code, 422),
+        status or 422,
         error.code,
         error.message,
         errors=errors,
@@ -115,9 +106,11 @@ def invalid_request(detail: str, errors: list[dict[str, Any]] | None = None) -> 
     return ServiceError(400, "invalid_request", detail, errors=errors)
 
 
-def problem_body(
-    status: int, code: str, detail: str, instance: str | None, **extra: Any
-) -> dict[str, Any]:
+def problem_response(
+    status: int, code: str, detail: str, *, instance: str | None = None, headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    """The problem+json response: the RFC 9457 members, then ``extra``'s that are not None."""
     body: dict[str, Any] = {
         "type": f"urn:settlement:problem:{code}",
         "title": TITLES.get(code, code.replace("_", " ")),
@@ -128,24 +121,7 @@ def problem_body(
     if instance:
         body["instance"] = instance
     body.update({k: v for k, v in extra.items() if v is not None})
-    return body
-
-
-def problem_response(
-    status: int,
-    code: str,
-    detail: str,
-    *,
-    instance: str | None = None,
-    headers: dict[str, str] | None = None,
-    **extra: Any,
-) -> JSONResponse:
-    return JSONResponse(
-        problem_body(status, code, detail, instance, **extra),
-        status_code=status,
-        media_type=PROBLEM,
-        headers=headers,
-    )
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
 def unavailable_response(retry_after: int, instance: str | None, detail: str) -> JSONResponse:

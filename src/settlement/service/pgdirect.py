@@ -1,12 +1,10 @@
 """The counter's hot statements sent with libpq's PQexecPrepared, under psycopg's cursor.
 
-Each settle sends two statements (settlements.pgcounter), each preview one. On
-psycopg's cursor a one-row statement costs ~90 µs of client CPU here (query
-conversion, an adapter per parameter, a loader per column, its generator-driven
-wait); the same statement through the connection's own ``pgconn.exec_prepared``
-with text parameters costs ~35 µs (``loadtests/bench_statements.py``). Under the
-counter's load psycopg's machinery was over a third of a settle's Python time
-(py-spy). libpq releases the GIL while it waits for the server, as psycopg does.
+Each settle sends two statements (settlements.pgcounter), each preview one. psycopg's cursor
+(query conversion, an adapter per parameter, a loader per column, its generator-driven wait) was
+over a third of a settle's Python time under load; the connection's own ``pgconn.exec_prepared``
+with text parameters costs well under half as much a statement (docs/PERFORMANCE.md §3, row 18).
+libpq releases the GIL while it waits for the server, as psycopg does.
 
 What stays psycopg's: the connection and its pool, and every error —
 :func:`execute` raises the class ``psycopg.errors.lookup`` gives for the

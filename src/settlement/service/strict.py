@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
@@ -33,6 +33,7 @@ from fastapi import Request
 from fastapi.routing import APIRoute
 from pydantic import BeforeValidator
 from pydantic_core import PydanticCustomError
+from starlette.datastructures import FormData, UploadFile
 
 from settlement.claims.models import refused_character
 from settlement.claims.parse import DuplicateKeyError, decode_json
@@ -70,17 +71,22 @@ def query_names(route: APIRoute) -> frozenset[str]:
     return cached
 
 
+def has_body_model(route: APIRoute) -> bool:
+    """Whether FastAPI parses the route's body into a model (the claim routes read theirs as bytes)."""
+    cached = getattr(route, "_strict_body_model", None)
+    if cached is None:
+        cached = any(d.body_params for d in _dependants(route.dependant))
+        route._strict_body_model = cached  # type: ignore[attr-defined]
+    return bool(cached)
+
+
 def body_media_types(route: APIRoute) -> frozenset[str]:
     """The media types a route's body may be sent as: JSON for a body model, else what its
     ``openapi_extra`` request body lists (none: the route reads no body)."""
     cached = getattr(route, "_strict_media_types", None)
     if cached is None:
-        types: set[str] = set()
-        if any(d.body_params for d in _dependants(route.dependant)):
-            types.add("application/json")
         extra = (route.openapi_extra or {}).get("requestBody", {}).get("content", {})
-        types.update(extra)
-        cached = frozenset(types)
+        cached = frozenset({*extra, *(["application/json"] if has_body_model(route) else [])})
         route._strict_media_types = cached  # type: ignore[attr-defined]
     return cached
 
@@ -101,26 +107,28 @@ def date_names(route: APIRoute) -> frozenset[str]:
     return cached
 
 
-def value_problem(name: str, value: str, where: str) -> ServiceError | None:
-    why = refused_character(value) or (None if value.strip() else "must not be blank")
-    if why is None:
-        return None
-    return ServiceError(
-        400, "invalid_request", f"{where} parameter {name!r} {why}",
-        errors=[{"field": name, "in": where, "message": why}],
-    )
+def media_type(content_type: str | None) -> str:
+    """A Content-Type's media type, without parameters, lower case ("" for none)."""
+    return (content_type or "").split(";")[0].strip().lower()
 
 
-def check_values(path_params: Mapping[str, Any], query: Iterable[tuple[str, str]]) -> None:
-    for name, value in path_params.items():
-        if isinstance(value, str):
-            problem = value_problem(name, value, "path")
-            if problem is not None:
-                raise problem
-    for name, value in query:
-        problem = value_problem(name, value, "query")
-        if problem is not None:
-            raise problem
+def _header(scope: Mapping[str, Any], name: bytes) -> str | None:
+    return next((v.decode("latin-1") for k, v in scope["headers"] if k == name), None)
+
+
+def refusal(value: str) -> str | None:
+    """Why a text is refused (never trimmed): blank, or a control or bidirectional character."""
+    return refused_character(value) or (None if value.strip() else "must not be blank")
+
+
+def check_value(name: str, value: str, where: str) -> None:
+    """400 naming the parameter (or form field) when the value is blank or holds a refused character."""
+    why = refusal(value)
+    if why is not None:
+        raise ServiceError(
+            400, "invalid_request", f"{where} parameter {name!r} {why}",
+            errors=[{"field": name, "in": where, "message": why}],
+        )
 
 
 def check_query_names(route: APIRoute, query: Iterable[tuple[str, str]]) -> None:
@@ -135,35 +143,20 @@ def check_query_names(route: APIRoute, query: Iterable[tuple[str, str]]) -> None
         )
 
 
-def check_media_type(route: APIRoute, content_type: str | None, has_body: bool) -> None:
-    if not has_body:
-        return
+def check_media_type(route: APIRoute, content_type: str | None) -> None:
     allowed = body_media_types(route)
-    if not allowed:
-        return
-    media = (content_type or "").split(";")[0].strip().lower()
-    if media not in allowed:
+    media = media_type(content_type)
+    if allowed and media not in allowed:
         raise ServiceError(
             415, "unsupported_media_type",
             f"send the body as {' or '.join(sorted(allowed))}, not {media or 'without a Content-Type'}",
         )
 
 
-def has_body_model(route: APIRoute) -> bool:
-    """Whether FastAPI parses the route's body into a model (the claim routes read theirs as bytes)."""
-    cached = getattr(route, "_strict_body_model", None)
-    if cached is None:
-        cached = any(d.body_params for d in _dependants(route.dependant))
-        route._strict_body_model = cached  # type: ignore[attr-defined]
-    return bool(cached)
-
-
 def duplicate_key_problem(route: APIRoute, content_type: str | None, body: bytes) -> ServiceError | None:
     """422 naming a key a JSON body model's body names twice in one object; None otherwise (a body that
     is not JSON is the route's own validation's to answer)."""
-    if not body or not has_body_model(route):
-        return None
-    if (content_type or "").split(";")[0].strip().lower() != "application/json":
+    if not body or not has_body_model(route) or media_type(content_type) != "application/json":
         return None
     try:
         decode_json(body)
@@ -186,7 +179,11 @@ def check_route(route: APIRoute, scope: Mapping[str, Any], path_params: Mapping[
     """Every check of this module for one request to ``route``."""
     query = query_pairs(scope.get("query_string", b""))
     check_query_names(route, query)
-    check_values(path_params, query)
+    for name, value in path_params.items():
+        if isinstance(value, str):
+            check_value(name, value, "path")
+    for name, value in query:
+        check_value(name, value, "query")
     dates = date_names(route)
     for name, value in query:
         if name in dates and not ISO_DATE.fullmatch(value):
@@ -194,9 +191,8 @@ def check_route(route: APIRoute, scope: Mapping[str, Any], path_params: Mapping[
                 400, "invalid_request", f"query parameter {name!r} must be a date YYYY-MM-DD, got {value!r}",
                 errors=[{"field": name, "in": "query", "message": "must be a date YYYY-MM-DD"}],
             )
-    if scope.get("method") in ("POST", "PUT", "PATCH"):
-        content_type = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"content-type"), None)
-        check_media_type(route, content_type, has_body)
+    if has_body and scope.get("method") in ("POST", "PUT", "PATCH"):
+        check_media_type(route, _header(scope, b"content-type"))
 
 
 async def strict_request(request: Request) -> None:
@@ -224,8 +220,7 @@ def front_door_problem(route: APIRoute, scope: Mapping[str, Any], path_params: M
         check_route(route, scope, path_params, bool(body))
     except ServiceError as exc:
         return exc
-    content_type = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"content-type"), None)
-    return duplicate_key_problem(route, content_type, body)
+    return duplicate_key_problem(route, _header(scope, b"content-type"), body)
 
 
 def json_date(value: Any) -> Any:
@@ -255,12 +250,32 @@ def form_date(value: Any, name: str) -> dt.date:
         raise invalid_request(f"{name}: not a date: {value!r}", [{"field": name, "message": "YYYY-MM-DD"}]) from None
 
 
+async def read_form(request: Request, fields: Collection[str], hint: str) -> FormData:
+    """The request's multipart form, of these fields only; 400 ``hint`` (what to send) for another
+    body, 400 naming the fields it does not take."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise invalid_request(hint)
+    form = await request.form()
+    unknown = sorted(set(form.keys()) - set(fields))
+    if unknown:
+        raise invalid_request(
+            f"unknown form fields: {', '.join(unknown)}", [{"field": k, "message": "unknown"} for k in unknown]
+        )
+    return form
+
+
+def form_file(form: FormData, name: str, hint: str) -> UploadFile:
+    """A multipart form's file field: 400 ``hint`` naming the field when it is missing or not a file."""
+    upload = form.get(name)
+    if upload is None or isinstance(upload, str):
+        raise invalid_request(hint, [{"field": name, "message": "required"}])
+    return upload
+
+
 def form_text(value: Any, name: str) -> str:
     """A multipart form's text field: 400 naming the field when missing, blank or holding a refused
     character (as a query value: the document states it with ``minLength`` 1 and VALUE_PATTERN)."""
     if not isinstance(value, str) or not value:
         raise invalid_request(f"the form field {name!r} is missing", [{"field": name, "message": "required"}])
-    problem = value_problem(name, value, "form")
-    if problem is not None:
-        raise problem
+    check_value(name, value, "form")
     return value

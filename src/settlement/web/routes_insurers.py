@@ -80,7 +80,7 @@ def _period(request: Request, ctx: Any, user: SignedIn, extra: tuple[str, ...] =
     funds = visible_funds(ctx, user)
     if not funds:
         raise forbidden("this account sees no fund")
-    today = ctx.now().astimezone(ctx.tz).date()
+    today = ctx.today()
     start = parse_date(filters, "from") or _months_back(today, 11)
     end = parse_date(filters, "to") or today
     return {"filters": filters, "funds": funds, "fund": filters.get("fund") or funds[0], "from": start, "to": end,
@@ -122,7 +122,7 @@ def statements_page(request: Request, ctx: Ctx, user: User) -> Response:
     months = by_month(out["rows"])
     for c in closes:
         c["amount_fen"] = parse_amount(c["amount"])
-    today = ctx.now().astimezone(ctx.tz).date()
+    today = ctx.today()
     query = urlencode({k: v for k, v in (("fund", p["fund"]), ("from", p["from"]), ("to", p["to"]),
                                          ("hospital_id", p["hospital_id"])) if v})
     return page(
@@ -218,7 +218,7 @@ def _upload_page(request: Request, ctx: Any, user: SignedIn, *, values: dict[str
     funds = visible_funds(ctx, user)
     if not funds:
         raise forbidden("this account sees no fund")
-    today = ctx.now().astimezone(ctx.tz).date()
+    today = ctx.today()
     last_month = _months_back(today, 1)
     values = values or {"fund": funds[0], "from": last_month.isoformat(),
                         "to": month_bounds(month_of(last_month))[1].isoformat()}

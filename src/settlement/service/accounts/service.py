@@ -39,7 +39,8 @@ DISTRICT = re.compile(r"\d{2}|\d{4}|\d{6}")
 MIN_PASSWORD = 8
 
 _hasher = PasswordHasher()
-# an unknown username is checked against this, so it costs the same time as a wrong password
+
+
 @functools.cache
 def _dummy_hash() -> str:
     """A hash to verify against when the name is unknown (the same time as a wrong password); made on

@@ -56,18 +56,8 @@ def lock_person_year(session: Session, person_id: str, year: int) -> PersonYearT
         )
     )
     if exists is None:
-        insert_ignore(
-            session,
-            PERSON_YEAR,
-            [
-                {
-                    "person_id": person_id,
-                    "policy_year": year,
-                    **dict.fromkeys(TOTAL_COLUMNS, 0),
-                }
-            ],
-            ["person_id", "policy_year"],
-        )
+        zeros = {"person_id": person_id, "policy_year": year, **dict.fromkeys(TOTAL_COLUMNS, 0)}
+        insert_ignore(session, PERSON_YEAR, [zeros], ["person_id", "policy_year"])
     row = session.scalars(
         select(PersonYear)
         .where(PersonYear.person_id == person_id, PersonYear.policy_year == year)

@@ -123,9 +123,8 @@ def authenticate(session: Session, key: str) -> Principal:
     if pg is not None:  # every request checks its key: plain SQL, no ORM object
         return principal_from_row(key, pg_execute(pg, KEY_SQL, (key_id,)).fetchone())
     row = session.get(ApiKey, key_id)
-    if row is None:
-        return principal_from_row(key, None)
-    return principal_from_row(key, (row.key_hash, row.role, row.hospital_id, row.funds, row.revoked_at))
+    found = None if row is None else (row.key_hash, row.role, row.hospital_id, row.funds, row.revoked_at)
+    return principal_from_row(key, found)
 
 
 def principal_from_row(key: str, found: tuple[Any, ...] | None) -> Principal:

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from settlement.service.auth.keys import Role
 from settlement.service.auth.service import Principal
-from settlement.service.deps import Ctx, ReadSession, require
+from settlement.service.deps import PROBLEM, Ctx, ReadSession, require
 
 from .service import pool_status
 
@@ -32,7 +32,7 @@ class PoolOut(BaseModel):
     "/{fund_id}/pools/{year}",
     response_model=PoolOut,
     summary="A charity fund's annual pool: pool, used, remaining (null pool: unlimited)",
-    responses={403: {"content": {"application/problem+json": {}}}, 404: {"content": {"application/problem+json": {}}}},
+    responses={403: PROBLEM, 404: PROBLEM},
 )
 def get_pool(
     fund_id: str,

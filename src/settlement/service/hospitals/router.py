@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Response
 from settlement.service.auth.keys import Role
 from settlement.service.auth.service import Principal
 from settlement.service.db import run_transaction
-from settlement.service.deps import Ctx, ReadSession, require
+from settlement.service.deps import PROBLEM, Ctx, ReadSession, require
 from settlement.service.errors import not_found
 
 from . import service
@@ -22,15 +22,11 @@ router = APIRouter(prefix="/v1/hospitals", tags=["hospitals"])
 AdminKey = Annotated[Principal, Depends(require(Role.ADMIN))]
 ReaderKey = Annotated[Principal, Depends(require(Role.HOSPITAL, Role.REVIEWER, Role.INSURER, Role.ADMIN))]
 AuditKey = Annotated[Principal, Depends(require(Role.REVIEWER, Role.INSURER, Role.ADMIN))]
-PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 HospitalId = Annotated[str, Path(min_length=1, max_length=128, description="the hospital's id, as claims state it")]
 
 
 def hospital_out(row: Hospital) -> HospitalOut:
-    return HospitalOut(
-        hospital_id=row.hospital_id, name=row.name, level=row.level,
-        district=row.district, created_at=row.created_at, updated_at=row.updated_at,
-    )
+    return HospitalOut.model_validate(row, from_attributes=True)
 
 
 @router.put(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from dataclasses import field as dataclass_field  # Problem has a field named field
 from typing import TYPE_CHECKING, Any
@@ -244,24 +245,23 @@ def _label(value: Any, table: dict[str, str], what: str, choices: dict[str, tupl
     return code
 
 
-def cell_district(value: Any) -> str | None:
-    text = _text(value)
-    if not text:
-        return None
-    try:
-        return check_district(text)
-    except MessageError as exc:
-        raise CellProblem(exc.message.id, **exc.message.values) from None
+def _optional(check: Callable[[str], str]) -> Callable[[Any], str | None]:
+    """A cell of an optional column, checked as the API checks the field (schemas); None when empty."""
+
+    def cell(value: Any) -> str | None:
+        text = _text(value)
+        if not text:
+            return None
+        try:
+            return check(text)
+        except MessageError as exc:
+            raise CellProblem(exc.message.id, **exc.message.values) from None
+
+    return cell
 
 
-def cell_name(value: Any) -> str | None:
-    text = _text(value)
-    if not text:
-        return None
-    try:
-        return check_name(text)
-    except MessageError as exc:
-        raise CellProblem(exc.message.id, **exc.message.values) from None
+cell_district = _optional(check_district)
+cell_name = _optional(check_name)
 
 
 # -- rows to entries -----------------------------------------------------------------------------

@@ -19,7 +19,6 @@ from settlement.service.auth.service import Principal
 from settlement.service.errors import ServiceError
 
 from .models import Person
-from .repository import get_person
 
 if TYPE_CHECKING:
     from settlement.service.context import ServiceContext
@@ -76,19 +75,13 @@ def _row(layer: str, paid: int, cap: int | None, applies: bool, *, visit_type: s
 
 
 def year_position(
-    session: Session, ctx: ServiceContext, person_id: str, year: int, principal: Principal | None = None
+    session: Session, ctx: ServiceContext, person_id: str, year: int, principal: Principal
 ) -> YearPosition:
-    """The person's year against the caps (404 if unknown or, given a principal, outside its district)."""
+    """The person's year against the caps (404 if unknown or outside the principal's district)."""
     from .service import visible_person
 
-    if principal is not None:
-        person = visible_person(session, principal, person_id)
-    else:
-        found = get_person(session, person_id)
-        if found is None:
-            raise ServiceError(404, "not_found", f"person {person_id} is not in the registry")
-        person = found
-    today = ctx.now().astimezone(ctx.tz).date()
+    person = visible_person(session, principal, person_id)
+    today = ctx.today()
     day = today if year == today.year else dt.date(year, 12, 31) if year < today.year else dt.date(year, 1, 1)
     index = ctx.tables.schedules.index_for(day)
     if index < 0:

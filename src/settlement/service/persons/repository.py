@@ -8,10 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Table, and_, bindparam, delete, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
-from settlement.service.db import pg_connection, pg_execute
+from settlement.service.db import pg_connection, pg_execute, upsert
 from settlement.service.errors import forbidden, not_found
 
 from .models import Person, PersonCategory, PersonHistory
@@ -31,11 +30,9 @@ def _insert_new(session: Session, rows: list[dict[str, Any]]) -> set[str]:
     """
     if not rows:
         return set()
-    dialect = session.get_bind().dialect.name
-    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = Person.__table__
     assert isinstance(table, Table)
-    stmt = insert_(table).on_conflict_do_nothing(index_elements=["person_id"]).returning(table.c.person_id)
+    stmt = upsert(session, table).on_conflict_do_nothing(index_elements=["person_id"]).returning(table.c.person_id)
     # the rows as parameters ("insertmanyvalues": compiled once, cached, sent in batches), not .values(rows),
     # whose statement of thousands of bind parameters would be compiled anew for every call
     return set(session.scalars(stmt, rows))
@@ -51,14 +48,8 @@ def lock_person(
     blocking settlements, whose foreign keys take only KEY SHARE locks.
     """
     exists = session.scalar(select(Person.person_id).where(Person.person_id == person_id))
-    created = False
-    if exists is None:
-        created = bool(
-            _insert_new(
-                session,
-                [{"person_id": person_id, "scheme": scheme, "created_at": now, "updated_at": now}],
-            )
-        )
+    row = {"person_id": person_id, "scheme": scheme, "created_at": now, "updated_at": now}
+    created = exists is None and bool(_insert_new(session, [row]))
     person = session.scalars(
         select(Person)
         .where(Person.person_id == person_id)

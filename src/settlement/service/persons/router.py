@@ -14,8 +14,9 @@ from settlement.service.accumulators.repository import read_person_year
 from settlement.service.auth.keys import Role
 from settlement.service.auth.service import Principal
 from settlement.service.db import run_transaction
-from settlement.service.deps import Ctx, ReadSession, require
+from settlement.service.deps import PROBLEM, Ctx, ReadSession, require
 from settlement.service.errors import ServiceError
+from settlement.service.strict import media_type
 from settlement.tabular import XLSX_MEDIA_TYPE
 
 from . import service
@@ -35,7 +36,7 @@ router = APIRouter(prefix="/v1/persons", tags=["persons"])
 
 WriterKey = Annotated[Principal, Depends(require(Role.REVIEWER, Role.ADMIN))]
 ReaderKey = Annotated[Principal, Depends(require(Role.REVIEWER, Role.ADMIN, Role.INSURER))]
-PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+YearQ = Annotated[int | None, Query(ge=1900, le=9999, description="policy year; default: this year")]
 
 
 @router.get(
@@ -63,7 +64,7 @@ def list_persons(
 ) -> dict[str, Any]:
     return service.search(
         session, principal, q=q, district=district, category=category, scheme=scheme,
-        on=on or ctx.now().astimezone(ctx.tz).date(), cursor=cursor,
+        on=on or ctx.today(), cursor=cursor,
         limit=min(limit, ctx.settings.list_limit_max),
     )
 
@@ -133,7 +134,7 @@ async def import_persons(
     ctx: Ctx,
     dry_run: Annotated[bool, Query(description="check every row and write nothing")] = False,
 ) -> ImportOut:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    content_type = media_type(request.headers.get("content-type"))
     filename: str | None = None
     if content_type == "multipart/form-data":
         form = await request.form()
@@ -193,15 +194,12 @@ def read_accumulators(
     principal: ReaderKey,
     session: ReadSession,
     ctx: Ctx,
-    year: Annotated[
-        int | None, Query(ge=1900, le=9999, description="policy year; default: this year")
-    ] = None,
+    year: YearQ = None,
 ) -> AccumulatorsOut:
     pid = service.visible_person(session, principal, person_id).person_id
-    policy_year = year if year is not None else ctx.now().astimezone(ctx.tz).year
+    policy_year = year if year is not None else ctx.today().year
     totals = read_person_year(session, pid, policy_year)
-    charity = dict.fromkeys(ctx.tables.schedules.fund_ids, 0)
-    charity.update(totals.charity_paid)
+    charity = {**dict.fromkeys(ctx.tables.schedules.fund_ids, 0), **totals.charity_paid}
     return AccumulatorsOut(
         person_id=pid,
         policy_year=policy_year,
@@ -225,11 +223,9 @@ def read_position(
     principal: ReaderKey,
     session: ReadSession,
     ctx: Ctx,
-    year: Annotated[
-        int | None, Query(ge=1900, le=9999, description="policy year; default: this year")
-    ] = None,
+    year: YearQ = None,
 ) -> PositionOut:
-    policy_year = year if year is not None else ctx.now().astimezone(ctx.tz).year
+    policy_year = year if year is not None else ctx.today().year
     found = service.year_position(session, ctx, person_id, policy_year, principal)
     body = found.as_dict()
 

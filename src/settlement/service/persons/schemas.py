@@ -115,11 +115,14 @@ class PersonIn(BaseModel):
         return self
 
 
-class PersonOut(BaseModel):
+class _PersonHead(BaseModel):
     person_id: str
     scheme: Scheme
     name: str | None = Field(description="姓名; always null for insurer keys")
     district: str | None
+
+
+class PersonOut(_PersonHead):
     categories: list[CategoryPeriod]
     created_at: dt.datetime
     updated_at: dt.datetime
@@ -183,11 +186,7 @@ class HistoryOut(BaseModel):
     items: list[HistoryEntry] = Field(description="oldest first")
 
 
-class PersonListItem(BaseModel):
-    person_id: str
-    scheme: Scheme
-    name: str | None = Field(description="姓名; always null for insurer keys")
-    district: str | None
+class PersonListItem(_PersonHead):
     category: Category | None = Field(description="the category in force on the day asked (default today)")
     updated_at: dt.datetime
 

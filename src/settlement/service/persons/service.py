@@ -4,7 +4,6 @@ claim is settled with. Imports (dry run, commit) are in ``importing``, re-export
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import unicodedata
 from typing import Any
@@ -18,6 +17,7 @@ from settlement.claims.person_id import PersonIdError, check_person_id, normaliz
 from settlement.service.auth.keys import Role
 from settlement.service.auth.service import Principal
 from settlement.service.errors import ServiceError, forbidden, invalid_request, not_found
+from settlement.service.pages import decode_cursor, encode_cursor
 
 from .importing import ImportRejected as ImportRejected  # imports: re-exported, callers use service
 from .importing import ImportReport as ImportReport
@@ -50,10 +50,6 @@ def birth_problems(person_id: str, periods: list[CategoryPeriod]) -> list[tuple[
         for i, p in enumerate(periods)
         if p.valid_from < birth
     ]
-
-
-def in_scope(principal: Principal, district: str | None) -> bool:
-    return principal.sees_district(district)
 
 
 def put_person(
@@ -216,21 +212,11 @@ CLI_ACTOR = Principal(key_id="cli", role=Role.ADMIN)
 # -- search ----------------------------------------------------------------------------------------
 
 
-def encode_cursor(person_id: str) -> str:
-    return base64.urlsafe_b64encode(f"p:{person_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> str | None:
-    if not cursor:
-        return None
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        kind, _, value = text.partition(":")
-        if kind != "p" or not value or len(value) > 18 or not value.isascii() or not value.isalnum():
-            raise ValueError(cursor)
-        return value
-    except ValueError:
-        raise ServiceError(422, "invalid_request", "cursor is not one this service returned") from None
+def _cursor_id(value: str) -> str:
+    """A person id as a cursor holds it (ValueError for anything else: not one of ours)."""
+    if not value or len(value) > 18 or not value.isascii() or not value.isalnum():
+        raise ValueError(value)
+    return value
 
 
 def _digit_range(column: Any, prefix: str, width: int) -> Any:
@@ -305,9 +291,8 @@ def search(
         query = query.where(Person.scheme == scheme)
     if category is not None:
         query = query.where(current == category)
-    after = decode_cursor(cursor)
-    if after is not None:
-        query = query.where(Person.person_id > after)
+    if cursor:
+        query = query.where(Person.person_id > decode_cursor(cursor, "p", _cursor_id))
     rows = session.execute(query.order_by(Person.person_id).limit(limit + 1)).all()
     page = rows[:limit]
     return {
@@ -322,5 +307,5 @@ def search(
             }
             for pid, sch, name, dist, cat, updated in page
         ],
-        "next_cursor": encode_cursor(page[-1][0]) if len(rows) > limit else None,
+        "next_cursor": encode_cursor("p", page[-1][0]) if len(rows) > limit else None,
     }

@@ -12,17 +12,15 @@ from pydantic import BaseModel, Field
 from settlement.reconcile import ITEM_COLUMNS
 from settlement.service.auth.keys import Role
 from settlement.service.auth.service import Principal
-from settlement.service.deps import Ctx, ReadSession, require
-from settlement.service.errors import invalid_request
+from settlement.service.deps import PROBLEM, Ctx, ReadSession, require
 from settlement.service.exports import Format, file_response, pick_format
-from settlement.service.strict import VALUE_PATTERN, form_date, form_text, value_problem
+from settlement.service.strict import VALUE_PATTERN, check_value, form_date, form_file, form_text, read_form
 
 from . import service
 
 router = APIRouter(prefix="/v1/reconciliations", tags=["reconciliations"])
 
 InsurerKey = Annotated[Principal, Depends(require(Role.INSURER, Role.ADMIN))]
-PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 
 
 class Summary(BaseModel):
@@ -94,24 +92,15 @@ class ItemOut(BaseModel):
     responses={400: PROBLEM, 403: PROBLEM, 404: PROBLEM, 422: PROBLEM},
 )
 async def create_run(request: Request, principal: InsurerKey, ctx: Ctx) -> Any:
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise invalid_request("send multipart/form-data with the fields fund, from, to and file")
-    form = await request.form()
-    unknown = sorted(set(form.keys()) - {"fund", "from", "to", "file"})
-    if unknown:
-        raise invalid_request(
-            f"unknown form fields: {', '.join(unknown)}", [{"field": k, "message": "unknown"} for k in unknown]
-        )
+    form = await read_form(
+        request, ("fund", "from", "to", "file"), "send multipart/form-data with the fields fund, from, to and file"
+    )
     fund = form_text(form.get("fund"), "fund")
     start, end = form_date(form.get("from"), "from"), form_date(form.get("to"), "to")
-    upload = form.get("file")
-    if upload is None or isinstance(upload, str):
-        raise invalid_request("send their file as the form field 'file'", [{"field": "file", "message": "required"}])
+    upload = form_file(form, "file", "send their file as the form field 'file'")
     data = await upload.read()
     name = upload.filename or "file"
-    problem = value_problem("file", name, "form")  # the file's name is stored with the run: no NUL, no bidi
-    if problem is not None:
-        raise problem
+    check_value("file", name, "form")  # the file's name is stored with the run: no NUL, no bidi
 
     def work() -> dict[str, Any]:
         with ctx.db.write() as session:

@@ -25,8 +25,6 @@ from settlement.service.statements.service import per_settlement
 
 from .models import ReconciliationItem, ReconciliationRun
 
-MAX_FILE_BYTES = 64 << 20
-
 
 def run(
     session: Session,

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from settlement.service.auth.keys import Role
 from settlement.service.auth.service import Principal
 from settlement.service.db import run_transaction
-from settlement.service.deps import Ctx, ReadSession, require
+from settlement.service.deps import PROBLEM, Ctx, ReadSession, require
 from settlement.service.settlements.query import make_filter, yuan_to_fen
 
 from . import flags, service
@@ -18,7 +18,6 @@ from .schemas import BulkApprovalIn, BulkApprovalOut, ReviewIn, ReviewOut, Rules
 
 router = APIRouter(tags=["reviews"])
 
-PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 Reviewer = Annotated[Principal, Depends(require(Role.REVIEWER, Role.ADMIN))]
 Reader = Annotated[Principal, Depends(require(Role.HOSPITAL, Role.REVIEWER, Role.INSURER, Role.ADMIN))]
 

@@ -10,23 +10,23 @@ for, nor delays, a reversal at the counter.
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, func, literal, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import ColumnElement, Table, literal, select
 from sqlalchemy.orm import Session
 
 from settlement.money import format_fen
 from settlement.service.auth.keys import Role
 from settlement.service.auth.service import Principal, check_role
 from settlement.service.context import ServiceContext
+from settlement.service.db import upsert
 from settlement.service.errors import ServiceError, not_found
 from settlement.service.persons.models import Person
 from settlement.service.settlements import repository
 from settlement.service.settlements.models import Settlement
 from settlement.service.settlements.query import SettlementFilter, matching_seqs, review_facts
+from settlement.service.settlements.service import iso_utc, visible
 
 from .models import DECISIONS, REVIEWED_CARRIED, STATUS_OF, Review, ReviewStatus
 
@@ -38,11 +38,9 @@ BULK_MAX = 100_000
 
 def district_of(session: Session, person_id: str | None) -> str | None:
     """The person's registry district (行政区划代码), None when unknown."""
-    column = Person.__table__.c.get("district")
-    if column is None or person_id is None:
+    if person_id is None:
         return None
-    value = session.scalar(select(column).where(Person.person_id == person_id))
-    return str(value) if value is not None else None
+    return session.scalar(select(Person.district).where(Person.person_id == person_id))
 
 
 def check_district(session: Session, principal: Principal, person_id: str | None, what: str) -> None:
@@ -54,15 +52,9 @@ def check_district(session: Session, principal: Principal, person_id: str | None
 def settlement_for(session: Session, principal: Principal, settlement_id: str) -> Settlement:
     """The settlement if the caller may see it (hospital keys: their own; district reviewers: their
     district's persons); 404 otherwise, the same as for one that does not exist."""
-    row = repository.get(session, settlement_id)
-    if row is None or not principal.sees_hospital(row.hospital_id):
-        raise not_found(f"no settlement {settlement_id}")
+    row = visible(repository.get(session, settlement_id), principal, settlement_id)
     check_district(session, principal, row.person_id, settlement_id)
     return row
-
-
-def _iso(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def record_of(review: Review, settlement_id: str) -> dict[str, Any]:
@@ -72,7 +64,7 @@ def record_of(review: Review, settlement_id: str) -> dict[str, Any]:
         "decision": review.decision,
         "note": review.note,
         "actor": review.actor,
-        "at": _iso(review.at),
+        "at": iso_utc(review.at),
         "batch_id": review.batch_id,
     }
 
@@ -83,9 +75,7 @@ def _check_decision(decision: str, note: str | None) -> str | None:
             422, "invalid_request", f"decision: one of {', '.join(DECISIONS)}; got {decision!r}",
             errors=[{"field": "decision", "in": "body", "message": f"one of {', '.join(DECISIONS)}"}],
         )
-    note = note.strip() if note is not None else None
-    if note == "":
-        note = None
+    note = (note or "").strip() or None  # blank: no note
     if note is not None and len(note) > NOTE_MAX:
         raise ServiceError(
             422, "invalid_request", f"note: at most {NOTE_MAX} characters",
@@ -105,14 +95,14 @@ def _upsert_status(session: Session, status: str, *records: ColumnElement[bool])
     REVIEWED_CARRIED columns, read beside the record (they never change, so a moved row keeps them)."""
     table = ReviewStatus.__table__
     assert isinstance(table, Table)
-    make = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     source = (
         select(Review.settlement_seq, literal(status), Review.id, Review.at,
                *(getattr(Settlement, name) for name in REVIEWED_CARRIED))
         .join_from(Review, Settlement, Settlement.seq == Review.settlement_seq)
         .where(*records)  # a WHERE: SQLite's INSERT … SELECT … ON CONFLICT needs one after a join
     )
-    stmt = make(table).from_select(["settlement_seq", "status", "review_id", "at", *REVIEWED_CARRIED], source)
+    columns = ["settlement_seq", "status", "review_id", "at", *REVIEWED_CARRIED]
+    stmt = upsert(session, table).from_select(columns, source)
     stmt = stmt.on_conflict_do_update(
         index_elements=["settlement_seq"],
         set_={"status": stmt.excluded.status, "review_id": stmt.excluded.review_id, "at": stmt.excluded.at},
@@ -223,12 +213,5 @@ def bulk_approve(
         _upsert_status(session, "approved", Review.settlement_seq.in_(part), Review.batch_id == batch)
     session.flush()
     return {"batch_id": batch, "approved": count, "total": format_fen(total), "actor": principal.actor,
-            "at": _iso(now)}
+            "at": iso_utc(now)}
 
-
-def counts_by_status(session: Session) -> dict[str, int]:
-    """How many settlements are in each review status (pending: no status row)."""
-    rows = dict(session.execute(select(ReviewStatus.status, func.count()).group_by(ReviewStatus.status)).all())
-    reviewed = sum(rows.values())
-    pending = (session.scalar(select(func.count()).select_from(Settlement)) or 0) - reviewed
-    return {"pending": pending, **{k: int(v) for k, v in rows.items()}}

@@ -5,20 +5,17 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel
 
 from settlement.money import RATE_SCALE, format_fen
 from settlement.schedules.types import ScheduleVersion
-from settlement.service.auth.service import Principal
-from settlement.service.deps import Ctx, current_principal
+from settlement.service.deps import AnyKey, Ctx
 from settlement.service.errors import not_found
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
-
-AnyKey = Annotated[Principal, Depends(current_principal)]
 
 
 class ScheduleSummary(BaseModel):
@@ -90,7 +87,7 @@ def _summary(versions: tuple[ScheduleVersion, ...], i: int, today: dt.date) -> S
 @router.get("", response_model=list[ScheduleSummary], summary="The schedule versions, oldest first")
 def list_schedules(principal: AnyKey, ctx: Ctx) -> list[ScheduleSummary]:
     versions = ctx.tables.schedules.versions
-    today = ctx.now().astimezone(ctx.tz).date()
+    today = ctx.today()
     return [_summary(versions, i, today) for i in range(len(versions))]
 
 
@@ -101,9 +98,7 @@ def get_schedule(schedule_id: str, principal: AnyKey, ctx: Ctx) -> dict[str, Any
     versions = ctx.tables.schedules.versions
     for i, version in enumerate(versions):
         if version.id == schedule_id:
-            summary = _summary(versions, i, ctx.now().astimezone(ctx.tz).date()).model_dump(
-                mode="json"
-            )
+            summary = _summary(versions, i, ctx.today()).model_dump(mode="json")
             params = _plain(dataclasses.replace(version, catalog={}))
             params.pop("catalog", None)
             params.pop("source", None)

@@ -90,7 +90,7 @@ class Settlement(Base):
             name="non_negative",
         ),
         Index("ix_settlements_person_id_policy_year", "person_id", "policy_year"),
-        # partial on a predicate only the listing states (repository.search): the claim lookups
+        # partial on a predicate only the listing states (query.conditions): the claim lookups
         # (hospital_id, claim_id) can then use the unique index only, whatever the statistics (0003)
         Index(
             "ix_settlements_hospital_id_seq",

@@ -34,16 +34,8 @@ def find_by_claim(session: Session, hospital_id: str, claim_id: str) -> Settleme
 
 
 def paid_by_funds(session: Session, settlement_seq: int, funds: frozenset[str]) -> bool:
-    """Whether one of these funds paid the settlement (a settled ledger entry of the fund)."""
-    return session.scalar(
-        select(LedgerEntry.id)
-        .where(
-            LedgerEntry.settlement_seq == settlement_seq,
-            LedgerEntry.kind == "settled",
-            LedgerEntry.fund.in_(sorted(funds)),
-        )
-        .limit(1)
-    ) is not None
+    """Whether one of these funds paid the settlement (visibility.paid_by)."""
+    return bool(session.scalar(select(visibility.paid_by(funds)).where(Settlement.seq == settlement_seq)))
 
 
 def get(session: Session, settlement_id: str) -> Settlement | None:
@@ -107,41 +99,3 @@ def mark_reversed(session: Session, settlement_seq: int, at: dt.datetime) -> Row
         .returning(*SETTLEMENTS.c)
     ).one()
 
-
-def search(
-    session: Session,
-    *,
-    hospital_id: str | None,
-    person_id: str | None,
-    status: str | None,
-    claim_id: str | None = None,
-    category: str | None,
-    disease_group: str | None,
-    pathway: str | None,
-    discharged_from: dt.date | None,
-    discharged_to: dt.date | None,
-    after_seq: int,
-    limit: int,
-    paid_by: frozenset[str] | None = None,
-) -> list[Settlement]:
-    """Settlements in seq order after a cursor, filtered (all filters are ANDed)."""
-    # status IS NOT NULL (true of every row) lets a hospital's listing use its partial index
-    query = select(Settlement).where(Settlement.seq > after_seq, Settlement.status.is_not(None))
-    for column, value in (
-        (Settlement.hospital_id, hospital_id),
-        (Settlement.person_id, person_id),
-        (Settlement.claim_id, claim_id),
-        (Settlement.status, status),
-        (Settlement.category, category),
-        (Settlement.disease_group, disease_group),
-        (Settlement.pathway, pathway),
-    ):
-        if value is not None:
-            query = query.where(column == value)
-    if paid_by is not None:  # a fund-limited insurer key: the settlements its funds paid (visibility)
-        query = query.where(visibility.paid_by(paid_by))
-    if discharged_from is not None:
-        query = query.where(Settlement.discharged >= discharged_from)
-    if discharged_to is not None:
-        query = query.where(Settlement.discharged <= discharged_to)
-    return list(session.scalars(query.order_by(Settlement.seq).limit(limit)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -17,7 +18,7 @@ from settlement.service import metrics, pgloop
 from settlement.service.auth.keys import Role
 from settlement.service.auth.service import Principal, bearer_key
 from settlement.service.db import run_transaction, violated_constraint
-from settlement.service.deps import Ctx, ReadSession, principal_of, require
+from settlement.service.deps import PROBLEM, Ctx, ReadSession, principal_of, require
 from settlement.service.errors import ServiceError
 from settlement.service.exports import Format, file_response, pick_format
 from settlement.service.reviews.rules import RULES
@@ -33,7 +34,6 @@ ReaderKey = Annotated[
     Principal, Depends(require(Role.HOSPITAL, Role.REVIEWER, Role.INSURER, Role.ADMIN))
 ]
 
-PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 CLAIM_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -168,12 +168,7 @@ def _settle_transaction(raw: bytes, request: Request, ctx: Any, known: list[Prin
         return service.settle(session, ctx, known[0], raw)
 
     try:
-        return run_transaction(
-            ctx.db.write,
-            work,
-            retries=ctx.settings.transaction_retries,
-            on_retry=lambda _exc: metrics.TRANSACTION_RETRIES.inc(),
-        )
+        return _counted_transaction(ctx, work)
     except IntegrityError as exc:
         # the final guard: a concurrent settle under the same (hospital id, claim_id)
         # committed first; everything of ours is rolled back, answer with the stored one
@@ -212,10 +207,13 @@ def _reverse(ctx: Any, request: Request, settlement_id: str, reason: str | None)
     if ctx.db.dialect == "postgresql":  # one statement (settlements.pgcounter.reverse)
         return pgcounter.reverse(ctx, request.headers.get("authorization"), settlement_id, reason)
     principal = principal_of(request, ctx, Role.HOSPITAL, Role.ADMIN)
+    return _counted_transaction(ctx, lambda session: service.reverse(session, ctx, principal, settlement_id, reason))
+
+
+def _counted_transaction(ctx: Any, work: Callable[[Any], service.Outcome]) -> service.Outcome:
+    """db.run_transaction of the counter's writes, each retry counted (metrics.TRANSACTION_RETRIES)."""
     return run_transaction(
-        ctx.db.write,
-        lambda session: service.reverse(session, ctx, principal, settlement_id, reason),
-        retries=ctx.settings.transaction_retries,
+        ctx.db.write, work, retries=ctx.settings.transaction_retries,
         on_retry=lambda _exc: metrics.TRANSACTION_RETRIES.inc(),
     )
 

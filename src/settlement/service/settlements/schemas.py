@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from settlement.claims.models import refused_character
+from settlement.service.strict import refusal
 
 
 class Amounts(BaseModel):
@@ -67,18 +67,11 @@ class SettlementOut(SettlementSummary):
     )
 
 
-class SettlementPage(BaseModel):
-    items: list[SettlementSummary]
-    next_cursor: str | None = Field(
-        description="pass as ?cursor= for the next page; null on the last"
-    )
-
-
 def _reason(value: str | None) -> str | None:
     """A reason is refused (not trimmed) when blank or holding a control or bidirectional character."""
     if value is None:
         return None
-    why = refused_character(value) or (None if value.strip() else "must not be blank")
+    why = refusal(value)
     if why is not None:
         raise ValueError(why)
     return value

@@ -27,7 +27,6 @@ unit (db.run_transaction); any error rolls everything back.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import uuid
 from dataclasses import dataclass
@@ -36,15 +35,14 @@ from typing import Any, TypeVar
 from sqlalchemy.orm import Session
 
 from settlement.claims import Claim, ClaimError, DuplicateKeyError, decode_json, validate_claim
-from settlement.claims.person_id import PersonIdError, check_person_id, normalize_person_id
+from settlement.claims.person_id import PersonIdError, check_person_id
 from settlement.engine.state import PersonYearTotals
-from settlement.service import metrics
+from settlement.service import metrics, pages
 from settlement.service.accumulators.repository import (
     add_to_person_year,
     lock_person_year,
     read_person_year,
 )
-from settlement.service.auth.keys import Role
 from settlement.service.auth.service import Principal
 from settlement.service.context import ServiceContext
 from settlement.service.db import pg_connection
@@ -68,7 +66,8 @@ class Outcome:
     created: bool
 
 
-def _iso(value: dt.datetime | None) -> str | None:
+def iso_utc(value: dt.datetime | None) -> str | None:
+    """A time as the API writes it: ISO 8601 in UTC with a Z."""
     if value is None:
         return None
     if value.tzinfo is None:  # SQLite returns naive UTC
@@ -91,7 +90,7 @@ def parse_claim(raw: bytes, principal: Principal, today: dt.date | None = None) 
 
 def counter_today(ctx: ServiceContext) -> dt.date:
     """Today in the service's time zone (Asia/Shanghai): no claim discharged later is settled."""
-    return ctx.now().astimezone(ctx.tz).date()
+    return ctx.today()
 
 
 def decode_claim(raw: bytes, today: dt.date | None = None) -> Claim:
@@ -136,16 +135,13 @@ def counter_claim(session: Session, ctx: ServiceContext, claim: Claim) -> Counte
     """Person id, registry identity, schedule and catalog, in the SPEC §6 order.
 
     An unidentified patient has no person id to check and needs no registry entry (SPEC §9)."""
-    if claim.temporary_id is not None:
+    scheme = category = None
+    if claim.temporary_id is None:
         try:
-            return prepare(claim, ctx.tables, None, None)
-        except ClaimError as exc:
-            raise claim_problem(exc) from None
-    try:
-        check_person_id(claim.patient.person_id, claim.visit.admitted)
-    except PersonIdError as exc:
-        raise ServiceError(422, "invalid_person_id", str(exc), claim_id=claim.claim_id) from None
-    scheme, category = identity_for_claim(session, claim)
+            check_person_id(claim.patient.person_id, claim.visit.admitted)
+        except PersonIdError as exc:
+            raise ServiceError(422, "invalid_person_id", str(exc), claim_id=claim.claim_id) from None
+        scheme, category = identity_for_claim(session, claim)
     try:
         return prepare(claim, ctx.tables, scheme, category)
     except ClaimError as exc:
@@ -156,26 +152,16 @@ def counter_claim(session: Session, ctx: ServiceContext, claim: Claim) -> Counte
 
 
 def _summary(
-    *,
-    settlement_id: str | None,
-    status: str,
-    hospital_id: str,
-    settled_at: dt.datetime | None,
-    reversed_at: dt.datetime | None,
-    person_id: str | None,
-    scheme: str | None,
-    category: str | None,
-    temporary_id: str | None,
-    emergency: bool,
-    unable_to_pay: bool,
-    result: dict[str, Any],
+    result: dict[str, Any], *, settlement_id: str | None, status: str, hospital_id: str, settled_at: dt.datetime | None,
+    reversed_at: dt.datetime | None, person_id: str | None, scheme: str | None, category: str | None,
+    temporary_id: str | None, emergency: bool, unable_to_pay: bool,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "settlement_id": settlement_id,
         "status": status,
         "hospital_id": hospital_id,
-        "settled_at": _iso(settled_at),
-        "reversed_at": _iso(reversed_at),
+        "settled_at": iso_utc(settled_at),
+        "reversed_at": iso_utc(reversed_at),
         "claim_id": result["claim_id"],  # the response model's order (router.json_response)
         "person_id": person_id,
         "scheme": scheme,
@@ -190,18 +176,10 @@ def _summary(
 
 def summary_of(row: StoredSettlement) -> dict[str, Any]:
     return _summary(
-        settlement_id=row.settlement_id,
-        status=row.status,
-        hospital_id=row.hospital_id,
-        settled_at=row.settled_at,
-        reversed_at=row.reversed_at,
-        person_id=row.person_id,
-        scheme=row.scheme,
-        category=row.category,
-        temporary_id=row.temporary_id,
-        emergency=bool(row.emergency),
+        row.result, settlement_id=row.settlement_id, status=row.status, hospital_id=row.hospital_id,
+        settled_at=row.settled_at, reversed_at=row.reversed_at, person_id=row.person_id, scheme=row.scheme,
+        category=row.category, temporary_id=row.temporary_id, emergency=bool(row.emergency),
         unable_to_pay=bool(row.unable_to_pay),
-        result=row.result,
     )
 
 
@@ -250,18 +228,10 @@ def computed_body(
 ) -> dict[str, Any]:
     """The response for a claim just computed (preview, or a settle on the late-lock path)."""
     body = _summary(
-        settlement_id=settlement_id,
-        status=status,
-        hospital_id=cc.claim.hospital.id,
-        settled_at=settled_at,
-        reversed_at=None,
-        person_id=cc.person_id or None,
-        scheme=cc.prepared.scheme or None,
-        category=cc.prepared.category or None,
-        temporary_id=cc.claim.temporary_id,
-        emergency=cc.claim.visit.emergency,
-        unable_to_pay=cc.claim.unable_to_pay,
-        result=comp.result,
+        comp.result, settlement_id=settlement_id, status=status, hospital_id=cc.claim.hospital.id,
+        settled_at=settled_at, reversed_at=None, person_id=cc.person_id or None, scheme=cc.prepared.scheme or None,
+        category=cc.prepared.category or None, temporary_id=cc.claim.temporary_id,
+        emergency=cc.claim.visit.emergency, unable_to_pay=cc.claim.unable_to_pay,
     )
     body["trace"] = comp.trace
     body["accumulators_after"] = accumulators_after
@@ -285,25 +255,17 @@ def replay_or_conflict(row: StoredSettlement, digest: str) -> Outcome:
 
 
 def settle(session: Session, ctx: ServiceContext, principal: Principal, raw: bytes) -> Outcome:
-    """Settles and writes one claim (see the module docstring for the steps and locks).
+    """Settles and writes one claim (see the module docstring for the steps and locks), the pool rows
+    locked before the engine runs.
 
     The portable way: SQLite, and PostgreSQL when settlements.pgcounter could not
     settle the claim exactly (its snapshot kept moving, no pool shard with room).
-    """
-    claim = registered_claim(session, parse_claim(raw, principal, counter_today(ctx)))
-    digest = claim_hash(claim)  # of the claim at the registry's level: stating it or not is the same claim
-    return _settle_locked(session, ctx, principal, claim, raw, digest)
-
-
-def _settle_locked(
-    session: Session, ctx: ServiceContext, principal: Principal, claim: Claim, raw: bytes, digest: str
-) -> Outcome:
-    """Steps 2-7 with the pool rows locked before the engine runs (SQLite, and the PostgreSQL fallback).
-
     On PostgreSQL every shard of the pools is locked (fund_id, shard order) and the
     draws go to shard 0, the fund's allowances spread anew (funds.repository); the
     event is numbered after the pool locks (event order = commit order on a pool).
     """
+    claim = registered_claim(session, parse_claim(raw, principal, counter_today(ctx)))
+    digest = claim_hash(claim)  # of the claim at the registry's level: stating it or not is the same claim
     hospital_id = claim.hospital.id
     existing = repository.find_by_claim(session, hospital_id, claim.claim_id)
     if existing is not None:
@@ -444,61 +406,10 @@ def get(session: Session, principal: Principal, settlement_id: str) -> dict[str,
 
 
 def encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"s:{seq}".encode()).decode().rstrip("=")
+    """A page's cursor by a row's sequence number (the previews' list)."""
+    return pages.encode_cursor("s", seq)
 
 
 def decode_cursor(cursor: str | None) -> int:
-    if not cursor:
-        return 0
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        kind, _, value = text.partition(":")
-        if kind != "s":
-            raise ValueError(cursor)
-        return int(value)
-    except ValueError:
-        # 422: any text is a cursor by the document; only the service's own decode
-        raise ServiceError(422, "invalid_request", "cursor is not one this service returned") from None
+    return pages.decode_cursor(cursor, "s", int) if cursor else 0
 
-
-def search(
-    session: Session,
-    principal: Principal,
-    *,
-    hospital_id: str | None,
-    person_id: str | None,
-    status: str | None,
-    category: str | None,
-    claim_id: str | None = None,
-    disease_group: str | None,
-    pathway: str | None,
-    discharged_from: dt.date | None,
-    discharged_to: dt.date | None,
-    cursor: str | None,
-    limit: int,
-) -> dict[str, Any]:
-    """A page of settlements this key may see; a hospital key sees its own hospital's only."""
-    if principal.role == Role.HOSPITAL:
-        if hospital_id is not None and hospital_id != principal.hospital_id:
-            return {"items": [], "next_cursor": None}
-        hospital_id = principal.hospital_id
-    rows = repository.search(
-        session,
-        hospital_id=hospital_id,
-        person_id=normalize_person_id(person_id) if person_id else None,
-        claim_id=claim_id,
-        status=status,
-        category=category,
-        disease_group=disease_group,
-        pathway=pathway,
-        discharged_from=discharged_from,
-        discharged_to=discharged_to,
-        after_seq=decode_cursor(cursor),
-        limit=limit + 1,
-        paid_by=principal.funds,
-    )
-    page = rows[:limit]
-    return {
-        "items": [funds_view(summary_of(row), principal.funds) for row in page],
-        "next_cursor": encode_cursor(page[-1].seq) if len(rows) > limit else None,
-    }

@@ -10,15 +10,14 @@ from fastapi.responses import HTMLResponse
 
 from settlement.service.auth.keys import Role
 from settlement.service.auth.service import Principal
-from settlement.service.deps import Ctx, require
+from settlement.service.deps import PROBLEM, Ctx, require
 from settlement.service.errors import invalid_request
-from settlement.service.strict import form_date
+from settlement.service.strict import form_date, form_file, read_form
 
 from . import service
 
 router = APIRouter(prefix="/v1/simulations", tags=["simulations"])
 AdminKey = Annotated[Principal, Depends(require(Role.ADMIN))]
-PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 FIELDS = {"from", "to", "file", "by", "format"}
 
 
@@ -57,20 +56,11 @@ FIELDS = {"from", "to", "file", "by", "format"}
     responses={200: {"content": {"text/html": {}}}, 400: PROBLEM, 403: PROBLEM, 422: PROBLEM},
 )
 async def simulate(request: Request, principal: AdminKey, ctx: Ctx) -> Any:
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise invalid_request("send multipart/form-data with the fields from, to and file (the draft as a zip)")
-    form = await request.form()
-    unknown = sorted(set(form.keys()) - FIELDS)
-    if unknown:
-        raise invalid_request(
-            f"unknown form fields: {', '.join(unknown)}", [{"field": k, "message": "unknown"} for k in unknown]
-        )
+    form = await read_form(
+        request, FIELDS, "send multipart/form-data with the fields from, to and file (the draft as a zip)"
+    )
     start, end = form_date(form.get("from"), "from"), form_date(form.get("to"), "to")
-    upload = form.get("file")
-    if upload is None or isinstance(upload, str):
-        raise invalid_request(
-            "send the draft region as a zip in the form field 'file'", [{"field": "file", "message": "required"}]
-        )
+    upload = form_file(form, "file", "send the draft region as a zip in the form field 'file'")
     data = await upload.read()
     by_field = form.get("by")
     by = [k.strip() for k in by_field.split(",") if k.strip()] if isinstance(by_field, str) else []

@@ -29,7 +29,6 @@ from settlement.service.settlements.models import Settlement
 from settlement.simulate import GROUP_KEYS, Simulation
 
 CHUNK = 20_000
-MAX_ZIP_BYTES = 16 << 20
 MAX_UNZIPPED_BYTES = 64 << 20
 
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from settlement.money import format_fen
 from settlement.service.auth.keys import Role
 from settlement.service.auth.service import Principal
-from settlement.service.deps import Ctx, ReadSession, require
+from settlement.service.deps import PROBLEM, Ctx, ReadSession, require
 from settlement.service.errors import invalid_request
 from settlement.service.exports import Format, file_response, pick_format
 
@@ -26,7 +26,6 @@ from .service import LINE_COLUMNS, LINES_LIMIT, ROW_COLUMNS, By
 router = APIRouter(prefix="/v1/statements", tags=["statements"])
 
 ReaderKey = Annotated[Principal, Depends(require(Role.INSURER, Role.ADMIN))]
-PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 FILES: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {

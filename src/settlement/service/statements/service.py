@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, Literal
 
 from sqlalchemy import Select, and_, case, false, func, or_, select, text
@@ -81,15 +83,13 @@ def month_of(day: dt.date) -> str:
 def month_bounds(period: str) -> tuple[dt.date, dt.date]:
     """First and last day of a YYYY-MM month (400 when it is not one)."""
     try:
+        if len(period) != 7:
+            raise ValueError(period)
         first = dt.date.fromisoformat(period + "-01")
     except ValueError:
         raise invalid_request(
             f"not a month: {period!r} (YYYY-MM)", [{"field": "period", "message": "expected YYYY-MM"}]
         ) from None
-    if len(period) != 7:
-        raise invalid_request(
-            f"not a month: {period!r} (YYYY-MM)", [{"field": "period", "message": "expected YYYY-MM"}]
-        )
     nxt = dt.date(first.year + first.month // 12, first.month % 12 + 1, 1)
     return first, nxt - dt.timedelta(days=1)
 
@@ -161,9 +161,12 @@ def _period_key(day: dt.date, by: By) -> str:
     return day.isoformat() if by == "day" else month_of(day)
 
 
-def _source() -> Any:
-    """The settled entry a reversed entry negates (same settlement, same fund)."""
-    return aliased(LedgerEntry, name="source")
+def _source() -> tuple[Any, Any]:
+    """The settled entry a reversed entry negates (same settlement, same fund), and the outer join's condition."""
+    source, e = aliased(LedgerEntry, name="source"), LedgerEntry
+    return source, and_(
+        e.kind == "reversed", source.settlement_seq == e.settlement_seq, source.fund == e.fund, source.kind == "settled"
+    )
 
 
 def statement(
@@ -216,19 +219,11 @@ def statement(
 def _aggregate(
     session: Session, closes: Closes, start: dt.date, end: dt.date, hospital_id: str | None, by: By
 ) -> dict[tuple[str, str, str | None], list[int]]:
-    source = _source()
+    source, reverses = _source()
     e = LedgerEntry
     base = (
         select(e.business_date, e.hospital_id, e.kind, source.business_date, func.count(), func.sum(e.amount_fen))
-        .outerjoin(
-            source,
-            and_(
-                e.kind == "reversed",
-                source.settlement_seq == e.settlement_seq,
-                source.fund == e.fund,
-                source.kind == "settled",
-            ),
-        )
+        .outerjoin(source, reverses)
         .where(e.fund == closes.fund, e.business_date.between(start, end), ~closes.late_predicate())
         .group_by(e.business_date, e.hospital_id, e.kind, source.business_date)
     )
@@ -251,7 +246,7 @@ def _aggregate(
 
 
 def _line_query(closes: Closes) -> Select[Any]:
-    source = _source()
+    source, reverses = _source()
     e = LedgerEntry
     return (
         select(
@@ -267,15 +262,7 @@ def _line_query(closes: Closes) -> Select[Any]:
             source.business_date,
         )
         .join(Settlement, Settlement.seq == e.settlement_seq)
-        .outerjoin(
-            source,
-            and_(
-                e.kind == "reversed",
-                source.settlement_seq == e.settlement_seq,
-                source.fund == e.fund,
-                source.kind == "settled",
-            ),
-        )
+        .outerjoin(source, reverses)
         .where(e.fund == closes.fund)
         .order_by(e.id)
     )
@@ -356,26 +343,8 @@ def _lines(
         query = query.where(LedgerEntry.id > after)
     if limit is not None:
         query = query.limit(limit)
-    rows = session.execute(query.execution_options(yield_per=5000))
-    out = 0
-    pending = iter(late)
-    nxt = next(pending, None)
-    for row in rows:
-        line = _line(closes, row, False)
-        while nxt is not None and nxt["entry_id"] < line["entry_id"]:
-            if limit is not None and out >= limit:
-                return
-            yield nxt
-            out += 1
-            nxt = next(pending, None)
-        if limit is not None and out >= limit:
-            return
-        yield line
-        out += 1
-    while nxt is not None and (limit is None or out < limit):
-        yield nxt
-        out += 1
-        nxt = next(pending, None)
+    rows = (_line(closes, row, False) for row in session.execute(query.execution_options(yield_per=5000)))
+    yield from islice(heapq.merge(late, rows, key=lambda line: line["entry_id"]), limit)
 
 
 def line_digest(rows: Iterator[dict[str, Any]]) -> tuple[str, int]:
@@ -443,7 +412,7 @@ def close_period(session: Session, ctx: ServiceContext, principal: Principal, fu
     if principal.role == Role.INSURER and principal.funds is None:
         raise forbidden("only an admin or an insurer key limited to this fund may close its months")
     first, last = month_bounds(period)
-    today = ctx.now().astimezone(ctx.tz).date()
+    today = ctx.today()
     if today <= last:
         raise ServiceError(409, "period_open", f"{period} has not ended yet ({ctx.settings.timezone}: {today})")
     closes = Closes.read(session, fund)
@@ -510,25 +479,15 @@ def per_settlement(
         .group_by(Settlement.settlement_id, Settlement.hospital_id, Settlement.claim_id)
     )
     out: dict[str, dict[str, Any]] = {}
+
+    def add(settlement_id: str, hospital: str, claim_id: str, amount: int, reversed_: bool) -> None:
+        row = out.setdefault(settlement_id, {"settlement_id": settlement_id, "hospital_id": hospital,
+                                             "claim_id": claim_id, "amount": 0, "reversed": False})
+        row["amount"] += int(amount)
+        row["reversed"] = row["reversed"] or bool(reversed_)
+
     for settlement_id, hospital, claim_id, amount, reversed_ in session.execute(query):
-        out[settlement_id] = {
-            "settlement_id": settlement_id,
-            "hospital_id": hospital,
-            "claim_id": claim_id,
-            "amount": int(amount),
-            "reversed": bool(reversed_),
-        }
+        add(settlement_id, hospital, claim_id, amount, reversed_)
     for line in _late_lines(session, closes, start, end, None):
-        row = out.setdefault(
-            line["settlement_id"],
-            {
-                "settlement_id": line["settlement_id"],
-                "hospital_id": line["hospital_id"],
-                "claim_id": line["claim_id"],
-                "amount": 0,
-                "reversed": False,
-            },
-        )
-        row["amount"] += line["amount"]
-        row["reversed"] = row["reversed"] or line["kind"] == "reversed"
+        add(line["settlement_id"], line["hospital_id"], line["claim_id"], line["amount"], line["kind"] == "reversed")
     return list(out.values())

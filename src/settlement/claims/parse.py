@@ -12,17 +12,18 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from pydantic import ValidationError
 
 from settlement.engine.tables import Tables
 
 from .checks import catalog_index
-from .models import PATIENT_TAG, Claim
 from .person_id import PersonIdError, age_on, check_person_id, normalize_person_id
 from .record import ClaimRecord
+
+if TYPE_CHECKING:
+    from .models import Claim
 
 INVALID_CLAIM = "invalid_claim"
 INVALID_PERSON_ID = "invalid_person_id"
@@ -182,6 +183,8 @@ def _refuse_lone_surrogates(obj: Any) -> None:
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
+    from .models import PATIENT_TAG
+
     path = ""
     for part in loc:
         if isinstance(part, int):
@@ -213,6 +216,12 @@ def validate_claim(obj: Any) -> Claim:
     """Raises ClaimError(invalid_claim) listing every field error, in document order."""
     if not isinstance(obj, dict):
         raise ClaimError(INVALID_CLAIM, "a claim must be a JSON object", None)
+    # pydantic and the models load on the first claim that needs them: the batch CLI's readers
+    # (`fast`, `columnar`) take the common claim without them (docs/PERFORMANCE.md §7.5)
+    from pydantic import ValidationError
+
+    from .models import Claim
+
     try:
         claim = Claim.model_validate(obj)
     except ValidationError as exc:
@@ -266,7 +275,7 @@ def prepare_claim(
     An unidentified patient has no person id to check, nor a scheme, category or age: those stay empty
     ("", "", -1) and the batch marks the claim unidentified.
     """
-    record = ClaimRecord.from_model(claim) if isinstance(claim, Claim) else claim
+    record = claim if isinstance(claim, ClaimRecord) else ClaimRecord.from_model(claim)
     if level is not None:
         record.level = level
     if record.level is None:  # required in a batch (SPEC §3); the counter always passes the registry's

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-from .models import Claim, Patient
+if TYPE_CHECKING:
+    from .models import Claim
 
 
 @dataclass(slots=True)
@@ -48,6 +50,8 @@ class ClaimRecord:
 
     @classmethod
     def from_model(cls, claim: Claim) -> ClaimRecord:
+        from .models import Patient  # loaded with Claim: the pydantic models only when a claim goes through them
+
         patient = claim.patient
         identified = isinstance(patient, Patient)
         return cls(

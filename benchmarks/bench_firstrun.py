@@ -7,12 +7,12 @@
 `git worktree add /tmp/old 7bd2b3c`: `--src /tmp/old/src`).
 
 cold: copies src/, fee_schedules/ and examples/ to a temporary directory
-without any __pycache__ (no .pyc, no numba cache: a fresh clone after
-`pip install -e .`), then times, in that copy,
+without any __pycache__ (no .pyc, no numba cache, an empty store of validated
+schedules: a fresh clone after `pip install -e .`), then times, in that copy,
   (a) README's first command (`settlement settle` of the worked examples) to its last line;
   (b) a fresh `settlement serve` (SQLite in the copy) until /readyz answers 200, then
       (after --before-kill seconds) SIGKILLed and started again until /readyz answers.
-warm: in the tree itself (caches as they are),
+warm: in the tree itself (caches as a first run leaves them: numba's, the schedules' store, Python's .pyc),
   (c) `settlement settle` of one claim, best and median of --repeat;
   (d) `settlement settle` of --claims-file against the plain scalar reference: the same
       lines read with json.loads and settled one by one by the exact-fractions model of
@@ -38,17 +38,30 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 EXE = Path(sys.executable).with_name("settlement")
+BYTECODE = True
 
 
 def _env(src: Path) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(src)}
+    """The runs' environment: the code of `src`, and Python's bytecode cache (`__pycache__`) written and read
+    as a user's Python does (unless --no-bytecode: every module compiled from source, as when
+    PYTHONDONTWRITEBYTECODE=1 is set and no `.pyc` was ever written)."""
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    if BYTECODE:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+    else:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
 
 
-def _settle(src: Path, cwd: Path, claims: Path) -> tuple[float, int]:
+def _settle(src: Path, cwd: Path, claims: Path, store: Path | None = None) -> tuple[float, int]:
+    """Seconds to the last line, and the lines; `store`: the schedules' store (default: the user's)."""
+    env = _env(src)
+    if store is not None:
+        env["SETTLEMENT_CACHE_DIR"] = str(store)
     start = time.perf_counter()
     done = subprocess.run(
         [str(EXE), "settle", "--schedules", "fee_schedules/heilongjiang", str(claims)],
-        cwd=cwd, env=_env(src), capture_output=True, check=True,
+        cwd=cwd, env=env, capture_output=True, check=True,
     )
     return time.perf_counter() - start, len(done.stdout.splitlines())
 
@@ -95,9 +108,10 @@ def cold(src: Path, before_kill: float) -> None:
     with tempfile.TemporaryDirectory(prefix="firstrun-") as tmp:
         where = Path(tmp)
         copy = _copy(src, where)
-        seconds, lines = _settle(copy, where, where / "examples" / "claims.jsonl")
+        store = where / "cache"  # empty, as on a fresh machine
+        seconds, lines = _settle(copy, where, where / "examples" / "claims.jsonl", store)
         print(f"(a) first `settlement settle` of the worked examples, cold: {seconds:.2f} s ({lines} result lines)")
-        seconds, lines = _settle(copy, where, where / "examples" / "claims.jsonl")
+        seconds, lines = _settle(copy, where, where / "examples" / "claims.jsonl", store)
         print(f"    the same again (warm): {seconds:.2f} s")
     with tempfile.TemporaryDirectory(prefix="firstrun-") as tmp:
         where = Path(tmp)
@@ -154,8 +168,14 @@ def main() -> None:
     parser.add_argument("--claims-file", type=Path, help="warm: a claims file for (d)")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--before-kill", type=float, default=0.0, help="cold: seconds serve runs before SIGKILL")
+    parser.add_argument(
+        "--no-bytecode", action="store_true",
+        help="PYTHONDONTWRITEBYTECODE=1 in the runs (default: unset, as a user's Python writes .pyc)",
+    )
     args = parser.parse_args()
-    print(f"code: {args.src}")
+    global BYTECODE
+    BYTECODE = not args.no_bytecode
+    print(f"code: {args.src}{'' if BYTECODE else ' (no bytecode cache)'}")
     if args.what == "cold":
         cold(args.src.resolve(), args.before_kill)
     else:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -53,17 +54,22 @@ def _env(src: Path) -> dict[str, str]:
     return env
 
 
-def _settle(src: Path, cwd: Path, claims: Path, store: Path | None = None) -> tuple[float, int]:
-    """Seconds to the last line, and the lines; `store`: the schedules' store (default: the user's)."""
+def _settle(src: Path, cwd: Path, claims: Path, store: Path | None = None) -> tuple[float, int, float]:
+    """Seconds to the last line, the lines, and the CPU seconds (user + system) of the command's processes;
+    `store`: the schedules' store (default: the user's)."""
     env = _env(src)
     if store is not None:
         env["SETTLEMENT_CACHE_DIR"] = str(store)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(
         [str(EXE), "settle", "--schedules", "fee_schedules/heilongjiang", str(claims)],
         cwd=cwd, env=env, capture_output=True, check=True,
     )
-    return time.perf_counter() - start, len(done.stdout.splitlines())
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return seconds, len(done.stdout.splitlines()), cpu
 
 
 def _free_port() -> int:
@@ -109,9 +115,9 @@ def cold(src: Path, before_kill: float) -> None:
         where = Path(tmp)
         copy = _copy(src, where)
         store = where / "cache"  # empty, as on a fresh machine
-        seconds, lines = _settle(copy, where, where / "examples" / "claims.jsonl", store)
+        seconds, lines, _ = _settle(copy, where, where / "examples" / "claims.jsonl", store)
         print(f"(a) first `settlement settle` of the worked examples, cold: {seconds:.2f} s ({lines} result lines)")
-        seconds, lines = _settle(copy, where, where / "examples" / "claims.jsonl", store)
+        seconds, lines, _ = _settle(copy, where, where / "examples" / "claims.jsonl", store)
         print(f"    the same again (warm): {seconds:.2f} s")
     with tempfile.TemporaryDirectory(prefix="firstrun-") as tmp:
         where = Path(tmp)
@@ -137,13 +143,16 @@ def warm(src: Path, claims_file: Path | None, repeat: int) -> None:
         one = Path(tmp) / "one.jsonl"
         one.write_bytes((ROOT / "examples" / "claims.jsonl").read_bytes().splitlines(keepends=True)[0])
         _settle(src, ROOT, one)  # caches as a second run finds them
-        times = [_settle(src, ROOT, one)[0] for _ in range(repeat)]
+        runs = [_settle(src, ROOT, one) for _ in range(repeat)]
+        times, cpu = [r[0] for r in runs], [r[2] for r in runs]
         print(f"(c) warm `settlement settle` of one claim: best {min(times):.3f} s, median "
-              f"{statistics.median(times):.3f} s ({repeat} runs)")
+              f"{statistics.median(times):.3f} s ({repeat} runs); CPU best {min(cpu):.3f} s, median "
+              f"{statistics.median(cpu):.3f} s")
     if claims_file is None:
         return
     _settle(src, ROOT, claims_file)
-    times = [_settle(src, ROOT, claims_file)[0] for _ in range(repeat)]
+    runs = [_settle(src, ROOT, claims_file) for _ in range(repeat)]
+    times, cpu = [r[0] for r in runs], [r[2] for r in runs]
     best = min(times)
     lines = claims_file.read_bytes().splitlines()
     sys.path.insert(0, str(ROOT))
@@ -157,8 +166,8 @@ def warm(src: Path, claims_file: Path | None, repeat: int) -> None:
         model.settle(json.loads(line))
     reference = time.perf_counter() - start
     print(f"(d) {len(lines):,} claims: `settlement settle` best {best:.2f} s, median {statistics.median(times):.2f} s "
-          f"({repeat} runs); the scalar exact-fractions model in one process {reference:.2f} s "
-          f"→ {reference / best:.1f}× faster")
+          f"({repeat} runs; CPU of all its processes best {min(cpu):.2f} s); the scalar exact-fractions model "
+          f"in one process {reference:.2f} s → {reference / best:.1f}× faster")
 
 
 def main() -> None:

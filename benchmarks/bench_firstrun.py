@@ -102,9 +102,14 @@ def _serve_ready(src: Path, cwd: Path, port: int, timeout: float = 600) -> tuple
     raise RuntimeError("serve not ready")
 
 
+def _copy_code(src: Path, into: Path) -> Path:
+    shutil.copytree(src, into / "src", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.nbi", "*.nbc"))
+    return into / "src"
+
+
 def _copy(src: Path, into: Path) -> Path:
+    _copy_code(src, into)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.nbi", "*.nbc")
-    shutil.copytree(src, into / "src", ignore=ignore)
     for name in ("fee_schedules", "examples"):
         shutil.copytree(ROOT / name, into / name, ignore=ignore)
     return into / "src"
@@ -142,8 +147,9 @@ def warm(src: Path, claims_file: Path | None, repeat: int) -> None:
     with tempfile.TemporaryDirectory(prefix="firstrun-") as tmp:
         one = Path(tmp) / "one.jsonl"
         one.write_bytes((ROOT / "examples" / "claims.jsonl").read_bytes().splitlines(keepends=True)[0])
-        _settle(src, ROOT, one)  # caches as a second run finds them
-        runs = [_settle(src, ROOT, one) for _ in range(repeat)]
+        code = src if BYTECODE else _copy_code(src, Path(tmp))  # --no-bytecode: no .pyc of src to read either
+        _settle(code, ROOT, one)  # caches as a second run finds them
+        runs = [_settle(code, ROOT, one) for _ in range(repeat)]
         times, cpu = [r[0] for r in runs], [r[2] for r in runs]
         print(f"(c) warm `settlement settle` of one claim: best {min(times):.3f} s, median "
               f"{statistics.median(times):.3f} s ({repeat} runs); CPU best {min(cpu):.3f} s, median "
@@ -179,7 +185,8 @@ def main() -> None:
     parser.add_argument("--before-kill", type=float, default=0.0, help="cold: seconds serve runs before SIGKILL")
     parser.add_argument(
         "--no-bytecode", action="store_true",
-        help="PYTHONDONTWRITEBYTECODE=1 in the runs (default: unset, as a user's Python writes .pyc)",
+        help="PYTHONDONTWRITEBYTECODE=1 in the runs, and (c) on a copy of --src without .pyc: every module of"
+        " settlement compiled at every start (default: unset, as a user's Python writes .pyc)",
     )
     args = parser.parse_args()
     global BYTECODE

@@ -7,6 +7,7 @@ always reports the same one. The engine adds `no_standard` last.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from .person_id import PersonIdError, age_on, check_person_id, normalize_person_
 from .record import ClaimRecord
 
 if TYPE_CHECKING:
+    from pydantic import ValidationError
+
     from .models import Claim
 
 INVALID_CLAIM = "invalid_claim"
@@ -210,21 +213,27 @@ def claim_id_of(obj: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+@functools.cache
+def _model() -> tuple[type[Claim], type[ValidationError]]:
+    """The pydantic claim model and its error, imported on the first claim that needs them: the batch
+    CLI's readers (`fast`, `columnar`) take the common claim without them (docs/PERFORMANCE.md §7.5)."""
+    from pydantic import ValidationError
+
+    from .models import Claim
+
+    return Claim, ValidationError
+
+
 def validate_claim(obj: Any) -> Claim:
     # A missing scheme is checked in prepare_claim, once the registry (service)
     # or the claim itself (CLI) has had the chance to give one.
     """Raises ClaimError(invalid_claim) listing every field error, in document order."""
     if not isinstance(obj, dict):
         raise ClaimError(INVALID_CLAIM, "a claim must be a JSON object", None)
-    # pydantic and the models load on the first claim that needs them: the batch CLI's readers
-    # (`fast`, `columnar`) take the common claim without them (docs/PERFORMANCE.md §7.5)
-    from pydantic import ValidationError
-
-    from .models import Claim
-
+    claim_model, validation_error = _model()
     try:
-        claim = Claim.model_validate(obj)
-    except ValidationError as exc:
+        claim = claim_model.model_validate(obj)
+    except validation_error as exc:
         errors = []
         seen = set()
         for item in exc.errors():

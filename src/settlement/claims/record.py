@@ -50,10 +50,8 @@ class ClaimRecord:
 
     @classmethod
     def from_model(cls, claim: Claim) -> ClaimRecord:
-        from .models import Patient  # loaded with Claim: the pydantic models only when a claim goes through them
-
         patient = claim.patient
-        identified = isinstance(patient, Patient)
+        identified = claim.temporary_id is None  # a Patient, not an UnidentifiedPatient
         return cls(
             claim_id=claim.claim_id,
             hospital_id=claim.hospital.id,

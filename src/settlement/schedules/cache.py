@@ -56,6 +56,7 @@ def _libraries() -> tuple[Any, ...]:
         if origin is None:
             found.append((name, None))
             continue
+        origin = os.path.realpath(origin)  # one answer whichever link to the environment the process came by
         stat = os.stat(origin)
         found.append((name, origin, stat.st_size, stat.st_mtime_ns, stat.st_ino))
     return tuple(found)

@@ -1,12 +1,12 @@
 """A region's schedules as the last run that validated them read them, when nothing they depend on changed.
 
-Validating a region folder (YAML, pydantic) costs a short command more than all the rest of its work
-(docs/PERFORMANCE.md §7.5). What `load_region` returns depends only on the folder's path as given, the
-names of its version folders, the bytes of their files, the loader's code, the Python and the libraries
-it validates with. A run that finds all of these equal — the files compared byte for byte, not by hash
-— to those a validated read stored takes that read's result; any difference, or anything unreadable,
-and the folder is read and validated again by `load_region`, which also names every defect (a folder
-with defects is never stored).
+Validating a region folder (importing YAML and pydantic, building the models, reading) is a large part
+of a short command's start (docs/PERFORMANCE.md §7.5). What `load_region` returns depends only on the
+folder's path as given, the names of its version folders, the bytes of their files, the loader's code,
+the Python and the libraries it validates with. A run that finds all of these equal — the files
+compared byte for byte, not by hash — to those a validated read stored takes that read's result; any
+difference, or anything unreadable, and the folder is read and validated again by `load_region`, which
+also names every defect (a folder with defects is never stored).
 
 The store: one pickle per region folder in ``$SETTLEMENT_CACHE_DIR`` (default
 ``$XDG_CACHE_HOME/settlement``, or ``~/.cache/settlement``), trusted as Python trusts its

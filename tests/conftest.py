@@ -5,6 +5,8 @@ Service fixtures live in tests/service/conftest.py.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,11 @@ from settlement.engine import Tables, compile_tables
 from settlement.schedules import ScheduleSet, load_region
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# The commands' store of validated schedule folders (schedules.cache): the tests' own, not the home folder's;
+# the commands run in subprocesses inherit it. One per test process, emptied when it ends.
+_CACHE = tempfile.TemporaryDirectory(prefix="settlement-test-cache-")
+os.environ["SETTLEMENT_CACHE_DIR"] = _CACHE.name
 
 
 @pytest.fixture(scope="session", autouse=True)

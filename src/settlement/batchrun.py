@@ -49,7 +49,6 @@ from settlement.claims.record import ClaimRecord
 from settlement.engine import Accumulators, BatchResult, ClaimBatch, Tables, compile_tables, settle
 from settlement.jsonout import write_results
 from settlement.results import engine_error, error_result
-from settlement.schedules import load_region
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -365,7 +364,9 @@ def _init_worker(region_dir: str) -> None:
     """A forked worker has the run's tables already (_run sets them before the fork); a spawned one loads them."""
     global _worker_tables
     if _worker_tables is None or _worker_tables.schedules.region_dir != region_dir:
-        _worker_tables = compile_tables(load_region(region_dir))
+        from settlement.schedules import load_region_cached
+
+        _worker_tables = compile_tables(load_region_cached(region_dir))
 
 
 def _prepare_in_worker(lines: list[bytes]) -> PreparedChunk:

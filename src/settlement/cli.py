@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +15,10 @@ BUNDLED_SCHEDULES = Path(__file__).resolve().parents[2] / "fee_schedules" / "hei
 def _cmd_settle(args: argparse.Namespace) -> int:
     from settlement.batchrun import settle_file
     from settlement.engine import compile_tables
-    from settlement.schedules import ScheduleError, load_region
+    from settlement.schedules import ScheduleError, load_region_cached
 
     try:
-        schedules = load_region(args.schedules)
+        schedules = load_region_cached(args.schedules)
     except ScheduleError as exc:
         for defect in exc.defects:
             print(defect, file=sys.stderr)
@@ -297,6 +299,58 @@ def _add_service_commands(sub: Any) -> None:
     add_users_parser(sub, _cmd_users)
 
 
+def _insurers(name: str) -> Callable[[argparse.Namespace], int]:
+    """The insurers' command `name`, its module (settlement.insurers_cli) imported when the command runs."""
+
+    def run(args: argparse.Namespace) -> int:
+        from settlement import insurers_cli
+
+        return int(getattr(insurers_cli, name)(args))
+
+    return run
+
+
+def _add_insurers_commands(sub: Any) -> None:
+    p = sub.add_parser(
+        "reconcile",
+        help="match a settle output against a payer's file (CSV or .xlsx): exit 0 same, 1 differs, 2 bad input",
+    )
+    p.add_argument("--fund", required=True, help="a layer (basic, critical_illness, …) or a charity fund id")
+    p.add_argument("--ours", required=True, help="results of `settlement settle` (JSON lines)")
+    p.add_argument("--theirs", required=True, help="their file: claim_id,amount[,hospital_id][,settlement_id]")
+    p.add_argument("--out", help="write every item to this .xlsx")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.set_defaults(func=_insurers("reconcile"))
+
+    p = sub.add_parser(
+        "simulate", help="what-if (政策测算): settle the same claims under a baseline and a draft schedule set"
+    )
+    p.add_argument("--baseline", required=True, help="the region folder in force, e.g. fee_schedules/heilongjiang")
+    p.add_argument("--schedules", required=True, help="the draft region folder")
+    p.add_argument("claims", help="claims: JSON lines, or Parquet with a string column 'claim'")
+    p.add_argument("--by", help="group by a comma list of category,level,month,visit_type,pathway")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.add_argument("--html", help="write a self-contained HTML report with charts here")
+    p.add_argument("--engine", choices=["local", "dask"], default="local", help="dask: on a Dask cluster")
+    p.add_argument("--scheduler", help="dask: an existing cluster's scheduler address (default: a local cluster)")
+    p.add_argument("--partitions", type=int, help="dask: person partitions (default: 2 per worker)")
+    p.set_defaults(func=_insurers("simulate"))
+
+    p = sub.add_parser(
+        "audit",
+        help="re-settle every stored claim from empty in commit order and compare (SETTLEMENT_DATABASE_URL);"
+        " exit 1 on any difference",
+    )
+    p.add_argument(
+        "--from", dest="start", help="report results committed from this day (the replay starts at the first)"
+    )
+    p.add_argument("--to", dest="end", help="replay up to the events of this day (totals are compared on full runs)")
+    p.add_argument("--engine", choices=["local", "dask"], default="local", help="dask: on a Dask cluster")
+    p.add_argument("--scheduler", help="dask: an existing cluster's scheduler address (default: a local cluster)")
+    p.add_argument("--partitions", type=int, help="dask: person partitions (default: 2 per worker)")
+    p.set_defaults(func=_insurers("audit"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="settlement", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -324,13 +378,14 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=_cmd_validate)
 
     _add_service_commands(sub)
-    from settlement import insurers_cli  # reconcile, simulate, audit
-
-    insurers_cli.add_parsers(sub)
+    _add_insurers_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    # numpy's OpenBLAS starts a thread per core when numpy loads; nothing here calls BLAS (int64 arrays
+    # only), and starting them costs a short command ~10-20 % of its time (docs/PERFORMANCE.md §7.5)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     return int(args.func(args))

@@ -64,10 +64,10 @@ def reconcile(args: argparse.Namespace) -> int:
 
 def _load(label: str, path: str) -> object | None:
     from settlement.engine import compile_tables
-    from settlement.schedules import ScheduleError, load_region
+    from settlement.schedules import ScheduleError, load_region_cached
 
     try:
-        return compile_tables(load_region(path))
+        return compile_tables(load_region_cached(path))
     except ScheduleError as exc:
         for defect in exc.defects:
             print(defect, file=sys.stderr)
@@ -170,44 +170,3 @@ def audit(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 1 if state.differences else 0
-
-
-def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser(
-        "reconcile",
-        help="match a settle output against a payer's file (CSV or .xlsx): exit 0 same, 1 differs, 2 bad input",
-    )
-    p.add_argument("--fund", required=True, help="a layer (basic, critical_illness, …) or a charity fund id")
-    p.add_argument("--ours", required=True, help="results of `settlement settle` (JSON lines)")
-    p.add_argument("--theirs", required=True, help="their file: claim_id,amount[,hospital_id][,settlement_id]")
-    p.add_argument("--out", help="write every item to this .xlsx")
-    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    p.set_defaults(func=reconcile)
-
-    p = sub.add_parser(
-        "simulate", help="what-if (政策测算): settle the same claims under a baseline and a draft schedule set"
-    )
-    p.add_argument("--baseline", required=True, help="the region folder in force, e.g. fee_schedules/heilongjiang")
-    p.add_argument("--schedules", required=True, help="the draft region folder")
-    p.add_argument("claims", help="claims: JSON lines, or Parquet with a string column 'claim'")
-    p.add_argument("--by", help="group by a comma list of category,level,month,visit_type,pathway")
-    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    p.add_argument("--html", help="write a self-contained HTML report with charts here")
-    p.add_argument("--engine", choices=["local", "dask"], default="local", help="dask: on a Dask cluster")
-    p.add_argument("--scheduler", help="dask: an existing cluster's scheduler address (default: a local cluster)")
-    p.add_argument("--partitions", type=int, help="dask: person partitions (default: 2 per worker)")
-    p.set_defaults(func=simulate)
-
-    p = sub.add_parser(
-        "audit",
-        help="re-settle every stored claim from empty in commit order and compare (SETTLEMENT_DATABASE_URL);"
-        " exit 1 on any difference",
-    )
-    p.add_argument(
-        "--from", dest="start", help="report results committed from this day (the replay starts at the first)"
-    )
-    p.add_argument("--to", dest="end", help="replay up to the events of this day (totals are compared on full runs)")
-    p.add_argument("--engine", choices=["local", "dask"], default="local", help="dask: on a Dask cluster")
-    p.add_argument("--scheduler", help="dask: an existing cluster's scheduler address (default: a local cluster)")
-    p.add_argument("--partitions", type=int, help="dask: person partitions (default: 2 per worker)")
-    p.set_defaults(func=audit)

@@ -21,7 +21,6 @@ equal to its compiled form (tests/engine/test_properties.py).
 from __future__ import annotations
 
 import functools
-import logging
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar, cast, overload
@@ -30,8 +29,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 SMALL = 2_000
 """Claims in a batch from which loading the compiled forms pays (docs/PERFORMANCE.md §7.4)."""
-
-log = logging.getLogger(__name__)
 
 
 class Kernel:
@@ -167,7 +164,9 @@ def compile_in_background(warm: Callable[[], object]) -> None:
                     _local.warming = False
                 load()
             except Exception:  # the source keeps running; a large batch will try again (want)
-                log.exception("compiling the kernels failed; running their Python source")
+                import logging  # only here: a short command need not load it
+
+                logging.getLogger(__name__).exception("compiling the kernels failed; running their Python source")
 
         _background = threading.Thread(target=run, name="settlement-jit", daemon=True)
         _background.start()

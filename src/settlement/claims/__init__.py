@@ -1,7 +1,11 @@
-"""Claims: the JSON of SPEC §3, validated and turned into the engine's columnar batch."""
+"""Claims: the JSON of SPEC §3, validated and turned into the engine's columnar batch.
+
+`Claim` (the pydantic model) is imported on first use: the batch CLI settles valid claims without it.
+"""
+
+from typing import TYPE_CHECKING, Any
 
 from .columns import BatchBuilder
-from .models import Claim
 from .parse import (
     ERROR_ORDER,
     INVALID_CLAIM,
@@ -16,6 +20,9 @@ from .parse import (
     prepare_claim,
     validate_claim,
 )
+
+if TYPE_CHECKING:
+    from .models import Claim
 
 __all__ = [
     "ERROR_ORDER",
@@ -33,3 +40,11 @@ __all__ = [
     "prepare_claim",
     "validate_claim",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Claim":
+        from .models import Claim
+
+        return Claim
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

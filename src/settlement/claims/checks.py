@@ -26,6 +26,12 @@ if TYPE_CHECKING:
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
 
+MAX_QUANTITY = 10_000
+MAX_UNIT_PRICE = 1_000_000
+MAX_ITEMS = 10_000
+"""The limits of a claim's items (SPEC §3), here so that the readers that never need the pydantic model
+(`fast`, `columnar`) do not import it."""
+
 WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 CHECK = "10X98765432"
 """The check character for a weighted sum ≡ r (mod 11) is CHECK[r]."""

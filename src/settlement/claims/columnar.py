@@ -32,6 +32,9 @@ from settlement.jit import helper, kernel
 from settlement.schedules.types import CATEGORIES, SCHEMES, VISIT_TYPES, version_in_force
 
 from .checks import (
+    MAX_ITEMS,
+    MAX_QUANTITY,
+    MAX_UNIT_PRICE,
     CatalogTable,
     birth_day,
     catalog_index,
@@ -42,7 +45,6 @@ from .checks import (
     same_bytes,
     whole_years,
 )
-from .models import MAX_ITEMS, MAX_QUANTITY, MAX_UNIT_PRICE
 
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]

@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 import msgspec
 import numpy as np
 
-from .models import MAX_ITEMS, MAX_QUANTITY, MAX_UNIT_PRICE
+from .checks import MAX_ITEMS, MAX_QUANTITY, MAX_UNIT_PRICE
 from .record import ClaimRecord
 
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]

@@ -17,10 +17,9 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Dis
 
 from settlement.money import QTY_SCALE, decimal_places
 
+from .checks import MAX_ITEMS, MAX_QUANTITY, MAX_UNIT_PRICE
+
 PLAIN_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
-MAX_QUANTITY = 10_000
-MAX_UNIT_PRICE = 1_000_000
-MAX_ITEMS = 10_000
 
 
 def _exact(value: Any) -> Decimal:

@@ -7,22 +7,26 @@ always reports the same one. The engine adds `no_standard` last.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from pydantic import ValidationError
 
 from settlement.engine.tables import Tables
 
 from .checks import catalog_index
-from .models import PATIENT_TAG, Claim
 from .person_id import PersonIdError, age_on, check_person_id, normalize_person_id
 from .record import ClaimRecord
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from .models import Claim
 
 INVALID_CLAIM = "invalid_claim"
 INVALID_PERSON_ID = "invalid_person_id"
@@ -182,6 +186,8 @@ def _refuse_lone_surrogates(obj: Any) -> None:
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
+    from .models import PATIENT_TAG
+
     path = ""
     for part in loc:
         if isinstance(part, int):
@@ -207,15 +213,27 @@ def claim_id_of(obj: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+@functools.cache
+def _model() -> tuple[type[Claim], type[ValidationError]]:
+    """The pydantic claim model and its error, imported on the first claim that needs them: the batch
+    CLI's readers (`fast`, `columnar`) take the common claim without them (docs/PERFORMANCE.md §7.5)."""
+    from pydantic import ValidationError
+
+    from .models import Claim
+
+    return Claim, ValidationError
+
+
 def validate_claim(obj: Any) -> Claim:
     # A missing scheme is checked in prepare_claim, once the registry (service)
     # or the claim itself (CLI) has had the chance to give one.
     """Raises ClaimError(invalid_claim) listing every field error, in document order."""
     if not isinstance(obj, dict):
         raise ClaimError(INVALID_CLAIM, "a claim must be a JSON object", None)
+    claim_model, validation_error = _model()
     try:
-        claim = Claim.model_validate(obj)
-    except ValidationError as exc:
+        claim = claim_model.model_validate(obj)
+    except validation_error as exc:
         errors = []
         seen = set()
         for item in exc.errors():
@@ -266,7 +284,7 @@ def prepare_claim(
     An unidentified patient has no person id to check, nor a scheme, category or age: those stay empty
     ("", "", -1) and the batch marks the claim unidentified.
     """
-    record = ClaimRecord.from_model(claim) if isinstance(claim, Claim) else claim
+    record = claim if isinstance(claim, ClaimRecord) else ClaimRecord.from_model(claim)
     if level is not None:
         record.level = level
     if record.level is None:  # required in a batch (SPEC §3); the counter always passes the registry's

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-from .models import Claim, Patient
+if TYPE_CHECKING:
+    from .models import Claim
 
 
 @dataclass(slots=True)
@@ -49,7 +51,7 @@ class ClaimRecord:
     @classmethod
     def from_model(cls, claim: Claim) -> ClaimRecord:
         patient = claim.patient
-        identified = isinstance(patient, Patient)
+        identified = claim.temporary_id is None  # a Patient, not an UnidentifiedPatient
         return cls(
             claim_id=claim.claim_id,
             hospital_id=claim.hospital.id,

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from settlement.money import FEN_PER_YUAN, RATE_SCALE, decimal_places, decimal_to_scaled
 
+from .folders import CATALOG_FILE, SCHEDULE_FILE, ScheduleError, version_folders
 from .models import AdjustmentTypes, ScheduleModel
 from .types import (
     AssistanceCategory,
@@ -42,14 +43,6 @@ from .types import (
 )
 
 CATALOG_HEADER = ["code", "name", "kind", "class", "self_pay_ratio", "price_cap"]
-
-
-class ScheduleError(Exception):
-    """One or more defects in a schedule folder; `defects` lists them, each naming file and key."""
-
-    def __init__(self, defects: list[str]) -> None:
-        super().__init__("\n".join(defects))
-        self.defects = defects
 
 
 class _ExactLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
@@ -325,8 +318,8 @@ def _to_version(model: ScheduleModel, catalog: dict[str, CatalogItem], source: s
 
 def load_version(folder: Path) -> ScheduleVersion:
     """One version folder (schedule.yaml + catalog.csv)."""
-    schedule_file = folder / "schedule.yaml"
-    catalog_file = folder / "catalog.csv"
+    schedule_file = folder / SCHEDULE_FILE
+    catalog_file = folder / CATALOG_FILE
     defects: list[str] = []
     model: ScheduleModel | None = None
     if not schedule_file.is_file():
@@ -354,11 +347,7 @@ def load_version(folder: Path) -> ScheduleVersion:
 def load_region(region_dir: str | Path) -> ScheduleSet:
     """Every version folder below a region folder, validated together."""
     root = Path(region_dir)
-    if not root.is_dir():
-        raise ScheduleError([f"{root}: not a folder"])
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not folders:
-        raise ScheduleError([f"{root}: no version folders (expected <version>/schedule.yaml)"])
+    folders = version_folders(root)
     versions: list[ScheduleVersion] = []
     defects: list[str] = []
     for folder in folders:
@@ -369,16 +358,16 @@ def load_region(region_dir: str | Path) -> ScheduleSet:
     by_date: dict[Any, ScheduleVersion] = {}
     by_id: dict[str, ScheduleVersion] = {}
     for version in versions:
-        file = Path(version.source) / "schedule.yaml"
+        file = Path(version.source) / SCHEDULE_FILE
         other = by_date.get(version.effective_from)
         if other is not None:
             defects.append(
                 f"{file}: effective_from: {version.effective_from} is also the date of "
-                f"{Path(other.source) / 'schedule.yaml'} (two versions with one date)"
+                f"{Path(other.source) / SCHEDULE_FILE} (two versions with one date)"
             )
         other = by_id.get(version.id)
         if other is not None:
-            defects.append(f"{file}: id: {version.id} is also the id of {Path(other.source) / 'schedule.yaml'}")
+            defects.append(f"{file}: id: {version.id} is also the id of {Path(other.source) / SCHEDULE_FILE}")
         by_date.setdefault(version.effective_from, version)
         by_id.setdefault(version.id, version)
     if defects:

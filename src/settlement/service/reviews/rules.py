@@ -173,7 +173,8 @@ class ReviewRules:
 
 def load_rules(path: Path | None = None) -> ReviewRules:
     """The rules of ``path`` (default: the bundled file), strictly; ReviewRulesError naming file and key."""
-    from settlement.schedules.loader import ScheduleError, _format_errors, _read_yaml
+    from settlement.schedules import ScheduleError
+    from settlement.schedules.loader import _format_errors, _read_yaml
 
     file = path or BUNDLED
     try:

@@ -120,9 +120,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         sys.stdout.flush()
     if settings.sqlalchemy_url.startswith("sqlite") and args.workers > 1:
         print("note: SQLite serializes writes; use PostgreSQL for several workers", file=sys.stderr)
+    from settlement.service.http import CoalescingHttpToolsProtocol
+
     uvicorn.run(
         "settlement.service.app:create_app",
         factory=True,
+        http=CoalescingHttpToolsProtocol,  # one write per response (service/http.py)
         host=args.host,
         port=args.port,
         workers=args.workers,

@@ -63,3 +63,44 @@ def test_close_sends_what_is_pending_first() -> None:
 
     raw = asyncio.run(run())
     assert raw.writes == [b"headbody"] and raw.closed
+
+
+def test_uvicorns_protocol_sends_head_and_body_in_one_write() -> None:
+    """The subclass against the pinned uvicorn (pyproject's exact pin): a request through uvicorn's own
+    httptools protocol, on a recording transport, leaves as one write with the head and body in order."""
+    from uvicorn.config import Config
+    from uvicorn.server import ServerState
+
+    from settlement.service.http import CoalescingHttpToolsProtocol
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    class Socket(Recorder):
+        def get_extra_info(self, name: str, default: Any = None) -> Any:
+            return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(name, default)
+
+        def resume_reading(self) -> None:
+            pass
+
+    async def run() -> Socket:
+        config = Config(app, http=CoalescingHttpToolsProtocol, lifespan="off", log_level="warning")
+        config.load()
+        protocol = CoalescingHttpToolsProtocol(config, ServerState(), {}, asyncio.get_running_loop())
+        raw = Socket()
+        protocol.connection_made(raw)  # type: ignore[arg-type]
+        protocol.data_received(b"POST /v1/settlements/preview HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+        for _ in range(50):
+            await asyncio.sleep(0)
+            if raw.writes:
+                break
+        protocol.connection_lost(None)
+        return raw
+
+    raw = asyncio.run(run())
+    assert len(raw.writes) == 1, raw.writes
+    head, _, body = raw.writes[0].partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK") and b"content-length: 2" in head.lower() and body == b"{}"

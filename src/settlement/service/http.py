@@ -1,12 +1,14 @@
 """uvicorn's httptools protocol, sending each response in one write.
 
 uvicorn writes a response's head and its body with two ``transport.write``
-calls, and uvloop sends each at once: two ``send()`` system calls a response,
-and on loopback the client wakes up twice to read it. Under the counter's load
-those writes were ~16 % of a worker's CPU (py-spy, docs/PERFORMANCE.md §3 step
-17). :class:`CoalescingHttpToolsProtocol` hands uvicorn a transport that keeps
-what is written during one turn of the event loop and sends it as one write at
-the end of that turn (``loop.call_soon``), before any close.
+calls, and uvloop sends each at once, holding the GIL: two ``send()`` system
+calls a response, and on loopback the client wakes up twice to read it.
+:class:`CoalescingHttpToolsProtocol` hands uvicorn a transport that keeps what
+is written during one turn of the event loop and sends it as one write at the
+end of that turn (``loop.call_soon``), before any close. It subclasses a
+uvicorn module that is not public API, so uvicorn is pinned exactly
+(pyproject.toml) and tests/service/test_http.py runs the subclass against the
+pinned version; why it stays: the interleaved A/B of docs/PERFORMANCE.md §5.8.
 """
 
 from __future__ import annotations

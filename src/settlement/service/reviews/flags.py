@@ -38,11 +38,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Table, delete, func, insert, select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from settlement.service.db import Database, insert_ignore, is_unavailable, sqlstate
+from settlement.service.db import Database, insert_ignore, is_unavailable, sqlstate, upsert
 from settlement.service.persons.models import Person, PersonCategory
 from settlement.service.settlements import rollup
 from settlement.service.settlements.models import AMOUNTS, Settlement, SettlementEvent
@@ -222,9 +221,7 @@ def _mark_checked(session: Session, seqs: Sequence[int], digest: str, now: dt.da
         return
     table = FlagCheck.__table__
     assert isinstance(table, Table)
-    dialect = session.get_bind().dialect.name
-    make = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = make(table)
+    stmt = upsert(session, table)
     stmt = stmt.on_conflict_do_update(
         index_elements=["settlement_seq"], set_={"rules_digest": stmt.excluded.rules_digest, "at": stmt.excluded.at}
     )

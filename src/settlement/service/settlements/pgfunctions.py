@@ -65,9 +65,14 @@ REVERSE_ARGS = """
 
 def statements() -> dict[str, str]:
     """Function name -> its CREATE OR REPLACE FUNCTION statement (same signatures as migration 0002)."""
+    return {name: _create(name, args, body) for name, (args, body) in _functions().items()}
+
+
+def _functions() -> dict[str, tuple[str, str]]:
+    """Function name -> (its argument list, its generated body)."""
     return {
-        "counter_settle": _create("counter_settle", SETTLE_ARGS, counter_settle_body()),
-        "counter_reverse": _create("counter_reverse", REVERSE_ARGS, counter_reverse_body()),
+        "counter_settle": (SETTLE_ARGS, counter_settle_body()),
+        "counter_reverse": (REVERSE_ARGS, counter_reverse_body()),
     }
 
 
@@ -88,11 +93,11 @@ def refresh(conn: Any) -> list[str]:
                  " AND pronamespace = 'public'::regnamespace")
         ).all()
     )
-    bodies = {"counter_settle": counter_settle_body(), "counter_reverse": counter_reverse_body()}
-    changed = [name for name, body in bodies.items() if stored.get(name) != body]
-    creates = statements()
-    for name in changed:
-        conn.execute(text(creates[name]))  # as alembic's op.execute: text(), so % and :: pass unchanged
+    changed = []
+    for name, (args, body) in _functions().items():
+        if stored.get(name) != body:
+            conn.execute(text(_create(name, args, body)))  # as alembic's op.execute: text(), so % and :: pass
+            changed.append(name)
     return changed
 
 

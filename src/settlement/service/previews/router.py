@@ -10,11 +10,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import exists, select
 
 from settlement.claims.person_id import normalize_person_id
+from settlement.service import pages
 from settlement.service.auth.keys import Role
 from settlement.service.auth.service import Principal
 from settlement.service.deps import Ctx, ReadSession, require
 from settlement.service.persons.models import Person
-from settlement.service.settlements.service import decode_cursor, encode_cursor
 
 from .models import PreviewRecord
 
@@ -51,7 +51,7 @@ def list_previews(
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> PreviewPage:
-    query = select(PreviewRecord).where(PreviewRecord.id > decode_cursor(cursor))
+    query = select(PreviewRecord).where(PreviewRecord.id > (pages.decode_cursor(cursor, "s", int) if cursor else 0))
     if person_id is not None:
         query = query.where(PreviewRecord.person_id == normalize_person_id(person_id))
     if hospital_id is not None:
@@ -68,5 +68,5 @@ def list_previews(
                              claim_id=r.claim_id)
             for r in page
         ],
-        next_cursor=encode_cursor(page[-1].id) if len(rows) > limit else None,
+        next_cursor=pages.encode_cursor("s", page[-1].id) if len(rows) > limit else None,
     )

@@ -15,7 +15,6 @@ add the refresher's block totals (settlements.rollup, migration 0013) to the row
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 from collections.abc import Iterator, Mapping
@@ -29,6 +28,7 @@ from sqlalchemy.orm import Session
 from settlement.claims.person_id import normalize_person_id
 from settlement.layers import SHARES
 from settlement.money import FEN_PER_YUAN, format_fen
+from settlement.service import pages
 from settlement.service.auth.keys import Role
 from settlement.service.auth.service import Principal
 from settlement.service.context import ServiceContext
@@ -338,10 +338,8 @@ def _encode(value: Any) -> Any:
 
 def encode_cursor(sort: Sort, value: Any, seq: int) -> str:
     if sort.key == "seq" and not sort.descending:  # the list's cursor before sorts existed
-        text = f"s:{seq}"
-    else:
-        text = "k:" + json.dumps([sort.text, _encode(value), seq], separators=(",", ":"))
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+        return pages.encode_cursor("s", seq)
+    return pages.encode_cursor("k", json.dumps([sort.text, _encode(value), seq], separators=(",", ":")))
 
 
 def decode_cursor(cursor: str | None, sort: Sort) -> tuple[Any, int] | None:
@@ -349,8 +347,7 @@ def decode_cursor(cursor: str | None, sort: Sort) -> tuple[Any, int] | None:
     if not cursor:
         return None
     try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        kind, _, rest = text.partition(":")
+        kind, rest = pages.cursor_parts(cursor)
         if kind == "s" and sort.key == "seq" and not sort.descending:
             return int(rest), int(rest)
         if kind != "k":

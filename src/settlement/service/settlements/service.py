@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from settlement.claims import Claim, ClaimError, DuplicateKeyError, decode_json, validate_claim
 from settlement.claims.person_id import PersonIdError, check_person_id
 from settlement.engine.state import PersonYearTotals
-from settlement.service import metrics, pages
+from settlement.service import metrics
 from settlement.service.accumulators.repository import (
     add_to_person_year,
     lock_person_year,
@@ -405,11 +405,4 @@ def get(session: Session, principal: Principal, settlement_id: str) -> dict[str,
     return funds_view(body_of(row), principal.funds)
 
 
-def encode_cursor(seq: int) -> str:
-    """A page's cursor by a row's sequence number (the previews' list)."""
-    return pages.encode_cursor("s", seq)
-
-
-def decode_cursor(cursor: str | None) -> int:
-    return pages.decode_cursor(cursor, "s", int) if cursor else 0
 

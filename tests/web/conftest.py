@@ -129,6 +129,18 @@ def page(context: Any, server: Server) -> Any:
     return p
 
 
+def import_dry_run(page: Any, server: Server, path: Path, csv: str) -> list[str]:
+    """The import page's dry run of ``csv`` (written to ``path`` in GB18030, as a clerk's Excel saves it):
+    the problem table's rows, tab-separated cells."""
+    path.write_bytes(csv.encode("gb18030"))
+    page.goto(f"{server.base}/review/persons/import")
+    page.set_input_files("input[type=file]", str(path))
+    page.click("form.upload button[type=submit]")
+    page.wait_for_selector("#import-report")
+    rows: list[str] = page.locator("#import-problems tbody tr").all_inner_texts()
+    return rows
+
+
 def screenshot(page: Any, name: str) -> None:
     """Saves the page at 1366×768 when SETTLEMENT_SCREENSHOTS names a folder."""
     folder = os.environ.get("SETTLEMENT_SCREENSHOTS")

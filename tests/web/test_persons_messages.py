@@ -9,7 +9,7 @@ from typing import Any
 
 from settlement.claims.person_id import CHECK, WEIGHTS
 
-from .conftest import Server, sign_in
+from .conftest import Server, import_dry_run, sign_in
 
 CHINESE = re.compile(r"[\u4e00-\u9fff]")
 
@@ -125,12 +125,7 @@ def test_import_dry_run_says_bad_ids_districts_and_names_in_chinese(page: Any, s
            f"{valid_id('23010219750920078')},城乡居民,低保,2019-01-01,,{'长' * 101},990102\n"
            "too,few\n")
     path = tmp_path / "名册.csv"
-    path.write_bytes(csv.encode("gb18030"))
-    page.goto(f"{server.base}/review/persons/import")
-    page.set_input_files("input[type=file]", str(path))
-    page.click("form.upload button[type=submit]")
-    page.wait_for_selector("#import-report")
-    problems = page.locator("#import-problems tbody tr").all_inner_texts()
+    problems = import_dry_run(page, server, path, csv)
     shown = "\n".join(problems)
     assert "公民身份号码校验码错误" in shown and "姓名超过 100 个字符" in shown and "99 不是省级代码" in shown
     assert "4\t整行\t" in shown  # a row without a column to name

@@ -11,7 +11,7 @@ from typing import Any
 
 import openpyxl
 
-from .conftest import Server, screenshot, sign_in
+from .conftest import Server, import_dry_run, screenshot, sign_in
 
 
 def test_approve_with_a_note_and_see_the_record(page: Any, server: Server) -> None:
@@ -85,12 +85,7 @@ def test_import_dry_run_shows_every_problem_and_writes_nothing(page: Any, server
            "230102198001010015,城乡居民,低保,2019-01-01,,李四,230102\n"  # wrong check digit
            f"{good[:-1]}X,火星居民,特困,2019-13-01,,张三,230102\n")
     path = tmp_path / "名册.csv"
-    path.write_bytes(csv.encode("gb18030"))
-    page.goto(f"{server.base}/review/persons/import")
-    page.set_input_files("input[type=file]", str(path))
-    page.click("form.upload button[type=submit]")
-    page.wait_for_selector("#import-report")
-    problems = page.locator("#import-problems tbody tr").all_inner_texts()
+    problems = import_dry_run(page, server, path, csv)
     assert int(page.locator("#import-problem-count").inner_text()) == len(problems) >= 3
     assert {p.split("\t")[0] for p in problems} >= {"3", "4"}
     shown = " ".join(problems)  # in the page's language (the catalog's), not the API's English

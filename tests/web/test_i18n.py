@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from babel.messages.pofile import read_po
 from pydantic import ValidationError
 
@@ -39,18 +40,23 @@ def test_every_message_has_a_chinese_translation() -> None:
     assert not wrong, wrong
 
 
-def test_the_catalog_holds_every_message_of_the_sources(tmp_path: Path) -> None:
-    pot = tmp_path / "messages.pot"
+@pytest.fixture(scope="module")
+def extracted(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
+    """The message ids Babel extracts from the sources (babel.cfg), as the catalog update does."""
+    pot = tmp_path_factory.mktemp("extract") / "messages.pot"
     subprocess.run(
         [sys.executable, "-m", "babel.messages.frontend", "extract", "-F", "babel.cfg", "-k", "N_", "-o", str(pot),
          "--no-location", "."], cwd=ROOT, check=True, capture_output=True,
     )
     with pot.open("rb") as handle:
-        extracted = {str(m.id) for m in read_po(handle) if m.id}
+        return {str(m.id) for m in read_po(handle) if m.id}
+
+
+def test_the_catalog_holds_every_message_of_the_sources(extracted: set[str]) -> None:
     assert extracted and extracted <= set(_catalog("zh_CN"))
 
 
-def test_every_marked_message_is_extracted(tmp_path: Path) -> None:
+def test_every_marked_message_is_extracted(extracted: set[str]) -> None:
     """Each N_("…") of the extracted sources is in the extraction (Babel misses one nested in a _() call,
     and then a page says it in English)."""
     import ast
@@ -68,13 +74,6 @@ def test_every_marked_message_is_extracted(tmp_path: Path) -> None:
                 if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "N_"
                         and node.args and isinstance(node.args[0], ast.Constant)):
                     marked.add(node.args[0].value)
-    pot = tmp_path / "messages.pot"
-    subprocess.run(
-        [sys.executable, "-m", "babel.messages.frontend", "extract", "-F", "babel.cfg", "-k", "N_", "-o", str(pot),
-         "--no-location", "."], cwd=ROOT, check=True, capture_output=True,
-    )
-    with pot.open("rb") as handle:
-        extracted = {str(m.id) for m in read_po(handle) if m.id}
     assert len(marked) > 100 and marked <= extracted, sorted(marked - extracted)
     # and no catalog entry is left that no source uses any longer
     assert set(_catalog("zh_CN")) <= extracted, sorted(set(_catalog("zh_CN")) - extracted)

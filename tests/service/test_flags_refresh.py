@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from service_helpers import example, requires_postgres
+from service_helpers import example, register, requires_postgres
 from sqlalchemy import func, select, text
 
 from settlement.service.db import make_engine
@@ -132,6 +132,28 @@ def test_new_rules_re_check_every_settlement(client, auth, app, tmp_path: Path):
     stats = refresh(db, rules_at(None), margin=MARGIN)  # and back
     assert stats.checked == 3 and stats.removed >= 3
     assert not any(rule == "high_total" for _s, rule in flags_of(app))
+
+
+def test_emergency_flags_carry_the_stored_results_relief(client, auth, app):
+    """The emergency rules' figure is the stored result's payments.emergency_relief, read from the database
+    (PostgreSQL's and SQLite's JSON path), for the unidentified patient and the patient who cannot pay."""
+    register(client, auth["reviewer"], example("EX-17")["patient"]["person_id"], "employee", "none",
+             valid_from="2019-01-01")
+    paid = {}
+    for claim_id, rule in (("EX-15", "emergency_unidentified"), ("EX-17", "emergency_unable_to_pay")):
+        claim = example(claim_id)
+        claim["claim_id"] = f"{claim_id}-FLAGS"
+        body = settle(client, auth, claim, hospital=claim["hospital"]["id"])
+        assert body["payments"]["emergency_relief"] != "0.00"
+        paid[body["settlement_id"]] = (rule, body["payments"]["emergency_relief"])
+    refresh(app.state.ctx.db, rules_at(None), margin=MARGIN)
+    with app.state.ctx.db.read() as session:
+        for sid, (rule, relief) in paid.items():
+            seq = session.scalar(select(Settlement.seq).where(Settlement.settlement_id == sid))
+            figures = session.scalar(
+                select(SettlementFlag.figures).where(SettlementFlag.settlement_seq == seq, SettlementFlag.rule == rule)
+            )
+            assert figures is not None and figures["emergency_relief"] == relief
 
 
 @requires_postgres

@@ -93,12 +93,13 @@ ZERO = {name: 0 for name in ("total", "fully_self_paid", "over_limit", "pre_self
 
 
 def facts(*, items: list[dict[str, Any]] | None = None, patient: dict[str, Any] | None = None,
-          result: dict[str, Any] | None = None, category: str = "registered_poor", pathway: str = "standard",
+          emergency_relief: str | None = None, category: str = "registered_poor", pathway: str = "standard",
           admitted: dt.date = MARCH_1, discharged: dt.date = MARCH_5, **fen: int) -> ClaimFacts:
     body = {"patient": patient or {"person_id": "x"}, "items": items or [{"code": "X000001", "quantity": 1,
                                                                           "unit_price": "1.00"}]}
     return ClaimFacts(seq=1, category=category, visit_type="inpatient", admitted=admitted, discharged=discharged,
-                      pathway=pathway, fen={**ZERO, **fen}, request_body=json.dumps(body), result=result or {})
+                      pathway=pathway, fen={**ZERO, **fen}, request_body=json.dumps(body),
+                      emergency_relief=emergency_relief)
 
 
 def test_amount_rules_fire_on_their_amounts_only():
@@ -152,14 +153,14 @@ def test_bed_days_beyond_the_stay():
 def test_emergency_rules_read_the_stored_body_and_result():
     unidentified = claim_flags(RULES_DEFAULT, facts(
         patient={"unidentified": True, "temporary_id": "T2019-0042"},
-        result={"payments": {"emergency_relief": "800.00"}}, total=1))
+        emergency_relief="800.00", total=1))
     assert unidentified["emergency_unidentified"] == {"temporary_id": "T2019-0042", "emergency_relief": "800.00"}
     assert "emergency_unable_to_pay" not in unidentified
     unable = claim_flags(RULES_DEFAULT, facts(
-        patient={"person_id": "x", "unable_to_pay": True}, result={"payments": {"emergency_relief": "12.34"}}, total=1))
+        patient={"person_id": "x", "unable_to_pay": True}, emergency_relief="12.34", total=1))
     assert unable["emergency_unable_to_pay"] == {"emergency_relief": "12.34"}
     nothing_paid = claim_flags(RULES_DEFAULT, facts(
-        patient={"person_id": "x", "unable_to_pay": True}, result={"payments": {"emergency_relief": "0.00"}}, total=1))
+        patient={"person_id": "x", "unable_to_pay": True}, emergency_relief="0.00", total=1))
     assert "emergency_unable_to_pay" not in nothing_paid
     assert claim_flags(RULES_DEFAULT, facts(total=1)) == {}
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     DateTime,
     Dialect,
@@ -34,6 +35,8 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Table,
+    any_,
+    bindparam,
     create_engine,
     event,
     text,
@@ -501,6 +504,15 @@ def run_transaction(
 def upsert(session: Session, table: Table) -> Any:
     """INSERT into ``table`` with its ON CONFLICT clauses, for the session's database (PostgreSQL or SQLite)."""
     return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+def one_of(session: Session, column: Any, values: Sequence[Any]) -> Any:
+    """``column IN values``: on PostgreSQL ``column = ANY(:array)``, one parameter, so the statement's text
+    stays the same whatever the number of values (compiled and parsed once; an IN list of n values is
+    rendered and split anew for every n); on SQLite an IN list."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(values)
 
 
 def insert_ignore(

@@ -41,7 +41,7 @@ from sqlalchemy import Table, delete, func, insert, select, tuple_
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from settlement.service.db import Database, insert_ignore, is_unavailable, sqlstate, upsert
+from settlement.service.db import Database, insert_ignore, is_unavailable, one_of, sqlstate, upsert
 from settlement.service.persons.models import Person, PersonCategory
 from settlement.service.settlements import rollup
 from settlement.service.settlements.models import AMOUNTS, Settlement, SettlementEvent
@@ -132,18 +132,19 @@ def _candidates(session: Session, digest: str, after: int, limit: int) -> list[i
 def _claim_facts(session: Session, seqs: Sequence[int]) -> list[tuple[ClaimFacts, str | None]]:
     s = Settlement
     cols = [getattr(s, f"{name}_fen") for name in AMOUNTS]
+    relief = s.result["payments"]["emergency_relief"].as_string()  # of the stored result, only what a rule reads
     out: list[tuple[ClaimFacts, str | None]] = []
     for part in _chunks(seqs):
         rows = session.execute(
             select(s.seq, s.person_id, s.category, s.visit_type, s.admitted, s.discharged, s.pathway,
-                   s.request_body, s.result, *cols).where(s.seq.in_(part))
+                   s.request_body, relief, *cols).where(one_of(session, s.seq, part))
         ).all()
         for row in rows:
             fen = {name: int(row[9 + i]) for i, name in enumerate(AMOUNTS)}
             facts = ClaimFacts(
                 seq=row.seq, category=row.category, visit_type=row.visit_type, admitted=row.admitted,
                 discharged=row.discharged, pathway=row.pathway, fen=fen, request_body=row.request_body,
-                result=row.result or {},
+                emergency_relief=row[8],
             )
             out.append((facts, row.person_id))
     return out
@@ -160,7 +161,8 @@ def _stays(session: Session, person_ids: Sequence[str]) -> dict[str, list[Stay]]
     for part in _chunks(person_ids):
         for row in session.execute(
             select(s.seq, s.settlement_id, s.hospital_id, s.claim_id, s.status, s.visit_type, s.category,
-                   s.admitted, s.discharged, s.settled_at, s.reversed_at, s.person_id).where(s.person_id.in_(part))
+                   s.admitted, s.discharged, s.settled_at, s.reversed_at, s.person_id)
+            .where(one_of(session, s.person_id, part))
         ):
             out[row.person_id].append(Stay(
                 seq=row.seq, settlement_id=row.settlement_id, hospital_id=row.hospital_id, claim_id=row.claim_id,
@@ -173,11 +175,11 @@ def _stays(session: Session, person_ids: Sequence[str]) -> dict[str, list[Stay]]
 def _periods(session: Session, person_ids: Sequence[str]) -> dict[str, list[Period]]:
     out: dict[str, list[Period]] = {}
     for part in _chunks(person_ids):
-        for pid in session.scalars(select(Person.person_id).where(Person.person_id.in_(part))):
+        for pid in session.scalars(select(Person.person_id).where(one_of(session, Person.person_id, part))):
             out[pid] = []
         for row in session.execute(
             select(PersonCategory.person_id, PersonCategory.category, PersonCategory.valid_from,
-                   PersonCategory.valid_to).where(PersonCategory.person_id.in_(part))
+                   PersonCategory.valid_to).where(one_of(session, PersonCategory.person_id, part))
         ):
             out.setdefault(row.person_id, []).append(Period(row.category, row.valid_from, row.valid_to))
     return out
@@ -198,7 +200,7 @@ def _write_flags(
     for part in _chunks(seqs):
         for row in session.execute(
             select(f.settlement_seq, f.rule, f.figures, f.threshold).where(
-                f.settlement_seq.in_(part), f.rule.in_(rules_of)
+                one_of(session, f.settlement_seq, part), f.rule.in_(rules_of)
             )
         ):
             existing[(row.settlement_seq, row.rule)] = (row.figures, row.threshold)

@@ -213,7 +213,8 @@ class ClaimFacts:
     fen: Mapping[str, int]
     """The settlement's amounts in fen by name (total, fully_self_paid, …)."""
     request_body: str
-    result: Mapping[str, Any]
+    emergency_relief: str | None
+    """The stored result's ``payments.emergency_relief`` (yuan), None when it has none."""
 
 
 @dataclass
@@ -327,19 +328,13 @@ def claim_flags(rules: ReviewRules, facts: ClaimFacts) -> dict[str, dict[str, An
     if on("emergency_unidentified") and unidentified:
         out["emergency_unidentified"] = {
             "temporary_id": body.patient.get("temporary_id"),
-            "emergency_relief": _emergency_relief(facts.result),
+            "emergency_relief": facts.emergency_relief,
         }
     if on("emergency_unable_to_pay") and not unidentified and body.patient.get("unable_to_pay") is True:
-        relief = _emergency_relief(facts.result)
+        relief = facts.emergency_relief
         if relief is not None and _yuan_fen(relief) > 0:
             out["emergency_unable_to_pay"] = {"emergency_relief": relief}
     return out
-
-
-def _emergency_relief(result: Mapping[str, Any]) -> str | None:
-    payments = result.get("payments")
-    value = payments.get("emergency_relief") if isinstance(payments, dict) else None
-    return str(value) if value is not None else None
 
 
 def person_flags(rules: ReviewRules, stays: Sequence[Stay], periods: Sequence[Period] | None) -> Fired:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from settlement.money import format_fen
 from settlement.service.reviews.rules import (
     BUNDLED,
     CLAIM_RULES,
@@ -135,6 +139,21 @@ def test_duplicate_lines_are_the_same_code_at_the_same_price():
     fired = claim_flags(RULES_DEFAULT, facts(items=items, total=1))
     assert fired["duplicate_line"] == {"repeated": [{"code": "X000001", "unit_price": "12.50", "lines": [1, 3]}]}
     assert "duplicate_line" not in claim_flags(RULES_DEFAULT, facts(items=items[:2] + items[3:], total=1))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["X000001", "X000002", "X000003"]),
+                          st.sampled_from(["12.5", "12.50", "13.00", "1", "1.0"])), max_size=12))
+def test_duplicate_lines_as_defined(lines):
+    """Every group of two or more lines with one code and one price (as a decimal), in first-seen order."""
+    items = [{"code": code, "quantity": 1, "unit_price": price} for code, price in lines]
+    groups: dict[tuple[str, Decimal], list[int]] = {}
+    for number, (code, price) in enumerate(lines, start=1):
+        groups.setdefault((code, Decimal(price)), []).append(number)
+    expected = [{"code": code, "unit_price": format_fen(int(price * 100)), "lines": numbers}
+                for (code, price), numbers in groups.items() if len(numbers) > 1]
+    fired = claim_flags(RULES_DEFAULT, facts(items=items, total=1))
+    assert fired.get("duplicate_line") == ({"repeated": expected} if expected else None)
 
 
 def test_bed_days_beyond_the_stay():

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -298,9 +298,12 @@ def claim_flags(rules: ReviewRules, facts: ClaimFacts) -> dict[str, dict[str, An
         return out
     body = _body(facts.request_body)
     if on("duplicate_line"):
+        priced = [(number, item) for number, item in enumerate(body.items, start=1)
+                  if isinstance(item, dict) and "code" in item and "unit_price" in item]
+        repeats = Counter(str(item["code"]) for _n, item in priced)
         lines: dict[tuple[str, Decimal], list[int]] = defaultdict(list)
-        for number, item in enumerate(body.items, start=1):
-            if isinstance(item, dict) and "code" in item and "unit_price" in item:
+        for number, item in priced:
+            if repeats[str(item["code"])] > 1:  # a line can repeat only a line of the same code
                 lines[(str(item["code"]), _quantity(item["unit_price"]))].append(number)
         repeated = [
             {"code": code, "unit_price": format_fen(int(price * FEN_PER_YUAN)), "lines": numbers}

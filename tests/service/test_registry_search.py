@@ -3,11 +3,21 @@ person's year against the caps."""
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+import warnings
 from typing import Any
 
 from service_helpers import example, person_id
 
+from settlement.service.accounts.service import create_user
 from settlement.service.auth.keys import Role
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+PASSWORD = "correct horse battery"
 
 PEOPLE = [  # (id, name, district, scheme, category)
     (person_id(1, "19800101"), "张三", "230102", "resident", "subsistence_allowance"),
@@ -161,3 +171,26 @@ def test_names_searched_for_stay_out_of_the_access_log(caplog):
     lines = [r.getMessage() for r in caplog.records]
     assert lines == ['127.0.0.1:5000 - "GET /v1/persons?district=2301&q=***&limit=5 HTTP/1.1" 200',
                      '127.0.0.1:5000 - "GET /review/persons?q=*** HTTP/1.1" 200']
+
+
+def test_the_persons_page_shows_the_category_in_force_on_the_services_today(app, client, auth, monkeypatch):
+    """The registry page's category column is the category on today in the service's time zone
+    (ctx.today, as the API's default), not in a zone of its own."""
+    pid = person_id(7, "19800101")
+    body = {"scheme": "resident", "categories": [
+        {"category": "registered_poor", "valid_from": "2018-01-01", "valid_to": "2018-12-31"}]}
+    assert client.put(f"/v1/persons/{pid}", json=body, headers=auth["admin"]).status_code == 201
+    monkeypatch.setattr(type(app.state.ctx), "today", lambda _self: dt.date(2018, 6, 1))
+    with app.state.ctx.db.write() as session:
+        create_user(session, "registry-clerk", "reviewer", PASSWORD)
+        session.commit()
+    web = TestClient(app, base_url="https://testserver")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', web.get("/login").text).group(1)  # type: ignore[union-attr]
+    signed = web.post("/login", data={"username": "registry-clerk", "password": PASSWORD, "csrf_token": token,
+                                      "next": ""}, follow_redirects=False)
+    assert signed.status_code == 303
+    page = web.get("/review/persons", params={"q": pid})
+    assert page.status_code == 200
+    row = re.search(rf"<tr[^>]*>(?:(?!</tr>).)*{pid}(?:(?!</tr>).)*</tr>", page.text, re.S)
+    assert row is not None and "建档立卡贫困人口" in row.group(0)
+    assert ids(client, auth["reviewer"], category="registered_poor") == [pid]  # the API's default day, the same

@@ -57,7 +57,8 @@ def persons_page(request: Request, ctx: Ctx, user: User) -> Response:
             raise invalid_request(f"category: one of {', '.join(CATEGORY_LABELS)}")
         with ctx.db.read() as session:
             found = persons.search(session, user.principal, q=filters.get("q"), district=filters.get("district"),
-                                   category=filters.get("category"), cursor=filters.get("cursor"), limit=50)
+                                   category=filters.get("category"), on=ctx.today(), cursor=filters.get("cursor"),
+                                   limit=50)
     return page(request, "persons.html", user, filters=filters, items=found["items"],
                 next_cursor=found["next_cursor"], searched=searched, can_import=user.role in REVIEWERS,
                 problem=problem, status=422 if problem else 200)

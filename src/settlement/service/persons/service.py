@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import unicodedata
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
@@ -29,7 +28,6 @@ from .position import year_position as year_position
 from .repository import add_history, get_person, identity_on, lock_person, person_snapshot, snapshot
 from .schemas import CategoryPeriod, HistoryEntry, HistoryOut, PersonIn, PersonOut
 
-CHINA = ZoneInfo("Asia/Shanghai")
 NAME_ROLES = (Role.REVIEWER, Role.ADMIN)
 """Who sees names: insurers and hospitals never do."""
 
@@ -242,7 +240,7 @@ def search(
     district: str | None = None,
     category: str | None = None,
     scheme: str | None = None,
-    on: dt.date | None = None,
+    on: dt.date,
     cursor: str | None = None,
     limit: int = 50,
 ) -> dict[str, Any]:
@@ -251,17 +249,16 @@ def search(
     ``q`` matches an id prefix (a trailing x counts as X) or, for reviewer and
     admin keys only, a substring of the name. ``district`` is a 2/4/6-digit
     prefix, ANDed with the caller's own scope. ``category`` is the category in
-    force on ``on`` (default: today in the service's time zone). Each item:
+    force on ``on`` (the callers' default: ctx.today(), in the service's time zone). Each item:
     person_id, scheme, name (null for insurers), district, category (on ``on``),
     updated_at.
     """
-    day = on or dt.datetime.now(CHINA).date()
     current = (
         select(PersonCategory.category)
         .where(
             PersonCategory.person_id == Person.person_id,
-            PersonCategory.valid_from <= day,
-            or_(PersonCategory.valid_to.is_(None), PersonCategory.valid_to >= day),
+            PersonCategory.valid_from <= on,
+            or_(PersonCategory.valid_to.is_(None), PersonCategory.valid_to >= on),
         )
         .limit(1)
         .scalar_subquery()

@@ -150,11 +150,22 @@ def _adjusts(closes: Closes, kind: str, period: str, source_day: dt.date | None)
     return None
 
 
-def _check_range(start: dt.date, end: dt.date) -> None:
+def _read_closes(
+    session: Session, ctx: ServiceContext, principal: Principal, fund: str, start: dt.date, end: dt.date
+) -> Closes:
+    """The fund's closes, once the caller may see the fund (404/403) and [start, end] is a range (400)."""
+    visible_fund(ctx, principal, fund)
     if end < start:
         raise invalid_request(
             f"to ({end}) is before from ({start})", [{"field": "to", "message": "must be on or after from"}]
         )
+    return Closes.read(session, fund)
+
+
+def _totals(sums: dict[tuple[str, str, str | None], list[int]]) -> tuple[int, int, int]:
+    """(settlements, reversals, amount) over every cell of _aggregate's sums."""
+    cells = sums.values()
+    return sum(c[0] for c in cells), sum(c[1] for c in cells), sum(c[2] for c in cells)
 
 
 def _period_key(day: dt.date, by: By) -> str:
@@ -181,29 +192,16 @@ def statement(
     by: By = "month",
 ) -> dict[str, Any]:
     """Rows {period, hospital_id, fund, adjusts, settlements, reversals, amount} and totals."""
-    visible_fund(ctx, principal, fund)
-    _check_range(start, end)
-    closes = Closes.read(session, fund)
+    closes = _read_closes(session, ctx, principal, fund, start, end)
     sums = _aggregate(session, closes, start, end, hospital_id, by)
     rows = [
-        {
-            "period": period,
-            "hospital_id": hospital,
-            "fund": fund,
-            "adjusts": adjusts,
-            "settlements": n_settled,
-            "reversals": n_reversed,
-            "amount": amount,
-        }
+        {"period": period, "hospital_id": hospital, "fund": fund, "adjusts": adjusts, "settlements": n_settled,
+         "reversals": n_reversed, "amount": amount}
         for (period, hospital, adjusts), (n_settled, n_reversed, amount) in sorted(
             sums.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "")
         )
     ]
-    totals = {
-        "settlements": sum(s for s, _, _ in sums.values()),
-        "reversals": sum(r for _, r, _ in sums.values()),
-        "amount": sum(a for _, _, a in sums.values()),
-    }
+    settlements, reversals, amount = _totals(sums)
     return {
         "fund": fund,
         "from": start,
@@ -212,7 +210,7 @@ def statement(
         "time_zone": ctx.settings.timezone,
         "closed": sorted(p for p in closes.watermarks if month_of(start) <= p <= month_of(end)),
         "rows": rows,
-        "totals": totals,
+        "totals": {"settlements": settlements, "reversals": reversals, "amount": amount},
     }
 
 
@@ -250,16 +248,8 @@ def _line_query(closes: Closes) -> Select[Any]:
     e = LedgerEntry
     return (
         select(
-            e.id,
-            Settlement.settlement_id,
-            e.hospital_id,
-            Settlement.claim_id,
-            Settlement.person_id,
-            e.kind,
-            e.at,
-            e.business_date,
-            e.amount_fen,
-            source.business_date,
+            e.id, Settlement.settlement_id, e.hospital_id, Settlement.claim_id, Settlement.person_id, e.kind, e.at,
+            e.business_date, e.amount_fen, source.business_date,
         )
         .join(Settlement, Settlement.seq == e.settlement_seq)
         .outerjoin(source, reverses)
@@ -319,9 +309,7 @@ def lines(
     hospital_id: str | None = None,
 ) -> Iterator[dict[str, Any]]:
     """One line per ledger entry booked in [start, end], by entry id (after `after`), at most `limit`."""
-    visible_fund(ctx, principal, fund)
-    _check_range(start, end)
-    closes = Closes.read(session, fund)
+    closes = _read_closes(session, ctx, principal, fund, start, end)
     return _lines(session, closes, start, end, after=after, limit=limit, hospital_id=hospital_id)
 
 
@@ -356,16 +344,8 @@ def line_digest(rows: Iterator[dict[str, Any]]) -> tuple[str, int]:
         at = r["booked_at"]
         stamp = at.astimezone(dt.UTC).isoformat() if isinstance(at, dt.datetime) else str(at)
         fields = (
-            r["entry_id"],
-            r["period"],
-            r["settlement_id"],
-            r["hospital_id"],
-            r["claim_id"],
-            r["person_id"],
-            r["kind"],
-            stamp,
-            r["adjusts"] or "",
-            r["amount"],
+            r["entry_id"], r["period"], r["settlement_id"], r["hospital_id"], r["claim_id"], r["person_id"], r["kind"],
+            stamp, r["adjusts"] or "", r["amount"],
         )
         digest.update((",".join(str(f) for f in fields) + "\n").encode())
         n += 1
@@ -432,14 +412,15 @@ def close_period(session: Session, ctx: ServiceContext, principal: Principal, fu
         for (_, h, a), (s, r, amount) in sorted(sums.items(), key=lambda kv: (kv[0][1], kv[0][2] or ""))
     ]
     digest, count = line_digest(_lines(session, frozen, first, last))
+    settlements, reversals, amount_fen = _totals(sums)
     close = PeriodClose(
         fund=fund,
         period=period,
         previous=previous,
         through_entry=watermark,
-        settlements=sum(s for s, _, _ in sums.values()),
-        reversals=sum(r for _, r, _ in sums.values()),
-        amount_fen=sum(a for _, _, a in sums.values()),
+        settlements=settlements,
+        reversals=reversals,
+        amount_fen=amount_fen,
         lines=count,
         lines_sha256=digest,
         rows=rows,
@@ -462,16 +443,11 @@ def per_settlement(
 ) -> list[dict[str, Any]]:
     """Net amount per settlement of one fund booked in [start, end] (as statements book it), and whether
     a reversal of it is booked there: {settlement_id, hospital_id, claim_id, amount, reversed}."""
-    visible_fund(ctx, principal, fund)
-    _check_range(start, end)
-    closes = Closes.read(session, fund)
+    closes = _read_closes(session, ctx, principal, fund, start, end)
     e = LedgerEntry
     query = (
         select(
-            Settlement.settlement_id,
-            Settlement.hospital_id,
-            Settlement.claim_id,
-            func.sum(e.amount_fen),
+            Settlement.settlement_id, Settlement.hospital_id, Settlement.claim_id, func.sum(e.amount_fen),
             func.max(case((e.kind == "reversed", 1), else_=0)),
         )
         .join(Settlement, Settlement.seq == e.settlement_seq)

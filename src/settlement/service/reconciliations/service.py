@@ -27,13 +27,7 @@ from .models import ReconciliationItem, ReconciliationRun
 
 
 def run(
-    session: Session,
-    ctx: ServiceContext,
-    principal: Principal,
-    fund: str,
-    start: dt.date,
-    end: dt.date,
-    name: str,
+    session: Session, ctx: ServiceContext, principal: Principal, fund: str, start: dt.date, end: dt.date, name: str,
     data: bytes,
 ) -> dict[str, Any]:
     """Matches the file against the ledger and stores the run with its items; {id, summary}."""
@@ -44,9 +38,7 @@ def run(
         theirs = read_theirs(data, name, need_hospital=True)
     except InputDefects as exc:
         raise ServiceError(
-            422,
-            "invalid_file",
-            f"{name}: {len(exc.found)} defect(s); nothing was stored",
+            422, "invalid_file", f"{name}: {len(exc.found)} defect(s); nothing was stored",
             errors=[{"line": line, "message": str(message)} for line, message in exc.found],
         ) from exc  # the page says the defects (catalog messages) in its language from the cause
     ours = [
@@ -56,31 +48,15 @@ def run(
     report = match(ours, theirs, by_hospital=True)
     run_id = str(uuid.uuid4())
     summary = report.summary()
-    session.add(
-        ReconciliationRun(
-            id=run_id,
-            fund=fund,
-            period_from=start,
-            period_to=end,
-            input_name=name[:255],
-            input_sha256=sha256(data),
-            ran_by=principal.actor,
-            ran_at=ctx.now(),
-            summary=summary,
-        )
-    )
+    session.add(ReconciliationRun(
+        id=run_id, fund=fund, period_from=start, period_to=end, input_name=name[:255], input_sha256=sha256(data),
+        ran_by=principal.actor, ran_at=ctx.now(), summary=summary,
+    ))
     session.flush()
     session.add_all(
         ReconciliationItem(
-            run_id=run_id,
-            seq=seq,
-            kind=item.kind,
-            hospital_id=item.hospital_id,
-            claim_id=item.claim_id,
-            settlement_id=item.settlement_id,
-            ours_fen=item.ours,
-            theirs_fen=item.theirs,
-            line=item.line,
+            run_id=run_id, seq=seq, kind=item.kind, hospital_id=item.hospital_id, claim_id=item.claim_id,
+            settlement_id=item.settlement_id, ours_fen=item.ours, theirs_fen=item.theirs, line=item.line,
         )
         for seq, item in enumerate(report.items)
     )
@@ -88,7 +64,7 @@ def run(
     return {"id": run_id, "summary": summary}
 
 
-def _run_row(session: Session, ctx: ServiceContext, principal: Principal, run_id: str) -> ReconciliationRun:
+def _run_row(session: Session, principal: Principal, run_id: str) -> ReconciliationRun:
     row = session.get(ReconciliationRun, run_id)
     if row is None or not principal.sees_fund(row.fund):
         raise not_found(f"no reconciliation {run_id}")
@@ -96,7 +72,7 @@ def _run_row(session: Session, ctx: ServiceContext, principal: Principal, run_id
 
 
 def get_run(session: Session, ctx: ServiceContext, principal: Principal, run_id: str) -> dict[str, Any]:
-    return _run_out(_run_row(session, ctx, principal, run_id))
+    return _run_out(_run_row(session, principal, run_id))
 
 
 def _run_out(row: ReconciliationRun) -> dict[str, Any]:
@@ -117,7 +93,7 @@ def items(
     session: Session, ctx: ServiceContext, principal: Principal, run_id: str, kind: str | None
 ) -> Iterator[dict[str, Any]]:
     """The run's items in report order (their file's order, then ours only, then reversed), of one kind or all."""
-    _run_row(session, ctx, principal, run_id)
+    _run_row(session, principal, run_id)
     if kind is not None and kind not in KINDS:
         raise invalid_request(f"unknown kind {kind!r}", [{"field": "kind", "message": f"one of {', '.join(KINDS)}"}])
     query = select(ReconciliationItem).where(ReconciliationItem.run_id == run_id).order_by(ReconciliationItem.seq)
@@ -131,10 +107,7 @@ def _item(i: ReconciliationItem) -> dict[str, Any]:
 
 
 def as_json(item: dict[str, Any]) -> dict[str, Any]:
-    return {
-        **item,
-        **{k: None if item[k] is None else format_fen(item[k]) for k in ("ours", "theirs", "difference")},
-    }
+    return {**item, **{k: None if item[k] is None else format_fen(item[k]) for k in ("ours", "theirs", "difference")}}
 
 
 def list_runs(session: Session, principal: Principal, *, limit: int = 100) -> list[dict[str, Any]]:

@@ -83,6 +83,9 @@ def yuan_to_fen(parameter: str, text: str | None) -> int | None:
     return int(value * FEN_PER_YUAN)
 
 
+MONEY_FIELDS = ("total_min", "total_max", "layer_min", "layer_max")
+
+
 @dataclass(frozen=True)
 class SettlementFilter:
     """Every filter of the list; None: no condition. All conditions are ANDed.
@@ -123,14 +126,11 @@ class SettlementFilter:
             value = getattr(self, f.name)
             if value is None:
                 continue
-            if f.name in ("total_min", "total_max", "layer_min", "layer_max"):
+            if f.name in MONEY_FIELDS:
                 out[f.name] = format_fen(value)
             else:
                 out[names.get(f.name, f.name)] = value.isoformat() if isinstance(value, dt.date) else str(value)
         return out
-
-
-MONEY_FIELDS = ("total_min", "total_max", "layer_min", "layer_max")
 
 
 def make_filter(**values: Any) -> SettlementFilter:
@@ -174,6 +174,11 @@ def _day_start(ctx: ServiceContext, day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(), tzinfo=ctx.tz).astimezone(dt.UTC)
 
 
+def _day_end(ctx: ServiceContext, day: dt.date) -> dt.datetime:
+    """The start of the next day: a settled-date range ends before it."""
+    return _day_start(ctx, day + dt.timedelta(days=1))
+
+
 Bounds = tuple[int | None, int | None]
 
 
@@ -189,7 +194,7 @@ def seq_bounds(session: Session, ctx: ServiceContext, flt: SettlementFilter) -> 
         before = _day_start(ctx, flt.settled_from) - margin
         low = session.scalar(select(SeqMark.seq).where(SeqMark.at_hi <= before).order_by(SeqMark.at_hi.desc()).limit(1))
     if flt.settled_to is not None:
-        after = _day_start(ctx, flt.settled_to + dt.timedelta(days=1)) + margin
+        after = _day_end(ctx, flt.settled_to) + margin
         high = session.scalar(select(SeqMark.seq).where(SeqMark.at_lo >= after).order_by(SeqMark.at_lo).limit(1))
     return low, high
 
@@ -263,7 +268,7 @@ def _settled_in(ctx: ServiceContext, flt: SettlementFilter, column: Any) -> list
     if flt.settled_from is not None:
         where.append(column >= _day_start(ctx, flt.settled_from))
     if flt.settled_to is not None:
-        where.append(column < _day_start(ctx, flt.settled_to + dt.timedelta(days=1)))
+        where.append(column < _day_end(ctx, flt.settled_to))
     return where
 
 
@@ -391,14 +396,8 @@ def ordered(
 
 
 def page(
-    session: Session,
-    ctx: ServiceContext,
-    principal: Principal,
-    flt: SettlementFilter,
-    *,
-    sort: str | None = None,
-    cursor: str | None = None,
-    limit: int = 50,
+    session: Session, ctx: ServiceContext, principal: Principal, flt: SettlementFilter, *,
+    sort: str | None = None, cursor: str | None = None, limit: int = 50,
 ) -> tuple[list[Settlement], str | None]:
     """One page of the filter's settlements (ORM rows) and the next page's cursor (None on the last)."""
     from settlement.service.reviews.models import ReviewStatus
@@ -485,7 +484,7 @@ def _block_run(
     if replace(flt, settled_from=None, settled_to=None) != SettlementFilter():
         return None  # a condition the blocks cannot answer (a status, a hospital, a district, …)
     start = None if flt.settled_from is None else _day_start(ctx, flt.settled_from)
-    end = None if flt.settled_to is None else _day_start(ctx, flt.settled_to + dt.timedelta(days=1))
+    end = None if flt.settled_to is None else _day_end(ctx, flt.settled_to)
     return rollup.totals(session, bounds, start, end, names)
 
 
@@ -554,15 +553,8 @@ def review_facts(session: Session, seqs: list[int]) -> tuple[dict[int, str], dic
 
 
 def search(
-    session: Session,
-    ctx: ServiceContext,
-    principal: Principal,
-    flt: SettlementFilter,
-    *,
-    sort: str | None = None,
-    cursor: str | None = None,
-    limit: int = 50,
-    totals: bool = True,
+    session: Session, ctx: ServiceContext, principal: Principal, flt: SettlementFilter, *,
+    sort: str | None = None, cursor: str | None = None, limit: int = 50, totals: bool = True,
 ) -> dict[str, Any]:
     """The JSON list: ``{"items", "next_cursor", "count", "totals"}`` (totals in yuan, over the whole filter)."""
     from settlement.service.settlements.service import summary_of
@@ -599,6 +591,9 @@ VISIT_ZH = {"inpatient": "住院", "outpatient": "普通门诊", "chronic_outpat
 PATHWAY_ZH = {"standard": "按项目结算", "single_disease": "单病种定额付费"}
 STATUS_ZH = {"settled": "已结算", "reversed": "已撤销"}
 REVIEW_ZH = {"pending": "待审核", "approved": "审核通过", "queried": "存疑", "recovery": "追回"}
+LABELS_ZH = {"scheme": SCHEME_ZH, "category": CATEGORY_ZH, "visit_type": VISIT_ZH, "status": STATUS_ZH,
+             "pathway": PATHWAY_ZH}
+"""The export's columns shown by their Chinese label (a value without one as it is)."""
 AMOUNT_ZH = {
     "total": "医疗费总额",
     "fully_self_paid": "全自费金额",
@@ -656,12 +651,7 @@ def charity_fund_names(ctx: ServiceContext, funds: list[str]) -> dict[str, str]:
 
 
 def export_rows(
-    ctx: ServiceContext,
-    principal: Principal,
-    flt: SettlementFilter,
-    *,
-    sort: str | None = None,
-    chunk: int = 2000,
+    ctx: ServiceContext, principal: Principal, flt: SettlementFilter, *, sort: str | None = None, chunk: int = 2000
 ) -> Iterator[Mapping[str, Any]]:
     """Every settlement of the filter as an export row, streamed (a server-side cursor on PostgreSQL):
     the rows are never all in memory. Opens its own session (a streamed response outlives the request's)."""
@@ -702,11 +692,8 @@ def export_rows(
         names: dict[str, str] = {}
         for raw in result:
             data = dict(zip(keys, raw, strict=True))
-            data["scheme"] = SCHEME_ZH.get(data["scheme"], data["scheme"])
-            data["category"] = CATEGORY_ZH.get(data["category"], data["category"])
-            data["visit_type"] = VISIT_ZH.get(data["visit_type"], data["visit_type"])
-            data["status"] = STATUS_ZH.get(data["status"], data["status"])
-            data["pathway"] = PATHWAY_ZH.get(data["pathway"], data["pathway"])
+            for key, labels in LABELS_ZH.items():
+                data[key] = labels.get(data[key], data[key])
             data["review_status"] = REVIEW_ZH[data["review_status"] or "pending"]
             rules = data["flags"]
             if rules:

@@ -44,20 +44,10 @@ NAMES_ZH = {
     "resettled_after_reversal": "撤销后重新结算",
 }
 RULES = tuple(NAMES_ZH)
-CLAIM_RULES = (
-    "bed_days_exceed_stay",
-    "duplicate_line",
-    "over_price_cap",
-    "high_self_pay_share",
-    "high_total",
-    "fixed_standard_overrun",
-    "backstop_paid",
-    "emergency_unidentified",
-    "emergency_unable_to_pay",
-)
-"""Rules that look at the settlement alone: evaluated once per settlement (and again when the rules change)."""
 PERSON_RULES = ("readmission", "frequent_stays", "category_changed_after", "resettled_after_reversal")
 """Rules that look at the person's other settlements or registry: evaluated again when those change."""
+CLAIM_RULES = tuple(rule for rule in RULES if rule not in PERSON_RULES)
+"""Rules that look at the settlement alone: evaluated once per settlement (and again when the rules change)."""
 
 
 class ReviewRulesError(Exception):

@@ -403,6 +403,3 @@ def get(session: Session, principal: Principal, settlement_id: str) -> dict[str,
     if principal.funds is not None and not repository.paid_by_funds(session, row.seq, principal.funds):
         raise not_found(f"no settlement {settlement_id}")  # none of the key's funds paid it: as if missing
     return funds_view(body_of(row), principal.funds)
-
-
-
